@@ -1,0 +1,106 @@
+r"""Scaled Weight Standardization (NF-ResNet paper §5, NFNets §3; official ``base.WSConv2D``).
+
+Each output unit's weights are standardised over their fan-in before every use:
+
+.. math::  \hat W_{i} = \text{gain}_i \, \frac{W_{i} - \mu_i}{\sqrt{\max(N \sigma_i^2,\ 10^{-4})}}
+
+with :math:`\mu_i, \sigma_i^2` the mean and *population* variance of row ``i`` and
+``N = k_h k_w C_in / groups`` the fan-in. Scaling by :math:`1/\sqrt N` gives each output unit
+variance 1 for unit-variance inputs, and removing the mean removes the mean shift of ReLU-like
+activations. The ``max(., 1e-4)`` floor is the official code's; timm adds ``eps = 1e-5`` to the
+variance instead, which we do not follow.
+
+Padding: the official convolutions use TensorFlow "SAME" padding, which for a stride-2 3x3 conv
+on an even input pads 0 before and 1 after. ``padding="same"`` (the default) reproduces it,
+padding at run time when the amount depends on the input size; pass an int for PyTorch's
+symmetric padding.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+WS_EPS = 1e-4  # floor on N * var (official `base.WSConv2D.standardize_weight`)
+
+
+def standardize_weight(weight: torch.Tensor, gain: torch.Tensor | None = None,
+                       eps: float = WS_EPS) -> torch.Tensor:
+    """Scaled WS of a conv weight ``O x I x kh x kw``: ``gain * (W - mean) / sqrt(max(N var, eps))``.
+
+    Mean and variance are computed without ``torch.var_mean`` (that op broke ONNX/XLA export
+    in some releases) and with the population variance, as in the official code.
+    """
+    dims = tuple(range(1, weight.ndim))
+    fan_in = math.prod(weight.shape[1:])
+    mean = weight.mean(dim=dims, keepdim=True)
+    centred = weight - mean
+    var = centred.square().mean(dim=dims, keepdim=True)  # population variance (ddof = 0)
+    scale = torch.rsqrt(torch.clamp(var * fan_in, min=eps))
+    if gain is not None:
+        scale = scale * gain.view(-1, *([1] * (weight.ndim - 1)))
+    return centred * scale
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TensorFlow "SAME" padding (before, after) for one spatial dimension."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+class SamePadConv2d(nn.Conv2d):
+    """``nn.Conv2d`` that also accepts ``padding="same"`` with TensorFlow's semantics at any stride."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int | str = "same", dilation: int = 1, groups: int = 1,
+                 bias: bool = True):
+        self.tf_same = padding == "same"
+        static = 0
+        if self.tf_same and stride == 1 and ((kernel_size - 1) * dilation) % 2 == 0:
+            # symmetric and size-independent: let the conv pad, no extra op at run time
+            static, self.tf_same = (kernel_size - 1) * dilation // 2, False
+        elif not self.tf_same:
+            static = int(padding)
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=static,
+                         dilation=dilation, groups=groups, bias=bias)
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.tf_same:
+            return x
+        top, bottom = same_padding(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
+        left, right = same_padding(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
+        return F.pad(x, (left, right, top, bottom))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(self._pad(x), self.weight, self.bias)
+
+
+class WSConv2d(SamePadConv2d):
+    """Conv2d with Scaled Weight Standardization, a learnable per-channel gain and a bias.
+
+    The gain is a 1-d ``(out_channels,)`` vector as in the official code, so AGC treats it as
+    one unit (a ``(O, 1, 1, 1)`` layout would make every element its own unit).
+    Weights start as ``N(0, 1 / fan_in)`` (Haiku ``VarianceScaling(1.0, "fan_in", "normal")``),
+    gain 1 and bias 0.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int | str = "same", dilation: int = 1, groups: int = 1,
+                 bias: bool = True, eps: float = WS_EPS, gain_init: float = 1.0):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups, bias=bias)
+        self.eps = eps
+        self.gain = nn.Parameter(torch.full((out_channels,), float(gain_init)))
+        fan_in = math.prod(self.weight.shape[1:])
+        nn.init.normal_(self.weight, 0.0, 1.0 / math.sqrt(fan_in))
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def standardized_weight(self) -> torch.Tensor:
+        return standardize_weight(self.weight, self.gain, self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(self._pad(x), self.standardized_weight(), self.bias)
