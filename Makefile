@@ -1,0 +1,59 @@
+# nfrepro: the two commands of the README are `make reproduce` and `make test`.
+# Both start by creating .venv (if absent) and installing nfrepro with everything it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# This project's machines install torch 2.14.1 from local disk; override on other machines,
+# for example `make test TORCH_SPEC="torch torchvision"`.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.nfrepro-installed
+NOTEBOOKS := $(sort $(notdir $(wildcard notebooks/[0-9]*.ipynb)))
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+# How the tests force the smoke profile: every notebook's second cell reads this variable.
+TEST_ENV := NFREPRO_PROFILE=smoke
+
+.PHONY: help setup data reproduce test lab clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[notebooks,test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name nfrepro --display-name "nfrepro (.venv)" >/dev/null
+	touch $@
+
+setup: $(STAMP) data ## create .venv and install nfrepro, the notebook tools and the data set
+
+data: ## install Fashion-MNIST (Debian package dataset-fashion-mnist) when possible
+	@if [ -n "$$NFREPRO_DATA" ]; then \
+	  echo "data: using NFREPRO_DATA=$$NFREPRO_DATA"; \
+	elif [ -d "$(FMNIST_DIR)" ]; then \
+	  echo "data: Fashion-MNIST found in $(FMNIST_DIR)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "data: installing the Debian package dataset-fashion-mnist"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else \
+	  echo "data: Fashion-MNIST is missing. Run:  sudo apt-get install dataset-fashion-mnist"; \
+	  echo "      or point NFREPRO_DATA at a folder holding the four Fashion-MNIST IDX files."; \
+	fi
+
+reproduce: setup ## run every notebook (default "cpu" profile), regenerating figures/ and results/
+	@cd notebooks && for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb"; start=$$(date +%s); \
+	  env -u NFREPRO_PROFILE ../$(BIN)/papermill --progress-bar --cwd . "$$nb" "$$nb" || exit 1; \
+	  echo "== $$nb done in $$(( $$(date +%s) - start )) s"; \
+	done
+
+test: setup ## run the tests, and nbval over the notebooks under the smoke profile
+	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks
+
+lab: setup ## open the notebooks in JupyterLab with the project's kernel
+	$(BIN)/jupyter lab notebooks
+
+clean: ## remove scratch outputs of smoke runs (keeps .venv)
+	rm -rf .scratch

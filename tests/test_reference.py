@@ -1,0 +1,49 @@
+"""The paper reference table: schema, and agreement with shared/paper-facts.md where present."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from nfrepro.reference import COLUMNS, paper_reference, paper_value
+
+ROOT = Path(__file__).resolve().parents[1]
+FACTS = ROOT.parent / "shared" / "paper-facts.md"
+
+
+def test_schema_and_uniqueness():
+    df = paper_reference()
+    assert list(df.columns) == COLUMNS
+    single = df[~df["quantity"].str.endswith("_grid")]  # a grid quantity has one row per value
+    assert not single.duplicated(["source", "quantity", "model"]).any()
+    assert df["source"].ne("").all() and df["value"].notna().all()
+
+
+def test_lookups():
+    assert paper_value("imagenet_top1", "NFNet-F1") == paper_value("imagenet_top1", "EffNet-B7") == 84.7
+    assert paper_value("params", "NFNet-F0") == 71.49
+    with pytest.raises(KeyError):
+        paper_value("imagenet_top1", "NFNet-F9")
+
+
+def test_nfnet_rows_match_the_facts_file():
+    """Cross-check the transcription against the facts file the project was built from.
+
+    The facts file sits beside the repository on the project's machines and in CI; a user's
+    clone may not have it, and then this test says so instead of passing.
+    """
+    if not FACTS.exists():
+        pytest.skip(f"{FACTS} not present (it is only beside the repository on project machines)")
+    text = FACTS.read_text()
+    rows = re.findall(r"^\| (F\d) \| ([\d,]+) \| (\d+) \| (\d+) \| ([\d.]+) \| .*? \| ([\d.]+)M \| ([\d.]+)B \|",
+                      text, flags=re.M)
+    assert len(rows) == 8
+    for v, depths, train, test, drop, params, flops in rows:
+        m = f"NFNet-{v}"
+        assert [paper_value(f"depth_stage{i}", m) for i in range(1, 5)] == [int(d) for d in depths.split(",")]
+        assert paper_value("train_resolution", m) == int(train)
+        assert paper_value("test_resolution", m) == int(test)
+        assert paper_value("dropout", m) == float(drop)
+        assert paper_value("params", m) == float(params)
+        assert paper_value("flops", m) == float(flops)
