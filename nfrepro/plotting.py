@@ -1,0 +1,104 @@
+"""Every figure of the project, drawn from DataFrames (or the CSVs in ``results/``) only.
+
+This module imports no model, data or training code: a figure can always be redrawn from the
+saved tables without recomputing anything. Functions return the ``matplotlib`` figure and never
+call ``show()``, so they work under the non-interactive Agg backend; save with
+``fig.savefig(figures_dir / "<paper figure>.png")``.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+# The three panels of a Signal Propagation Plot (NF-ResNet paper §3, Fig. 1 and 2).
+SPP_PANELS = (
+    ("avg_sq_mean", "Average squared channel mean"),
+    ("avg_var", "Average channel variance"),
+    ("res_avg_var", "Residual average channel variance"),
+)
+# A panel switches to a log axis ("auto") when its positive values span more than this factor.
+LOG_SPAN = 100.0
+
+
+def spp_frames(data) -> dict[str, pd.DataFrame]:
+    """Normalise SPP input to ``{net name: wide frame}``.
+
+    Accepts one wide frame (``nfrepro.spp.signal_propagation`` output), a dict of them, a wide
+    frame with a ``net`` column, or the tidy long table (``net, index, metric, value``, plus any
+    other id columns) as saved in ``results/``.
+    """
+    if isinstance(data, Mapping):
+        return {str(k): v for k, v in data.items()}
+    df = pd.DataFrame(data)
+    if {"metric", "value"} <= set(df.columns):
+        ids = [c for c in df.columns if c not in ("metric", "value")]
+        df = df.pivot_table(index=ids, columns="metric", values="value", aggfunc="first",
+                            dropna=False).reset_index()
+        df.columns.name = None
+    if "net" in df.columns:
+        return {str(k): g.sort_values("index") for k, g in df.groupby("net", sort=False)}
+    return {"": df}
+
+
+def _panel_log(values: list[np.ndarray], logy) -> bool:
+    if logy != "auto":
+        return bool(logy)
+    pos = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in values] or [np.array([])])
+    return pos.size > 0 and pos.max() / pos.min() > LOG_SPAN
+
+
+def plot_spp(data, theory=None, ax: Sequence[plt.Axes] | None = None, logy="auto",
+             title: str | None = None, palette: str = "colorblind") -> plt.Figure:
+    """The three panels of a Signal Propagation Plot, one line per network.
+
+    ``data``: see :func:`spp_frames`. ``theory``: the NF expected variance per SPP index (a
+    Series indexed by ``index``, or a frame with ``index`` and ``expected_var``), drawn dashed on
+    the variance panel. ``logy``: ``"auto"`` (log where a panel's values span more than
+    ``LOG_SPAN``, as an unnormalised net's exploding variance does), a bool, or one of those per
+    panel. Black dots mark the last block of each stage, as in the paper's figures.
+    ``ax``: three axes to draw into; a new 1 x 3 figure otherwise.
+    """
+    frames = spp_frames(data)
+    if ax is None:
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), constrained_layout=True)
+    else:
+        axes = list(ax)
+        if len(axes) != 3:
+            raise ValueError(f"plot_spp draws three panels; got {len(axes)} axes")
+        fig = axes[0].figure
+    logys = list(logy) if isinstance(logy, (list, tuple)) else [logy] * 3
+    colors = dict(zip(frames, sns.color_palette(palette, n_colors=max(len(frames), 1))))
+
+    for panel, ((column, label), a, lg) in enumerate(zip(SPP_PANELS, axes, logys)):
+        values = []
+        for name, df in frames.items():
+            df = df.sort_values("index")
+            x, y = df["index"].to_numpy(), df[column].to_numpy(dtype=float)
+            keep = np.isfinite(y)
+            values.append(y[keep])
+            a.plot(x[keep], y[keep], color=colors[name], lw=1.6, label=name or None)
+            if "stage" in df.columns:  # black dots: the last block of each stage
+                ends = df[(df["stage"] >= 0) & (df["stage"] != df["stage"].shift(-1))]
+                ends = ends[np.isfinite(ends[column].to_numpy(dtype=float))]
+                a.plot(ends["index"], ends[column], "o", color="black", ms=3.5, zorder=3)
+        if theory is not None and column == "avg_var":
+            th = theory.set_index("index")["expected_var"] if isinstance(theory, pd.DataFrame) else theory
+            a.plot(th.index, th.to_numpy(dtype=float), "--", color="black", lw=1.1,
+                   label=r"NF theory $1 + k\alpha^2$")
+            values.append(th.to_numpy(dtype=float))
+        if _panel_log(values, lg):
+            a.set_yscale("log")
+        a.set_title(label)
+        a.set_xlabel("Block index (0 = stem)")
+        a.grid(True, which="major", alpha=0.3)
+    handles, labels = axes[1].get_legend_handles_labels()
+    if labels:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4),
+                   frameon=False) if ax is None else axes[1].legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
