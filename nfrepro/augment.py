@@ -1,0 +1,144 @@
+"""Training augmentation applied to whole batches on the device (NFNets App. A, T2).
+
+The paper's ImageNet recipe is Inception crop + flip, MixUp (alpha 0.2) on half the batch and
+CutMix on the other half, then RandAugment; T2 credits MixUp, RandAugment and CutMix with +0.9,
++1.0 and +0.4 points of top-1 for F0. For 28 / 32 px images the crop is the usual small-image
+one (zero padding then a random crop back to size) instead of Inception crop.
+
+Order (official ``experiment_nfnets.py``, ``augment_before_mix=False``): crop and flip, then mix,
+then RandAugment on the mixed images (clipped to 0-255 and cast to uint8 first, as there).
+
+Departures, on purpose: the official pipeline draws two fresh images for every mixed one; here
+each image is mixed with its neighbour in the batch (``roll(1)``, as torchvision's MixUp/CutMix
+do), so a batch of N images yields N mixed ones. MixUp and CutMix draw one ratio per example, as
+the official code does. RandAugment is torchvision's ``v2.RandAugment`` applied per image: its op
+list and magnitude ranges are torchvision's, not the official TF ``autoaugment.py``'s; the
+magnitude is given on the official 0-10 level scale (level m = fraction m / 10 of each op's
+range), which torchvision expresses as ``num_magnitude_bins=11``. Levels above 10 (F3+) do not
+fit that table and are refused.
+
+Every random draw comes from one numpy generator whose state is checkpointed. Draws are made for
+the global batch and sliced per rank, so N processes crop, flip and draw mixing ratios exactly as
+one process would; the mixing partner (the neighbour within the rank's slice) and RandAugment's
+op choices are per rank.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MIX_MODES = (None, "mixup", "cutmix", "mixup_cutmix")
+
+
+def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor,
+                     padding: int) -> torch.Tensor:
+    """Zero-pad by ``padding``, crop back to ``H x W`` at per-example ``offsets`` (N x 2, in
+    ``[0, 2 * padding]``) and mirror the examples where ``flips`` (N, bool) is set."""
+    n, _, h, w = x.shape
+    if padding > 0:
+        padded = F.pad(x, (padding,) * 4)
+        rows = offsets[:, 0, None] + torch.arange(h, device=x.device)   # N x H
+        cols = offsets[:, 1, None] + torch.arange(w, device=x.device)   # N x W
+        # advanced indexing on (N, H, W) puts the channel dim last: N x H x W x C
+        x = padded[torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None],
+                   cols[:, None, :]].permute(0, 3, 1, 2)
+    return torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, ratio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """MixUp (Zhang et al. 2018): ``ratio * x + (1 - ratio) * x_partner``, targets likewise.
+
+    ``y`` are one-hot (soft) targets N x K; the partner of example i is example i - 1.
+    """
+    r = ratio.view(-1, 1, 1, 1)
+    return r * x + (1 - r) * x.roll(1, 0), ratio[:, None] * y + (1 - ratio[:, None]) * y.roll(1, 0)
+
+
+def cutmix(x: torch.Tensor, y: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutMix (Yun et al. 2019): paste the partner's pixels inside ``boxes`` (N x 4: top, left,
+    bottom, right); the targets mix in proportion to the pasted area."""
+    _, _, h, w = x.shape
+    r = torch.arange(h, device=x.device)[None, :, None]
+    c = torch.arange(w, device=x.device)[None, None, :]
+    b = boxes[:, :, None, None]
+    mask = ((r >= b[:, 0]) & (r < b[:, 2]) & (c >= b[:, 1]) & (c < b[:, 3])).unsqueeze(1).to(x.dtype)
+    pasted = mask.mean(dim=(1, 2, 3))  # fraction of the image taken from the partner
+    x = (1 - mask) * x + mask * x.roll(1, 0)
+    return x, (1 - pasted[:, None]) * y + pasted[:, None] * y.roll(1, 0)
+
+
+class Augment:
+    """Callable ``(x, labels, rank, world_size) -> (x, targets)`` for :class:`~nfrepro.data.TensorLoader`.
+
+    ``x`` is a float batch in 0-255 units; targets stay integer labels unless ``mix`` is set,
+    then they are soft N x K rows (the loss takes either).
+    """
+
+    def __init__(self, num_classes: int, crop_padding: int = 0, flip: bool = False,
+                 mix: str | None = None, mixup_alpha: float = 0.2,
+                 randaugment: tuple[int, int] | None = None, seed: int = 0):
+        if mix not in MIX_MODES:
+            raise ValueError(f"mix must be one of {MIX_MODES}, got {mix!r}")
+        if randaugment is not None and not 0 <= randaugment[1] <= 10:
+            raise ValueError(f"RandAugment level {randaugment[1]} is outside the official 0-10 scale")
+        self.num_classes, self.crop_padding, self.flip = num_classes, crop_padding, flip
+        self.mix, self.mixup_alpha, self.randaugment = mix, mixup_alpha, randaugment
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, x: torch.Tensor, labels: torch.Tensor, rank: int = 0,
+                 world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor | Any]:
+        n_local, _, h, w = x.shape
+        n = n_local * world_size
+        part = slice(rank * n_local, (rank + 1) * n_local)
+
+        def draw(values: np.ndarray) -> torch.Tensor:  # global draws -> this rank's slice
+            return torch.as_tensor(values[part]).to(x.device, non_blocking=True)
+
+        if self.crop_padding or self.flip:
+            offsets = draw(self.rng.integers(0, 2 * self.crop_padding + 1, size=(n, 2)))
+            flips = draw(self.rng.random(n) < 0.5) if self.flip else torch.zeros(
+                n_local, dtype=torch.bool, device=x.device)
+            x = random_crop_flip(x, offsets, flips, self.crop_padding)
+        targets: torch.Tensor = labels
+        if self.mix is not None:
+            targets = F.one_hot(labels, self.num_classes).to(x.dtype)
+            ratio = draw(self.rng.beta(self.mixup_alpha, self.mixup_alpha, n).astype(np.float32))
+            boxes = draw(self._cutmix_boxes(n, h, w))
+            half = n_local // 2 if self.mix == "mixup_cutmix" else (
+                n_local if self.mix == "mixup" else 0)
+            xm, ym = mixup(x, targets, ratio)
+            xc, yc = cutmix(x, targets, boxes)
+            x = torch.cat([xm[:half], xc[half:]])
+            targets = torch.cat([ym[:half], yc[half:]])
+        if self.randaugment is not None:
+            x = self._randaugment(x, int(self.rng.integers(2**62)))
+        return x, targets
+
+    def _cutmix_boxes(self, n: int, h: int, w: int) -> np.ndarray:
+        """Official ``dataset.cutmix_padding``: a uniform centre and a side ratio sqrt(1 - U)."""
+        cy, cx = self.rng.integers(0, h, n), self.rng.integers(0, w, n)
+        side = np.sqrt(1 - self.rng.random(n))
+        rh, rw = (side * h).astype(int), (side * w).astype(int)
+        return np.stack([np.clip(cy - rh // 2, 0, h), np.clip(cx - rw // 2, 0, w),
+                         np.clip(cy + rh // 2, 0, h), np.clip(cx + rw // 2, 0, w)], 1)
+
+    def _randaugment(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        from torchvision.transforms import v2
+
+        layers, level = self.randaugment
+        op = v2.RandAugment(num_ops=layers, magnitude=level, num_magnitude_bins=11)
+        images = x.clamp(0, 255).round().to(torch.uint8)
+        # torchvision draws from the global RNG: seed a forked copy so our generator rules
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            out = torch.stack([op(img) for img in images])  # per image: each gets its own ops
+        return out.to(x.dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]

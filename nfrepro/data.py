@@ -1,0 +1,295 @@
+"""Data sets held as whole tensors, and a loader that batches them on the device.
+
+Small data sets (Fashion-MNIST, CIFAR-10, synthetic) are loaded once into a uint8
+``N x C x H x W`` tensor, moved to the training device once, and batched by index: no worker
+processes, no per-sample Python, and on a GPU the batch never leaves it. The shuffle comes from
+a seeded ``torch.Generator`` whose state is part of every checkpoint, so a resumed run sees the
+same batches as an uninterrupted one. ImageNet-style class folders go through torchvision's
+``ImageFolder`` with the paper's evaluation protocol (:func:`imagenet_eval_transform`).
+
+Where the files live: ``root`` argument, else ``$NFREPRO_DATA``, else ``/usr/share/datasets``.
+A missing data set raises :class:`DataNotFoundError` naming the command that installs it.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+import pickle
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+ENV_VAR = "NFREPRO_DATA"
+DEFAULT_ROOT = Path("/usr/share/datasets")
+INSTALL_HINT = (f"install it with `sudo apt-get install dataset-fashion-mnist`, or set "
+                f"${ENV_VAR} to a folder holding the four IDX files")
+
+# md5 of the *decompressed* IDX files (computed from the files that `dataset-fashion-mnist`
+# installs; they match the files published by Zalando Research).
+FASHION_MNIST_MD5 = {
+    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+}
+# Per-channel mean / std of the training split, pixels scaled to [0, 1].
+FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
+CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+# The official code normalises ImageNet with these (dataset.MEAN_RGB / STDDEV_RGB, given there
+# on the 0-255 scale, i.e. x 255).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DATASETS = ("fashion_mnist", "cifar10", "synthetic")
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data set's files are missing; the message says how to get them."""
+
+
+class DataIntegrityError(ValueError):
+    """A data file exists but its checksum or format is wrong."""
+
+
+@dataclass
+class ArrayDataset:
+    """A whole split in memory: ``images`` uint8 ``N x C x H x W``, ``labels`` int64 ``N``."""
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    name: str
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, n: int | None) -> "ArrayDataset":
+        """The first ``n`` examples (all when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        return replace(self, images=self.images[:n], labels=self.labels[:n])
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    return Path(root) if root is not None else Path(os.environ.get(ENV_VAR) or DEFAULT_ROOT)
+
+
+# ----------------------------------------------------------------------------- Fashion-MNIST
+def _find_idx(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_idx(path: Path, expected_md5: str | None = None) -> np.ndarray:
+    """Read an IDX file (gzip or plain); check the md5 of the decompressed bytes."""
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if expected_md5 is not None and hashlib.md5(raw).hexdigest() != expected_md5:
+        raise DataIntegrityError(
+            f"{path} is corrupt or not the published file (md5 {hashlib.md5(raw).hexdigest()}, "
+            f"expected {expected_md5}); delete it and reinstall: {INSTALL_HINT}")
+    # header: two zero bytes, a dtype code (0x08 = uint8), the number of dims, then big-endian
+    # uint32 sizes
+    if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise DataIntegrityError(f"{path} is not a uint8 IDX file")
+    ndim = raw[3]
+    shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_fashion_mnist(train: bool = True, root: str | os.PathLike | None = None) -> ArrayDataset:
+    """Fashion-MNIST (Xiao et al. 2017) from its four IDX files: 60k / 10k images, 1 x 28 x 28."""
+    base = data_root(root)
+    prefix = "train" if train else "t10k"
+    names = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    for folder in (base, base / "fashion-mnist"):
+        paths = [_find_idx(folder, n) for n in names]
+        if all(paths):
+            break
+    else:
+        raise DataNotFoundError(f"Fashion-MNIST not found in {base} (nor {base / 'fashion-mnist'}): "
+                                f"{INSTALL_HINT}")
+    images = read_idx(paths[0], FASHION_MNIST_MD5[names[0]])
+    labels = read_idx(paths[1], FASHION_MNIST_MD5[names[1]])
+    return ArrayDataset(torch.from_numpy(images.copy()).unsqueeze(1),
+                        torch.from_numpy(labels.astype(np.int64)), 10,
+                        *FASHION_MNIST_STATS, "fashion_mnist")
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+def load_cifar10(train: bool = True, root: str | os.PathLike | None = None,
+                 download: bool = False) -> ArrayDataset:
+    """CIFAR-10 from the python pickled batches (``cifar-10-batches-py``), checked by md5.
+
+    ``download=True`` fetches and verifies the archive with torchvision's downloader (needs
+    network access); otherwise a missing folder raises :class:`DataNotFoundError`.
+    """
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
+
+    base = data_root(root)
+    folder = base / CIFAR10.base_folder
+    files = CIFAR10.train_list if train else CIFAR10.test_list
+    if download and not all((folder / name).is_file() for name, _ in files):
+        CIFAR10(str(base), train=train, download=True)
+    images, labels = [], []
+    for name, md5 in files:
+        path = folder / name
+        if not path.is_file():
+            raise DataNotFoundError(
+                f"CIFAR-10 not found in {folder}: pass download=True (CLI: --download) when "
+                f"online, or set ${ENV_VAR} to a folder holding cifar-10-batches-py")
+        if not check_integrity(str(path), md5):
+            raise DataIntegrityError(f"{path} is corrupt (md5 mismatch); delete it and download again")
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        images.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32))  # rows are CHW
+        labels.append(np.asarray(batch[b"labels"], np.int64))
+    return ArrayDataset(torch.from_numpy(np.concatenate(images)),
+                        torch.from_numpy(np.concatenate(labels)), 10, *CIFAR10_STATS, "cifar10")
+
+
+# ----------------------------------------------------------------------------- synthetic
+def synthetic(n: int = 512, num_classes: int = 10, shape: tuple[int, int, int] = (1, 28, 28),
+              seed: int = 0, train: bool = True) -> ArrayDataset:
+    """A learnable toy set for tests: each class is a fixed random template plus noise.
+
+    Both splits share the templates (drawn from ``seed``); their examples are drawn apart.
+    """
+    templates = torch.rand((num_classes, *shape), generator=torch.Generator().manual_seed(seed)) * 255
+    g = torch.Generator().manual_seed(2 * seed + 1 + int(not train))
+    labels = torch.randint(0, num_classes, (n,), generator=g)
+    noise = torch.randn((n, *shape), generator=g) * 40
+    images = (templates[labels] + noise).clamp(0, 255).round().to(torch.uint8)
+    c = shape[0]
+    return ArrayDataset(images, labels, num_classes, (0.5,) * c, (0.29,) * c, "synthetic")
+
+
+def load_dataset(name: str, train: bool = True, root: str | os.PathLike | None = None,
+                 download: bool = False, subset: int | None = None, **kwargs: Any) -> ArrayDataset:
+    """Load ``name`` (one of :data:`DATASETS`), optionally only its first ``subset`` examples.
+
+    ``kwargs`` go to :func:`synthetic` (``n``, ``num_classes``, ``shape``, ``seed``).
+    """
+    if name == "fashion_mnist":
+        ds = load_fashion_mnist(train, root)
+    elif name == "cifar10":
+        ds = load_cifar10(train, root, download)
+    elif name == "synthetic":
+        ds = synthetic(train=train, **kwargs)
+    else:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    return ds.subset(subset)
+
+
+# ----------------------------------------------------------------------------- loader
+class TensorLoader:
+    """Batches an :class:`ArrayDataset` held on ``device``; yields normalised float images.
+
+    Training (``shuffle=True``): a fresh permutation per epoch from a seeded generator, batches
+    of the *global* ``batch_size`` (the last partial batch is dropped), of which rank ``r`` of
+    ``world_size`` takes the ``r``-th contiguous slice, so that N processes together see exactly
+    the batches one process would (DistributedSampler's role). ``augment(x, y, rank, world_size)``
+    receives 0-255 float images of the global batch slice and returns ``(x, targets)``.
+    Evaluation (``shuffle=False``): every example once, the data split evenly over ranks.
+    """
+
+    def __init__(self, data: ArrayDataset, batch_size: int, shuffle: bool = False,
+                 seed: int = 0, device: str | torch.device = "cpu",
+                 augment: Callable | None = None, rank: int = 0, world_size: int = 1,
+                 channels_last: bool = False):
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} is not divisible by the world size "
+                             f"{world_size}: use a multiple of {world_size}")
+        if shuffle and batch_size > len(data):
+            raise ValueError(f"batch size {batch_size} is larger than the data set ({len(data)})")
+        self.data, self.batch_size, self.shuffle = data, batch_size, shuffle
+        self.rank, self.world_size, self.augment = rank, world_size, augment
+        self.device = torch.device(device)
+        self.images = data.images.to(self.device)
+        self.labels = data.labels.to(self.device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        shape = (1, -1, 1, 1)  # normalise in 0-255 units: (x / 255 - mean) / std
+        self.mean = torch.tensor(data.mean, device=self.device).view(shape) * 255
+        self.std = torch.tensor(data.std, device=self.device).view(shape) * 255
+        self.generator = torch.Generator().manual_seed(seed)
+        if not shuffle:  # this rank's part of an evaluation split
+            n = len(data)
+            self.eval_range = (n * rank // world_size, n * (rank + 1) // world_size)
+
+    def __len__(self) -> int:
+        if self.shuffle:
+            return len(self.data) // self.batch_size
+        lo, hi = self.eval_range
+        return math.ceil((hi - lo) / (self.batch_size // self.world_size))
+
+    def _batches(self) -> Iterator[torch.Tensor]:
+        local = self.batch_size // self.world_size
+        if not self.shuffle:
+            lo, hi = self.eval_range
+            for start in range(lo, hi, local):
+                yield torch.arange(start, min(start + local, hi), device=self.device)
+            return
+        perm = torch.randperm(len(self.data), generator=self.generator).to(self.device)
+        for i in range(len(self)):
+            start = i * self.batch_size + self.rank * local
+            yield perm[start:start + local]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for idx in self._batches():
+            x = self.images[idx].float()
+            y = self.labels[idx]
+            if self.augment is not None:
+                x, y = self.augment(x, y, self.rank, self.world_size)
+            x = ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
+            yield x, y
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"generator": self.generator.get_state()}
+        if self.augment is not None and hasattr(self.augment, "state_dict"):
+            state["augment"] = self.augment.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        if "augment" in state:
+            self.augment.load_state_dict(state["augment"])
+
+
+# ----------------------------------------------------------------------------- ImageNet folders
+def imagenet_eval_transform(image_size: int, antialias: bool = False):
+    """The paper's eval protocol: bicubic resize to ``(s+32) x (s+32)`` ignoring the aspect ratio,
+    centre crop ``s``, normalise with the ImageNet mean / std.
+
+    Official: ``dataset._decode_and_resize_then_crop`` with ``eval_preproc='resize_crop_32'``,
+    ``tf.image.resize`` (no antialiasing) on float pixels, no clamping of the bicubic overshoot.
+    We resize float tensors likewise (no clamp, ``antialias=False``); PyTorch's bicubic kernel
+    uses a = -0.75 where TensorFlow's uses a = -0.5, a small difference we do not remove.
+    """
+    from torchvision.transforms import InterpolationMode, v2
+
+    return v2.Compose([
+        v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+        v2.Resize((image_size + 32, image_size + 32), InterpolationMode.BICUBIC, antialias=antialias),
+        v2.CenterCrop(image_size), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+
+
+def image_folder(root: str | os.PathLike, image_size: int, antialias: bool = False):
+    """An ImageNet-style folder (one sub-folder per class, sorted = class index) for evaluation."""
+    from torchvision.datasets import ImageFolder
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataNotFoundError(f"image folder {root} does not exist: pass a folder with one "
+                                f"sub-folder of images per class (e.g. ImageNet val, sorted by synset)")
+    try:
+        return ImageFolder(str(root), transform=imagenet_eval_transform(image_size, antialias))
+    except FileNotFoundError as err:
+        raise DataNotFoundError(f"no images under {root}: {err}") from err
