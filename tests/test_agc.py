@@ -1,0 +1,400 @@
+"""Adaptive Gradient Clipping (NFNets §4; official ``agc_optax.py``).
+
+The vectorised :func:`adaptive_grad_clip_` is pinned to the plain loop
+:func:`adaptive_grad_clip_reference_`, and both to the paper's rule; the parameter selection is
+checked on a tiny contract-following net (stem, blocks with ``.stage``, ``get_classifier``), bare,
+wrapped by ``torch.compile`` and by DDP (2 gloo processes on the CPU); the optimizer wrapper is
+checked against "clip by hand, then step" with SGD, AdamW, LR schedulers and ``GradScaler('cpu')``.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nfrepro.agc import (AGC, adaptive_grad_clip_, adaptive_grad_clip_reference_, clip_parameters,
+                         unitwise_norm, unwrap_model)
+
+LAMBDA, EPS = 0.01, 1e-3
+
+
+# ---------------------------------------------------------------- a tiny contract-following net
+class TinyBlock(nn.Module):
+    def __init__(self, ch, stage):
+        super().__init__()
+        self.stage = stage
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+        self.gain = nn.Parameter(torch.ones(ch))  # 1-d, like the WS gain
+        self.skip_gain = nn.Parameter(torch.tensor(0.5))  # 0-d, like the SkipInit gain
+        self.residual_out = nn.Identity()
+
+    def forward(self, x):
+        out = self.residual_out(self.conv(F.relu(x)) * self.gain.view(1, -1, 1, 1))
+        return x + self.skip_gain * out
+
+
+class TinyNet(nn.Module):
+    def __init__(self, num_classes=5):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, padding=1))
+        self.blocks = nn.Sequential(TinyBlock(8, 0), TinyBlock(8, 1), TinyBlock(8, 1))
+        self.fc = nn.Linear(8, num_classes)
+
+    def get_classifier(self):
+        return self.fc
+
+    def forward(self, x):
+        return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def _backward(model, seed=0, batch=4):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(batch, 3, 6, 6, generator=g), torch.randint(0, 5, (batch,), generator=g)
+    F.cross_entropy(model(x), y).backward()
+
+
+# ---------------------------------------------------------------- the clipping function
+def _params(dtype=torch.float32):
+    """Every layout AGC meets: conv, linear, 1-d, 0-d, zero-initialised, strided, channels_last."""
+    g = torch.Generator().manual_seed(0)
+    rand = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
+    tensors = [
+        rand(6, 4, 3, 3),  # conv O x I x kh x kw
+        rand(7, 5),  # linear O x I
+        rand(9),  # bias / WS gain
+        rand(()),  # scalar skip gain
+        torch.zeros(5, 3, dtype=dtype),  # zero-initialised: ||W_i|| floored at eps
+        torch.zeros((), dtype=dtype),  # SkipInit gain at 0
+        rand(5, 8).t(),  # non-contiguous (strided) 8 x 5
+        rand(6, 4, 3, 3).to(memory_format=torch.channels_last),
+    ]
+    params = [nn.Parameter(t) for t in tensors]
+    for p in params:
+        # unit-wise grads spanning 1e-5..10 x the unit's weight scale: some clipped, some not
+        spread = 10 ** (torch.rand(p.shape[0] if p.ndim > 1 else (), generator=g, dtype=dtype) * 6 - 5)
+        grad = torch.randn(p.shape, generator=g, dtype=dtype) * spread.view(_row(p))
+        p.grad = torch.empty_like(p).copy_(grad)  # same strides as the parameter
+    return params
+
+
+def _row(x):
+    """Shape broadcasting one value per unit over ``x``."""
+    return (-1,) + (1,) * (x.ndim - 1) if x.ndim > 1 else ()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_vectorised_matches_reference(dtype):
+    fast, ref = _params(dtype), _params(dtype)
+    stats, ref_stats = adaptive_grad_clip_(fast), adaptive_grad_clip_reference_(ref)
+    assert not fast[6].grad.is_contiguous() and fast[7].grad.is_contiguous(memory_format=torch.channels_last)
+    for p, q in zip(fast, ref):
+        rel = ((p.grad - q.grad).norm() / q.grad.norm().clamp_min(1e-30)).item()
+        assert rel <= 1e-6, (tuple(p.shape), rel)
+    assert stats["num_units"] == ref_stats["num_units"] == 6 + 7 + 1 + 1 + 5 + 1 + 8 + 6
+    assert int(stats["num_clipped"]) == int(ref_stats["num_clipped"])
+    assert 0 < float(stats["frac_units_clipped"]) < 1
+
+
+def test_low_precision_matches_reference():
+    fast, ref = _params(torch.bfloat16), _params(torch.bfloat16)
+    adaptive_grad_clip_(fast)
+    adaptive_grad_clip_reference_(ref)
+    for p, q in zip(fast, ref):
+        assert p.grad.dtype == torch.bfloat16
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-2, atol=0)
+
+
+@pytest.mark.parametrize("clip", [adaptive_grad_clip_, adaptive_grad_clip_reference_])
+def test_below_threshold_is_bit_for_bit_unchanged(clip):
+    params = _params()
+    for p in params:  # ||G_i|| = 0.5 * lambda * max(||W_i||, eps): below the threshold everywhere
+        w = unitwise_norm(p.detach()).clamp_min(EPS)
+        p.grad = p.grad / unitwise_norm(p.grad).view(_row(p)) * (0.5 * LAMBDA * w).view(_row(p))
+    before = [p.grad.clone() for p in params]
+    stats = clip(params, LAMBDA, EPS)
+    assert int(stats["num_clipped"]) == 0 and float(stats["frac_units_clipped"]) == 0.0
+    for p, b in zip(params, before):
+        assert torch.equal(p.grad, b)
+
+
+@pytest.mark.parametrize("clip", [adaptive_grad_clip_, adaptive_grad_clip_reference_])
+def test_above_threshold_norm_is_lambda_times_weight_norm(clip):
+    params = _params(torch.float64)
+    for p in params:
+        p.grad = p.grad * 1e6  # far above the threshold everywhere
+    weight_norms = [unitwise_norm(p.detach()) for p in params]
+    stats = clip(params, LAMBDA, EPS)
+    assert float(stats["frac_units_clipped"]) == 1.0
+    for p, w in zip(params, weight_norms):
+        # §4: ||G_i|| -> lambda * max(||W_i||, eps), unit by unit (rows for conv and linear)
+        torch.testing.assert_close(unitwise_norm(p.grad), LAMBDA * w.clamp_min(EPS), rtol=1e-12, atol=0)
+    assert float(unitwise_norm(params[4].grad).max()) == pytest.approx(LAMBDA * EPS)  # zero weights
+
+
+def test_linear_units_are_rows_not_columns():
+    """Pitfall: PyTorch's linear weight is O x I, so a unit is a row (the JAX IO layout's column)."""
+    w = nn.Parameter(torch.tensor([[1.0, 0.0], [0.0, 100.0]]))
+    w.grad = torch.tensor([[1.0, 1.0], [1.0, 1.0]])
+    adaptive_grad_clip_([w], clipping=0.1)
+    # row 0: max 0.1 * 1 -> scaled to norm 0.1; row 1: max 0.1 * 100 = 10 > sqrt(2) -> unchanged
+    torch.testing.assert_close(w.grad[0], torch.full((2,), 0.1 / 2 ** 0.5))
+    assert torch.equal(w.grad[1], torch.ones(2))
+
+
+def test_skips_params_without_grad_and_stats_flag():
+    params = _params()
+    params[0].grad = None
+    assert adaptive_grad_clip_(params)["num_units"] == 35 - 6
+    assert adaptive_grad_clip_(params, stats=False) == {}
+    empty = adaptive_grad_clip_([nn.Parameter(torch.ones(3))])
+    assert empty["num_units"] == 0 and int(empty["num_clipped"]) == 0
+
+
+@pytest.mark.parametrize("kwargs", [dict(clipping=0.0), dict(clipping=-0.01), dict(clipping=float("nan")),
+                                    dict(eps=0.0), dict(eps=-1e-3)])
+def test_bad_hyperparameters_raise(kwargs):
+    params = _params()
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        adaptive_grad_clip_(params, **kwargs)
+    with pytest.raises(ValueError, match=name):
+        adaptive_grad_clip_reference_(params, **kwargs)
+    with pytest.raises(ValueError, match=name):
+        AGC(torch.optim.SGD(params, lr=0.1), params, **kwargs)
+
+
+def test_sparse_grads_rejected():
+    p = nn.Parameter(torch.ones(4, 3))
+    p.grad = torch.eye(4, 3).to_sparse()
+    with pytest.raises(ValueError, match="sparse"):
+        adaptive_grad_clip_([p])
+
+
+# ---------------------------------------------------------------- which parameters are clipped
+def test_clip_parameters_excludes_classifier_weight_only():
+    model = TinyNet()
+    params = clip_parameters(model)
+    ids = {id(p) for p in params}
+    assert id(model.fc.weight) not in ids and id(model.fc.bias) in ids  # §4: the bias IS clipped
+    assert len(params) == len(list(model.parameters())) - 1
+    assert len(clip_parameters(model, clip_classifier=True)) == len(list(model.parameters()))
+
+
+def test_clip_parameters_through_torch_compile_wrapper():
+    model = TinyNet()
+    compiled = torch.compile(model)  # only wrapped (never called, so never compiled)
+    assert unwrap_model(compiled) is model
+    assert [id(p) for p in clip_parameters(compiled)] == [id(p) for p in clip_parameters(model)]
+
+
+def test_clip_parameters_exclusions_and_errors():
+    model = TinyNet()
+    first = model.stem[0]
+    ids = {id(p) for p in clip_parameters(model, exclude_first_conv=True)}
+    assert id(first.weight) not in ids and id(first.bias) not in ids and id(model.stem[2].weight) in ids
+    ids = {id(p) for p in clip_parameters(model, exclude_stages=(1,))}
+    assert all(id(p) not in ids for b in model.blocks[1:] for p in b.parameters())
+    assert all(id(p) in ids for p in model.blocks[0].parameters())
+    with pytest.raises(ValueError, match=r"stage \[4\]"):
+        clip_parameters(model, exclude_stages=(4,))
+
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(TypeError, match="get_classifier"):
+        clip_parameters(plain)
+    assert len(clip_parameters(plain, clip_classifier=True)) == 4
+    assert len(clip_parameters(plain, clip_classifier=True, exclude_first_conv=True)) == 2  # no stem
+    with pytest.raises(ValueError, match="blocks"):
+        clip_parameters(plain, clip_classifier=True, exclude_stages=(0,))
+
+
+def _ddp_worker(rank, world_size, init_file, out_dir):
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(0)
+        model = TinyNet()
+        ddp = DDP(model)
+        assert [id(p) for p in clip_parameters(ddp)] == [id(p) for p in clip_parameters(model)]
+        opt = AGC(torch.optim.SGD(ddp.parameters(), lr=0.0), clip_parameters(ddp), clipping=LAMBDA)
+        _backward(ddp, seed=100 + rank)  # different data per rank; DDP averages the grads
+        averaged = [p.grad.clone() for p in model.parameters()]
+        opt.step()
+        torch.save({"averaged": averaged, "clipped": [p.grad.clone() for p in model.parameters()],
+                    "weights": [p.detach().clone() for p in model.parameters()],
+                    "frac": float(opt.last_stats["frac_units_clipped"])}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # ~10 s on a quiet 2-core machine: two processes each import torch and DDP's torch._dynamo
+def test_ddp_two_processes_clip_identically(tmp_path):
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert 0 < r0["frac"] == r1["frac"]
+    for a, b in zip(r0["clipped"], r1["clipped"]):
+        assert torch.equal(a, b)
+    # the clip ran on the all-reduced gradients, and left the classifier weight alone
+    model = TinyNet()
+    with torch.no_grad():
+        for p, w, g in zip(model.parameters(), r0["weights"], r0["averaged"]):
+            p.copy_(w)
+            p.grad = g.clone()
+    adaptive_grad_clip_reference_(clip_parameters(model), LAMBDA)
+    for p, c in zip(model.parameters(), r0["clipped"]):
+        torch.testing.assert_close(c, p.grad, rtol=1e-6, atol=0)
+    assert torch.equal(r0["clipped"][-2], r0["averaged"][-2])  # fc.weight
+
+
+# ---------------------------------------------------------------- the optimizer wrapper
+def _twins():
+    torch.manual_seed(0)
+    a = TinyNet()
+    return a, copy.deepcopy(a)
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4),
+    lambda ps: torch.optim.AdamW(ps, lr=1e-2),
+])
+def test_wrapper_equals_clip_then_step(make_opt):
+    model, twin = _twins()
+    opt = AGC(make_opt(model.parameters()), clip_parameters(model), clipping=LAMBDA)
+    bare = make_opt(twin.parameters())
+    for step in range(3):
+        for m in (model, twin):
+            m.zero_grad()
+            _backward(m, seed=step)
+        opt.step()
+        adaptive_grad_clip_reference_(clip_parameters(twin), LAMBDA)
+        bare.step()
+        assert float(opt.last_stats["frac_units_clipped"]) > 0
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
+    assert opt.param_groups is opt.optimizer.param_groups and opt.state is opt.optimizer.state
+    opt.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_wrapper_state_dict_round_trip():
+    model, twin = _twins()
+    opt = AGC(torch.optim.AdamW(model.parameters(), lr=1e-2), clip_parameters(model))
+    for step in range(2):
+        opt.zero_grad()
+        _backward(model, seed=step)
+        opt.step()
+    saved = copy.deepcopy(opt.state_dict())
+    assert saved.keys() == {"state", "param_groups"}  # the inner optimizer's own format
+    twin.load_state_dict(model.state_dict())
+    restored = AGC(torch.optim.AdamW(twin.parameters(), lr=1e-2), clip_parameters(twin))
+    restored.load_state_dict(saved)
+    for o, m in ((opt, model), (restored, twin)):
+        o.zero_grad()
+        _backward(m, seed=5)
+        o.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("make_sched", [
+    lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=4),
+    lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda t: 1.0 / (1 + t)),
+])
+def test_wrapper_drives_lr_schedulers(make_sched):
+    model, twin = _twins()
+    opt = AGC(torch.optim.SGD(model.parameters(), lr=0.1), clip_parameters(model))
+    bare = torch.optim.SGD(twin.parameters(), lr=0.1)
+    sched, bare_sched = make_sched(opt), make_sched(bare)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "lr_scheduler.step() before optimizer.step()"
+        for step in range(3):
+            opt.zero_grad()
+            _backward(model, seed=step)
+            opt.step()
+            sched.step()
+            bare.step()
+            bare_sched.step()
+            assert opt.param_groups[0]["lr"] == bare.param_groups[0]["lr"] == sched.get_last_lr()[0]
+
+
+def test_wrapper_param_groups_hooks_and_errors():
+    model = TinyNet()
+    head, body = list(model.fc.parameters()), [p for n, p in model.named_parameters() if not n.startswith("fc")]
+    opt = AGC(torch.optim.SGD(body, lr=0.1), body)
+    opt.add_param_group({"params": [model.fc.bias], "lr": 0.01})
+    opt.add_param_group({"params": [model.fc.weight]}, clip=False)
+    assert len(opt.param_groups) == 3 and id(model.fc.bias) in {id(p) for p in opt._clip_params}
+    assert id(model.fc.weight) not in {id(p) for p in opt._clip_params}
+    calls = []
+    opt.register_step_post_hook(lambda o, args, kwargs: calls.append(o))
+    _backward(model)
+    opt.step()
+    assert calls == [opt]
+    with pytest.raises(ValueError, match="not in the optimizer"):
+        AGC(torch.optim.SGD(body, lr=0.1), head)
+    with pytest.raises(TypeError, match="already wrapped"):
+        AGC(opt, body)
+    with pytest.raises(TypeError, match="Optimizer"):
+        AGC(object(), body)
+
+
+# ---------------------------------------------------------------- mixed precision: GradScaler
+# torch.amp.GradScaler("cpu") exists and is enabled on the CPU in torch >= 2.3, so the real
+# scaler runs here (no mock). Its scale is a power of two, so unscaling is exact and a scaled run
+# must match an unscaled one.
+def _scaled_run(unscale_first: bool, fused: bool = False):
+    model, twin = _twins()
+    make = (lambda ps: torch.optim.Adam(ps, lr=1e-2, fused=True)) if fused else \
+        (lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9))
+    opt = AGC(make(model.parameters()), clip_parameters(model))
+    ref = AGC(make(twin.parameters()), clip_parameters(twin))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12)
+    for step in range(2):
+        for m, o in ((model, opt), (twin, ref)):
+            o.zero_grad()
+        g = torch.Generator().manual_seed(step)
+        x, y = torch.randn(4, 3, 6, 6, generator=g), torch.randint(0, 5, (4,), generator=g)
+        scaler.scale(F.cross_entropy(model(x), y)).backward()
+        if unscale_first:
+            scaler.unscale_(opt)  # the documented path
+        scaler.step(opt)  # unscales first if not yet done, then AGC.step clips
+        scaler.update()
+        F.cross_entropy(twin(x), y).backward()
+        ref.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert float(opt.last_stats["frac_units_clipped"]) == float(ref.last_stats["frac_units_clipped"]) > 0
+
+
+@pytest.mark.parametrize("unscale_first", [True, False])
+def test_grad_scaler_clips_unscaled_grads(unscale_first):
+    _scaled_run(unscale_first)
+
+
+def test_grad_scaler_with_fused_inner_optimizer():
+    """A fused Adam may take scaled grads itself; the wrapper must still make the scaler unscale."""
+    assert torch.optim.Adam([nn.Parameter(torch.ones(1))], fused=True)._step_supports_amp_scaling
+    assert AGC._step_supports_amp_scaling is False
+    _scaled_run(unscale_first=False, fused=True)
+
+
+def test_grad_scaler_skips_step_and_clip_on_inf():
+    model = TinyNet()
+    opt = AGC(torch.optim.SGD(model.parameters(), lr=0.1), clip_parameters(model))
+    before = [p.detach().clone() for p in model.parameters()]
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(4, 3, 6, 6, generator=g), torch.randint(0, 5, (4,), generator=g)
+    scaler.scale(F.cross_entropy(model(x), y)).backward()
+    model.stem[0].weight.grad[0, 0, 0, 0] = float("inf")
+    scaler.step(opt)
+    scaler.update()
+    assert opt.last_stats is None  # step (and so the clip) skipped
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    assert scaler.get_scale() == 2.0 ** 11
