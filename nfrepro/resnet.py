@@ -1,0 +1,259 @@
+r"""NF-ResNets and their BatchNorm and unnormalised twins (NF-ResNet paper, arXiv:2101.08692).
+
+Three families with identical shapes, so that signal propagation (§2, Fig. 1-2), AGC (NFNets
+§4.1) and training runs compare like with like:
+
+* ``nf_resnet{26,50,101,152,200,288,600}``: the official ``nf_resnet.NF_ResNet``. Stem: 7x7
+  stride-2 WS conv to 64 channels and a 3x3 stride-2 "SAME" max-pool (no activation between);
+  four stages of pre-activation bottlenecks (widths 256/512/1024/2048, ratio 0.25, strides
+  1/2/2/2); head: scaled activation, global mean pool, dropout, linear with N(0, 0.01) weights.
+* ``bn_resnet*``: pre-activation BatchNorm ResNets (He et al. 2016b), ``order="bn_relu_conv"``
+  (default) or ``"relu_bn_conv"`` (the two orders of §2 / Fig. 1).
+* ``plain_resnet*``: no normalisation, unscaled ReLU, He init (the exploding baseline of Fig. 1).
+* ``{nf,bn,plain}_resnet_small``: 28x28 / 32x32 nets for CPU runs (not in the papers): 3x3
+  stride-1 stem (no max-pool), basic blocks, widths 16/32/64, depths 2/2/2, 10 classes.
+
+Beta and the expected variance (official bookkeeping, §4): the stem output is taken to have
+variance 1; each block sees ``beta = 1 / sqrt(Var(x))``; its output has ``Var + alpha^2``;
+after the first block of a stage the variance is reset to 1 before adding alpha^2 (its
+shortcut is a conv of the beta-scaled, activated input). So the ``j``-th block of a stage
+(0-based) ends at ``1 + (j + 1) alpha^2`` when the skip gains are 1.
+
+Departures, each on purpose:
+
+* ResNet-26 ``[2, 2, 2, 2]`` is not in the official table (which lists 50 to 600); timm uses it.
+* The official default ``drop_rate=None`` reads a ``'drop_rate'`` key that its variant table
+  lacks, so ``NF_ResNet()`` raises ``KeyError``. Ours defaults to ``drop_rate=0.0``; pass the
+  rate used in a given experiment explicitly. ``stochdepth_rate=0.1`` is the official default
+  for the NF family; the BN, unnormalised and small nets default to 0.
+* Every NF conv has a bias, the stem's too: the official ``WSConv2D`` always adds one, even when
+  called with ``with_bias=False``. We follow the code.
+* The BN and unnormalised twins keep the NF stem (conv, max-pool; He et al. 2016b put a BN and
+  a ReLU in the stem) and the NF head init, so the three families differ only in their blocks
+  and the head's final activation (``BN -> g`` or ``g -> BN`` for the BN nets).
+* ``in_chans`` defaults to 3 everywhere; pass ``in_chans=1`` for Fashion-MNIST.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from .gains import Activation, ScaledActivation, check_activation
+from .registry import register_model
+from .resnet_blocks import (BN_ORDERS, BNBlock, NFBlock, PlainBlock, SamePadMaxPool2d,
+                            make_conv, norm_act)
+
+# Official `NF_ResNet.variant_dict` (depth per stage), plus ResNet-26 (timm's, not official).
+DEPTHS: dict[int, tuple[int, ...]] = {
+    26: (2, 2, 2, 2),
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+    200: (3, 24, 36, 3),
+    288: (24, 24, 24, 24),
+    600: (50, 50, 50, 50),
+}
+WIDTHS = (256, 512, 1024, 2048)     # official: [64, 128, 256, 512] * width, width = 4
+SMALL_DEPTHS = (2, 2, 2)
+SMALL_WIDTHS = (16, 32, 64)         # the CIFAR ResNets' widths (He et al. 2016a §4.2)
+FAMILIES = ("nf", "bn", "plain")
+_BLOCKS = {"nf": NFBlock, "bn": BNBlock, "plain": PlainBlock}
+
+
+class ResNet(nn.Module):
+    """A pre-activation ResNet of one family; build it through the registered constructors.
+
+    Model contract (docs/DESIGN.md): ``stem`` (SPP index 0), ``blocks`` (flat ``nn.Sequential``,
+    each with ``stage`` and ``residual_out``), ``get_classifier()``.
+    """
+
+    def __init__(self, family: str, depths: Sequence[int], widths: Sequence[int], *,
+                 num_classes: int, in_chans: int, small_stem: bool, bottleneck: bool,
+                 bottleneck_ratio: float, use_ws: bool, skip_gain_init: float | None,
+                 alpha: float, activation: str, drop_rate: float, stochdepth_rate: float,
+                 se_ratio: float, order: str | None):
+        super().__init__()
+        _check_switches(family, depths, widths, use_ws, order, drop_rate, stochdepth_rate, se_ratio)
+        check_activation(activation)
+        self.family, self.order, self.activation = family, order, activation
+        self.depths, self.widths = tuple(depths), tuple(widths)
+        self.num_classes, self.in_chans, self.num_features = num_classes, in_chans, widths[-1]
+        self.use_ws, self.skip_gain_init, self.alpha = use_ws, skip_gain_init, float(alpha)
+        self.drop_rate, self.stochdepth_rate, self.se_ratio = drop_rate, stochdepth_rate, se_ratio
+
+        # Stem: its output is SPP index 0. Official: 7x7/2 conv to 16 * width = widths[0] / 4.
+        stem_ch = widths[0] if small_stem else max(1, widths[0] // 4)
+        stem_conv = make_conv(in_chans, stem_ch, 3 if small_stem else 7, 1 if small_stem else 2,
+                              use_ws=use_ws, bias=family != "bn")
+        self.stem = nn.Sequential(stem_conv) if small_stem else nn.Sequential(stem_conv,
+                                                                              SamePadMaxPool2d(3, 2))
+
+        # Body: the official expected-std bookkeeping (kept as a variance here).
+        family_kwargs: dict[str, Any] = {"nf": {"use_ws": use_ws}, "bn": {"order": order},
+                                         "plain": {}}[family]
+        blocks, ch, index, num_blocks, expected_var = [], stem_ch, 0, sum(depths), 1.0
+        for stage, (width, depth) in enumerate(zip(widths, depths)):
+            for j in range(depth):
+                stride = 2 if stage > 0 and j == 0 else 1
+                block = _BLOCKS[family](
+                    ch, width, stride, stage=stage, alpha=alpha, activation=activation,
+                    beta=expected_var ** -0.5 if family == "nf" else 1.0,
+                    bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
+                    skip_gain_init=skip_gain_init, se_ratio=se_ratio,
+                    # official: rate * index / num_blocks, so the first block is never dropped
+                    stochdepth_rate=stochdepth_rate * index / num_blocks, **family_kwargs)
+                if family == "plain":
+                    # He init keeps both paths at the input's second moment: x (1 + alpha^2) per block
+                    expected_var *= 1.0 + alpha ** 2
+                else:
+                    if j == 0:
+                        expected_var = 1.0  # transition: shortcut = conv(beta * act(x)), unit variance
+                    expected_var += alpha ** 2
+                block.expected_var = expected_var
+                blocks.append(block)
+                ch, index = width, index + 1
+        self.blocks = nn.Sequential(*blocks)
+
+        # Head (official `NF_ResNet.__call__`): activation, mean pool, dropout, linear.
+        if family == "nf":
+            self.final_act: nn.Module = ScaledActivation(activation)
+        elif family == "bn":
+            self.final_act = norm_act(ch, activation, order)
+        else:
+            self.final_act = Activation(activation)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(ch, num_classes)
+        nn.init.normal_(self.fc.weight, 0.0, 0.01)  # official fc_init RandomNormal(0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    def get_classifier(self) -> nn.Linear:
+        return self.fc
+
+    def expected_block_variances(self) -> list[float]:
+        """Theory line for the SPP: index 0 (stem) is 1, then each block's ``expected_var``.
+
+        NF-ResNet (Scaled WS) and BN ``relu_bn_conv``: ``1 + k alpha^2`` with resets at each
+        transition, for skip gains of 1 (``skip_gain_init=1``); unnormalised: ``(1 + alpha^2)^k``
+        (second moments). ``nfrepro.spp.expected_variances`` computes the NF line from
+        ``block.stage`` and ``model.alpha`` alone; the two agree for the NF and BN families.
+        """
+        return [1.0] + [float(b.expected_var) for b in self.blocks]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.final_act(self.blocks(self.stem(x)))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.head_drop(x.mean(dim=(2, 3))))  # N x C
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _check_switches(family: str, depths: Sequence[int], widths: Sequence[int], use_ws: bool,
+                    order: str | None, drop_rate: float, stochdepth_rate: float,
+                    se_ratio: float) -> None:
+    if family not in FAMILIES:
+        raise ValueError(f"family={family!r}: choose one of {', '.join(FAMILIES)}")
+    if use_ws and family != "nf":
+        raise ValueError(f"use_ws=True: {family}_resnet uses plain convolutions; Scaled WS is "
+                         f"the NF family's (nf_resnet*)")
+    if family == "bn" and order not in BN_ORDERS:
+        raise ValueError(f"order={order!r}: choose one of {', '.join(BN_ORDERS)}")
+    if family != "bn" and order is not None:
+        raise ValueError(f"order={order!r}: only the BatchNorm ResNets (bn_resnet*) take an order")
+    if len(depths) != len(widths) or not depths or min(depths) < 1:
+        raise ValueError(f"depths={tuple(depths)} and widths={tuple(widths)}: need one depth >= 1 "
+                         f"per stage width")
+    if not 0.0 <= drop_rate < 1.0:
+        raise ValueError(f"drop_rate={drop_rate}: must be in [0, 1)")
+    if not 0.0 <= stochdepth_rate < 1.0:
+        raise ValueError(f"stochdepth_rate={stochdepth_rate}: must be in [0, 1)")
+    if se_ratio < 0.0:
+        raise ValueError(f"se_ratio={se_ratio}: must be >= 0 (0 = no squeeze-excite)")
+
+
+def nf_resnet(depths: Sequence[int] = DEPTHS[50], widths: Sequence[int] = WIDTHS, *,
+              num_classes: int = 1000, in_chans: int = 3, small_stem: bool = False,
+              bottleneck: bool = True, bottleneck_ratio: float = 0.25, use_ws: bool = True,
+              skip_gain_init: float | None = 0.0, alpha: float = 0.2, activation: str = "relu",
+              drop_rate: float = 0.0, stochdepth_rate: float = 0.1, se_ratio: float = 0.0,
+              order: str | None = None) -> ResNet:
+    """NF-ResNet (official ``NF_ResNet`` defaults: alpha 0.2, ReLU, SkipInit gain 0, stochastic
+    depth 0.1). ``use_ws=False``: plain He-init convs (§4, Fig. 2); ``skip_gain_init=1`` for SPPs."""
+    return ResNet("nf", depths, widths, num_classes=num_classes, in_chans=in_chans,
+                  small_stem=small_stem, bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
+                  use_ws=use_ws, skip_gain_init=skip_gain_init, alpha=alpha,
+                  activation=activation, drop_rate=drop_rate, stochdepth_rate=stochdepth_rate,
+                  se_ratio=se_ratio, order=order)
+
+
+def bn_resnet(depths: Sequence[int] = DEPTHS[50], widths: Sequence[int] = WIDTHS, *,
+              num_classes: int = 1000, in_chans: int = 3, small_stem: bool = False,
+              bottleneck: bool = True, bottleneck_ratio: float = 0.25,
+              order: str = "bn_relu_conv", use_ws: bool = False,
+              skip_gain_init: float | None = None, alpha: float = 1.0, activation: str = "relu",
+              drop_rate: float = 0.0, stochdepth_rate: float = 0.0, se_ratio: float = 0.0) -> ResNet:
+    """Pre-activation BatchNorm ResNet: ``out = shortcut + branch`` (alpha 1, no skip gain)."""
+    return ResNet("bn", depths, widths, num_classes=num_classes, in_chans=in_chans,
+                  small_stem=small_stem, bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
+                  use_ws=use_ws, skip_gain_init=skip_gain_init, alpha=alpha,
+                  activation=activation, drop_rate=drop_rate, stochdepth_rate=stochdepth_rate,
+                  se_ratio=se_ratio, order=order)
+
+
+def plain_resnet(depths: Sequence[int] = DEPTHS[50], widths: Sequence[int] = WIDTHS, *,
+                 num_classes: int = 1000, in_chans: int = 3, small_stem: bool = False,
+                 bottleneck: bool = True, bottleneck_ratio: float = 0.25, use_ws: bool = False,
+                 skip_gain_init: float | None = None, alpha: float = 1.0,
+                 activation: str = "relu", drop_rate: float = 0.0, stochdepth_rate: float = 0.0,
+                 se_ratio: float = 0.0, order: str | None = None) -> ResNet:
+    """Unnormalised pre-activation ResNet: plain ReLU, He init, ``out = shortcut + branch``."""
+    return ResNet("plain", depths, widths, num_classes=num_classes, in_chans=in_chans,
+                  small_stem=small_stem, bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
+                  use_ws=use_ws, skip_gain_init=skip_gain_init, alpha=alpha,
+                  activation=activation, drop_rate=drop_rate, stochdepth_rate=stochdepth_rate,
+                  se_ratio=se_ratio, order=order)
+
+
+def _variant(name: str, builder: Callable[..., ResNet], **defaults: Any) -> Callable[..., ResNet]:
+    """Register ``name`` as ``builder`` with ``defaults``; keyword overrides win."""
+    def build(**overrides: Any) -> ResNet:
+        return builder(**{**defaults, **overrides})
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = (f"``{builder.__name__}({', '.join(f'{k}={v!r}' for k, v in defaults.items())})``"
+                     f"; any keyword of :func:`{builder.__name__}` overrides.")
+    build.defaults = defaults  # type: ignore[attr-defined]
+    return register_model(build)
+
+
+_SMALL = dict(depths=SMALL_DEPTHS, widths=SMALL_WIDTHS, small_stem=True, bottleneck=False,
+              num_classes=10, stochdepth_rate=0.0)
+
+nf_resnet26 = _variant("nf_resnet26", nf_resnet, depths=DEPTHS[26])
+nf_resnet50 = _variant("nf_resnet50", nf_resnet, depths=DEPTHS[50])
+nf_resnet101 = _variant("nf_resnet101", nf_resnet, depths=DEPTHS[101])
+nf_resnet152 = _variant("nf_resnet152", nf_resnet, depths=DEPTHS[152])
+nf_resnet200 = _variant("nf_resnet200", nf_resnet, depths=DEPTHS[200])
+nf_resnet288 = _variant("nf_resnet288", nf_resnet, depths=DEPTHS[288])
+nf_resnet600 = _variant("nf_resnet600", nf_resnet, depths=DEPTHS[600])
+nf_resnet_small = _variant("nf_resnet_small", nf_resnet, **_SMALL)
+
+bn_resnet26 = _variant("bn_resnet26", bn_resnet, depths=DEPTHS[26])
+bn_resnet50 = _variant("bn_resnet50", bn_resnet, depths=DEPTHS[50])
+bn_resnet101 = _variant("bn_resnet101", bn_resnet, depths=DEPTHS[101])
+bn_resnet152 = _variant("bn_resnet152", bn_resnet, depths=DEPTHS[152])
+bn_resnet200 = _variant("bn_resnet200", bn_resnet, depths=DEPTHS[200])
+bn_resnet288 = _variant("bn_resnet288", bn_resnet, depths=DEPTHS[288])
+bn_resnet600 = _variant("bn_resnet600", bn_resnet, depths=DEPTHS[600])
+bn_resnet_small = _variant("bn_resnet_small", bn_resnet, **_SMALL)
+
+plain_resnet26 = _variant("plain_resnet26", plain_resnet, depths=DEPTHS[26])
+plain_resnet50 = _variant("plain_resnet50", plain_resnet, depths=DEPTHS[50])
+plain_resnet101 = _variant("plain_resnet101", plain_resnet, depths=DEPTHS[101])
+plain_resnet152 = _variant("plain_resnet152", plain_resnet, depths=DEPTHS[152])
+plain_resnet200 = _variant("plain_resnet200", plain_resnet, depths=DEPTHS[200])
+plain_resnet288 = _variant("plain_resnet288", plain_resnet, depths=DEPTHS[288])
+plain_resnet600 = _variant("plain_resnet600", plain_resnet, depths=DEPTHS[600])
+plain_resnet_small = _variant("plain_resnet_small", plain_resnet, **_SMALL)
