@@ -158,16 +158,18 @@ def load_cifar10(train: bool = True, root: str | os.PathLike | None = None,
 # ----------------------------------------------------------------------------- synthetic
 def synthetic(n: int = 512, num_classes: int = 10, shape: tuple[int, int, int] = (1, 28, 28),
               seed: int = 0, train: bool = True) -> ArrayDataset:
-    """A learnable toy set for tests: each class is a fixed random template plus noise.
+    """A learnable toy set for tests: each class is a fixed random texture plus noise.
 
-    Both splits share the templates (drawn from ``seed``); their examples are drawn apart.
+    A class's texture is a random 4 x 4 patch tiled over the image, so global pooling keeps
+    it; both splits share the textures (drawn from ``seed``), their examples differ.
     """
-    templates = torch.rand((num_classes, *shape), generator=torch.Generator().manual_seed(seed)) * 255
+    c, h, w = shape
+    patches = torch.rand((num_classes, c, 4, 4), generator=torch.Generator().manual_seed(seed))
+    templates = patches.repeat(1, 1, math.ceil(h / 4), math.ceil(w / 4))[..., :h, :w] * 255
     g = torch.Generator().manual_seed(2 * seed + 1 + int(not train))
     labels = torch.randint(0, num_classes, (n,), generator=g)
     noise = torch.randn((n, *shape), generator=g) * 40
     images = (templates[labels] + noise).clamp(0, 255).round().to(torch.uint8)
-    c = shape[0]
     return ArrayDataset(images, labels, num_classes, (0.5,) * c, (0.29,) * c, "synthetic")
 
 

@@ -1,0 +1,360 @@
+"""The run engine: one model, the paper's recipe (App. A), a self-describing run folder.
+
+``train(TrainConfig(...))`` writes to its run folder:
+
+- ``config.json``: the configuration, so a run can be repeated;
+- ``metrics.csv``: one row per epoch (epoch, step, train_loss, test_top1, test_top1_ema, lr,
+  frac_clipped, wall_time_s, status), test accuracies in percent, and beside it ``metrics.json``,
+  the run record of :func:`nfrepro.records.save_results` (git commit, device, status);
+- ``checkpoint.pt``: written atomically after every epoch (:mod:`nfrepro.checkpoint`).
+
+Calling ``train`` again on the same folder continues where the checkpoint left off and ends with
+the same weights, bit for bit on the CPU, as an uninterrupted run; a finished run is read back,
+not retrained. A loss that is not finite or exceeds ``max_loss`` ends the run as ``diverged``
+(recorded, no exception): diverging *is* a result when studying batch size and clipping (§4.1).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from . import distributed as dist
+from .augment import MIX_MODES, Augment
+from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .data import TensorLoader, load_dataset
+from .recipe import EMA, cross_entropy, make_optimizer, make_scheduler, sam_backward, scaled_lr
+from .records import save_results
+from .registry import create_model
+
+METRIC_COLUMNS = ["epoch", "step", "train_loss", "test_top1", "test_top1_ema", "lr",
+                  "frac_clipped", "wall_time_s", "status"]
+FINISHED = ("completed", "diverged")
+# fields that do not change the numbers a run produces: free to differ when resuming
+NOT_TRAJECTORY = ("run_dir", "progress", "device", "eval_batch_size", "data_root", "download")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run, or that does not match the run folder it points to."""
+
+
+@dataclass
+class TrainConfig:
+    model: str = "nf_resnet_small"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # drop_rate, alpha, use_ws, ...
+    dataset: str = "fashion_mnist"
+    data_root: str | None = None      # None: $NFREPRO_DATA, else /usr/share/datasets
+    download: bool = False            # CIFAR-10 only, needs network access
+    train_subset: int | None = None   # first N training images: quick runs on the CPU
+    test_subset: int | None = None
+    batch_size: int = 256             # the *global* batch, split evenly over processes
+    epochs: int = 10
+    steps: int | None = None          # if set, the run length in updates (overrides epochs)
+    base_lr: float = 0.1              # per 256 images: lr = base_lr * batch_size / 256 (App. A)
+    warmup_epochs: float = 1.0        # paper: 5 of 360 epochs; a 10-epoch run warms up for 1
+    weight_decay: float = 2e-5        # coupled, not on gains / biases / skip gains
+    momentum: float = 0.9
+    nesterov: bool = True
+    label_smoothing: float = 0.1
+    clipping: float | None = None     # AGC lambda; None = no clipping (the baselines)
+    clip_eps: float = 1e-3
+    clip_classifier: bool = False     # §4.1: never clip the final linear layer
+    clip_exclude_first_conv: bool = False
+    clip_exclude_stages: list[int] = field(default_factory=list)
+    ema_decay: float | None = 0.999   # paper 0.99999 over 112k steps; over a few thousand steps
+    #                                   that EMA would still be mostly the initial weights
+    sam_rho: float | None = None      # SAM (App. A.4) off unless set
+    sam_fraction: float = 0.2
+    crop_padding: int = 0             # augmentation is off by default: the small-scale
+    flip: bool = False                # experiments study clipping and normalisation, and
+    mix: str | None = None            # augmentation would blur that comparison
+    mixup_alpha: float = 0.2
+    randaugment: list[int] | None = None  # [layers, level on the official 0-10 scale]
+    seed: int = 0
+    device: str = "auto"              # "auto": this process's GPU if any, else the CPU
+    amp: str = "auto"                 # "auto": bf16 on CUDA (the paper's bf16 activations and
+    #                                   gradients, fp32 params), off on the CPU (bf16 is slow there)
+    channels_last: bool | None = None  # None: on for CUDA (faster convs), off on the CPU
+    compile: bool = False             # torch.compile: worth it only for long GPU runs
+    eval_every: int = 1               # epochs between test evaluations (the last one always)
+    eval_batch_size: int = 1024
+    max_loss: float = 100.0           # chance is ln(10) = 2.3; 40x that is a blow-up, not noise
+    check_every: int = 20             # steps between divergence checks (each one syncs the GPU)
+    run_dir: str | None = None        # None: runs/<run_name(config)> under the project root
+    progress: bool = True             # tqdm bars (rank 0 only)
+
+    def validate(self) -> None:
+        checks = [
+            (self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}"),
+            (self.epochs > 0 and (self.steps is None or self.steps > 0),
+             "epochs and steps must be positive"),
+            (self.clipping is None or self.clipping > 0,
+             f"clipping (AGC lambda) must be > 0, got {self.clipping}; use None to turn AGC off"),
+            (self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}"),
+            (self.mix in MIX_MODES, f"mix must be one of {MIX_MODES}, got {self.mix!r}"),
+            (self.ema_decay is None or 0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
+            (self.eval_every > 0 and self.check_every > 0, "eval_every, check_every must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as in config.json
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise ConfigError(f"unknown TrainConfig field(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+def _trajectory(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in NOT_TRAJECTORY}
+
+
+def run_name(config: TrainConfig) -> str:
+    """A readable, deterministic folder name: the main settings plus a hash of all of them."""
+    digest = hashlib.sha1(json.dumps(_trajectory(config.to_dict()), sort_keys=True).encode())
+    clip = "off" if config.clipping is None else f"{config.clipping:g}"
+    return (f"{config.model}-{config.dataset}-b{config.batch_size}-clip{clip}-s{config.seed}-"
+            f"{digest.hexdigest()[:8]}")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str                       # "completed" or "diverged"
+    config: TrainConfig
+    metrics: pd.DataFrame             # the rows of metrics.csv
+    wall_time_s: float
+    model: nn.Module | None = None    # trained model (None when read back from a finished run)
+    ema_model: nn.Module | None = None
+
+    def final(self, column: str) -> float:
+        values = self.metrics[column].dropna()
+        return float(values.iloc[-1]) if len(values) else float("nan")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: TensorLoader,
+             autocast: Callable[[], Any] = contextlib.nullcontext) -> float:
+    """Top-1 accuracy in percent over the loader (summed across processes)."""
+    was_training = model.training
+    model.eval()
+    counts = torch.zeros(2, device=loader.device, dtype=torch.float64)  # correct, total
+    for x, y in loader:
+        with autocast():
+            pred = model(x).argmax(dim=1)
+        counts += torch.stack([(pred == y).sum(), torch.tensor(y.numel(), device=y.device)])
+    model.train(was_training)
+    correct, total = dist.all_reduce_(counts).tolist()
+    return 100.0 * correct / max(total, 1)
+
+
+def _check_same_config(stored: dict[str, Any], config: TrainConfig, where: Path) -> None:
+    ours, theirs = _trajectory(config.to_dict()), _trajectory(stored)
+    differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    if differ:
+        raise ConfigError(f"{where} holds a run with a different configuration ({', '.join(differ)}):"
+                          f" use another run_dir, or delete that folder to start afresh")
+
+
+def _finished(run_dir: Path, config: TrainConfig) -> RunResult | None:
+    """The result of a run that already completed or diverged in ``run_dir``, else None."""
+    try:
+        record = json.loads((run_dir / "metrics.json").read_text())
+        metrics = pd.read_csv(run_dir / "metrics.csv")
+    except (OSError, ValueError):
+        return None
+    if record.get("status") not in FINISHED:
+        return None
+    _check_same_config(record.get("parameters", {}), config, run_dir)
+    return RunResult(run_dir, record["status"], config, metrics, record.get("wall_time_s", 0.0))
+
+
+def _write_metrics(run_dir: Path, rows: list[dict], config: TrainConfig, wall: float,
+                   status: str, device: torch.device, world_size: int) -> None:
+    df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    tmp = save_results(df, run_dir / "metrics.tmp.csv", params=config.to_dict(), wall_time_s=wall,
+                       device=device, status=status, world_size=world_size)
+    os.replace(tmp.with_suffix(".json"), run_dir / "metrics.json")
+    os.replace(tmp, run_dir / "metrics.csv")
+
+
+def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> RunResult:
+    """Train (or resume, or read back) the run ``config`` describes; see the module docstring.
+
+    ``on_epoch_end(epoch, row)`` is called after each epoch's checkpoint is written.
+    """
+    config.validate()
+    info = dist.setup(config.device)
+    if config.batch_size % info.world_size:
+        raise ConfigError(f"batch size {config.batch_size} is not divisible by the number of "
+                          f"processes ({info.world_size}): use a multiple of {info.world_size}")
+    from .profiles import project_root
+    run_dir = Path(config.run_dir) if config.run_dir else project_root() / "runs" / run_name(config)
+    done = _finished(run_dir, config)
+    if done is not None:
+        return done
+    device, main = info.device, info.is_main
+    use_amp = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp \
+        else contextlib.nullcontext
+    channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
+
+    train_data = load_dataset(config.dataset, True, config.data_root, config.download,
+                              config.train_subset)
+    test_data = load_dataset(config.dataset, False, config.data_root, config.download,
+                             config.test_subset)
+    torch.manual_seed(config.seed)  # same initial weights in every process
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    model = create_model(config.model, **{"num_classes": train_data.num_classes,
+                                          "in_chans": train_data.images.shape[1],
+                                          **config.model_kwargs})
+    model = model.to(device, memory_format=torch.channels_last if channels_last
+                     else torch.preserve_format)
+    if info.rank > 0:  # own dropout / stochastic-depth masks per process
+        torch.manual_seed(config.seed * 100_003 + info.rank)
+    augment = None
+    if config.crop_padding or config.flip or config.mix or config.randaugment:
+        augment = Augment(train_data.num_classes, config.crop_padding, config.flip, config.mix,
+                          config.mixup_alpha, tuple(config.randaugment) if config.randaugment
+                          else None, seed=config.seed)
+    train_loader = TensorLoader(train_data, config.batch_size, True, config.seed, device, augment,
+                                info.rank, info.world_size, channels_last)
+    test_loader = TensorLoader(test_data, config.eval_batch_size * info.world_size, False,
+                               device=device, rank=info.rank, world_size=info.world_size,
+                               channels_last=channels_last)
+    per_epoch = len(train_loader)
+    total = config.steps or config.epochs * per_epoch
+    n_epochs = math.ceil(total / per_epoch)
+    warmup = min(round(config.warmup_epochs * per_epoch), total)
+    opt = make_optimizer(model, scaled_lr(config.base_lr, config.batch_size), config.weight_decay,
+                         config.momentum, config.nesterov, config.clipping, config.clip_eps,
+                         config.clip_classifier, config.clip_exclude_first_conv,
+                         config.clip_exclude_stages)
+    sched = make_scheduler(opt, warmup, total)
+    ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
+    net: nn.Module = model
+    if info.enabled:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None)
+    if config.compile:
+        net = torch.compile(net)
+
+    epoch, step, rows, wall_before = 0, 0, [], 0.0
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path, required=("config", "model", "optimizer", "scheduler",
+                                                  "loader", "rng", "epoch", "step", "rows"))
+        _check_same_config(ck["config"], config, run_dir)
+        try:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            if ema is not None:
+                ema.load_state_dict(ck["ema"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(f"checkpoint {ckpt_path} does not fit this model / optimizer "
+                                  f"({str(err).splitlines()[0][:120]}): delete it to start afresh") from err
+        sched.load_state_dict(ck["scheduler"])
+        train_loader.load_state_dict(ck["loader"])
+        states = ck["rng"]
+        set_rng_state(states[info.rank] if len(states) == info.world_size else states[0])
+        epoch, step, rows, wall_before = ck["epoch"], ck["step"], ck["rows"], ck["wall_time_s"]
+    elif main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast():
+            return cross_entropy(net(x), y, config.label_smoothing)
+
+    started = time.perf_counter()
+    status = "running"
+    bar = tqdm(total=total, initial=step, desc=run_dir.name, disable=not (config.progress and main),
+               leave=False, dynamic_ncols=True)
+    while epoch < n_epochs and status == "running":
+        net.train()
+        sums = torch.zeros(3, device=device)  # loss, fraction of units clipped, steps
+        bad = torch.zeros((), device=device)  # 1 once a loss was non-finite or above max_loss
+        todo, lr = min(per_epoch, total - step), float("nan")
+        for i, (x, y) in enumerate(train_loader):
+            if i == todo:
+                break
+            opt.zero_grad(set_to_none=True)
+            if config.sam_rho is not None:
+                loss = sam_backward(net, loss_of, x, y, config.sam_rho, config.sam_fraction)
+            else:
+                loss = loss_of(x, y)
+                loss.backward()
+            lr = opt.param_groups[0]["lr"]
+            opt.step()
+            sched.step()
+            if ema is not None:
+                ema.update(model, step)  # t = updates made before this one (official)
+            step += 1
+            loss = loss.detach().float()
+            clipped = opt.last_stats["frac_units_clipped"] if config.clipping else 0.0
+            sums += torch.stack([loss, torch.as_tensor(clipped, device=device, dtype=torch.float32),
+                                 torch.ones((), device=device)])
+            bad = torch.maximum(bad, (~torch.isfinite(loss) | (loss > config.max_loss)).float())
+            bar.update()
+            if step % config.check_every == 0 or i == todo - 1:
+                if dist.all_reduce_(bad.clone(), "max").item() > 0:
+                    status = "diverged"
+                    break
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        epoch += 1
+        sums = dist.all_reduce_(sums) / info.world_size
+        n = max(sums[2].item(), 1.0)
+        row = {"epoch": epoch, "step": step, "train_loss": sums[0].item() / n,
+               "test_top1": float("nan"), "test_top1_ema": float("nan"), "lr": lr,
+               "frac_clipped": sums[1].item() / n if config.clipping else float("nan"),
+               "wall_time_s": 0.0, "status": status}
+        if status == "running":
+            if epoch % config.eval_every == 0 or epoch == n_epochs:
+                row["test_top1"] = evaluate(model, test_loader, autocast)
+                if ema is not None:
+                    row["test_top1_ema"] = evaluate(ema.module, test_loader, autocast)
+            if epoch == n_epochs:
+                status = row["status"] = "completed"
+        wall = wall_before + time.perf_counter() - started
+        row["wall_time_s"] = round(wall, 3)
+        rows.append(row)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", top1=f"{row['test_top1']:.1f}")
+        if status != "diverged":  # keep the last good checkpoint of a diverged run
+            states = dist.all_gather_object(rng_state())
+            if main:
+                save_checkpoint({"config": config.to_dict(), "epoch": epoch, "step": step,
+                                 "rows": rows, "wall_time_s": wall, "status": status,
+                                 "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                 "ema": ema.state_dict() if ema is not None else None,
+                                 "scheduler": sched.state_dict(),
+                                 "loader": train_loader.state_dict(), "rng": states}, ckpt_path)
+        if main:
+            _write_metrics(run_dir, rows, config, wall, status, device, info.world_size)
+        dist.barrier()
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+    bar.close()
+    return RunResult(run_dir, status, config, pd.DataFrame(rows, columns=METRIC_COLUMNS),
+                     wall_before + time.perf_counter() - started, model,
+                     ema.module if ema is not None else None)

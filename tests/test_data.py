@@ -1,0 +1,147 @@
+"""nfrepro.data: IDX / CIFAR readers with checksums, clear missing-data errors, the tensor loader,
+the paper's ImageNet eval protocol."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nfrepro import data
+from nfrepro.data import (DataIntegrityError, DataNotFoundError, TensorLoader, load_dataset,
+                          read_idx)
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def require_fashion_mnist() -> None:
+    """The real files are a test dependency (CI installs them): fail loudly, never skip."""
+    if not (FMNIST / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.fail(f"Fashion-MNIST is missing from {FMNIST}: {data.INSTALL_HINT}")
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    return header + array.astype(np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_read_idx_plain_and_gzip_with_md5(tmp_path, compressed):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    raw = _idx_bytes(array)
+    path = tmp_path / ("x.gz" if compressed else "x")
+    path.write_bytes(gzip.compress(raw) if compressed else raw)
+    np.testing.assert_array_equal(read_idx(path, hashlib.md5(raw).hexdigest()), array)
+    with pytest.raises(DataIntegrityError, match="corrupt"):
+        read_idx(path, "0" * 32)
+
+
+def test_missing_fashion_mnist_names_the_install_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("NFREPRO_DATA", str(tmp_path))
+    with pytest.raises(DataNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load_dataset("fashion_mnist", train=False)
+
+
+def test_fashion_mnist_test_split_checksummed_via_env(tmp_path, monkeypatch):
+    require_fashion_mnist()
+    folder = tmp_path / "fashion-mnist"  # $NFREPRO_DATA/fashion-mnist, decompressed copies
+    folder.mkdir()
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (folder / name).write_bytes(gzip.decompress((FMNIST / f"{name}.gz").read_bytes()))
+    monkeypatch.setenv("NFREPRO_DATA", str(tmp_path))
+    ds = load_dataset("fashion_mnist", train=False)
+    assert ds.images.shape == (10_000, 1, 28, 28) and ds.images.dtype == torch.uint8
+    assert ds.labels.bincount().tolist() == [1000] * 10 and ds.num_classes == 10
+    # a flipped byte is caught by the pinned md5
+    raw = bytearray((folder / "t10k-labels-idx1-ubyte").read_bytes())
+    raw[100] ^= 1
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(bytes(raw))
+    with pytest.raises(DataIntegrityError, match="md5"):
+        load_dataset("fashion_mnist", train=False)
+
+
+def test_cifar10_reader_and_missing(tmp_path, monkeypatch):
+    from torchvision.datasets import CIFAR10
+
+    with pytest.raises(DataNotFoundError, match="download=True"):
+        load_dataset("cifar10", train=False, root=tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rows = np.random.default_rng(0).integers(0, 256, (5, 3072), dtype=np.uint8)
+    blob = pickle.dumps({b"data": rows, b"labels": [0, 1, 2, 3, 9]})
+    (folder / "test_batch").write_bytes(blob)
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", hashlib.md5(blob).hexdigest()]])
+    ds = load_dataset("cifar10", train=False, root=tmp_path)
+    assert ds.images.shape == (5, 3, 32, 32) and ds.labels.tolist() == [0, 1, 2, 3, 9]
+    assert torch.equal(ds.images[1, 2].flatten(), torch.from_numpy(rows[1, 2048:]))  # CHW rows
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", "0" * 32]])
+    with pytest.raises(DataIntegrityError):
+        load_dataset("cifar10", train=False, root=tmp_path)
+
+
+def test_synthetic_is_deterministic_and_splits_differ():
+    a, b = load_dataset("synthetic", n=64), load_dataset("synthetic", n=64)
+    test = load_dataset("synthetic", train=False, n=64)
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, test.images)
+    assert load_dataset("synthetic", subset=10).images.shape == (10, 1, 28, 28)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("mnist")
+
+
+def test_loader_shuffles_deterministically_and_drops_the_last_partial_batch():
+    ds = load_dataset("synthetic", n=100)
+    loader = TensorLoader(ds, 32, shuffle=True, seed=3)
+    assert len(loader) == 3
+    epoch1 = [y for _, y in loader]
+    assert len(epoch1) == 3 and all(len(y) == 32 for y in epoch1)
+    again = TensorLoader(ds, 32, shuffle=True, seed=3)
+    assert all(torch.equal(u, v) for u, v in zip(epoch1, (y for _, y in again)))
+    state = loader.state_dict()
+    epoch2 = [y for _, y in loader]
+    loader.load_state_dict(state)
+    assert all(torch.equal(u, v) for u, v in zip(epoch2, (y for _, y in loader)))
+    x, _ = next(iter(loader))
+    assert x.dtype == torch.float32 and abs(x.mean()) < 1.0  # normalised
+
+
+def test_loader_shards_the_global_batch_over_ranks():
+    ds = load_dataset("synthetic", n=64)
+    whole = [y for _, y in TensorLoader(ds, 16, shuffle=True, seed=1)]
+    parts = [[y for _, y in TensorLoader(ds, 16, shuffle=True, seed=1, rank=r, world_size=2)]
+             for r in range(2)]
+    for i, batch in enumerate(whole):
+        assert torch.equal(torch.cat([parts[0][i], parts[1][i]]), batch)
+    evals = [torch.cat([y for _, y in TensorLoader(ds, 10, rank=r, world_size=2)]) for r in range(2)]
+    assert torch.equal(torch.cat(evals), ds.labels)  # every example once, in order
+    with pytest.raises(ValueError, match="divisible"):
+        TensorLoader(ds, 15, shuffle=True, world_size=2)
+
+
+def test_imagenet_eval_transform_squashes_then_centre_crops():
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 80, 3), dtype=np.uint8))
+    out = data.imagenet_eval_transform(32)(img)
+    assert out.shape == (3, 32, 32)
+    x = F.to_dtype(F.to_image(img), torch.float32, scale=True)
+    x = F.resize(x, [64, 64], InterpolationMode.BICUBIC, antialias=False)[:, 16:48, 16:48]
+    mean, std = torch.tensor(data.IMAGENET_MEAN)[:, None, None], torch.tensor(data.IMAGENET_STD)[:, None, None]
+    torch.testing.assert_close(out, (x - mean) / std)
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    with pytest.raises(DataNotFoundError):
+        data.image_folder(tmp_path / "nope", 32)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        Image.new("RGB", (40, 30)).save(tmp_path / cls / "0.png")
+    ds = data.image_folder(tmp_path, 32)
+    assert len(ds) == 2 and ds[1][0].shape == (3, 32, 32) and ds[1][1] == 1
