@@ -1,6 +1,6 @@
 r"""NF-ResNets and their BatchNorm and unnormalised twins (NF-ResNet paper, arXiv:2101.08692).
 
-Three families with identical shapes, so that signal propagation (§2, Fig. 1-2), AGC (NFNets
+Three families with identical shapes, so that signal propagation (§2 SPPs, §4), AGC (NFNets
 §4.1) and training runs compare like with like:
 
 * ``nf_resnet{26,50,101,152,200,288,600}``: the official ``nf_resnet.NF_ResNet``. Stem: 7x7
@@ -8,8 +8,8 @@ Three families with identical shapes, so that signal propagation (§2, Fig. 1-2)
   four stages of pre-activation bottlenecks (widths 256/512/1024/2048, ratio 0.25, strides
   1/2/2/2); head: scaled activation, global mean pool, dropout, linear with N(0, 0.01) weights.
 * ``bn_resnet*``: pre-activation BatchNorm ResNets (He et al. 2016b), ``order="bn_relu_conv"``
-  (default) or ``"relu_bn_conv"`` (the two orders of §2 / Fig. 1).
-* ``plain_resnet*``: no normalisation, unscaled ReLU, He init (the exploding baseline of Fig. 1).
+  (default) or ``"relu_bn_conv"`` (the two orders the §2 SPPs compare).
+* ``plain_resnet*``: no normalisation, unscaled ReLU, He init (the exploding baseline of the §2 SPPs).
 * ``{nf,bn,plain}_resnet_small``: 28x28 / 32x32 nets for CPU runs (not in the papers): 3x3
   stride-1 stem (no max-pool), basic blocks, widths 16/32/64, depths 2/2/2, 10 classes.
 
@@ -181,7 +181,7 @@ def nf_resnet(depths: Sequence[int] = DEPTHS[50], widths: Sequence[int] = WIDTHS
               drop_rate: float = 0.0, stochdepth_rate: float = 0.1, se_ratio: float = 0.0,
               order: str | None = None) -> ResNet:
     """NF-ResNet (official ``NF_ResNet`` defaults: alpha 0.2, ReLU, SkipInit gain 0, stochastic
-    depth 0.1). ``use_ws=False``: plain He-init convs (§4, Fig. 2); ``skip_gain_init=1`` for SPPs."""
+    depth 0.1). ``use_ws=False``: plain He-init convs (§4, the mean-shift case); ``skip_gain_init=1`` for SPPs."""
     return ResNet("nf", depths, widths, num_classes=num_classes, in_chans=in_chans,
                   small_stem=small_stem, bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
                   use_ws=use_ws, skip_gain_init=skip_gain_init, alpha=alpha,

@@ -241,7 +241,7 @@ def test_nf_signal_propagation_matches_theory():
 
 
 def test_without_ws_channel_means_drift_and_plain_nets_explode():
-    """§4 mean shift without WS; Fig. 1: unnormalised ResNets grow exponentially."""
+    """§4 mean shift without WS; §2: unnormalised ResNets grow exponentially."""
     torch.manual_seed(0)
     x = torch.randn(8, 3, 32, 32)
     kw = dict(depths=(2, 2), widths=(64, 128), small_stem=True, bottleneck=False)
