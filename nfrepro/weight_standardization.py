@@ -91,9 +91,14 @@ class WSConv2d(SamePadConv2d):
                  padding: int | str = "same", dilation: int = 1, groups: int = 1,
                  bias: bool = True, eps: float = WS_EPS, gain_init: float = 1.0):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                         dilation=dilation, groups=groups, bias=bias)
+                         dilation=dilation, groups=groups, bias=bias)  # calls reset_parameters
         self.eps = eps
         self.gain = nn.Parameter(torch.full((out_channels,), float(gain_init)))
+
+    def reset_parameters(self) -> None:
+        """Weights N(0, 1/fan_in), bias 0 (replaces nn.Conv2d's kaiming-uniform: one init, not two)."""
+        if self.weight.is_meta:  # meta tensors hold no values; normal_ on meta is slow (~10 ms)
+            return
         fan_in = math.prod(self.weight.shape[1:])
         nn.init.normal_(self.weight, 0.0, 1.0 / math.sqrt(fan_in))
         if self.bias is not None:

@@ -1,0 +1,79 @@
+"""Scaled Weight Standardization (NFNets §3, official ``base.WSConv2D``) and TF "SAME" padding."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nfrepro.weight_standardization import WS_EPS, SamePadConv2d, WSConv2d, same_padding, standardize_weight
+
+
+def test_zero_mean_and_variance_one_over_fan_in_per_output_unit():
+    w = torch.randn(8, 6, 3, 3, dtype=torch.float64) * 3 + 1
+    w_hat = standardize_weight(w)
+    fan_in = 6 * 3 * 3
+    rows = w_hat.reshape(8, -1)
+    assert torch.allclose(rows.mean(1), torch.zeros(8, dtype=torch.float64), atol=1e-12)
+    # population variance (ddof 0), as the official jnp.var; so the squared row norm is exactly 1
+    assert torch.allclose(rows.var(1, unbiased=False), torch.full((8,), 1 / fan_in, dtype=torch.float64))
+    assert torch.allclose(rows.square().sum(1), torch.ones(8, dtype=torch.float64))
+
+
+def test_gain_scales_each_output_unit():
+    w = torch.randn(4, 3, 1, 1, dtype=torch.float64)
+    gain = torch.tensor([1.0, 2.0, 0.5, -1.0], dtype=torch.float64)
+    assert torch.allclose(standardize_weight(w, gain), gain.view(4, 1, 1, 1) * standardize_weight(w))
+
+
+def test_eps_floor_on_n_times_var():
+    """scale = rsqrt(max(N var, 1e-4)): a near-constant row is multiplied by exactly 1/sqrt(1e-4) = 100."""
+    assert WS_EPS == 1e-4
+    w = torch.ones(2, 4, 1, 1, dtype=torch.float64)
+    w[1] += 1e-4 * torch.tensor([1.0, -1.0, 2.0, -2.0]).view(4, 1, 1)  # N var = 4 * 2.5e-9 << 1e-4
+    w_hat = standardize_weight(w)
+    assert torch.isfinite(w_hat).all()
+    assert torch.equal(w_hat[0], torch.zeros(4, 1, 1, dtype=torch.float64))  # constant row -> 0, not NaN
+    centred = w[1] - w[1].mean()
+    assert torch.allclose(w_hat[1], centred * 100.0)
+
+
+def test_conv_parameters_and_init():
+    conv = WSConv2d(64, 32, 3, groups=2)
+    assert conv.gain.shape == (32,) and conv.gain.ndim == 1  # 1-d: one AGC unit, as the official code
+    assert torch.equal(conv.gain, torch.ones(32)) and torch.equal(conv.bias, torch.zeros(32))
+    fan_in = 32 * 9
+    assert conv.weight.std().item() == pytest.approx(1 / math.sqrt(fan_in), rel=0.05)
+    x = torch.randn(2, 64, 7, 7)
+    expected = F.conv2d(x, standardize_weight(conv.weight, conv.gain), conv.bias, padding=1, groups=2)
+    assert torch.allclose(conv(x), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("size,kernel,stride,expected", [
+    (8, 3, 2, (0, 1)), (7, 3, 2, (1, 1)), (8, 3, 1, (1, 1)), (8, 1, 2, (0, 0)), (9, 2, 2, (0, 1)), (8, 5, 1, (2, 2)),
+])
+def test_tf_same_padding_amounts(size, kernel, stride, expected):
+    """TF SAME: output ceil(size / stride); the odd pixel of padding goes after (bottom/right)."""
+    assert same_padding(size, kernel, stride, 1) == expected
+
+
+@pytest.mark.parametrize("size", [8, 9])
+def test_strided_conv_pads_like_tensorflow(size):
+    conv = SamePadConv2d(3, 4, 3, stride=2)
+    x = torch.randn(1, 3, size, size)
+    before, after = same_padding(size, 3, 2, 1)
+    expected = F.conv2d(F.pad(x, (before, after, before, after)), conv.weight, conv.bias, stride=2)
+    out = conv(x)
+    assert out.shape[-1] == math.ceil(size / 2)
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_static_padding_for_stride_one_and_integer_padding():
+    assert SamePadConv2d(3, 4, 3).padding == (1, 1) and not SamePadConv2d(3, 4, 3).tf_same
+    conv = SamePadConv2d(3, 4, 3, padding=0)
+    assert conv(torch.randn(1, 3, 8, 8)).shape[-1] == 6
+
+
+def test_builds_on_meta_device():
+    with torch.device("meta"):
+        conv = WSConv2d(16, 32, 3, stride=2)
+    assert conv.weight.is_meta and conv(torch.empty(1, 16, 8, 8, device="meta")).shape == (1, 32, 4, 4)
