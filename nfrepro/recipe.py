@@ -174,18 +174,14 @@ def sam_backward(model: nn.Module, loss_of: Callable[[torch.Tensor, Any], torch.
     with no_sync():
         loss_of(x[:k], y[:k]).backward()
     with torch.no_grad():
-        grads = [p.grad for p in params if p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-        scale = rho / (norm + 1e-12)
-        eps = [p.grad * scale if p.grad is not None else None for p in params]
-        for p, e in zip(params, eps):
-            if e is not None:
-                p.add_(e)
+        moved = [p for p in params if p.grad is not None]
+        saved = [p.detach().clone() for p in moved]  # restore exactly, not by subtracting
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in moved]))
+        torch._foreach_add_(moved, [p.grad * (rho / (norm + 1e-12)) for p in moved])
+        for p in params:
             p.grad = None
     loss = loss_of(x, y)
     loss.backward()
     with torch.no_grad():
-        for p, e in zip(params, eps):
-            if e is not None:
-                p.sub_(e)
+        torch._foreach_copy_(moved, saved)
     return loss
