@@ -34,13 +34,14 @@ def spp_frames(data) -> dict[str, pd.DataFrame]:
     if isinstance(data, Mapping):
         return {str(k): v for k, v in data.items()}
     df = pd.DataFrame(data)
+    order = list(pd.unique(df["net"])) if "net" in df.columns else []
     if {"metric", "value"} <= set(df.columns):
         ids = [c for c in df.columns if c not in ("metric", "value")]
-        df = df.pivot_table(index=ids, columns="metric", values="value", aggfunc="first",
-                            dropna=False).reset_index()
+        df = df.set_index(ids + ["metric"])["value"].unstack("metric").reset_index()
         df.columns.name = None
     if "net" in df.columns:
-        return {str(k): g.sort_values("index") for k, g in df.groupby("net", sort=False)}
+        groups = dict(list(df.groupby("net", sort=False)))
+        return {str(k): groups[k].sort_values("index") for k in order}  # first-seen order
     return {"": df}
 
 
@@ -101,4 +102,28 @@ def plot_spp(data, theory=None, ax: Sequence[plt.Axes] | None = None, logy="auto
                    frameon=False) if ax is None else axes[1].legend(fontsize="small")
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def plot_spp_grid(rows: Mapping[str, object], theory: Mapping[str, object] | None = None,
+                  logy="auto", title: str | None = None, palette: str = "colorblind") -> plt.Figure:
+    """Several SPPs stacked: one row of three panels per entry of ``rows`` (row label -> data).
+
+    ``theory`` maps a row label to the theory line to draw in that row (see :func:`plot_spp`).
+    Each row has its own legend and its own y scales, so that an exploding unnormalised net does
+    not flatten the normalised ones.
+    """
+    theory = dict(theory or {})
+    fig, axes = plt.subplots(len(rows), 3, figsize=(16, 3.9 * len(rows)), squeeze=False,
+                             constrained_layout=True)
+    for r, (label, data) in enumerate(rows.items()):
+        plot_spp(data, theory=theory.get(label), ax=axes[r], logy=logy, palette=palette)
+        axes[r][0].set_ylabel(label, fontsize="large")
+        for a in axes[r]:
+            if r > 0:
+                a.set_title("")
+            if r < len(rows) - 1:
+                a.set_xlabel("")
+    if title:
+        fig.suptitle(title, fontsize="x-large")
     return fig

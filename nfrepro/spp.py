@@ -1,6 +1,6 @@
 r"""Signal Propagation Plots (SPPs): per-block activation statistics at initialisation.
 
-NF-ResNet paper (Brock, De & Smith 2021, arXiv:2101.08692) §3; official code
+NF-ResNet paper (Brock, De & Smith 2021, arXiv:2101.08692), Fig. 1 and 2; official code
 ``base.signal_metrics`` and ``nf_resnet.NF_ResNet.__call__(return_metrics=True)``.
 A batch of :math:`N(0, 1)` inputs goes through the network once and, for the stem output
 (index 0) and the output of every residual block (index ``i + 1`` for block ``i``), we record
@@ -23,7 +23,7 @@ measures NF, BatchNorm and unnormalised networks.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -166,6 +166,22 @@ def signal_propagation(model: nn.Module, x: torch.Tensor, batch_stats: bool = Tr
     df = pd.DataFrame(rows).sort_values("index", ignore_index=True)
     df["res_avg_var"] = [math.nan] + [residual.get(i, [math.nan])[0] for i in range(len(blocks))]
     return df[list(COLUMNS)]
+
+
+ID_COLUMNS = ("net", "index", "block", "stage", "block_in_stage")
+
+
+def to_long(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Tidy table of several SPPs: one row per net, SPP index and metric (``value`` column).
+
+    ``frames`` maps a net's label to its :func:`signal_propagation` frame (plus any extra metric
+    columns, such as ``expected_var``). Rows whose value is NaN (the stem's residual variance)
+    are dropped.
+    """
+    wide = pd.concat({k: v for k, v in frames.items()}, names=["net"]).reset_index(level=0)
+    metrics = [c for c in wide.columns if c not in ID_COLUMNS]
+    long = wide.melt(id_vars=list(ID_COLUMNS), value_vars=metrics, var_name="metric")
+    return long.dropna(subset=["value"]).reset_index(drop=True)
 
 
 def nf_expected_variance(stages: Sequence[int], alpha: float) -> list[float]:

@@ -234,3 +234,23 @@ def test_tiny_nf_net_tracks_theory():
     theory = spp.expected_variances(model)
     assert np.max(np.abs(df["avg_var"] / theory - 1)) < 0.1
     assert df["avg_sq_mean"].max() < 0.1
+
+
+def test_to_long_round_trips_through_plotting():
+    from nfrepro.plotting import spp_frames
+
+    torch.manual_seed(0)
+    a, b = TinyNet(), TinyNet(bn=True)
+    x = torch.randn(4, 3, 8, 8)
+    frames = {"nf": spp.signal_propagation(a, x), "bn": spp.signal_propagation(b, x)}
+    frames["nf"]["expected_var"] = spp.expected_variances(a).to_numpy()
+    long = spp.to_long(frames)
+    assert set(long.columns) == set(spp.ID_COLUMNS) | {"metric", "value"}
+    assert long["value"].notna().all()
+    back = spp_frames(long)
+    assert list(back) == ["nf", "bn"]
+    for name, df in frames.items():
+        got = back[name].reset_index(drop=True)
+        np.testing.assert_allclose(got["avg_var"], df["avg_var"])
+        np.testing.assert_allclose(got["res_avg_var"], df["res_avg_var"])  # NaN at the stem
+    assert "expected_var" not in back["bn"] or back["bn"]["expected_var"].isna().all()
