@@ -103,18 +103,23 @@ def read_idx(path: Path, expected_md5: str | None = None) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def load_fashion_mnist(train: bool = True, root: str | os.PathLike | None = None) -> ArrayDataset:
-    """Fashion-MNIST (Xiao et al. 2017) from its four IDX files: 60k / 10k images, 1 x 28 x 28."""
+def locate_fashion_mnist(train: bool = True, root: str | os.PathLike | None = None) -> list[Path]:
+    """Paths of the images and labels IDX files of one split; :class:`DataNotFoundError` if absent."""
     base = data_root(root)
     prefix = "train" if train else "t10k"
-    names = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
     for folder in (base, base / "fashion-mnist"):
-        paths = [_find_idx(folder, n) for n in names]
+        paths = [_find_idx(folder, f"{prefix}-{kind}") for kind in ("images-idx3-ubyte",
+                                                                    "labels-idx1-ubyte")]
         if all(paths):
-            break
-    else:
-        raise DataNotFoundError(f"Fashion-MNIST not found in {base} (nor {base / 'fashion-mnist'}): "
-                                f"{INSTALL_HINT}")
+            return paths
+    raise DataNotFoundError(f"Fashion-MNIST not found in {base} (nor {base / 'fashion-mnist'}): "
+                            f"{INSTALL_HINT}")
+
+
+def load_fashion_mnist(train: bool = True, root: str | os.PathLike | None = None) -> ArrayDataset:
+    """Fashion-MNIST (Xiao et al. 2017) from its four IDX files: 60k / 10k images, 1 x 28 x 28."""
+    paths = locate_fashion_mnist(train, root)
+    names = [p.name.removesuffix(".gz") for p in paths]
     images = read_idx(paths[0], FASHION_MNIST_MD5[names[0]])
     labels = read_idx(paths[1], FASHION_MNIST_MD5[names[1]])
     return ArrayDataset(torch.from_numpy(images.copy()).unsqueeze(1),

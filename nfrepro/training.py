@@ -16,14 +16,12 @@ not retrained. A loss that is not finite or exceeds ``max_loss`` ends the run as
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import json
 import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,107 +32,19 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from . import distributed as dist
-from .augment import MIX_MODES, Augment
+from .augment import Augment
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import TensorLoader, load_dataset
 from .recipe import EMA, cross_entropy, make_optimizer, make_scheduler, sam_backward, scaled_lr
 from .records import save_results
 from .registry import create_model
+from .run_config import ConfigError, TrainConfig, check_same_config, run_name
+
+__all__ = ["TrainConfig", "ConfigError", "RunResult", "run_name", "train", "evaluate"]
 
 METRIC_COLUMNS = ["epoch", "step", "train_loss", "test_top1", "test_top1_ema", "lr",
                   "frac_clipped", "wall_time_s", "status"]
 FINISHED = ("completed", "diverged")
-# fields that do not change the numbers a run produces: free to differ when resuming
-NOT_TRAJECTORY = ("run_dir", "progress", "device", "eval_batch_size", "data_root", "download")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run, or that does not match the run folder it points to."""
-
-
-@dataclass
-class TrainConfig:
-    model: str = "nf_resnet_small"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)  # drop_rate, alpha, use_ws, ...
-    dataset: str = "fashion_mnist"
-    data_root: str | None = None      # None: $NFREPRO_DATA, else /usr/share/datasets
-    download: bool = False            # CIFAR-10 only, needs network access
-    train_subset: int | None = None   # first N training images: quick runs on the CPU
-    test_subset: int | None = None
-    batch_size: int = 256             # the *global* batch, split evenly over processes
-    epochs: int = 10
-    steps: int | None = None          # if set, the run length in updates (overrides epochs)
-    base_lr: float = 0.1              # per 256 images: lr = base_lr * batch_size / 256 (App. A)
-    warmup_epochs: float = 1.0        # paper: 5 of 360 epochs; a 10-epoch run warms up for 1
-    weight_decay: float = 2e-5        # coupled, not on gains / biases / skip gains
-    momentum: float = 0.9
-    nesterov: bool = True
-    label_smoothing: float = 0.1
-    clipping: float | None = None     # AGC lambda; None = no clipping (the baselines)
-    clip_eps: float = 1e-3
-    clip_classifier: bool = False     # §4.1: never clip the final linear layer
-    clip_exclude_first_conv: bool = False
-    clip_exclude_stages: list[int] = field(default_factory=list)
-    ema_decay: float | None = 0.999   # paper 0.99999 over 112k steps; over a few thousand steps
-    #                                   that EMA would still be mostly the initial weights
-    sam_rho: float | None = None      # SAM (App. A.4) off unless set
-    sam_fraction: float = 0.2
-    crop_padding: int = 0             # augmentation is off by default: the small-scale
-    flip: bool = False                # experiments study clipping and normalisation, and
-    mix: str | None = None            # augmentation would blur that comparison
-    mixup_alpha: float = 0.2
-    randaugment: list[int] | None = None  # [layers, level on the official 0-10 scale]
-    seed: int = 0
-    device: str = "auto"              # "auto": this process's GPU if any, else the CPU
-    amp: str = "auto"                 # "auto": bf16 on CUDA (the paper's bf16 activations and
-    #                                   gradients, fp32 params), off on the CPU (bf16 is slow there)
-    channels_last: bool | None = None  # None: on for CUDA (faster convs), off on the CPU
-    compile: bool = False             # torch.compile: worth it only for long GPU runs
-    eval_every: int = 1               # epochs between test evaluations (the last one always)
-    eval_batch_size: int = 1024
-    max_loss: float = 100.0           # chance is ln(10) = 2.3; 40x that is a blow-up, not noise
-    check_every: int = 20             # steps between divergence checks (each one syncs the GPU)
-    run_dir: str | None = None        # None: runs/<run_name(config)> under the project root
-    progress: bool = True             # tqdm bars (rank 0 only)
-
-    def validate(self) -> None:
-        checks = [
-            (self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}"),
-            (self.epochs > 0 and (self.steps is None or self.steps > 0),
-             "epochs and steps must be positive"),
-            (self.clipping is None or self.clipping > 0,
-             f"clipping (AGC lambda) must be > 0, got {self.clipping}; use None to turn AGC off"),
-            (self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}"),
-            (self.mix in MIX_MODES, f"mix must be one of {MIX_MODES}, got {self.mix!r}"),
-            (self.ema_decay is None or 0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
-            (self.eval_every > 0 and self.check_every > 0, "eval_every, check_every must be > 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as in config.json
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - names
-        if unknown:
-            raise ConfigError(f"unknown TrainConfig field(s): {', '.join(sorted(unknown))}")
-        return cls(**values)
-
-
-def _trajectory(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if k not in NOT_TRAJECTORY}
-
-
-def run_name(config: TrainConfig) -> str:
-    """A readable, deterministic folder name: the main settings plus a hash of all of them."""
-    digest = hashlib.sha1(json.dumps(_trajectory(config.to_dict()), sort_keys=True).encode())
-    clip = "off" if config.clipping is None else f"{config.clipping:g}"
-    return (f"{config.model}-{config.dataset}-b{config.batch_size}-clip{clip}-s{config.seed}-"
-            f"{digest.hexdigest()[:8]}")
 
 
 @dataclass
@@ -168,14 +78,6 @@ def evaluate(model: nn.Module, loader: TensorLoader,
     return 100.0 * correct / max(total, 1)
 
 
-def _check_same_config(stored: dict[str, Any], config: TrainConfig, where: Path) -> None:
-    ours, theirs = _trajectory(config.to_dict()), _trajectory(stored)
-    differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
-    if differ:
-        raise ConfigError(f"{where} holds a run with a different configuration ({', '.join(differ)}):"
-                          f" use another run_dir, or delete that folder to start afresh")
-
-
 def _finished(run_dir: Path, config: TrainConfig) -> RunResult | None:
     """The result of a run that already completed or diverged in ``run_dir``, else None."""
     try:
@@ -185,7 +87,7 @@ def _finished(run_dir: Path, config: TrainConfig) -> RunResult | None:
         return None
     if record.get("status") not in FINISHED:
         return None
-    _check_same_config(record.get("parameters", {}), config, run_dir)
+    check_same_config(record.get("parameters", {}), config, run_dir)
     return RunResult(run_dir, record["status"], config, metrics, record.get("wall_time_s", 0.0))
 
 
@@ -265,7 +167,7 @@ def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None 
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, required=("config", "model", "optimizer", "scheduler",
                                                   "loader", "rng", "epoch", "step", "rows"))
-        _check_same_config(ck["config"], config, run_dir)
+        check_same_config(ck["config"], config, run_dir)
         try:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -279,6 +181,12 @@ def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None 
         states = ck["rng"]
         set_rng_state(states[info.rank] if len(states) == info.world_size else states[0])
         epoch, step, rows, wall_before = ck["epoch"], ck["step"], ck["rows"], ck["wall_time_s"]
+        if ck.get("status") == "completed":  # killed between the last checkpoint and metrics
+            if main:
+                _write_metrics(run_dir, rows, config, wall_before, "completed", device,
+                               info.world_size)
+            return RunResult(run_dir, "completed", config, pd.DataFrame(rows, columns=METRIC_COLUMNS),
+                             wall_before, model, ema.module if ema is not None else None)
     elif main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")

@@ -20,8 +20,7 @@ FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 def require_fashion_mnist() -> None:
     """The real files are a test dependency (CI installs them): fail loudly, never skip."""
-    if not (FMNIST / "t10k-images-idx3-ubyte.gz").exists():
-        pytest.fail(f"Fashion-MNIST is missing from {FMNIST}: {data.INSTALL_HINT}")
+    data.locate_fashion_mnist(train=False, root=FMNIST)  # raises DataNotFoundError with the fix
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:
