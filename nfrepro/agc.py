@@ -159,7 +159,7 @@ def _clip_group_(params: list[torch.Tensor], clipping: float, eps: float,
     grads = [p.grad for p in params]
     sizes = [p.shape[0] if p.ndim > 1 else 1 for p in params]  # units per tensor
 
-    max_norm = _unit_norms([p.detach() for p in params], num_nd, norm_dtype)
+    max_norm = _unit_norms(params, num_nd, norm_dtype)  # no_grad: no detach() needed
     max_norm = max_norm.clamp_min_(eps).mul_(clipping)  # lambda max(||W_i||, eps)
     g_norm = _unit_norms(grads, num_nd, norm_dtype)  # ||G_i||
     trigger = g_norm > max_norm
