@@ -1,0 +1,116 @@
+"""Grids of training runs in one tidy results CSV (the §4.1 ablations: model x batch size x
+clipping lambda x seed; NFNets F2 and F7 are such grids).
+
+``run_sweep(grid, base_config, results_csv)`` trains every combination of the grid's values;
+each run gets a deterministic folder (:func:`nfrepro.training.run_name`), so re-running a sweep
+skips the runs that finished (completed or diverged: :func:`~nfrepro.training.train` reads them
+back) and resumes the ones that were cut off. After every run the CSV is rewritten with one row
+per run and metric, plus its JSON run record (:func:`nfrepro.records.save_results`); rows of
+runs outside this grid that the CSV already held are kept. Usable from a notebook or papermill::
+
+    df = run_sweep({"batch_size": [256, 1024], "clipping": [None, 0.01, 0.04], "seed": [0, 1]},
+                   TrainConfig(model="nf_resnet_small", epochs=10), "results/agc_sweep.csv")
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .records import save_results
+from .training import ConfigError, RunResult, TrainConfig, run_name, train
+
+ID_COLUMNS = ["run", "model", "dataset", "batch_size", "clipping", "seed"]
+METRICS = ("final_test_top1", "final_test_top1_ema", "best_test_top1", "final_train_loss",
+           "mean_frac_clipped", "epochs", "steps", "wall_time_s", "diverged")
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, in key order (the last key varies fastest)."""
+    for key, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ConfigError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
+    return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+
+
+def apply_overrides(base: TrainConfig, overrides: Mapping[str, Any],
+                    runs_dir: str | os.PathLike | None = None) -> TrainConfig:
+    """``base`` with ``overrides`` applied; ``"model_kwargs.alpha"`` sets one model argument.
+
+    The run folder is ``runs_dir / run_name(config)`` (``base.run_dir`` is ignored: each run
+    of a grid needs its own).
+    """
+    values = base.to_dict()
+    values["model_kwargs"] = dict(values["model_kwargs"])
+    for key, value in overrides.items():
+        if key.startswith("model_kwargs."):
+            values["model_kwargs"][key.split(".", 1)[1]] = value
+        elif key in values:
+            values[key] = value
+        else:
+            raise ConfigError(f"grid key {key!r} is not a TrainConfig field (nor model_kwargs.<name>)")
+    values["run_dir"] = None
+    config = TrainConfig.from_dict(values)
+    config.validate()
+    from .profiles import project_root
+    folder = Path(runs_dir) if runs_dir is not None else project_root() / "runs"
+    config.run_dir = str(folder / run_name(config))
+    return config
+
+
+def tidy_rows(result: RunResult, overrides: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per metric of a finished run, keyed by the run's main settings and the grid keys."""
+    m, c = result.metrics, result.config
+    top1 = m["test_top1"].dropna()
+    clipped = m["frac_clipped"].dropna()
+    values = {
+        "final_test_top1": result.final("test_top1"),
+        "final_test_top1_ema": result.final("test_top1_ema"),
+        "best_test_top1": float(top1.max()) if len(top1) else np.nan,
+        "final_train_loss": result.final("train_loss"),
+        "mean_frac_clipped": float(clipped.mean()) if len(clipped) else np.nan,
+        "epochs": int(m["epoch"].iloc[-1]) if len(m) else 0,
+        "steps": int(m["step"].iloc[-1]) if len(m) else 0,
+        "wall_time_s": float(result.wall_time_s),
+        "diverged": float(result.status == "diverged"),
+    }
+    ids = {"run": Path(result.run_dir).name, "model": c.model, "dataset": c.dataset,
+           "batch_size": c.batch_size, "clipping": c.clipping, "seed": c.seed}
+    ids.update({k: v for k, v in overrides.items() if k not in ids})
+    return [{**ids, "status": result.status, "metric": name, "value": value}
+            for name, value in values.items()]
+
+
+def run_sweep(grid: Mapping[str, Sequence[Any]], base_config: TrainConfig | None = None,
+              results_csv: str | os.PathLike = "results/sweep.csv",
+              runs_dir: str | os.PathLike | None = None, progress: bool = True,
+              train_fn: Callable[[TrainConfig], RunResult] = train) -> pd.DataFrame:
+    """Train every combination of ``grid`` (see the module docstring); return the tidy table."""
+    base = base_config or TrainConfig()
+    configs = [(o, apply_overrides(base, o, runs_dir)) for o in expand_grid(grid)]  # validate all first
+    results_csv = Path(results_csv)
+    ours = {Path(config.run_dir).name for _, config in configs}
+    kept = pd.DataFrame()
+    if results_csv.exists():
+        old = pd.read_csv(results_csv)
+        kept = old[~old["run"].isin(ours)] if "run" in old else pd.DataFrame()
+    main = int(os.environ.get("RANK", "0")) == 0
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    df = kept
+    for overrides, config in tqdm(configs, desc="sweep", disable=not (progress and main)):
+        if not progress:
+            config.progress = False
+        rows += tidy_rows(train_fn(config), overrides)
+        df = pd.concat([kept, pd.DataFrame(rows)], ignore_index=True) if len(kept) else pd.DataFrame(rows)
+        if main:  # rewrite after every run: a killed sweep keeps what finished
+            save_results(df, results_csv, wall_time_s=time.perf_counter() - started,
+                         params={"grid": {k: list(v) for k, v in grid.items()},
+                                 "base_config": base.to_dict(), "runs": len(configs)})
+    return df

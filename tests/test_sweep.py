@@ -1,0 +1,61 @@
+"""nfrepro.sweep: grid expansion, deterministic run folders, skip / resume, one tidy CSV."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from nfrepro.sweep import METRICS, apply_overrides, expand_grid, run_sweep
+from nfrepro.training import ConfigError, TrainConfig, train
+
+BASE = TrainConfig(model="nf_resnet_small", model_kwargs={"depths": [1], "widths": [4]},
+                   dataset="synthetic", train_subset=32, test_subset=32, batch_size=16, epochs=1,
+                   warmup_epochs=0.5, ema_decay=None, progress=False)
+
+
+def test_expand_grid_and_overrides(tmp_path):
+    combos = expand_grid({"batch_size": [8, 16], "clipping": [None, 0.01]})
+    assert combos == [{"batch_size": 8, "clipping": None}, {"batch_size": 8, "clipping": 0.01},
+                      {"batch_size": 16, "clipping": None}, {"batch_size": 16, "clipping": 0.01}]
+    config = apply_overrides(BASE, {"clipping": 0.02, "model_kwargs.alpha": 0.5}, tmp_path)
+    assert config.clipping == 0.02 and config.model_kwargs == {"depths": [1], "widths": [4],
+                                                               "alpha": 0.5}
+    assert config.run_dir == str(apply_overrides(BASE, {"clipping": 0.02,
+                                                        "model_kwargs.alpha": 0.5}, tmp_path).run_dir)
+    assert BASE.model_kwargs == {"depths": [1], "widths": [4]}  # base untouched
+    with pytest.raises(ConfigError, match="not a TrainConfig field"):
+        apply_overrides(BASE, {"lamda": 0.1})
+    with pytest.raises(ConfigError, match="clipping"):
+        apply_overrides(BASE, {"clipping": -0.1})
+    with pytest.raises(ConfigError, match="list"):
+        expand_grid({"seed": 0})
+
+
+def test_sweep_writes_tidy_rows_skips_finished_and_keeps_other_rows(tmp_path):
+    csv = tmp_path / "results" / "sweep.csv"
+    calls = []
+
+    def counting_train(config):
+        calls.append(config.run_dir)
+        return train(config)
+
+    grid = {"clipping": [None, 0.04], "seed": [0]}
+    df = run_sweep(grid, BASE, csv, runs_dir=tmp_path / "runs", progress=False,
+                   train_fn=counting_train)
+    assert len(calls) == 2 and len(df) == 2 * len(METRICS) and set(df["metric"]) == set(METRICS)
+    assert {"run", "model", "batch_size", "clipping", "seed", "status", "metric", "value"} <= set(df)
+    assert (df["status"] == "completed").all()
+    on_disk = pd.read_csv(csv)
+    assert len(on_disk) == len(df)
+    assert json.loads(csv.with_suffix(".json").read_text())["parameters"]["runs"] == 2
+    # second sweep: the same two runs are read back (no training), one new run is added
+    before = {r: (tmp_path / "runs" / r / "checkpoint.pt").stat().st_mtime for r in set(df["run"])}
+    df2 = run_sweep({"clipping": [None, 0.04, 0.08], "seed": [0]}, BASE, csv,
+                    runs_dir=tmp_path / "runs", progress=False)
+    assert len(df2) == 3 * len(METRICS)
+    assert all((tmp_path / "runs" / r / "checkpoint.pt").stat().st_mtime == t for r, t in before.items())
+    # a sweep over a different grid keeps the rows of the runs it does not touch
+    df3 = run_sweep({"clipping": [0.08], "seed": [0]}, BASE, csv, runs_dir=tmp_path / "runs",
+                    progress=False)
+    assert len(df3) == len(pd.read_csv(csv)) == 3 * len(METRICS)
