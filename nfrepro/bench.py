@@ -182,7 +182,23 @@ def bench_agc(device: Any = "cpu", model_name: str = "nfnet_f0", repeats: int = 
     return out
 
 
-BENCHMARKS: dict[str, Callable[..., pd.DataFrame]] = {"agc": bench_agc}
+# ---------------------------------------------------------------- whole models (nfrepro.bench_models)
+def bench_train_step(device: Any = "cpu", **kwargs: Any) -> pd.DataFrame:
+    """P1: NFNet-F0 training step, nfrepro vs timm; see :func:`nfrepro.bench_models.bench_train_step`."""
+    from .bench_models import bench_train_step as run  # imported here: bench_models imports compare
+
+    return run(device=device, **kwargs)
+
+
+def bench_inference(device: Any = "cpu", **kwargs: Any) -> pd.DataFrame:
+    """P3: folded NFNet-F0 inference vs timm; see :func:`nfrepro.bench_models.bench_inference`."""
+    from .bench_models import bench_inference as run
+
+    return run(device=device, **kwargs)
+
+
+BENCHMARKS: dict[str, Callable[..., pd.DataFrame]] = {"agc": bench_agc, "train_step": bench_train_step,
+                                                      "inference": bench_inference}
 
 
 def run_benchmarks(which=("agc",), device: Any = None, out_dir: str | Path | None = None,

@@ -127,3 +127,67 @@ def plot_spp_grid(rows: Mapping[str, object], theory: Mapping[str, object] | Non
     if title:
         fig.suptitle(title, fontsize="x-large")
     return fig
+
+
+# ---------------------------------------------------------------- speed and size (NFNets Fig. 1, Table 2)
+def _short(label: str) -> str:
+    """'NFNet-F1' -> 'F1', 'EffNet-B7' -> 'B7', 'NFNet-F0 -NF +BN' -> 'F0', 'ResNet-50' -> 'R50'."""
+    head = label.split(" ")[0]
+    return head.replace("NFNet-", "").replace("EffNet-", "").replace("ResNet-", "R")
+
+
+def plot_speed_accuracy(points: pd.DataFrame, top1_label: str = "paper top-1, Table 3 (%)",
+                        logx: bool = True, palette: str = "colorblind") -> plt.Figure:
+    """Fig. 1 of the NFNets paper: top-1 (y) against training-step latency (x), one line per family.
+
+    ``points``: columns ``panel`` (one axis per value, in order of appearance), ``family``,
+    ``label``, ``latency_ms``, ``top1``; rows with a missing value are left out. Each panel's title
+    is its ``panel`` value, so the caller says where the latencies come from (measured here, or
+    the paper's TPUv3 times).
+    """
+    df = points.dropna(subset=["latency_ms", "top1"])
+    panels = list(dict.fromkeys(points["panel"]))
+    families = list(dict.fromkeys(points["family"]))
+    colors = dict(zip(families, sns.color_palette(palette, n_colors=max(len(families), 1))))
+    markers = dict(zip(families, "os^DvP*X"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.8), squeeze=False,
+                             constrained_layout=True)
+    for a, panel in zip(axes[0], panels):
+        sub = df[df["panel"] == panel]
+        for family in families:
+            fam = sub[sub["family"] == family].sort_values("latency_ms")
+            if fam.empty:
+                continue
+            a.plot(fam["latency_ms"], fam["top1"], marker=markers[family], color=colors[family],
+                   lw=1.4, ms=6, label=family)
+            for r in fam.itertuples():
+                a.annotate(_short(r.label), (r.latency_ms, r.top1), textcoords="offset points",
+                           xytext=(4, -10), fontsize=8, color=colors[family])
+        if logx:
+            a.set_xscale("log")
+        a.set_title(panel)
+        a.set_xlabel("training latency (ms / step)")
+        a.set_ylabel(top1_label)
+        a.grid(True, which="both", alpha=0.3)
+        a.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def plot_relative_cost(df: pd.DataFrame, baseline: str, title: str | None = None,
+                       palette: str = "colorblind") -> plt.Figure:
+    """Grouped bars: each ``quantity`` of each ``step`` divided by the same quantity of ``baseline``.
+
+    ``df``: columns ``step`` (x, in order of appearance), ``quantity`` (hue) and ``value``. For
+    the architecture steps of NFNets Table 2: params, multiply-adds, measured and paper latency.
+    """
+    base = df[df["step"] == baseline].set_index("quantity")["value"]
+    rel = df.assign(relative=df["value"] / df["quantity"].map(base)).dropna(subset=["relative"])
+    fig, ax = plt.subplots(figsize=(8.5, 4.2), constrained_layout=True)
+    sns.barplot(data=rel, x="step", y="relative", hue="quantity", palette=palette, ax=ax)
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_xlabel("")
+    ax.set_ylabel(f"relative to {baseline}")
+    ax.legend(fontsize="small", loc="upper left")
+    if title:
+        ax.set_title(title)
+    return fig
