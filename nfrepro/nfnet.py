@@ -1,0 +1,283 @@
+r"""NFNet-F0..F7 (NFNets, arXiv:2102.06171 §4 and Table 1; official ``nfnet.NFNet``/``NFBlock``).
+
+An NFNet is a pre-activation SE-ResNeXt-D without normalization layers. Every block computes
+
+.. math::  h_{i+1} = h_i + \alpha \, g_i \, f_i(h_i / \beta_i), \qquad
+           \beta_i = \sqrt{\operatorname{Var}(h_i)}, \qquad
+           \operatorname{Var}(h_{i+1}) = \operatorname{Var}(h_i) + \alpha^2
+
+with a scalar skip gain :math:`g_i` (SkipInit, initialised to 0) and ``alpha = 0.2``. The
+expected variance is reset to 1 after the first block of every stage, because that block's
+shortcut is a convolution of the normalised input (NF-ResNet paper §4). In the code ``beta`` is
+the factor the activated input is multiplied by, i.e. :math:`1/\beta_i` above.
+
+Each residual branch ``f_i``: 1x1 conv -> act -> grouped 3x3 conv (stride) -> act -> grouped 3x3
+conv (the "second conv", §4.1) -> act -> 1x1 conv -> SE (x2 gain) -> stochastic depth. Shortcuts:
+the raw input, or, at a change of width or resolution, a 1x1 conv of the activated, beta-scaled
+input, after a 2x2 average pool where the block is strided (ResNet-D). Convolutions are Scaled WS
+convs with TF "SAME" padding; activations carry their gamma (``gains.ScaledActivation``).
+
+Departures, each a choice the paper or the official code leaves open:
+
+* ``stochdepth_rate`` defaults to 0.25, the value of the official training config
+  (``experiment_nfnets.py``) that trained the paper's models; the ``NFNet`` constructor's own
+  default is 0.1. Block ``i`` (0-based, over all blocks) drops with rate ``0.25 * i / num_blocks``.
+* A bottleneck narrower than ``group_size`` uses one group (the official code would build a conv
+  with 0 groups); this only matters for the small models of the tests and ablations.
+* ``use_ws=False`` gives plain convs (a bias, no gain) initialised N(0, 1/fan_in): He init for
+  the *gamma-scaled* activations (gamma already restores unit variance, so the factor 2 of He et al.
+  is not needed again). NF-ResNet paper §5's "without Scaled WS" ablation.
+* ``norm="batch"`` is the "-NF, +BN" model of Table 6, of which the paper gives no details. Our
+  choices: every WS conv becomes a bias-free conv followed by ``BatchNorm2d`` (PyTorch defaults:
+  momentum 0.1, eps 1e-5, weight 1, bias 0), in the stem, the blocks, the shortcuts and the final
+  conv; the activations are the plain ones (gamma = 1, BN already sets the scale); beta = 1 in
+  every block and alpha defaults to 1 (BN needs neither); SE, stochastic depth and the SkipInit
+  gain (init 0) are kept, so the two models differ only in how they normalise.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from .complexity import count_macs, count_params
+from .gains import Activation, ScaledActivation, check_activation
+from .registry import register_model
+from .squeeze_excite import SqueezeExcite
+from .stochastic_depth import StochasticDepth
+from .weight_standardization import SamePadConv2d, WSConv2d
+
+__all__ = ["VARIANTS", "Variant", "NFNet", "NFBlock", "expected_betas", "count_params", "count_macs"]
+
+DEFAULT_WIDTHS = (256, 512, 1536, 1536)   # the "modified width" pattern of §4.1
+PLUS_WIDTHS = (384, 768, 2048, 2048)      # "Fn+" models (official ``nfnet_params``)
+STAGE_STRIDES = (1, 2, 2, 2)              # total stride 32 with the two stride-2 stem convs
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of Table 1 (official ``base.nfnet_params``)."""
+    name: str
+    depths: tuple[int, int, int, int]
+    train_px: int
+    test_px: int
+    drop_rate: float
+    randaugment: tuple[int, int]  # (layers, magnitude); official "RA_level" "405" = 4 layers, magnitude 5
+    widths: tuple[int, int, int, int] = DEFAULT_WIDTHS
+
+
+VARIANTS: dict[str, Variant] = {
+    #                   depths            train test dropout  RandAugment
+    "F0": Variant("F0", (1, 2, 6, 3),     192,  256,  0.2,    (4, 5)),
+    "F1": Variant("F1", (2, 4, 12, 6),    224,  320,  0.3,    (4, 10)),
+    "F2": Variant("F2", (3, 6, 18, 9),    256,  352,  0.4,    (4, 10)),
+    "F3": Variant("F3", (4, 8, 24, 12),   320,  416,  0.4,    (4, 15)),
+    "F4": Variant("F4", (5, 10, 30, 15),  384,  512,  0.5,    (4, 15)),
+    "F5": Variant("F5", (6, 12, 36, 18),  416,  544,  0.5,    (4, 15)),
+    "F6": Variant("F6", (7, 14, 42, 21),  448,  576,  0.5,    (4, 15)),
+    "F7": Variant("F7", (8, 16, 48, 24),  480,  608,  0.5,    (4, 15)),
+}
+VARIANTS.update({f"{k}+": replace(v, name=f"{k}+", widths=PLUS_WIDTHS) for k, v in list(VARIANTS.items())})
+
+
+def expected_betas(depths: tuple[int, ...], alpha: float) -> list[float]:
+    """The official input multipliers ``beta = 1 / expected_std``, one per block.
+
+    ``expected_std`` starts at 1 and grows as ``sqrt(std^2 + alpha^2)`` after each block; after the
+    first block of every stage it is reset to 1 before growing (that block's shortcut is a conv of
+    the normalised input, so its output variance is ``1 + alpha^2``).
+    """
+    betas, std = [], 1.0
+    for depth in depths:
+        for index in range(depth):
+            betas.append(1.0 / std)
+            if index == 0:
+                std = 1.0
+            std = math.sqrt(std ** 2 + alpha ** 2)
+    return betas
+
+
+class ConvBN(nn.Sequential):
+    """Bias-free conv followed by BatchNorm2d: the "+BN" stand-in for a WS conv (Table 6)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1):
+        super().__init__(OrderedDict(conv=_plain_conv(in_ch, out_ch, kernel, stride, groups, bias=False),
+                                     bn=nn.BatchNorm2d(out_ch)))
+
+
+def _plain_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1,
+                bias: bool = True) -> SamePadConv2d:
+    conv = SamePadConv2d(in_ch, out_ch, kernel, stride=stride, groups=groups, bias=bias)
+    if not conv.weight.is_meta:  # meta tensors hold no values (and normal_ on meta is slow)
+        nn.init.normal_(conv.weight, 0.0, 1.0 / math.sqrt(math.prod(conv.weight.shape[1:])))  # fan-in
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+    return conv
+
+
+def _conv_factory(conv_type: str) -> Callable[..., nn.Module]:
+    """``conv(in_ch, out_ch, kernel, stride=1, groups=1)`` for "ws", "plain" or "bn" (TF SAME padding)."""
+    if conv_type == "ws":
+        return lambda i, o, k, s=1, g=1: WSConv2d(i, o, k, stride=s, groups=g)
+    if conv_type == "plain":
+        return lambda i, o, k, s=1, g=1: _plain_conv(i, o, k, s, g)
+    return lambda i, o, k, s=1, g=1: ConvBN(i, o, k, s, g)
+
+
+class NFBlock(nn.Module):
+    """Pre-activation NF bottleneck block (official ``nfnet.NFBlock``); see the module docstring."""
+
+    def __init__(self, in_ch: int, out_ch: int, *, stride: int, stage: int, beta: float, alpha: float,
+                 act: Callable[[], nn.Module], conv: Callable[..., nn.Module], bottleneck_ratio: float = 0.5,
+                 group_size: int = 128, se_ratio: float = 0.5, extra_conv: bool = True,
+                 stochdepth_rate: float = 0.0, skip_gain_init: float = 0.0):
+        super().__init__()
+        self.stage, self.stride, self.beta, self.alpha = stage, stride, beta, alpha
+        width = int(out_ch * bottleneck_ratio)            # official "big_width": ratio of the output width
+        group_size = min(group_size, width)
+        self.groups = width // group_size
+        width = group_size * self.groups                  # round down to whole groups
+        self.act = act()
+        self.conv0 = conv(in_ch, width, 1)
+        self.conv1 = conv(width, width, 3, stride, self.groups)
+        self.conv1b = conv(width, width, 3, 1, self.groups) if extra_conv else None
+        self.conv2 = conv(width, out_ch, 1)
+        self.use_projection = stride > 1 or in_ch != out_ch
+        # TF "SAME" 2x2/2 average pool: averages only the in-bounds pixels of a window
+        self.pool = nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False) if stride > 1 else None
+        self.conv_shortcut = conv(in_ch, out_ch, 1) if self.use_projection else None
+        self.se = SqueezeExcite(out_ch, out_ch, se_ratio=se_ratio)   # includes the x2 gain
+        self.residual_out = nn.Identity()                 # hook point: the branch before SD, gain, alpha
+        self.stoch_depth = StochasticDepth(stochdepth_rate)
+        self.skip_gain = nn.Parameter(torch.full((), float(skip_gain_init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(x) * self.beta
+        if self.pool is not None:                         # transition: ResNet-D shortcut
+            shortcut = self.pool(out)
+            if self.conv_shortcut is not None:
+                shortcut = self.conv_shortcut(shortcut)
+        elif self.conv_shortcut is not None:              # first block: 128 -> 256 channels
+            shortcut = self.conv_shortcut(out)
+        else:
+            shortcut = x
+        out = self.conv0(out)
+        out = self.conv1(self.act(out))
+        if self.conv1b is not None:
+            out = self.conv1b(self.act(out))
+        out = self.se(self.conv2(self.act(out)))
+        out = self.stoch_depth(self.residual_out(out))
+        return shortcut + self.alpha * self.skip_gain * out
+
+    def extra_repr(self) -> str:
+        return f"stage={self.stage}, stride={self.stride}, beta={self.beta:.4f}, alpha={self.alpha}"
+
+
+class NFNet(nn.Module):
+    """NFNet-Fn. ``variant`` is a key of :data:`VARIANTS`; keyword overrides serve the ablations.
+
+    ``channels``/``depths`` replace the variant's widths/depths (T2's default widths are
+    ``channels=(256, 512, 1024, 2048)``), ``width`` multiplies the stage widths (official
+    ``width``), ``extra_conv=False`` drops the second 3x3 conv (T2), ``norm="batch"`` gives the
+    Table 6 "-NF, +BN" model. ``model.variant`` keeps the table row (train/test px, dropout, RA).
+    """
+
+    def __init__(self, variant: str = "F0", num_classes: int = 1000, in_chans: int = 3, *,
+                 use_ws: bool = True, norm: str = "none", skip_gain_init: float = 0.0,
+                 alpha: float | None = None, activation: str = "gelu", drop_rate: float | None = None,
+                 stochdepth_rate: float = 0.25, width: float = 1.0,
+                 channels: tuple[int, ...] | None = None, depths: tuple[int, ...] | None = None,
+                 se_ratio: float = 0.5, group_size: int = 128, bottleneck_ratio: float = 0.5,
+                 extra_conv: bool = True, final_conv_mult: float = 2.0):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown NFNet variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+        if norm not in ("none", "batch"):
+            raise ValueError(f"norm must be 'none' (normalizer-free) or 'batch', got {norm!r}")
+        if norm == "batch" and use_ws:
+            raise ValueError("use_ws=True cannot be honoured with norm='batch' (BN replaces Scaled WS)")
+        self.variant = VARIANTS[variant]
+        self.num_classes, self.norm = num_classes, norm
+        self.alpha = (1.0 if norm == "batch" else 0.2) if alpha is None else float(alpha)
+        self.drop_rate = self.variant.drop_rate if drop_rate is None else float(drop_rate)
+        self.depths = tuple(depths or self.variant.depths)
+        self.widths = tuple(int(c * width) for c in (channels or self.variant.widths))
+        if len(self.depths) != 4 or len(self.widths) != 4:
+            raise ValueError(f"NFNets have 4 stages: got depths {self.depths}, widths {self.widths}")
+        check_activation(activation)
+        act_cls = Activation if norm == "batch" else ScaledActivation
+        act = lambda: act_cls(activation)  # noqa: E731 (a fresh module per position, for hooks)
+        conv = _conv_factory("bn" if norm == "batch" else "ws" if use_ws else "plain")
+
+        stem_ch = (channels or self.variant.widths)[0] // 2   # official: width_pattern[0] // 2, unscaled
+        self.stem = nn.Sequential(OrderedDict([
+            ("conv0", conv(in_chans, 16, 3, 2)), ("act0", act()),
+            ("conv1", conv(16, 32, 3, 1)), ("act1", act()),
+            ("conv2", conv(32, 64, 3, 1)), ("act2", act()),
+            ("conv3", conv(64, stem_ch, 3, 2)),            # no activation: every block starts with one
+        ]))
+        num_blocks = sum(self.depths)
+        betas = expected_betas(self.depths, self.alpha) if norm == "none" else [1.0] * num_blocks
+        blocks, ch, index = [], stem_ch, 0
+        for stage, (out_ch, depth, stride) in enumerate(zip(self.widths, self.depths, STAGE_STRIDES)):
+            for block_index in range(depth):
+                blocks.append(NFBlock(
+                    ch, out_ch, stride=stride if block_index == 0 else 1, stage=stage, beta=betas[index],
+                    alpha=self.alpha, act=act, conv=conv, bottleneck_ratio=bottleneck_ratio,
+                    group_size=group_size, se_ratio=se_ratio, extra_conv=extra_conv,
+                    stochdepth_rate=stochdepth_rate * index / num_blocks, skip_gain_init=skip_gain_init))
+                ch, index = out_ch, index + 1
+        self.blocks = nn.Sequential(*blocks)
+        self.num_features = int(final_conv_mult * ch)      # 2 x 1536 = 3072
+        self.final_conv = conv(ch, self.num_features, 1)
+        self.final_act = act()
+        self.dropout = nn.Dropout(self.drop_rate)
+        self.fc = nn.Linear(self.num_features, num_classes)
+        if not self.fc.weight.is_meta:
+            nn.init.normal_(self.fc.weight, 0.0, 0.01)     # official fc_init N(0, 0.01)
+            nn.init.zeros_(self.fc.bias)
+
+    def get_classifier(self) -> nn.Linear:
+        return self.fc
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``N x num_features`` (before dropout and the classifier)."""
+        out = self.final_act(self.final_conv(self.blocks(self.stem(x))))
+        return out.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.forward_features(x)))
+
+
+def _register(name: str, variant: str, **defaults: Any) -> Callable[..., NFNet]:
+    def build(**overrides: Any) -> NFNet:
+        return NFNet(variant, **{**defaults, **overrides})
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"NFNet-{variant}{' with BatchNorm (Table 6, -NF +BN)' if defaults else ''}."
+    return register_model(build)
+
+
+nfnet_f0 = _register("nfnet_f0", "F0")
+nfnet_f1 = _register("nfnet_f1", "F1")
+nfnet_f2 = _register("nfnet_f2", "F2")
+nfnet_f3 = _register("nfnet_f3", "F3")
+nfnet_f4 = _register("nfnet_f4", "F4")
+nfnet_f5 = _register("nfnet_f5", "F5")
+nfnet_f6 = _register("nfnet_f6", "F6")
+nfnet_f7 = _register("nfnet_f7", "F7")
+nfnet_f0_plus = _register("nfnet_f0_plus", "F0+")
+nfnet_f1_plus = _register("nfnet_f1_plus", "F1+")
+nfnet_f2_plus = _register("nfnet_f2_plus", "F2+")
+nfnet_f3_plus = _register("nfnet_f3_plus", "F3+")
+nfnet_f4_plus = _register("nfnet_f4_plus", "F4+")
+nfnet_f5_plus = _register("nfnet_f5_plus", "F5+")
+nfnet_f6_plus = _register("nfnet_f6_plus", "F6+")
+nfnet_f7_plus = _register("nfnet_f7_plus", "F7+")
+nfnet_bn_f0 = _register("nfnet_bn_f0", "F0", norm="batch", use_ws=False)
+nfnet_bn_f1 = _register("nfnet_bn_f1", "F1", norm="batch", use_ws=False)
+nfnet_bn_f2 = _register("nfnet_bn_f2", "F2", norm="batch", use_ws=False)
+nfnet_bn_f3 = _register("nfnet_bn_f3", "F3", norm="batch", use_ws=False)

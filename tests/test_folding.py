@@ -1,0 +1,51 @@
+"""Folding Scaled WS into plain convolutions for inference (``nfrepro.folding``)."""
+import pytest
+import torch
+
+from nfrepro.folding import fold_weight_standardization
+from nfrepro.nfnet import NFNet
+from nfrepro.weight_standardization import SamePadConv2d, WSConv2d
+
+
+def tiny():
+    torch.manual_seed(0)
+    model = NFNet("F0", channels=(32, 64, 64, 64), depths=(1, 2, 2, 1), group_size=16, num_classes=10,
+                  skip_gain_init=1.0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("gain", "bias")):
+                p.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("size", [32, 33])  # 33: TF SAME pads asymmetrically at run time
+def test_folded_model_computes_the_same_logits(size):
+    model = tiny()
+    folded = fold_weight_standardization(model)
+    assert not any(isinstance(m, WSConv2d) for m in folded.modules())
+    n_ws = sum(isinstance(m, WSConv2d) for m in model.modules())
+    assert sum(type(m) is SamePadConv2d for m in folded.modules()) == n_ws
+    assert all(isinstance(m, WSConv2d) for m in (model.stem.conv0, model.final_conv))  # input untouched
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        assert (folded(x) - model(x)).abs().max().item() < 1e-5
+    conv = folded.blocks[1].conv1
+    assert conv.tf_same and conv.stride == (2, 2) and conv.groups == 2
+    assert torch.allclose(conv.weight, model.blocks[1].conv1.standardized_weight())
+
+
+def test_fold_a_single_conv():
+    conv = WSConv2d(4, 6, 3, stride=2)
+    plain = fold_weight_standardization(conv)
+    x = torch.randn(1, 4, 9, 9)
+    assert type(plain) is SamePadConv2d
+    assert torch.allclose(plain(x), conv(x), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_folded_model_exports():
+    folded = fold_weight_standardization(tiny())
+    x = torch.randn(1, 3, 32, 32)
+    program = torch.export.export(folded, (x,))
+    with torch.no_grad():
+        assert torch.allclose(program.module()(x), folded(x), atol=1e-6)

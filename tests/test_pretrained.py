@@ -1,0 +1,208 @@
+"""Loading DeepMind's NFNet weights: official Haiku names and layouts, timm checkpoints, errors.
+
+No downloads: the official layout is rebuilt here from the official naming scheme
+(``nfnet.NFNet``/``NFBlock`` as Haiku numbers modules), and timm's model is built with random weights.
+"""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from nfrepro.nfnet import NFNet
+from nfrepro.pretrained import (from_haiku, haiku_shapes, load_pretrained, read_checkpoint, save_haiku,
+                                to_haiku)
+
+TINY = dict(channels=(32, 64, 64, 64), depths=(1, 2, 2, 1), group_size=16, num_classes=10)
+
+
+def tiny(seed=0, **kw):
+    torch.manual_seed(seed)
+    model = NFNet("F0", **{**TINY, **kw})
+    with torch.no_grad():  # make every parameter matter: no zero skip gains, no unit gains, no zero biases
+        for name, p in model.named_parameters():
+            if not name.endswith("weight"):
+                p.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def official_shapes(widths, depths, group_size=128, num_classes=1000, in_chans=3):
+    """Names and shapes of the official Haiku params, written from the official constructor's logic."""
+    shapes = {}
+
+    def conv(name, k, c_in, c_out):
+        shapes[f"NFNet/~/{name}"] = {"w": (k, k, c_in, c_out), "gain": (c_out,), "bias": (c_out,)}
+
+    for i, (c_in, c_out, k) in enumerate([(in_chans, 16, 3), (16, 32, 3), (32, 64, 3), (64, widths[0] // 2, 3)]):
+        conv(f"stem_conv{i}", k, c_in, c_out)
+    ch, index = widths[0] // 2, 0
+    for width, depth in zip(widths, depths):
+        for j in range(depth):
+            block = "nf_block" if index == 0 else f"nf_block_{index}"  # Haiku leaves the first one unnumbered
+            mid = width // 2
+            conv(f"{block}/~/conv0", 1, ch, mid)
+            conv(f"{block}/~/conv1", 3, min(group_size, mid), mid)     # grouped: HW(I/groups)O
+            conv(f"{block}/~/conv1b", 3, min(group_size, mid), mid)
+            conv(f"{block}/~/conv2", 1, mid, width)
+            if j == 0:
+                conv(f"{block}/~/conv_shortcut", 1, ch, width)
+            se = f"NFNet/~/{block}/~/squeeze_excite/~/"
+            shapes[se + "linear"] = {"w": (width, width // 2), "b": (width // 2,)}
+            shapes[se + "linear_1"] = {"w": (width // 2, width), "b": (width,)}
+            shapes[f"NFNet/~/{block}"] = {"skip_gain": ()}
+            ch, index = width, index + 1
+    conv("final_conv", 1, ch, 2 * ch)
+    shapes["NFNet/~/linear"] = {"w": (2 * ch, num_classes), "b": (num_classes,)}
+    return shapes
+
+
+def test_f0_names_and_shapes_are_the_official_ones():
+    with torch.device("meta"):
+        model = NFNet("F0")
+    expected = official_shapes((256, 512, 1536, 1536), (1, 2, 6, 3))
+    assert haiku_shapes(model) == expected
+    assert sum(int(np.prod(s)) for m in expected.values() for s in m.values()) == 71_489_284
+
+
+def test_synthetic_official_dict_loads_with_the_right_layouts():
+    rng = np.random.default_rng(0)
+    params = {m: {p: rng.standard_normal(s).astype(np.float32) for p, s in ps.items()}
+              for m, ps in official_shapes((32, 64, 64, 64), (1, 2, 2, 1), group_size=16, num_classes=10).items()}
+    model = load_pretrained(NFNet("F0", **TINY), params)
+    w = params["NFNet/~/nf_block_2/~/conv1"]["w"]                       # HWIO
+    assert np.array_equal(model.blocks[2].conv1.weight.detach().numpy(), w.transpose(3, 2, 0, 1))
+    fc = params["NFNet/~/linear"]["w"]                                  # IO
+    assert np.array_equal(model.fc.weight.detach().numpy(), fc.T)
+    assert model.blocks[0].skip_gain.item() == params["NFNet/~/nf_block"]["skip_gain"]
+    exported = to_haiku(model)
+    assert exported.keys() == params.keys()
+    assert all(np.array_equal(exported[m][p], params[m][p]) for m in params for p in params[m])
+
+
+def test_round_trip_through_a_pickle_file(tmp_path):
+    source, target = tiny(seed=0), tiny(seed=1)
+    save_haiku(source, tmp_path / "F0_haiku.npz")         # a pickle despite the suffix, as the official files
+    load_pretrained(target, tmp_path / "F0_haiku.npz")
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(source(x), target(x))
+    state = from_haiku(to_haiku(source))
+    assert all(torch.equal(state[k], v) for k, v in source.state_dict().items())
+
+
+def test_flat_npz_and_our_own_state_dict(tmp_path):
+    source = tiny(seed=0)
+    flat = {f"{m}/{p}": a for m, ps in to_haiku(source).items() for p, a in ps.items()}
+    np.savez(tmp_path / "flat.npz", **flat)
+    assert load_pretrained(tiny(seed=1), tmp_path / "flat.npz").blocks[3].conv1.weight.equal(source.blocks[3].conv1.weight)
+    torch.save(source.state_dict(), tmp_path / "ours.pth")
+    assert read_checkpoint(tmp_path / "ours.pth").keys() == source.state_dict().keys()
+
+
+def _timm_names(state):
+    """Our state dict -> timm dm_nfnet names and layouts (only for the file-format tests below)."""
+    inverse = {"conv0": "conv1", "conv1": "conv2", "conv1b": "conv2b", "conv2": "conv3",
+               "conv_shortcut": "downsample.conv", "se.fc0": "attn_last.fc1", "se.fc1": "attn_last.fc2"}
+    out, block = {}, 0
+    stages = [0, 1, 1, 2, 2, 3]  # TINY depths (1, 2, 2, 1)
+    for key, t in state.items():
+        if key.startswith("stem."):
+            out[f"stem.conv{int(key[9]) + 1}{key[10:]}"] = t.reshape(-1, 1, 1, 1) if key.endswith("gain") else t
+        elif key.startswith("blocks."):
+            _, i, rest = key.split(".", 2)
+            i = int(i)
+            b = i - stages.index(stages[i])
+            module, _, name = rest.rpartition(".")
+            new = "skipinit_gain" if rest == "skip_gain" else f"{inverse[module]}.{name}"
+            if name == "gain" or (module.startswith("se") and name == "weight"):
+                t = t.reshape(*t.shape, 1, 1, 1) if name == "gain" else t[:, :, None, None]
+            out[f"stages.{stages[i]}.{b}.{new}"] = t
+        else:
+            out[key.replace("fc.", "head.fc.") if key.startswith("fc.") else key] = (
+                t.reshape(-1, 1, 1, 1) if key.endswith("gain") else t)
+    return out
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_timm_files(tmp_path, suffix):
+    source = tiny(seed=0)
+    state = {k: v.contiguous() for k, v in _timm_names(source.state_dict()).items()}
+    path = tmp_path / f"dm_nfnet_tiny{suffix}"
+    if suffix == ".pth":
+        torch.save(state, path)
+    else:
+        from safetensors.torch import save_file
+        save_file(state, str(path))
+    target = load_pretrained(tiny(seed=1), path)
+    assert all(torch.equal(target.state_dict()[k], v) for k, v in source.state_dict().items())
+
+
+def test_mismatched_variant_names_the_variant():
+    with torch.device("meta"):
+        f0, f1 = NFNet("F0"), NFNet("F1")
+    with pytest.raises(ValueError, match="looks like NFNet-F1.*model is NFNet-F0"):
+        load_pretrained(f0, f1.state_dict())
+    with pytest.raises(ValueError, match=r"depths \(1, 2, 2, 1\)"):
+        load_pretrained(NFNet("F0", **{**TINY, "depths": (1, 1, 2, 1)}), to_haiku(tiny()))
+
+
+def test_other_mismatches_raise_value_errors():
+    params = to_haiku(tiny())
+    with pytest.raises(ValueError, match="shape mismatch for fc.weight"):
+        load_pretrained(NFNet("F0", **{**TINY, "num_classes": 5}), params)
+    with pytest.raises(ValueError, match="missing|unexpected"):
+        load_pretrained(NFNet("F0", **{**TINY, "extra_conv": False}), params)
+    del params["NFNet/~/nf_block_1/~/squeeze_excite/~/linear_1"]
+    with pytest.raises(ValueError, match="missing"):
+        load_pretrained(tiny(), params)
+    with pytest.raises(ValueError, match="normalizer-free WS model"):
+        load_pretrained(NFNet("F0", **TINY, norm="batch", use_ws=False), to_haiku(tiny()))
+    with pytest.raises(ValueError, match="unrecognised checkpoint"):
+        load_pretrained(tiny(), {"conv.weight": torch.zeros(1)})
+
+
+def test_dill_pickles_need_dill(tmp_path):
+    try:
+        import dill  # noqa: F401
+        pytest.skip("dill is installed")
+    except ImportError:
+        pass
+    path = tmp_path / "F0_haiku.npz"
+    path.write_bytes(b"cdill._dill\n_create_array\n.")  # a pickle that refers to dill's helpers
+    with pytest.raises(ImportError, match="pip install dill"):
+        load_pretrained(tiny(), path)
+
+
+@pytest.mark.slow
+def test_logits_match_timm_dm_nfnet_f0():
+    """Random timm ``dm_nfnet_f0`` weights converted into our F0 give the same logits (eval, 64 px).
+
+    timm departs from the official numerics in two places (paper-facts, "Pitfalls"), undone here on
+    the timm side only: its ScaledStdConv2dSame standardizes with ``F.batch_norm(..., eps=1e-5)``,
+    i.e. ``(w - mean) / sqrt(var + 1e-5)`` (official: ``/ sqrt(max(N var, 1e-4))``), so we set its eps
+    to 1e-12 (batch_norm refuses 0); and its GammaAct uses the exact erf GELU, replaced by the tanh
+    form that ``jax.nn.gelu`` computes by default.
+    """
+    timm = pytest.importorskip("timm")
+    from timm.layers.std_conv import ScaledStdConv2dSame
+    from timm.models.nfnet import GammaAct
+
+    torch.manual_seed(0)
+    reference = timm.create_model("dm_nfnet_f0", pretrained=False).eval()
+    for module in reference.modules():
+        if isinstance(module, ScaledStdConv2dSame):
+            module.eps = 1e-12
+        if isinstance(module, GammaAct):
+            module.act_fn = lambda x, inplace=False: torch.nn.functional.gelu(x, approximate="tanh")
+    with torch.no_grad():  # random skip gains, gains and biases so that every block contributes
+        for name, p in reference.named_parameters():
+            if name.endswith(("skipinit_gain", ".gain", "bias")):
+                p.uniform_(0.5, 1.5)
+    model = load_pretrained(NFNet("F0").eval(), reference.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected, ours = reference(x), model(x)
+    assert expected.abs().max() > 0.1
+    assert (ours - expected).abs().max().item() < 1e-4

@@ -1,0 +1,84 @@
+"""The model registry and the model contract of DESIGN.md, generic over every registered model."""
+import pytest
+import torch
+import torch.nn as nn
+
+import nfrepro
+from nfrepro.complexity import count_params
+from nfrepro.registry import create_model, list_models, register_model
+
+REAL_FORWARD_MAX_PARAMS = 30_000_000
+IMAGE_SIZE = 64
+
+
+def test_nfnet_names_are_registered():
+    names = set(list_models())
+    assert {f"nfnet_f{i}" for i in range(8)} <= names
+    assert {f"nfnet_f{i}_plus" for i in range(8)} <= names
+    assert {f"nfnet_bn_f{i}" for i in range(4)} <= names
+    assert list_models("nfnet_f?") == [f"nfnet_f{i}" for i in range(8)]
+    assert nfrepro.list_models is list_models
+
+
+def test_unknown_name_suggests_close_ones():
+    with pytest.raises(ValueError, match="Did you mean nfnet_f0_plus"):
+        create_model("nfnet_f0_pluss")
+
+
+def test_registering_another_function_under_a_taken_name_fails():
+    def nfnet_f0(**kwargs):  # noqa: ARG001
+        return nn.Identity()
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model(nfnet_f0)
+    assert create_model.__module__ == "nfrepro.registry"
+
+
+def test_overrides_reach_the_constructor():
+    with torch.device("meta"):
+        model = create_model("nfnet_f0", num_classes=10, in_chans=1, drop_rate=0.0)
+    assert model.get_classifier().out_features == 10 and model.stem.conv0.in_channels == 1
+
+
+def _first_conv(model: nn.Module) -> nn.Conv2d:
+    return next(m for m in model.stem.modules() if isinstance(m, nn.Conv2d))
+
+
+def _check_contract(model: nn.Module) -> None:
+    assert isinstance(model.stem, nn.Module) and isinstance(_first_conv(model), nn.Conv2d)
+    assert isinstance(model.blocks, nn.Sequential) and len(model.blocks) > 0
+    stages = [block.stage for block in model.blocks]
+    assert all(isinstance(s, int) for s in stages) and stages == sorted(stages) and stages[0] == 0
+    assert all(isinstance(block.residual_out, nn.Identity) for block in model.blocks)
+    classifier = model.get_classifier()
+    assert isinstance(classifier, nn.Linear)
+    assert any(p is classifier.weight for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_builds_with_defaults_and_follows_the_contract(name):
+    with torch.device("meta"):
+        model = create_model(name)
+    _check_contract(model)
+    assert count_params(model) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_models())
+def test_small_models_run_forward_passes(name):
+    """A real forward pass (train and eval) for every model under 30M parameters.
+
+    The big ones are only built on the meta device (above); the NFNets among them run shape-only
+    forward passes in the FLOPs test of test_nfnet.py, and F0 runs for real in test_pretrained.py.
+    """
+    with torch.device("meta"):
+        shape_only = create_model(name)
+    if count_params(shape_only) > REAL_FORWARD_MAX_PARAMS:
+        pytest.skip("too big for a real forward pass on a shared 2-core CPU")
+    in_chans = _first_conv(shape_only).in_channels
+    num_classes = shape_only.get_classifier().out_features
+    torch.manual_seed(0)
+    model = create_model(name)
+    x = torch.randn(2, in_chans, IMAGE_SIZE, IMAGE_SIZE)
+    for train in (True, False):
+        out = model.train(train)(x)
+        assert out.shape == (2, num_classes) and torch.isfinite(out).all()
