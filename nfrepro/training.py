@@ -23,7 +23,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -63,13 +63,18 @@ class RunResult:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: TensorLoader,
+def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
              autocast: Callable[[], Any] = contextlib.nullcontext) -> float:
-    """Top-1 accuracy in percent over the loader (summed across processes)."""
+    """Top-1 accuracy in percent over ``batches`` of (images, labels), summed across processes.
+
+    Batches may come from a :class:`TensorLoader` (already on the device) or a DataLoader.
+    """
     was_training = model.training
     model.eval()
-    counts = torch.zeros(2, device=loader.device, dtype=torch.float64)  # correct, total
-    for x, y in loader:
+    device = next(model.parameters()).device
+    counts = torch.zeros(2, device=device, dtype=torch.float64)  # correct, total
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast():
             pred = model(x).argmax(dim=1)
         counts += torch.stack([(pred == y).sum(), torch.tensor(y.numel(), device=y.device)])
@@ -106,10 +111,11 @@ def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None 
     ``on_epoch_end(epoch, row)`` is called after each epoch's checkpoint is written.
     """
     config.validate()
-    info = dist.setup(config.device)
-    if config.batch_size % info.world_size:
+    world_size = dist.world_size_from_env()
+    if config.batch_size % world_size:  # checked before joining the process group
         raise ConfigError(f"batch size {config.batch_size} is not divisible by the number of "
-                          f"processes ({info.world_size}): use a multiple of {info.world_size}")
+                          f"processes ({world_size}): use a multiple of {world_size}")
+    info = dist.setup(config.device)
     from .profiles import project_root
     run_dir = Path(config.run_dir) if config.run_dir else project_root() / "runs" / run_name(config)
     done = _finished(run_dir, config)

@@ -1,0 +1,4 @@
+"""``python -m nfrepro ...``: see :mod:`nfrepro.cli`."""
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,230 @@
+"""Command line: ``python -m nfrepro {train,eval,bench,sweep} ...`` (``--help`` on each).
+
+    python -m nfrepro train --model nf_resnet_small --batch-size 1024 --clipping 0.04 --epochs 10
+    torchrun --nproc_per_node=4 -m nfrepro train --batch-size 4096 ...   # data parallel
+    python -m nfrepro eval --model nfnet_f0 --weights F0_haiku.npz --data /data/imagenet/val
+    python -m nfrepro bench --which agc throughput
+    python -m nfrepro sweep --grid '{"clipping": [0.01, 0.04], "seed": [0, 1]}' --epochs 5
+
+``train`` and ``sweep`` take one option per :class:`~nfrepro.training.TrainConfig` field
+(``--batch-size``, ``--clipping none`` ...; ``--model-arg drop_rate=0.2`` sets a model argument).
+Bad input (unknown model, lambda <= 0, a batch size the processes cannot share, missing data, a
+corrupt checkpoint) prints one line saying what to do and exits with status 2. Set
+``NFREPRO_DEBUG=1`` to see the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import typing
+from typing import Any, Sequence
+
+from .checkpoint import CheckpointError
+from .data import DataIntegrityError, DataNotFoundError
+from .run_config import ConfigError, TrainConfig
+
+USAGE_ERRORS = (ConfigError, DataNotFoundError, DataIntegrityError, CheckpointError, ValueError,
+                FileNotFoundError)
+HELP = {
+    "model": "registered model name (python -c 'import nfrepro; print(nfrepro.list_models())')",
+    "dataset": "fashion_mnist, cifar10 or synthetic",
+    "batch_size": "global batch size (divided among torchrun processes)",
+    "clipping": "AGC lambda; 'none' turns clipping off",
+    "base_lr": "learning rate per 256 images (lr = base_lr * batch / 256)",
+    "ema_decay": "EMA decay; 'none' turns the EMA off",
+    "amp": "auto (bf16 on CUDA, off on CPU), bf16 or off",
+}
+
+
+def _parse_value(text: str) -> Any:
+    """A JSON value (number, true/false, list...), ``none`` for None, else the text itself."""
+    if text.lower() == "none":
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _typed(kind: type, optional: bool):
+    def parse(text: str) -> Any:
+        if optional and text.lower() == "none":
+            return None
+        return kind(text)
+    parse.__name__ = kind.__name__  # argparse names the type in its error messages
+    return parse
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--option`` per TrainConfig field, typed from its annotation."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        base = next((a for a in args if a is not type(None)), hint)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        text = HELP.get(f.name, "") + f" (default: {default})"
+        if f.name == "model_kwargs":
+            parser.add_argument("--model-arg", dest="model_kwargs", action="append", default=[],
+                                metavar="KEY=VALUE", help="model constructor argument, repeatable "
+                                "(value parsed as JSON: --model-arg depths=[1,1])")
+        elif base is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=default, help=text)
+        elif typing.get_origin(base) is list:
+            parser.add_argument(flag, dest=f.name, type=int, nargs="*", default=default, help=text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=_typed(base, optional), default=default,
+                                help=text, metavar=base.__name__.upper())
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    kwargs = {}
+    for item in values["model_kwargs"]:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--model-arg {item!r}: write KEY=VALUE, e.g. --model-arg drop_rate=0.2")
+        kwargs[key] = _parse_value(value)
+    values["model_kwargs"] = kwargs
+    if values["randaugment"] == []:
+        values["randaugment"] = None
+    config = TrainConfig(**values)
+    config.validate()
+    _check_model(config.model)
+    return config
+
+
+def _check_model(name: str) -> None:
+    from .registry import create_model, list_models
+
+    if name not in list_models():
+        create_model(name)  # raises ValueError with close matches
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    config = config_from_args(args)
+    result = train(config)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{result.status}: test top-1 {result.final('test_top1'):.2f}% "
+              f"(EMA {result.final('test_top1_ema'):.2f}%) after {len(result.metrics)} epochs, "
+              f"{result.wall_time_s:.0f} s; run folder {result.run_dir}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import run_sweep
+
+    try:
+        grid = json.loads(args.grid)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--grid is not JSON ({err.msg}): write e.g. "
+                          "'{\"clipping\": [0.01, 0.04], \"seed\": [0, 1]}'") from err
+    if not isinstance(grid, dict):
+        raise ConfigError("--grid must be a JSON object of lists")
+    df = run_sweep(grid, config_from_args(args), args.results, runs_dir=args.runs_dir,
+                   progress=args.progress)
+    print(f"{df['run'].nunique()} runs in {args.results}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from .data import image_folder
+    from .distributed import resolve_device
+    from .registry import create_model
+    from .training import evaluate
+
+    _check_model(args.model)
+    model = create_model(args.model, **({"num_classes": args.num_classes} if args.num_classes else {}))
+    if args.weights:
+        from .pretrained import load_pretrained
+        load_pretrained(model, args.weights)
+    size = args.image_size or getattr(getattr(model, "variant", None), "test_px", None)
+    if size is None:
+        raise ConfigError(f"{args.model} has no variant test resolution: pass --image-size")
+    dataset = image_folder(args.data, size)
+    if args.limit:
+        dataset = Subset(dataset, range(min(args.limit, len(dataset))))
+    device = resolve_device(args.device)
+    model = model.to(device)
+    amp = args.amp == "bf16" or (args.amp == "auto" and device.type == "cuda")
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
+                        pin_memory=device.type == "cuda")
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else None
+    top1 = evaluate(model, loader, autocast) if autocast else evaluate(model, loader)
+    print(f"{args.model}: top-1 {top1:.2f}% on {len(dataset)} images of {args.data} "
+          f"(resize {size + 32}x{size + 32} bicubic, centre crop {size})")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    which = list(args.which)
+    if "throughput" in which:
+        from .throughput import run_throughput
+        which.remove("throughput")
+        print(run_throughput(device=args.device, out_dir=args.out_dir, profile=args.profile))
+    if which:
+        from .bench import run_benchmarks
+        for name, path in run_benchmarks(which=which, device=args.device, out_dir=args.out_dir,
+                                         profile=args.profile).items():
+            print(f"{name}: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nfrepro", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train one model (torchrun-ready)")
+    add_config_options(train)
+    train.set_defaults(run=cmd_train)
+    sweep = sub.add_parser("sweep", help="train a grid of configurations into one tidy CSV")
+    sweep.add_argument("--grid", required=True, help="JSON object: TrainConfig field -> list")
+    sweep.add_argument("--results", default="results/sweep.csv", help="tidy results CSV")
+    sweep.add_argument("--runs-dir", default=None, help="run folders (default: runs/)")
+    add_config_options(sweep)
+    sweep.set_defaults(run=cmd_sweep)
+    ev = sub.add_parser("eval", help="top-1 on an ImageNet-style folder, the paper's protocol")
+    ev.add_argument("--model", required=True)
+    ev.add_argument("--weights", default=None, help="pretrained file (Haiku .npz, timm .pth)")
+    ev.add_argument("--data", required=True, help="folder with one sub-folder per class")
+    ev.add_argument("--image-size", type=int, default=None, help="default: the variant's test px")
+    ev.add_argument("--num-classes", type=int, default=None)
+    ev.add_argument("--batch-size", type=int, default=50)
+    ev.add_argument("--workers", type=int, default=4)
+    ev.add_argument("--limit", type=int, default=None, help="only the first N images")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"])
+    ev.set_defaults(run=cmd_eval)
+    bench = sub.add_parser("bench", help="benchmarks (AGC cost, training throughput)")
+    bench.add_argument("--which", nargs="+", default=["agc"],
+                       help="agc and/or throughput, or any name nfrepro.bench knows")
+    bench.add_argument("--device", default=None)
+    bench.add_argument("--out-dir", default=None)
+    bench.add_argument("--profile", default="cpu", help="smoke, cpu or gpu")
+    bench.set_defaults(run=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except USAGE_ERRORS as err:
+        if os.environ.get("NFREPRO_DEBUG"):
+            raise
+        print(f"nfrepro {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    finally:
+        from .distributed import cleanup
+        cleanup()
