@@ -59,8 +59,8 @@ def _check_hyperparameters(clipping: float, eps: float) -> None:
 
 
 def _with_grads(parameters: Params) -> list[torch.Tensor]:
-    params = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
-    out = [p for p in params if p.grad is not None]
+    params = [parameters] if isinstance(parameters, torch.Tensor) else parameters
+    out = list({id(p): p for p in params if p.grad is not None}.values())  # a repeat is clipped once
     if any(p.grad.is_sparse for p in out):
         raise ValueError("AGC does not support sparse gradients (unit norms need dense rows)")
     return out

@@ -151,6 +151,7 @@ def test_skips_params_without_grad_and_stats_flag():
     params = _params()
     params[0].grad = None
     assert adaptive_grad_clip_(params)["num_units"] == 35 - 6
+    assert adaptive_grad_clip_(params + params[1:3])["num_units"] == 35 - 6  # repeats count once
     assert adaptive_grad_clip_(params, stats=False) == {}
     empty = adaptive_grad_clip_([nn.Parameter(torch.ones(3))])
     assert empty["num_units"] == 0 and int(empty["num_clipped"]) == 0

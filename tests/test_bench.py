@@ -1,0 +1,41 @@
+"""The benchmark harness (style rule 9: sides alternate, medians, ratios against a baseline).
+
+The benchmarks themselves are not tests (they take minutes); only the helpers are checked here.
+"""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from nfrepro import bench
+
+
+def test_compare_alternates_sides_and_reports_ratios():
+    calls, setups = [], []
+    fns = {name: (lambda n=name: calls.append(n)) for name in ("a", "b", "c")}
+    df = bench.compare(fns, baseline="b", repeats=3, warmup=1, setup=lambda: setups.append(1))
+    # round r starts at side r mod 3: no side always follows the same neighbour
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
+    assert len(setups) == len(calls)
+    assert list(df["side"]) == ["a", "b", "c"] and (df["repeats"] == 3).all()
+    assert df.loc[df["side"] == "b", "ratio_vs_baseline"].item() == 1.0
+    assert (df["median_ms"] >= 0).all() and (df["baseline"] == "b").all()
+    with pytest.raises(ValueError, match="baseline"):
+        bench.compare(fns, baseline="z")
+
+
+def test_run_benchmarks_saves_csv_and_run_record(tmp_path, monkeypatch):
+    def bench_fake(device, repeats=1):
+        return pd.DataFrame({"benchmark": ["fake"], "side": ["x"], "metric": ["median_ms"],
+                             "value": [float(repeats)]})
+
+    monkeypatch.setitem(bench.BENCHMARKS, "fake", bench_fake)
+    paths = bench.run_benchmarks(("fake",), device="cpu", out_dir=tmp_path, repeats=2)
+    assert paths["fake"] == tmp_path / "bench_fake.csv"
+    assert pd.read_csv(paths["fake"])["value"].item() == 2.0
+    record = json.loads((tmp_path / "bench_fake.json").read_text())
+    assert record["parameters"]["repeats"] == 2 and record["parameters"]["device"] == "cpu"
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        bench.run_benchmarks(("nope",), device="cpu", out_dir=tmp_path)
