@@ -141,12 +141,12 @@ def bench_agc(device: Any = "cpu", model_name: str = "nfnet_f0", repeats: int = 
 
     model = create_model(model_name).to(device)
     params = agc.clip_parameters(model)
+    weights = [p.detach() for p in params]
     sides = {
         "timm": lambda: adaptive_clip_grad(params, clip_factor=clipping, eps=eps),
         "reference": lambda: agc.adaptive_grad_clip_reference_(params, clipping, eps),
         "nfrepro": lambda: agc.adaptive_grad_clip_(params, clipping, eps),
-        "read_only": lambda: (torch._foreach_norm([p.detach() for p in params]),
-                              torch._foreach_norm([p.grad for p in params])),
+        "read_only": lambda: (torch._foreach_norm(weights), torch._foreach_norm([p.grad for p in params])),
     }
     rows = []
     for scenario in scenarios:
