@@ -187,7 +187,8 @@ def to_long(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 def nf_expected_variance(stages: Sequence[int], alpha: float) -> list[float]:
     r"""Expected variance at every SPP index of an NF-ResNet: the stem, then each block.
 
-    NF-ResNet paper §4 and the official ``expected_std`` bookkeeping: the stem output has
+    NF-ResNet paper (its Normalizer-Free ResNets section) and the official ``expected_std``
+    bookkeeping (``nf_resnet.NF_ResNet.__init__``): the stem output has
     variance 1; a transition block (the first of each stage) restarts the skip path at variance 1
     (its shortcut is a conv of the beta-scaled, activated input) and every block adds
     :math:`\alpha^2` (a unit-variance residual branch times alpha). The output of the block at
@@ -241,7 +242,7 @@ def max_relative_deviation(df: pd.DataFrame, expected: pd.Series) -> float:
     """max over blocks (index >= 1) of ``|avg_var / expected - 1|``; the stem is not compared
     (its output is a max-pool of a conv, not a unit-variance signal)."""
     b = _blocks(df)
-    return float((b["avg_var"].to_numpy() / expected.loc[b["index"]].to_numpy() - 1.0).__abs__().max())
+    return float(abs(b["avg_var"].to_numpy() / expected.loc[b["index"]].to_numpy() - 1.0).max())
 
 
 def log_linear_growth(df: pd.DataFrame, column: str = "avg_var") -> tuple[float, float]:
@@ -318,13 +319,13 @@ def nfnet_checks(df: pd.DataFrame, alpha: float) -> pd.DataFrame:
       the variance by 4, so the variance falls across every strided transition (ratio < 0.5),
       where the theory (written for a strided 1 x 1 conv shortcut) resets it to 1 + alpha^2.
     """
-    b = _blocks(df)
+    b = _blocks(df).set_index("index")
+    var = df.set_index("index")["avg_var"]
+    b = b.assign(added=var.diff(), after_before=var / var.shift(1))
     inner = b[b["block_in_stage"] >= 1]
-    incr = df["avg_var"].diff().loc[inner.index]
-    per = [incr[g.index].sum() / (alpha ** 2 * g["res_avg_var"].sum()) for _, g in inner.groupby("stage")
+    per = [g["added"].sum() / (alpha ** 2 * g["res_avg_var"].sum()) for _, g in inner.groupby("stage")
            if len(g) >= 2]
-    strided = b[(b["block_in_stage"] == 0) & (b["stage"] > 0)]
-    drop = df["avg_var"].loc[strided.index].to_numpy() / df["avg_var"].loc[strided.index - 1].to_numpy()
+    drop = b.loc[(b["block_in_stage"] == 0) & (b["stage"] > 0), "after_before"]
     return _table([
         ("nfnet_no_mean_shift", "NFNet: squared channel means stay below 0.01",
          float(b["avg_sq_mean"].max()), "<", 0.01),
