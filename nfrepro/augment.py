@@ -37,14 +37,16 @@ def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor
                      padding: int) -> torch.Tensor:
     """Zero-pad by ``padding``, crop back to ``H x W`` at per-example ``offsets`` (N x 2, in
     ``[0, 2 * padding]``) and mirror the examples where ``flips`` (N, bool) is set."""
-    n, _, h, w = x.shape
+    n, c, h, w = x.shape
     if padding > 0:
         padded = F.pad(x, (padding,) * 4)
         rows = offsets[:, 0, None] + torch.arange(h, device=x.device)   # N x H
         cols = offsets[:, 1, None] + torch.arange(w, device=x.device)   # N x W
-        # advanced indexing on (N, H, W) puts the channel dim last: N x H x W x C
-        x = padded[torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None],
-                   cols[:, None, :]].permute(0, 3, 1, 2)
+        # index all four dims so the result is a plain contiguous N x C x H x W tensor (a
+        # permuted result has channels-last strides, which DDP on the CPU has crashed on)
+        x = padded[torch.arange(n, device=x.device)[:, None, None, None],
+                   torch.arange(c, device=x.device)[None, :, None, None],
+                   rows[:, None, :, None], cols[:, None, None, :]]
     return torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
 
 
