@@ -1,4 +1,4 @@
-r"""NFNet-F0..F7 (NFNets, arXiv:2102.06171 §4 and Table 1; official ``nfnet.NFNet``/``NFBlock``).
+r"""NFNet-F0..F7 (NFNets, arXiv:2102.06171 §5 and Table 1; official ``nfnet.NFNet``/``NFBlock``).
 
 An NFNet is a pre-activation SE-ResNeXt-D without normalization layers. Every block computes
 
@@ -8,12 +8,12 @@ An NFNet is a pre-activation SE-ResNeXt-D without normalization layers. Every bl
 
 with a scalar skip gain :math:`g_i` (SkipInit, initialised to 0) and ``alpha = 0.2``. The
 expected variance is reset to 1 after the first block of every stage, because that block's
-shortcut is a convolution of the normalised input (NF-ResNet paper §4). In the code ``beta`` is
+shortcut is a convolution of the normalised input (official ``nfnet.NFNet``). In the code ``beta`` is
 the factor the activated input is multiplied by, i.e. :math:`1/\beta_i` above.
 
 Each residual branch ``f_i``: 1x1 conv -> act -> grouped 3x3 conv (stride) -> act -> grouped 3x3
-conv (the "second conv", §4.1) -> act -> 1x1 conv -> SE (x2 gain) -> stochastic depth. Shortcuts:
-the raw input, or, at a change of width or resolution, a 1x1 conv of the activated, beta-scaled
+conv (the "second conv" of §5 / Table 2) -> act -> 1x1 conv -> SE (x2 gain) -> stochastic depth.
+Shortcuts: the raw input, or, at a change of width or resolution, a 1x1 conv of the activated, beta-scaled
 input, after a 2x2 average pool where the block is strided (ResNet-D). Convolutions are Scaled WS
 convs with TF "SAME" padding; activations carry their gamma (``gains.ScaledActivation``).
 
@@ -22,11 +22,13 @@ Departures, each a choice the paper or the official code leaves open:
 * ``stochdepth_rate`` defaults to 0.25, the value of the official training config
   (``experiment_nfnets.py``) that trained the paper's models; the ``NFNet`` constructor's own
   default is 0.1. Block ``i`` (0-based, over all blocks) drops with rate ``0.25 * i / num_blocks``.
+* Stochastic depth is per example and unscaled (official ``base.StochDepth``); the shortcut's 2x2
+  average pool follows TF "SAME" (an odd edge averages only the pixels it covers).
 * A bottleneck narrower than ``group_size`` uses one group (the official code would build a conv
   with 0 groups); this only matters for the small models of the tests and ablations.
 * ``use_ws=False`` gives plain convs (a bias, no gain) initialised N(0, 1/fan_in): He init for
   the *gamma-scaled* activations (gamma already restores unit variance, so the factor 2 of He et al.
-  is not needed again). NF-ResNet paper §5's "without Scaled WS" ablation.
+  is not needed again): the NF-ResNet paper's "without Scaled WS" signal-propagation comparison.
 * ``norm="batch"`` is the "-NF, +BN" model of Table 6, of which the paper gives no details. Our
   choices: every WS conv becomes a bias-free conv followed by ``BatchNorm2d`` (PyTorch defaults:
   momentum 0.1, eps 1e-5, weight 1, bias 0), in the stem, the blocks, the shortcuts and the final
@@ -53,7 +55,7 @@ from .weight_standardization import SamePadConv2d, WSConv2d
 
 __all__ = ["VARIANTS", "Variant", "NFNet", "NFBlock", "expected_betas", "count_params", "count_macs"]
 
-DEFAULT_WIDTHS = (256, 512, 1536, 1536)   # the "modified width" pattern of §4.1
+DEFAULT_WIDTHS = (256, 512, 1536, 1536)   # the "modified width" pattern (§5, Table 2)
 PLUS_WIDTHS = (384, 768, 2048, 2048)      # "Fn+" models (official ``nfnet_params``)
 STAGE_STRIDES = (1, 2, 2, 2)              # total stride 32 with the two stride-2 stem convs
 

@@ -5,7 +5,8 @@ Two sources carry the same ImageNet weights (paper-facts, "Pretrained weights"):
 * the official ``F0_haiku.npz`` .. ``F6_haiku.npz``: despite the suffix, a (dill) pickle of the
   Haiku parameter dict ``{module_name: {param_name: array}}``. Module names follow Haiku's
   numbering: ``NFNet/~/stem_conv0``..``3``, ``NFNet/~/nf_block`` (the first block: Haiku leaves
-  the first instance unnumbered), ``NFNet/~/nf_block_1`` .. ``nf_block_{n-1}``, each with
+  the first instance unnumbered; ``nf_block_0`` is accepted too), ``NFNet/~/nf_block_1`` ..
+  ``nf_block_{n-1}``, each with
   ``skip_gain`` and sub-modules ``conv0``, ``conv1``, ``conv1b``, ``conv2``, ``conv_shortcut``
   (WS convs: ``w`` in HWIO layout, ``gain``, ``bias``) and ``squeeze_excite/~/linear`` and
   ``linear_1`` (``w`` in IO layout, ``b``); then ``NFNet/~/final_conv`` and the classifier
@@ -14,6 +15,9 @@ Two sources carry the same ImageNet weights (paper-facts, "Pretrained weights"):
   ``stem.conv1..4``, ``stages.{s}.{b}.conv1/conv2/conv2b/conv3``, ``downsample.conv``,
   ``attn_last.fc1/fc2`` (1x1 convs), ``skipinit_gain``, ``final_conv``, ``head.fc``; WS gains
   shaped ``(O, 1, 1, 1)``.
+
+Pickles run code when loaded: read only files you trust (DeepMind's, or your own). ``.pth`` files
+are read with ``torch.load(weights_only=True)``.
 
 Both are converted to our state-dict names, then checked against the model: a checkpoint of
 another variant (for example F1 weights into an F0) raises a ``ValueError`` that names the
@@ -168,7 +172,8 @@ def describe(state: Mapping[str, torch.Tensor]) -> str:
     n = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("blocks.")), default=-1)
     starts = [i for i in range(n) if f"blocks.{i}.conv_shortcut.weight" in state] + [n]
     depths = tuple(b - a for a, b in zip(starts, starts[1:]))
-    widths = tuple(state[f"blocks.{i}.conv2.weight"].shape[0] for i in starts[:-1])
+    widths = tuple(int(state[k].shape[0]) if (k := f"blocks.{i}.conv2.weight") in state else None
+                   for i in starts[:-1])
     for variant in VARIANTS.values():
         if (variant.depths, variant.widths) == (depths, widths):
             return f"NFNet-{variant.name}"
@@ -215,7 +220,12 @@ def _unpickle(path: Path) -> Any:
         raise ImportError(f"{path} could not be read with pickle (it refers to {missing!r}); the "
                           "official NFNet files are dill pickles: `pip install dill` and retry") from error
     with open(path, "rb") as f:
-        return dill.load(f)
+        try:
+            return dill.load(f)
+        except ModuleNotFoundError as error:  # e.g. a pickled Haiku FlatMapping needs haiku itself
+            raise ImportError(f"{path} needs the module {error.name!r} to be unpickled; install it (for "
+                              "example dm-haiku or jax) or re-save the params as plain dicts of numpy "
+                              "arrays") from error
 
 
 def _plain(obj: Any) -> Any:

@@ -20,7 +20,7 @@ TRUNCATED_STD = 0.87962566103423978
 
 
 def trunc_normal_2std_(tensor: torch.Tensor, std: float) -> torch.Tensor:
-    """In place: N(0, sigma^2) truncated to [-2 sigma, 2 sigma], sigma = std / 0.8796, so the result has std ``std``.
+    """In place: N(0, sigma^2) cut to [-2 sigma, 2 sigma], sigma = std / 0.8796: the result has std ``std``.
 
     Inverse-CDF sampling (one pass); ``nn.init.trunc_normal_`` in recent torch resamples the whole
     tensor until no value falls outside, which takes seconds for the SE layers of an F0.

@@ -83,7 +83,8 @@ def test_f0_block_structure():
     assert len(blocks) == 12 and [b.stage for b in blocks] == [0, 1, 1, 2, 2, 2, 2, 2, 2, 3, 3, 3]
     assert [b.stride for b in blocks] == [1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1]
     first, transition, plain = blocks[0], blocks[1], blocks[2]
-    assert first.pool is None and first.conv_shortcut.in_channels == 128 and first.conv_shortcut.out_channels == 256
+    assert first.pool is None
+    assert (first.conv_shortcut.in_channels, first.conv_shortcut.out_channels) == (128, 256)
     assert isinstance(transition.pool, nn.AvgPool2d) and transition.pool.kernel_size == 2
     assert transition.conv_shortcut.kernel_size == (1, 1) and transition.conv_shortcut.stride == (1, 1)
     assert plain.pool is None and plain.conv_shortcut is None

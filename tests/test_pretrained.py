@@ -96,7 +96,8 @@ def test_flat_npz_and_our_own_state_dict(tmp_path):
     source = tiny(seed=0)
     flat = {f"{m}/{p}": a for m, ps in to_haiku(source).items() for p, a in ps.items()}
     np.savez(tmp_path / "flat.npz", **flat)
-    assert load_pretrained(tiny(seed=1), tmp_path / "flat.npz").blocks[3].conv1.weight.equal(source.blocks[3].conv1.weight)
+    loaded = load_pretrained(tiny(seed=1), tmp_path / "flat.npz")
+    assert loaded.blocks[3].conv1.weight.equal(source.blocks[3].conv1.weight)
     torch.save(source.state_dict(), tmp_path / "ours.pth")
     assert read_checkpoint(tmp_path / "ours.pth").keys() == source.state_dict().keys()
 

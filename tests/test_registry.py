@@ -1,4 +1,6 @@
 """The model registry and the model contract of DESIGN.md, generic over every registered model."""
+import functools
+
 import pytest
 import torch
 import torch.nn as nn
@@ -39,6 +41,13 @@ def test_overrides_reach_the_constructor():
     assert model.get_classifier().out_features == 10 and model.stem.conv0.in_channels == 1
 
 
+@functools.lru_cache(maxsize=None)
+def _on_meta(name: str) -> nn.Module:
+    """Each registered model built once with its defaults on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        return create_model(name)
+
+
 def _first_conv(model: nn.Module) -> nn.Conv2d:
     return next(m for m in model.stem.modules() if isinstance(m, nn.Conv2d))
 
@@ -56,8 +65,7 @@ def _check_contract(model: nn.Module) -> None:
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_builds_with_defaults_and_follows_the_contract(name):
-    with torch.device("meta"):
-        model = create_model(name)
+    model = _on_meta(name)
     _check_contract(model)
     assert count_params(model) > 0
 
@@ -70,8 +78,7 @@ def test_small_models_run_forward_passes(name):
     The big ones are only built on the meta device (above); the NFNets among them run shape-only
     forward passes in the FLOPs test of test_nfnet.py, and F0 runs for real in test_pretrained.py.
     """
-    with torch.device("meta"):
-        shape_only = create_model(name)
+    shape_only = _on_meta(name)
     if count_params(shape_only) > REAL_FORWARD_MAX_PARAMS:
         pytest.skip("too big for a real forward pass on a shared 2-core CPU")
     in_chans = _first_conv(shape_only).in_channels

@@ -49,7 +49,8 @@ def test_conv_parameters_and_init():
 
 
 @pytest.mark.parametrize("size,kernel,stride,expected", [
-    (8, 3, 2, (0, 1)), (7, 3, 2, (1, 1)), (8, 3, 1, (1, 1)), (8, 1, 2, (0, 0)), (9, 2, 2, (0, 1)), (8, 5, 1, (2, 2)),
+    (8, 3, 2, (0, 1)), (7, 3, 2, (1, 1)), (8, 3, 1, (1, 1)),
+    (8, 1, 2, (0, 0)), (9, 2, 2, (0, 1)), (8, 5, 1, (2, 2)),
 ])
 def test_tf_same_padding_amounts(size, kernel, stride, expected):
     """TF SAME: output ceil(size / stride); the odd pixel of padding goes after (bottom/right)."""
