@@ -7,6 +7,7 @@ call ``show()``, so they work under the non-interactive Agg backend; save with
 """
 from __future__ import annotations
 
+import textwrap
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -20,8 +21,10 @@ SPP_PANELS = (
     ("avg_var", "Average channel variance"),
     ("res_avg_var", "Residual average channel variance"),
 )
-# A panel switches to a log axis ("auto") when its positive values span more than this factor.
-LOG_SPAN = 100.0
+# A panel switches to a log axis ("auto") when its positive values span more than three decades:
+# an unnormalised net's exploding variance does, a BN net's linear growth to ~50 does not (a
+# straight line in depth should stay straight on the page).
+LOG_SPAN = 1000.0
 
 
 def spp_frames(data) -> dict[str, pd.DataFrame]:
@@ -142,8 +145,8 @@ def plot_speed_accuracy(points: pd.DataFrame, top1_label: str = "paper top-1, Ta
 
     ``points``: columns ``panel`` (one axis per value, in order of appearance), ``family``,
     ``label``, ``latency_ms``, ``top1``; rows with a missing value are left out. Each panel's title
-    is its ``panel`` value, so the caller says where the latencies come from (measured here, or
-    the paper's TPUv3 times).
+    is its ``panel`` value (wrapped), so the caller says where the latencies come from (measured
+    here, and in what setting, or the paper's TPUv3 times).
     """
     df = points.dropna(subset=["latency_ms", "top1"])
     panels = list(dict.fromkeys(points["panel"]))
@@ -165,11 +168,11 @@ def plot_speed_accuracy(points: pd.DataFrame, top1_label: str = "paper top-1, Ta
                            xytext=(4, -10), fontsize=8, color=colors[family])
         if logx:
             a.set_xscale("log")
-        a.set_title(panel)
+        a.set_title("\n".join(textwrap.fill(line, 64) for line in str(panel).splitlines()), fontsize="medium")
         a.set_xlabel("training latency (ms / step)")
         a.set_ylabel(top1_label)
         a.grid(True, which="both", alpha=0.3)
-        a.legend(fontsize="small", loc="lower right")
+        a.legend(fontsize="small", loc="best")
     return fig
 
 

@@ -30,13 +30,13 @@ def _close_figures():
 
 
 def test_plot_spp_draws_three_panels_with_theory_and_log_axis(tmp_path):
-    frames = {"NF + WS": _spp_frame(1.04), "unnormalised": _spp_frame(3.0, 3.0)}
+    frames = {"NF + WS": _spp_frame(1.04), "unnormalised": _spp_frame(4.0, 3.0)}
     theory = pd.Series([1.0, 1.04, 1.08, 1.12, 1.04, 1.08, 1.12], name="expected_var")
     fig = plotting.plot_spp(frames, theory=theory, title="test")
     axes = fig.axes
     assert len(axes) == 3
     assert [a.get_title() for a in axes] == [t for _, t in plotting.SPP_PANELS]
-    assert axes[1].get_yscale() == "log"          # 3^6 spans more than LOG_SPAN
+    assert axes[1].get_yscale() == "log"          # 4^6 spans more than LOG_SPAN
     assert axes[2].get_yscale() == "linear"       # residual variance all 1
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "NF + WS" in labels and "unnormalised" in labels and any("theory" in s for s in labels)
@@ -65,7 +65,7 @@ def test_plot_spp_single_frame():
 
 
 def test_plot_spp_grid_one_row_per_group():
-    rows = {"normalised": {"NF": _spp_frame(1.04)}, "unnormalised": {"plain": _spp_frame(3.0)}}
+    rows = {"normalised": {"NF": _spp_frame(1.04)}, "unnormalised": {"plain": _spp_frame(4.0)}}
     theory = {"normalised": pd.Series([1.0, 1.04, 1.08, 1.12, 1.04, 1.08, 1.12])}
     fig = plotting.plot_spp_grid(rows, theory=theory, title="grid")
     assert len(fig.axes) == 6
