@@ -105,28 +105,27 @@ def _write_metrics(run_dir: Path, rows: list[dict], config: TrainConfig, wall: f
     os.replace(tmp, run_dir / "metrics.csv")
 
 
-def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> RunResult:
-    """Train (or resume, or read back) the run ``config`` describes; see the module docstring.
+@dataclass
+class _Parts:
+    """Everything one run steps: built fresh, then filled from the checkpoint when resuming."""
+    model: nn.Module                  # the user's model (EMA, checkpoints, evaluation)
+    net: nn.Module                    # what the step calls: the model, DDP- or compile-wrapped
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    ema: EMA | None
+    train_loader: TensorLoader
+    test_loader: TensorLoader
+    autocast: Callable[[], Any]
+    total_steps: int
+    n_epochs: int
 
-    ``on_epoch_end(epoch, row)`` is called after each epoch's checkpoint is written.
-    """
-    config.validate()
-    world_size = dist.world_size_from_env()
-    if config.batch_size % world_size:  # checked before joining the process group
-        raise ConfigError(f"batch size {config.batch_size} is not divisible by the number of "
-                          f"processes ({world_size}): use a multiple of {world_size}")
-    info = dist.setup(config.device)
-    from .profiles import project_root
-    run_dir = Path(config.run_dir) if config.run_dir else project_root() / "runs" / run_name(config)
-    done = _finished(run_dir, config)
-    if done is not None:
-        return done
-    device, main = info.device, info.is_main
+
+def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
+    device = info.device
     use_amp = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp \
         else contextlib.nullcontext
     channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
-
     train_data = load_dataset(config.dataset, True, config.data_root, config.download,
                               config.train_subset)
     test_data = load_dataset(config.dataset, False, config.data_root, config.download,
@@ -153,13 +152,11 @@ def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None 
                                channels_last=channels_last)
     per_epoch = len(train_loader)
     total = config.steps or config.epochs * per_epoch
-    n_epochs = math.ceil(total / per_epoch)
-    warmup = min(round(config.warmup_epochs * per_epoch), total)
     opt = make_optimizer(model, scaled_lr(config.base_lr, config.batch_size), config.weight_decay,
                          config.momentum, config.nesterov, config.clipping, config.clip_eps,
                          config.clip_classifier, config.clip_exclude_first_conv,
                          config.clip_exclude_stages)
-    sched = make_scheduler(opt, warmup, total)
+    sched = make_scheduler(opt, min(round(config.warmup_epochs * per_epoch), total), total)
     ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
     net: nn.Module = model
     if info.enabled:
@@ -167,108 +164,142 @@ def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None 
             model, device_ids=[device] if device.type == "cuda" else None)
     if config.compile:
         net = torch.compile(net)
+    return _Parts(model, net, opt, sched, ema, train_loader, test_loader, autocast, total,
+                  math.ceil(total / per_epoch))
 
-    epoch, step, rows, wall_before = 0, 0, [], 0.0
-    ckpt_path = run_dir / "checkpoint.pt"
+
+def _resume(parts: _Parts, path: Path, config: TrainConfig, info: dist.DistInfo) -> dict[str, Any]:
+    """Load ``path`` into ``parts``; return its progress (epoch, step, rows, wall_time_s, status)."""
+    ck = load_checkpoint(path, required=("config", "model", "optimizer", "scheduler", "loader",
+                                         "rng", "epoch", "step", "rows", "wall_time_s"))
+    check_same_config(ck["config"], config, path.parent)
+    try:
+        parts.model.load_state_dict(ck["model"])
+        parts.opt.load_state_dict(ck["optimizer"])
+        if parts.ema is not None:
+            parts.ema.load_state_dict(ck["ema"])
+        parts.sched.load_state_dict(ck["scheduler"])
+        parts.train_loader.load_state_dict(ck["loader"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path} does not fit this model / optimizer "
+                              f"({str(err).splitlines()[0][:120]}): delete it to start afresh") from err
+    states = ck["rng"]  # one per process; a different process count reuses rank 0's
+    set_rng_state(states[info.rank] if len(states) == info.world_size else states[0])
+    return {k: ck[k] for k in ("epoch", "step", "rows", "wall_time_s")} | {
+        "status": ck.get("status", "running")}
+
+
+def _save(parts: _Parts, path: Path, config: TrainConfig, progress: dict[str, Any],
+          main: bool) -> None:
+    states = dist.all_gather_object(rng_state())  # every process takes part
+    if main:
+        save_checkpoint({"config": config.to_dict(), **progress,
+                         "model": parts.model.state_dict(), "optimizer": parts.opt.state_dict(),
+                         "ema": parts.ema.state_dict() if parts.ema is not None else None,
+                         "scheduler": parts.sched.state_dict(),
+                         "loader": parts.train_loader.state_dict(), "rng": states}, path)
+
+
+def _train_epoch(parts: _Parts, config: TrainConfig, step: int, bar) -> tuple[int, dict[str, Any]]:
+    """Up to one epoch of updates; returns the new step count and the epoch's statistics."""
+    p, device = parts, parts.train_loader.device
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with p.autocast():
+            return cross_entropy(p.net(x), y, config.label_smoothing)
+
+    p.net.train()
+    sums = torch.zeros(3, device=device)  # loss, fraction of units clipped, steps
+    bad = torch.zeros((), device=device)  # 1 once a loss was non-finite or above max_loss
+    todo, lr, diverged = min(len(p.train_loader), p.total_steps - step), float("nan"), False
+    for i, (x, y) in enumerate(p.train_loader):
+        if i == todo:
+            break
+        p.opt.zero_grad(set_to_none=True)
+        if config.sam_rho is not None:
+            loss = sam_backward(p.net, loss_of, x, y, config.sam_rho, config.sam_fraction)
+        else:
+            loss = loss_of(x, y)
+            loss.backward()
+        lr = p.opt.param_groups[0]["lr"]
+        p.opt.step()  # AGC (if on) clips, then SGD adds weight decay and steps
+        p.sched.step()
+        if p.ema is not None:
+            p.ema.update(p.model, step)  # t = updates made before this one (official)
+        step += 1
+        loss = loss.detach().float()
+        clipped = p.opt.last_stats["frac_units_clipped"] if config.clipping else 0.0
+        sums += torch.stack([loss, torch.as_tensor(clipped, device=device, dtype=torch.float32),
+                             torch.ones((), device=device)])
+        bad = torch.maximum(bad, (~torch.isfinite(loss) | (loss > config.max_loss)).float())
+        bar.update()
+        if step % config.check_every == 0 or i == todo - 1:  # the only host syncs of the loop
+            if dist.all_reduce_(bad.clone(), "max").item() > 0:
+                diverged = True
+                break
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    sums = (dist.all_reduce_(sums) / dist.world_size_from_env()).tolist()
+    n = max(sums[2], 1.0)
+    return step, {"train_loss": sums[0] / n, "lr": lr, "diverged": diverged,
+                  "frac_clipped": sums[1] / n if config.clipping else float("nan")}
+
+
+def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> RunResult:
+    """Train (or resume, or read back) the run ``config`` describes; see the module docstring.
+
+    ``on_epoch_end(epoch, row)`` is called after each epoch's checkpoint is written.
+    """
+    config.validate()
+    world_size = dist.world_size_from_env()
+    if config.batch_size % world_size:  # checked before joining the process group
+        raise ConfigError(f"batch size {config.batch_size} is not divisible by the number of "
+                          f"processes ({world_size}): use a multiple of {world_size}")
+    info = dist.setup(config.device)
+    from .profiles import project_root
+    run_dir = Path(config.run_dir) if config.run_dir else project_root() / "runs" / run_name(config)
+    done = _finished(run_dir, config)
+    if done is not None:
+        return done
+    parts, main, ckpt_path = _build(config, info), info.is_main, run_dir / "checkpoint.pt"
+    progress = {"epoch": 0, "step": 0, "rows": [], "wall_time_s": 0.0, "status": "running"}
     if ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path, required=("config", "model", "optimizer", "scheduler",
-                                                  "loader", "rng", "epoch", "step", "rows"))
-        check_same_config(ck["config"], config, run_dir)
-        try:
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            if ema is not None:
-                ema.load_state_dict(ck["ema"])
-        except (RuntimeError, KeyError, ValueError, TypeError) as err:
-            raise CheckpointError(f"checkpoint {ckpt_path} does not fit this model / optimizer "
-                                  f"({str(err).splitlines()[0][:120]}): delete it to start afresh") from err
-        sched.load_state_dict(ck["scheduler"])
-        train_loader.load_state_dict(ck["loader"])
-        states = ck["rng"]
-        set_rng_state(states[info.rank] if len(states) == info.world_size else states[0])
-        epoch, step, rows, wall_before = ck["epoch"], ck["step"], ck["rows"], ck["wall_time_s"]
-        if ck.get("status") == "completed":  # killed between the last checkpoint and metrics
-            if main:
-                _write_metrics(run_dir, rows, config, wall_before, "completed", device,
-                               info.world_size)
-            return RunResult(run_dir, "completed", config, pd.DataFrame(rows, columns=METRIC_COLUMNS),
-                             wall_before, model, ema.module if ema is not None else None)
+        progress = _resume(parts, ckpt_path, config, info)
     elif main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-
-    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with autocast():
-            return cross_entropy(net(x), y, config.label_smoothing)
-
+    rows, wall_before = progress["rows"], progress["wall_time_s"]
     started = time.perf_counter()
-    status = "running"
-    bar = tqdm(total=total, initial=step, desc=run_dir.name, disable=not (config.progress and main),
-               leave=False, dynamic_ncols=True)
-    while epoch < n_epochs and status == "running":
-        net.train()
-        sums = torch.zeros(3, device=device)  # loss, fraction of units clipped, steps
-        bad = torch.zeros((), device=device)  # 1 once a loss was non-finite or above max_loss
-        todo, lr = min(per_epoch, total - step), float("nan")
-        for i, (x, y) in enumerate(train_loader):
-            if i == todo:
-                break
-            opt.zero_grad(set_to_none=True)
-            if config.sam_rho is not None:
-                loss = sam_backward(net, loss_of, x, y, config.sam_rho, config.sam_fraction)
-            else:
-                loss = loss_of(x, y)
-                loss.backward()
-            lr = opt.param_groups[0]["lr"]
-            opt.step()
-            sched.step()
-            if ema is not None:
-                ema.update(model, step)  # t = updates made before this one (official)
-            step += 1
-            loss = loss.detach().float()
-            clipped = opt.last_stats["frac_units_clipped"] if config.clipping else 0.0
-            sums += torch.stack([loss, torch.as_tensor(clipped, device=device, dtype=torch.float32),
-                                 torch.ones((), device=device)])
-            bad = torch.maximum(bad, (~torch.isfinite(loss) | (loss > config.max_loss)).float())
-            bar.update()
-            if step % config.check_every == 0 or i == todo - 1:
-                if dist.all_reduce_(bad.clone(), "max").item() > 0:
-                    status = "diverged"
-                    break
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        epoch += 1
-        sums = dist.all_reduce_(sums) / info.world_size
-        n = max(sums[2].item(), 1.0)
-        row = {"epoch": epoch, "step": step, "train_loss": sums[0].item() / n,
-               "test_top1": float("nan"), "test_top1_ema": float("nan"), "lr": lr,
-               "frac_clipped": sums[1].item() / n if config.clipping else float("nan"),
-               "wall_time_s": 0.0, "status": status}
-        if status == "running":
-            if epoch % config.eval_every == 0 or epoch == n_epochs:
-                row["test_top1"] = evaluate(model, test_loader, autocast)
-                if ema is not None:
-                    row["test_top1_ema"] = evaluate(ema.module, test_loader, autocast)
-            if epoch == n_epochs:
-                status = row["status"] = "completed"
+    bar = tqdm(total=parts.total_steps, initial=progress["step"], desc=run_dir.name,
+               disable=not (config.progress and main), leave=False, dynamic_ncols=True)
+    if progress["status"] == "completed" and main:  # killed between checkpoint and metrics
+        _write_metrics(run_dir, rows, config, wall_before, "completed", info.device, world_size)
+    while progress["epoch"] < parts.n_epochs and progress["status"] == "running":
+        step, stats = _train_epoch(parts, config, progress["step"], bar)
+        epoch = progress["epoch"] + 1
+        status = "diverged" if stats["diverged"] else (
+            "completed" if epoch == parts.n_epochs else "running")
+        row = {"epoch": epoch, "step": step, "train_loss": stats["train_loss"],
+               "test_top1": float("nan"), "test_top1_ema": float("nan"), "lr": stats["lr"],
+               "frac_clipped": stats["frac_clipped"], "wall_time_s": 0.0, "status": status}
+        if status != "diverged" and (epoch % config.eval_every == 0 or status == "completed"):
+            row["test_top1"] = evaluate(parts.model, parts.test_loader, parts.autocast)
+            if parts.ema is not None:
+                row["test_top1_ema"] = evaluate(parts.ema.module, parts.test_loader, parts.autocast)
         wall = wall_before + time.perf_counter() - started
         row["wall_time_s"] = round(wall, 3)
         rows.append(row)
+        progress = {"epoch": epoch, "step": step, "rows": rows, "wall_time_s": wall,
+                    "status": status}
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", top1=f"{row['test_top1']:.1f}")
-        if status != "diverged":  # keep the last good checkpoint of a diverged run
-            states = dist.all_gather_object(rng_state())
-            if main:
-                save_checkpoint({"config": config.to_dict(), "epoch": epoch, "step": step,
-                                 "rows": rows, "wall_time_s": wall, "status": status,
-                                 "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                 "ema": ema.state_dict() if ema is not None else None,
-                                 "scheduler": sched.state_dict(),
-                                 "loader": train_loader.state_dict(), "rng": states}, ckpt_path)
+        if status != "diverged":  # a diverged run keeps its last good checkpoint
+            _save(parts, ckpt_path, config, progress, main)
         if main:
-            _write_metrics(run_dir, rows, config, wall, status, device, info.world_size)
+            _write_metrics(run_dir, rows, config, wall, status, info.device, world_size)
         dist.barrier()
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
     bar.close()
-    return RunResult(run_dir, status, config, pd.DataFrame(rows, columns=METRIC_COLUMNS),
-                     wall_before + time.perf_counter() - started, model,
-                     ema.module if ema is not None else None)
+    return RunResult(run_dir, progress["status"], config,
+                     pd.DataFrame(rows, columns=METRIC_COLUMNS),
+                     wall_before + time.perf_counter() - started, parts.model,
+                     parts.ema.module if parts.ema is not None else None)
