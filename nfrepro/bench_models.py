@@ -211,14 +211,15 @@ def _tidy(df: pd.DataFrame, batch_size: int, ids: Mapping[str, Any] | None = Non
 def train_step_latency(names: list[str], device: Any = None, batch_size: int = 32, res_scale: float = 1.0,
                        repeats: int = 5, warmup: int = 2, amp: bool | None = None,
                        channels_last: bool | None = None, progress: Callable[[str], None] | None = print,
-                       ) -> pd.DataFrame:
+                       overrides: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """Median training-step time of each model at its training resolution (times ``res_scale``).
 
     Models are built, warmed up and timed one after the other (one model in memory at a time, so
     that EfficientNet-B7 at 600 px fits beside nothing else); compare ratios of rows measured in
     the same run only. Tidy result: one row per model and metric (``median_ms``, ``q25_ms``,
     ``q75_ms``, ``min_ms``, ``images_per_s``, ``repeats``), with the model's paper label, family,
-    resolution and batch size.
+    resolution and batch size. ``overrides[name]``: keyword arguments for that model's constructor
+    (the smoke profile shrinks the NFNets with them; they are recorded in an ``overrides`` column).
     """
     device = torch.device(device) if device is not None else default_device()
     rows = []
@@ -227,12 +228,13 @@ def train_step_latency(names: list[str], device: Any = None, batch_size: int = 3
         px = scaled_px(c.train_px, res_scale)
         if progress:
             progress(f"{name}: {batch_size} x {px} px, {warmup} warm-up + {repeats} timed steps")
-        model = place(build_model(name), device, channels_last)
+        kwargs = dict((overrides or {}).get(name, {}))
+        model = place(build_model(name, **kwargs), device, channels_last)
         x, y = make_batch(batch_size, px, device, channels_last)
         step = train_step_fn(model, x, y, clip="nfrepro" if c.agc else None, amp=amp)
         df = compare({name: step}, name, repeats=repeats, warmup=warmup, device=device)
         ids = {"model": name, "label": c.label, "family": c.family, "library": c.library, "agc": c.agc,
-               "resolution": px, "batch_size": batch_size}
+               "resolution": px, "batch_size": batch_size, "overrides": str(kwargs) if kwargs else ""}
         rows += [r for r in _tidy(df, batch_size, ids) if r["metric"] != "ratio_vs_baseline"]
         del model, step, x, y
         release(device)
