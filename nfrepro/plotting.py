@@ -100,9 +100,10 @@ def plot_spp(data, theory=None, ax: Sequence[plt.Axes] | None = None, logy="auto
         a.set_xlabel("Block index (0 = stem)")
         a.grid(True, which="major", alpha=0.3)
     handles, labels = axes[1].get_legend_handles_labels()
-    if labels:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4),
-                   frameon=False) if ax is None else axes[1].legend(fontsize="small")
+    if labels and ax is None:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), frameon=False)
+    elif labels:  # beside the row, clear of the curves
+        axes[2].legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     if title:
         fig.suptitle(title)
     return fig
@@ -117,7 +118,7 @@ def plot_spp_grid(rows: Mapping[str, object], theory: Mapping[str, object] | Non
     not flatten the normalised ones.
     """
     theory = dict(theory or {})
-    fig, axes = plt.subplots(len(rows), 3, figsize=(16, 3.9 * len(rows)), squeeze=False,
+    fig, axes = plt.subplots(len(rows), 3, figsize=(18, 3.9 * len(rows)), squeeze=False,
                              constrained_layout=True)
     for r, (label, data) in enumerate(rows.items()):
         plot_spp(data, theory=theory.get(label), ax=axes[r], logy=logy, palette=palette)

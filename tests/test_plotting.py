@@ -71,4 +71,4 @@ def test_plot_spp_grid_one_row_per_group():
     assert len(fig.axes) == 6
     assert fig.axes[0].get_ylabel() == "normalised" and fig.axes[3].get_ylabel() == "unnormalised"
     assert fig.axes[1].get_yscale() == "linear" and fig.axes[4].get_yscale() == "log"
-    assert any("theory" in t.get_text() for t in fig.axes[1].get_legend().get_texts())
+    assert any("theory" in t.get_text() for t in fig.axes[2].get_legend().get_texts())
