@@ -220,6 +220,7 @@ def train_step_latency(names: list[str], device: Any = None, batch_size: int = 3
     ``q75_ms``, ``min_ms``, ``images_per_s``, ``repeats``), with the model's paper label, family,
     resolution and batch size. ``overrides[name]``: keyword arguments for that model's constructor
     (the smoke profile shrinks the NFNets with them; they are recorded in an ``overrides`` column).
+    A model that runs out of GPU memory gets NaN values and ``note = "out of memory"``.
     """
     device = torch.device(device) if device is not None else default_device()
     rows = []
@@ -229,18 +230,33 @@ def train_step_latency(names: list[str], device: Any = None, batch_size: int = 3
         if progress:
             progress(f"{name}: {batch_size} x {px} px, {warmup} warm-up + {repeats} timed steps")
         kwargs = dict((overrides or {}).get(name, {}))
-        model = place(build_model(name, **kwargs), device, channels_last)
-        x, y = make_batch(batch_size, px, device, channels_last)
-        step = train_step_fn(model, x, y, clip="nfrepro" if c.agc else None, amp=amp)
-        df = compare({name: step}, name, repeats=repeats, warmup=warmup, device=device)
         ids = {"model": name, "label": c.label, "family": c.family, "library": c.library, "agc": c.agc,
-               "resolution": px, "batch_size": batch_size, "overrides": str(kwargs) if kwargs else ""}
-        rows += [r for r in _tidy(df, batch_size, ids) if r["metric"] != "ratio_vs_baseline"]
-        del model, step, x, y
+               "resolution": px, "batch_size": batch_size, "overrides": str(kwargs) if kwargs else "", "note": ""}
+        try:
+            rows += _time_one(name, c, kwargs, ids, device, batch_size, px, repeats, warmup, amp, channels_last)
+        except torch.cuda.OutOfMemoryError:  # e.g. EfficientNet-B7 at 600 px, 32 images: record it, go on
+            release(device)
+            if progress:
+                progress(f"{name}: out of GPU memory at {batch_size} x {px} px; recorded as NaN")
+            rows += [{**ids, "metric": m, "value": float("nan"), "note": "out of memory"} for m in _METRICS]
         release(device)
-    out = pd.DataFrame(rows).drop(columns=["side", "baseline"])
+    out = pd.DataFrame(rows)
     out["device"] = str(device)
     return out
+
+
+_METRICS = ("median_ms", "q25_ms", "q75_ms", "min_ms", "images_per_s", "repeats")
+
+
+def _time_one(name: str, c: Contender, kwargs: dict[str, Any], ids: dict[str, Any], device: torch.device,
+              batch_size: int, px: int, repeats: int, warmup: int, amp: bool | None,
+              channels_last: bool | None) -> list[dict[str, Any]]:
+    model = place(build_model(name, **kwargs), device, channels_last)
+    x, y = make_batch(batch_size, px, device, channels_last)
+    step = train_step_fn(model, x, y, clip="nfrepro" if c.agc else None, amp=amp)
+    df = compare({name: step}, name, repeats=repeats, warmup=warmup, device=device)
+    return [{k: v for k, v in r.items() if k not in ("side", "baseline")}
+            for r in _tidy(df, batch_size, ids) if r["metric"] in _METRICS]
 
 
 def compare_train_steps(models: Mapping[str, nn.Module], baseline: str, batch_size: int, px: int,

@@ -157,3 +157,13 @@ def test_module_shapes_lists_children_in_call_order():
     df = architecture.module_shapes(stem, torch.randn(1, 3, 32, 32))
     assert df["module"].tolist() == ["conv0", "act0", "conv1", "act1", "conv2", "act2", "conv3"]
     assert df["output_shape"].iloc[-1] == (1, 16, 8, 8)
+
+
+def test_out_of_memory_is_recorded_not_raised(monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(bench_models, "_time_one", oom)
+    df = bench_models.train_step_latency(["efficientnet_b7"], device="cpu", progress=None)
+    assert df["value"].isna().all() and set(df["note"]) == {"out of memory"}
+    assert set(df["metric"]) == set(bench_models._METRICS)
