@@ -42,7 +42,8 @@ def test_run_name_is_deterministic_and_ignores_non_trajectory_fields(tmp_path):
 
 
 def test_run_folder_metrics_and_record(tmp_path):
-    config = tiny(tmp_path, clipping=0.05, crop_padding=2, flip=True, mix="mixup_cutmix")
+    config = tiny(tmp_path, clipping=0.05, crop_padding=2, flip=True, mix="mixup_cutmix",
+                  randaugment=[1, 3], sam_rho=0.05)
     result = train(config)
     assert result.status == "completed" and result.model is not None
     run = tmp_path / "run"
