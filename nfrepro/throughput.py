@@ -70,7 +70,7 @@ class _Stepper:
 
 
 def measure_throughput(models: Sequence[str] = MODELS, batch_sizes: Sequence[int] = BATCH_SIZES,
-                       device: Any = None, steps: int = 20, warmup: int = 3, repeats: int = 5,
+                       device: Any = None, steps: int = 10, warmup: int = 2, repeats: int = 3,
                        dataset: str = "fashion_mnist", subset: int | None = None) -> pd.DataFrame:
     """Tidy table: one row per (model, batch size, metric) with the median over ``repeats``."""
     from .data import load_dataset
