@@ -1,4 +1,5 @@
-"""Whole-model latency benchmarks (P1, P3) and the speed tables of notebooks 04 and 05.
+"""Whole-model latency benchmarks (P1, P3), the speed tables of notebooks 04 and 05
+(``bench_models``, ``speed_accuracy``, ``architecture``) and their two plots.
 
 Benchmarks are not tests: nothing here asserts on a timing. The tests check that each function
 runs at a tiny setting (narrow, shallow NFNets; 32 px; one timed step), returns the documented
@@ -15,7 +16,7 @@ import torch
 
 matplotlib.use("Agg")
 
-from nfrepro import architecture, bench, bench_models, plotting  # noqa: E402
+from nfrepro import architecture, bench, bench_models, plotting, speed_accuracy  # noqa: E402
 from nfrepro.nfnet import VARIANTS  # noqa: E402
 
 # A tiny NFNet-F0 on both sides: one block per stage, 32..96 channels, group width 16.
@@ -77,13 +78,13 @@ def test_train_step_fn_updates_weights_and_clips():
 
 
 def test_contenders_match_the_paper_tables():
-    c = bench_models.CONTENDERS
+    c = speed_accuracy.CONTENDERS
     assert c["nfnet_f1"].train_px == VARIANTS["F1"].train_px == 224 and c["nfnet_f1"].agc
     assert c["efficientnet_b7"].train_px == 600 and not c["efficientnet_b7"].agc
     assert set(k for k in c if k.startswith("nfnet_bn")) == {f"nfnet_bn_f{i}" for i in range(4)}
-    assert bench_models.scaled_px(192, 0.2) == 40 and bench_models.scaled_px(192, 0.01) == 32
+    assert speed_accuracy.scaled_px(192, 0.2) == 40 and speed_accuracy.scaled_px(192, 0.01) == 32
     with pytest.raises(ValueError, match="unknown model"):
-        bench_models.contender("efficientnet_b9")
+        speed_accuracy.contender("efficientnet_b9")
 
 
 def test_train_step_latency_tidy():
@@ -107,30 +108,30 @@ def test_compare_train_steps_alternates_models():
 
 
 def _latency(**ms):
-    return pd.DataFrame([{"model": m, "label": bench_models.CONTENDERS[m].label,
-                          "family": bench_models.CONTENDERS[m].family, "metric": "median_ms", "value": v}
+    return pd.DataFrame([{"model": m, "label": speed_accuracy.CONTENDERS[m].label,
+                          "family": speed_accuracy.CONTENDERS[m].family, "metric": "median_ms", "value": v}
                          for m, v in ms.items()])
 
 
 def test_speed_tables_read_the_paper():
-    table = bench_models.speed_accuracy_table(_latency(nfnet_f1=100.0, efficientnet_b7=900.0,
+    table = speed_accuracy.speed_accuracy_table(_latency(nfnet_f1=100.0, efficientnet_b7=900.0,
                                                        nfnet_f0=50.0, nfnet_bn_f0=80.0, efficientnet_b1=70.0))
     row = table.set_index("label")
     assert row.loc["NFNet-F1", "paper_top1"] == 84.7 and row.loc["EffNet-B7", "paper_tpuv3_ms"] == 1397.0
     assert row.loc["NFNet-F0 -NF +BN", "paper_top1"] == 83.4 and math.isnan(row.loc["EffNet-B1", "paper_top1"])
-    ratios = bench_models.speed_ratios(table).set_index("slow")
+    ratios = speed_accuracy.speed_ratios(table).set_index("slow")
     assert ratios.loc["EffNet-B7", "measured"] == pytest.approx(9.0)
     assert ratios.loc["EffNet-B7", "paper_claim"] == 8.7
     assert ratios.loc["EffNet-B7", "paper_tpuv3"] == pytest.approx(1397.0 / 158.5)
     assert ratios.loc["NFNet-F0 -NF +BN", "measured_time_saved"] == pytest.approx(1 - 50 / 80)
     assert math.isnan(ratios.loc["NFNet-F3 -NF +BN", "measured"])  # not measured: NaN, no error
-    paper = bench_models.paper_speed_accuracy()
+    paper = speed_accuracy.paper_speed_accuracy()
     assert {"NFNet-F0", "EffNet-B7", "ResNet-50", "NFNet-F3 -NF +BN"} <= set(paper["label"])
 
 
 def test_plots_draw_from_frames():
-    table = bench_models.speed_accuracy_table(_latency(nfnet_f0=50.0, nfnet_bn_f0=80.0, efficientnet_b0=20.0))
-    points = pd.concat([bench_models.paper_speed_accuracy().assign(panel="paper"),
+    table = speed_accuracy.speed_accuracy_table(_latency(nfnet_f0=50.0, nfnet_bn_f0=80.0, efficientnet_b0=20.0))
+    points = pd.concat([speed_accuracy.paper_speed_accuracy().assign(panel="paper"),
                         table.rename(columns={"measured_ms": "latency_ms", "paper_top1": "top1"})
                         .assign(panel="measured")])
     fig = plotting.plot_speed_accuracy(points)

@@ -1,0 +1,133 @@
+"""Fig. 1 and Tables 3 and 6 of NFNets: which models are compared, and the paper's numbers beside ours.
+
+:data:`CONTENDERS` names every model of the speed/accuracy comparison (NFNet-F0..F7, the BatchNorm
+NFNets of Table 6, ResNet-50, EfficientNet-B0..B7), its training resolution and its name in
+``results/paper_reference.csv``. :func:`speed_accuracy_table` joins measured step times
+(:func:`nfrepro.bench_models.train_step_latency`) with the paper's top-1 and step times;
+:func:`speed_ratios` sets the speed-ups the paper claims (F1 vs EfficientNet-B7; NF vs BN) beside ours.
+Tables only: nothing here builds or times a model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import pandas as pd
+
+from .nfnet import VARIANTS
+from .reference import paper_reference
+
+# EfficientNet-B0..B7 train (and test) at these resolutions (Tan & Le 2019, the compound scaling
+# of Table 1 / the released configs); the NFNets paper times them "at their training resolution".
+EFFNET_TRAIN_PX = {"b0": 224, "b1": 240, "b2": 260, "b3": 300, "b4": 380, "b5": 456, "b6": 528, "b7": 600}
+RESNET_TRAIN_PX = 224
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A model of the speed/accuracy comparison and the name the paper gives it.
+
+    ``label`` is the model's name in ``results/paper_reference.csv`` (``NFNet-F1``, ``EffNet-B7``,
+    ``NFNet-F0 -NF +BN``); ``agc`` says whether its training step clips gradients (the
+    normalizer-free models do; the BatchNorm models and the baselines train without AGC).
+    """
+    name: str
+    label: str
+    family: str
+    library: str
+    train_px: int
+    agc: bool
+
+
+def _contenders() -> dict[str, Contender]:
+    table = {}
+    for key, v in VARIANTS.items():
+        if key.endswith("+"):
+            continue
+        k = key[1:]
+        table[f"nfnet_f{k}"] = Contender(f"nfnet_f{k}", f"NFNet-F{k}", "NFNet", "nfrepro", v.train_px, True)
+        if int(k) <= 3:  # Table 6 has BatchNorm versions of F0..F3 (nfnet.nfnet_bn_f0..f3)
+            table[f"nfnet_bn_f{k}"] = Contender(f"nfnet_bn_f{k}", f"NFNet-F{k} -NF +BN", "NFNet -NF +BN",
+                                                "nfrepro", v.train_px, False)
+    table["resnet50"] = Contender("resnet50", "ResNet-50", "ResNet", "timm", RESNET_TRAIN_PX, False)
+    for b, px in EFFNET_TRAIN_PX.items():
+        table[f"efficientnet_{b}"] = Contender(f"efficientnet_{b}", f"EffNet-{b.upper()}", "EfficientNet",
+                                               "timm", px, False)
+    return table
+
+
+CONTENDERS: dict[str, Contender] = _contenders()
+
+
+def contender(name: str) -> Contender:
+    if name not in CONTENDERS:
+        raise ValueError(f"unknown model {name!r} for the speed comparison: choose from {sorted(CONTENDERS)}")
+    return CONTENDERS[name]
+
+
+def scaled_px(px: int, res_scale: float, multiple: int = 8) -> int:
+    """``px * res_scale`` rounded to a multiple of ``multiple`` (at least 32: total stride 32)."""
+    return max(32, int(round(px * res_scale / multiple)) * multiple)
+
+
+# ---------------------------------------------------------------- beside the paper (Fig. 1, T3, T6)
+def _paper(quantity: str, label: str) -> float:
+    rows = paper_reference(quantity=quantity, model=label)
+    return float(rows["value"].iloc[0]) if len(rows) == 1 else float("nan")
+
+
+def speed_accuracy_table(latency: pd.DataFrame) -> pd.DataFrame:
+    """One row per measured model: measured median step time beside the paper's top-1 and step times.
+
+    ``latency``: the tidy output of :func:`train_step_latency` (or its CSV). ``paper_top1`` is
+    Table 3's ImageNet top-1 (Table 6's for the BatchNorm NFNets; F6's is with SAM), NaN where the
+    paper gives none (EffNet-B1, B2); ``paper_tpuv3_ms`` / ``paper_v100_ms`` are its step times.
+    """
+    wide = (latency[latency["metric"] == "median_ms"]
+            .rename(columns={"value": "measured_ms"})
+            .drop(columns=["metric"]).reset_index(drop=True))
+    wide["paper_top1"] = [_paper("imagenet_top1", lab) for lab in wide["label"]]
+    wide["paper_tpuv3_ms"] = [_paper("train_step_tpuv3", lab) for lab in wide["label"]]
+    wide["paper_v100_ms"] = [_paper("train_step_v100", lab) for lab in wide["label"]]
+    return wide
+
+
+def paper_speed_accuracy(families: Iterable[str] = ("NFNet", "NFNet -NF +BN", "ResNet", "EfficientNet"),
+                         ) -> pd.DataFrame:
+    """The paper's own Fig. 1 points: TPUv3 step time and top-1 of every contender it reports."""
+    rows = []
+    for c in CONTENDERS.values():
+        if c.family in families:
+            ms, top1 = _paper("train_step_tpuv3", c.label), _paper("imagenet_top1", c.label)
+            if ms == ms and top1 == top1:  # both present (not NaN)
+                rows.append({"model": c.name, "label": c.label, "family": c.family,
+                             "latency_ms": ms, "top1": top1})
+    return pd.DataFrame(rows)
+
+
+# (faster model, slower model, what the paper says): F1 vs B7 is the abstract's 8.7x; NF vs BN is
+# Table 6 ("20 to 40% faster to train" than the same nets with BatchNorm).
+SPEED_PAIRS = (("NFNet-F1", "EffNet-B7"),
+               ("NFNet-F0", "NFNet-F0 -NF +BN"), ("NFNet-F1", "NFNet-F1 -NF +BN"),
+               ("NFNet-F2", "NFNet-F2 -NF +BN"), ("NFNet-F3", "NFNet-F3 -NF +BN"))
+
+
+def speed_ratios(table: pd.DataFrame, pairs: Iterable[tuple[str, str]] = SPEED_PAIRS) -> pd.DataFrame:
+    """Speed-up ``slow / fast`` (step time) measured here beside the paper's, for each pair.
+
+    ``table``: :func:`speed_accuracy_table`. ``paper_tpuv3`` is the ratio of the paper's TPUv3 step
+    times (Tables 3 and 6); ``paper_claim`` the abstract's 8.7x where it applies. A pair whose two
+    models were not both measured gets NaN in ``measured``. ``measured_time_saved`` = 1 - fast/slow
+    (the form of the paper's "20 to 40%").
+    """
+    ms = dict(zip(table["label"], table["measured_ms"]))
+    rows = []
+    for fast, slow in pairs:
+        measured = ms[slow] / ms[fast] if fast in ms and slow in ms else float("nan")
+        paper = _paper("train_step_tpuv3", slow) / _paper("train_step_tpuv3", fast)
+        claim = _paper("train_speedup_vs_effnet_b7", fast) if slow == "EffNet-B7" else float("nan")
+        rows.append({"fast": fast, "slow": slow, "measured": measured, "paper_tpuv3": paper,
+                     "paper_v100": _paper("train_step_v100", slow) / _paper("train_step_v100", fast),
+                     "paper_claim": claim, "measured_time_saved": 1 - 1 / measured,
+                     "paper_tpuv3_time_saved": 1 - 1 / paper})
+    return pd.DataFrame(rows)
