@@ -26,9 +26,9 @@ import torch.nn.functional as F
 WS_EPS = 1e-4  # floor on N * var (official `base.WSConv2D.standardize_weight`)
 
 
-def standardize_weight(weight: torch.Tensor, gain: torch.Tensor | None = None,
-                       eps: float = WS_EPS) -> torch.Tensor:
-    """Scaled WS of a conv weight ``O x I x kh x kw``: ``gain * (W - mean) / sqrt(max(N var, eps))``.
+def standardize_weight_reference(weight: torch.Tensor, gain: torch.Tensor | None = None,
+                                 eps: float = WS_EPS) -> torch.Tensor:
+    """Scaled WS written as plain tensor ops (autograd derives the backward): the readable reference.
 
     Mean and variance are computed without ``torch.var_mean`` (that op broke ONNX/XLA export
     in some releases) and with the population variance, as in the official code.
@@ -42,6 +42,54 @@ def standardize_weight(weight: torch.Tensor, gain: torch.Tensor | None = None,
     if gain is not None:
         scale = scale * gain.view(-1, *([1] * (weight.ndim - 1)))
     return centred * scale
+
+
+class _StandardizeWeight(torch.autograd.Function):
+    r"""Scaled WS with a hand-written backward (same values as the reference, fewer passes).
+
+    Per output row ``w`` of fan-in ``N``: ``c = w - mean(w)``, ``s = max(|c|^2, eps)^{-1/2}``
+    (``|c|^2 = N var``), ``u = c s`` and ``out = g u``. With ``k = <dout, u>``:
+
+    .. math::  \frac{\partial L}{\partial g} = k, \qquad
+               \frac{\partial L}{\partial w} = g s \left(d_{out} - \overline{d_{out}} - u\,k\right)
+
+    where the ``u k`` term vanishes on rows whose floor is active (``s`` is then a constant).
+    Autograd's derivation of the reference chains about 15 weight-sized kernels in the backward;
+    this one needs five. Measured on NFNet-F0's weights, see ``nfrepro.bench``.
+    """
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, gain: torch.Tensor, eps: float) -> torch.Tensor:
+        rows = weight.reshape(weight.shape[0], -1)                       # O x N
+        centred = rows - rows.mean(dim=1, keepdim=True)
+        sq_norm = centred.square().sum(dim=1, keepdim=True)              # N var, O x 1
+        scale = torch.rsqrt(torch.clamp(sq_norm, min=eps))
+        unit = centred * scale                                           # u: rows of unit norm
+        ctx.save_for_backward(unit, scale, gain, sq_norm >= eps)
+        return (unit * gain.view(-1, 1)).view_as(weight)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        unit, scale, gain, active = ctx.saved_tensors
+        d = grad_out.reshape(unit.shape)
+        k = (d * unit).sum(dim=1, keepdim=True)                          # <dout, u>, O x 1
+        gs = gain.view(-1, 1) * scale
+        # g s (d - mean(d) - u k), with k dropped where the floor holds s constant
+        grad_w = (d - d.mean(dim=1, keepdim=True)).sub_(unit * (k * active)).mul_(gs)
+        return grad_w.view_as(grad_out), k.view_as(gain), None
+
+
+def standardize_weight(weight: torch.Tensor, gain: torch.Tensor | None = None,
+                       eps: float = WS_EPS) -> torch.Tensor:
+    """Scaled WS of a conv weight ``O x I x kh x kw``: ``gain * (W - mean) / sqrt(max(N var, eps))``.
+
+    Uses the fused backward of :class:`_StandardizeWeight` when a gradient is needed and the
+    plain ops of :func:`standardize_weight_reference` otherwise (meta tensors, tracing for export).
+    """
+    if gain is None or weight.is_meta or not torch.is_grad_enabled() or torch.jit.is_tracing():
+        return standardize_weight_reference(weight, gain, eps)
+    return _StandardizeWeight.apply(weight, gain, eps)
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
