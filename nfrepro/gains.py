@@ -88,8 +88,10 @@ class ScaledActivation(nn.Module):
         self.fn = ACTIVATIONS[name]
         self.gamma = float(GAMMAS[name] if gamma is None else gamma)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x) * self.gamma
+    def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """``gamma * g(x) * scale``; ``scale`` folds a following constant (an NF block's beta) into
+        the same multiply, saving one activation-sized pass forward and backward."""
+        return self.fn(x) * (self.gamma * scale)
 
     def extra_repr(self) -> str:
         return f"{self.name}, gamma={self.gamma:.6f}"

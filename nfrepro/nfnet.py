@@ -158,7 +158,7 @@ class NFBlock(nn.Module):
         self.skip_gain = nn.Parameter(torch.full((), float(skip_gain_init)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act(x) * self.beta
+        out = self.act(x, self.beta)                      # gamma * g(x) * beta in one multiply
         if self.pool is not None:                         # transition: ResNet-D shortcut
             shortcut = self.pool(out)
             if self.conv_shortcut is not None:
@@ -173,7 +173,7 @@ class NFBlock(nn.Module):
             out = self.conv1b(self.act(out))
         out = self.se(self.conv2(self.act(out)))
         out = self.stoch_depth(self.residual_out(out))
-        return shortcut + self.alpha * self.skip_gain * out
+        return torch.addcmul(shortcut, out, self.skip_gain, value=self.alpha)  # shortcut + alpha g out
 
     def extra_repr(self) -> str:
         return f"stage={self.stage}, stride={self.stride}, beta={self.beta:.4f}, alpha={self.alpha}"
