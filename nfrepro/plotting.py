@@ -195,3 +195,156 @@ def plot_relative_cost(df: pd.DataFrame, baseline: str, title: str | None = None
     if title:
         ax.set_title(title)
     return fig
+
+
+# ----------------------------------------------------------------------------- AGC (NFNets §4.1)
+DIVERGED_Y = 0.03  # diverged runs are drawn as crosses this far up the axis (axes fraction)
+
+
+def _seed_means(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean and spread of ``top1`` over the completed seeds of each group (diverged ones left out)."""
+    done = df[~df["diverged"].astype(bool)]
+    return (done.groupby(keys)["top1"].agg(["mean", "min", "max", "count"]).reset_index()
+            .sort_values(keys))
+
+
+def _mark_diverged(ax: plt.Axes, x, color, offset: float = 0.0) -> None:
+    """Crosses at the bottom of ``ax`` (x in data units, y in axes units): a run that diverged."""
+    if len(x):
+        ax.plot(np.asarray(x, dtype=float) + offset, [DIVERGED_Y] * len(x), "x", color=color, ms=8,
+                mew=2, transform=ax.get_xaxis_transform(), clip_on=False, zorder=4)
+
+
+def _diverged_legend(ax: plt.Axes, any_diverged: bool, **legend) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if any_diverged:
+        handles.append(plt.Line2D([], [], ls="", marker="x", color="gray", ms=8, mew=2))
+        labels.append("diverged run")
+    if labels:
+        ax.legend(handles, labels, **legend)
+
+
+def plot_agc_batch_size(points: pd.DataFrame, ax: plt.Axes | None = None, title: str | None = None,
+                        ylabel: str = "final test top-1 (%)", palette: str = "colorblind") -> plt.Figure:
+    """NFNets Fig. 2a: top-1 (y) against batch size (x, log2), one line per ``line``.
+
+    ``points``: one row per run, columns ``line``, ``batch_size``, ``seed``, ``top1``,
+    ``diverged`` and optionally ``clipping`` (the lambda behind a clipped line, written beside its
+    points). The line joins the mean over the seeds that completed; bars span their min to max and
+    dots are the seeds. Diverged runs are crosses at the bottom of the axis, never dropped.
+    """
+    lines = list(dict.fromkeys(points["line"]))
+    colors = dict(zip(lines, sns.color_palette(palette, n_colors=max(len(lines), 1))))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7.2, 4.8), constrained_layout=True)
+    fig = ax.figure
+    df = points.assign(x=np.log2(points["batch_size"].astype(float)))
+    width = 0.06 * (len(lines) - 1)  # nudge the lines apart so seeds do not hide each other
+    for i, line in enumerate(lines):
+        sub = df[df["line"] == line]
+        dx = (i / max(len(lines) - 1, 1) - 0.5) * width if len(lines) > 1 else 0.0
+        m = _seed_means(sub, ["x"])
+        ax.errorbar(m["x"] + dx, m["mean"], yerr=[m["mean"] - m["min"], m["max"] - m["mean"]],
+                    color=colors[line], marker="o", ms=6, lw=1.6, capsize=3, label=line)
+        done = sub[~sub["diverged"].astype(bool)]
+        ax.plot(done["x"] + dx, done["top1"], ".", color=colors[line], alpha=0.5, ms=5)
+        _mark_diverged(ax, sub.loc[sub["diverged"].astype(bool), "x"], colors[line], dx)
+        if "clipping" in sub and sub["clipping"].notna().any():
+            for r in m.itertuples():
+                lam = sub.loc[sub["x"] == r.x, "clipping"].dropna()
+                if len(lam):
+                    ax.annotate(f"λ={lam.iloc[0]:g}", (r.x + dx, r.mean), textcoords="offset points",
+                                xytext=(5, 5 if i % 2 else -12), fontsize=7.5, color=colors[line])
+    ticks = sorted(df["x"].unique())
+    ax.set_xticks(ticks, [f"{2 ** t:.0f}" for t in ticks])
+    ax.set_xlabel("batch size (log2 scale)")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    _diverged_legend(ax, bool(df["diverged"].astype(bool).any()), fontsize="small", loc="best")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None,
+                            panel: str = "variant", grid_top: float | None = None,
+                            ylabel: str = "final test top-1 (%)", palette: str = "viridis") -> plt.Figure:
+    """NFNets Fig. 2b: top-1 (y) against the clipping threshold lambda (x, log), one line per batch size.
+
+    ``runs``: one row per run, columns ``panel`` (one axis per value), ``batch_size``,
+    ``clipping``, ``seed``, ``top1``, ``diverged``. Lines join the mean over completed seeds; dots
+    are the seeds; diverged runs are crosses at the bottom. ``best`` (columns ``panel``,
+    ``batch_size``, ``clipping``) rings the best lambda of each line. ``grid_top``: the largest
+    lambda of the paper's grid; the lambdas above it are shaded as an extension.
+    """
+    panels = list(dict.fromkeys(runs[panel]))
+    batches = sorted(runs["batch_size"].unique())
+    colors = dict(zip(batches, sns.color_palette(palette, n_colors=max(len(batches), 1))))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.6), squeeze=False,
+                             sharey=True, constrained_layout=True)
+    lams = sorted(runs["clipping"].dropna().unique())
+    for a, name in zip(axes[0], panels):
+        sub = runs[runs[panel] == name]
+        for b in batches:
+            s = sub[sub["batch_size"] == b]
+            if s.empty:
+                continue
+            m = _seed_means(s, ["clipping"])
+            a.plot(m["clipping"], m["mean"], "o-", color=colors[b], lw=1.6, ms=5, label=f"batch {b}")
+            done = s[~s["diverged"].astype(bool)]
+            a.plot(done["clipping"], done["top1"], ".", color=colors[b], alpha=0.5, ms=5)
+            _mark_diverged(a, s.loc[s["diverged"].astype(bool), "clipping"], colors[b])
+            if best is not None:
+                pick = best[(best[panel] == name) & (best["batch_size"] == b)]
+                top = m[m["clipping"].isin(pick["clipping"])]
+                a.plot(top["clipping"], top["mean"], "o", ms=13, mfc="none", mec=colors[b], mew=1.8)
+        if grid_top is not None and lams and max(lams) > grid_top:
+            a.axvspan(grid_top * 2 ** 0.5, max(lams) * 2 ** 0.5, color="0.9", zorder=0)
+            a.text(grid_top * 2 ** 0.5, 0.98, " beyond the\n paper's grid", transform=a.get_xaxis_transform(),
+                   va="top", fontsize=8, color="0.35")
+        a.set_xscale("log", base=2)
+        a.set_xticks(lams, [f"{v:g}" for v in lams])
+        a.minorticks_off()
+        a.set_xlabel("clipping threshold λ (log scale)")
+        a.set_title(str(name))
+        a.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    _diverged_legend(axes[0][-1], bool(runs["diverged"].astype(bool).any()), fontsize="small",
+                     loc="lower right", title="ring: best λ" if best is not None else None)
+    return fig
+
+
+def plot_agc_layers(runs: pd.DataFrame, order: Sequence[str] | None = None,
+                    xlabel: str = "final test top-1 (%)", title: str | None = None,
+                    palette: str = "colorblind") -> plt.Figure:
+    """NFNets §4.1, which layers to clip: top-1 (x) of each clipping choice (y), one colour per variant.
+
+    ``runs``: one row per run, columns ``variant``, ``layers``, ``seed``, ``top1``, ``diverged``.
+    Dots are seeds, a bar marks their mean; diverged runs are crosses at the left edge.
+    """
+    order = list(order) if order is not None else list(dict.fromkeys(runs["layers"]))
+    variants = list(dict.fromkeys(runs["variant"]))
+    colors = dict(zip(variants, sns.color_palette(palette, n_colors=max(len(variants), 1))))
+    fig, ax = plt.subplots(figsize=(8.0, 0.75 * len(order) + 1.6), constrained_layout=True)
+    ypos = {k: i for i, k in enumerate(order)}
+    any_div = False
+    for j, v in enumerate(variants):
+        sub = runs[runs["variant"] == v]
+        dy = (j - (len(variants) - 1) / 2) * 0.22
+        m = _seed_means(sub, ["layers"])
+        ax.plot(m["mean"], m["layers"].map(ypos) + dy, "|", color=colors[v], ms=16, mew=2.5, label=v)
+        done = sub[~sub["diverged"].astype(bool)]
+        ax.plot(done["top1"], done["layers"].map(ypos) + dy, "o", color=colors[v], alpha=0.6, ms=5)
+        div = sub[sub["diverged"].astype(bool)]
+        if len(div):
+            any_div = True
+            ax.plot([DIVERGED_Y] * len(div), div["layers"].map(ypos) + dy, "x", color=colors[v],
+                    ms=8, mew=2, transform=ax.get_yaxis_transform(), clip_on=False)
+    ax.set_yticks(range(len(order)), order)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.grid(True, axis="x", alpha=0.3)
+    _diverged_legend(ax, any_div, fontsize="small", loc="best")
+    if title:
+        ax.set_title(title)
+    return fig

@@ -72,3 +72,57 @@ def test_plot_spp_grid_one_row_per_group():
     assert fig.axes[0].get_ylabel() == "normalised" and fig.axes[3].get_ylabel() == "unnormalised"
     assert fig.axes[1].get_yscale() == "linear" and fig.axes[4].get_yscale() == "log"
     assert any("theory" in t.get_text() for t in fig.axes[2].get_legend().get_texts())
+
+
+def _agc_runs() -> pd.DataFrame:
+    """Fake AGC runs: two lines over three batch sizes and two lambdas, one diverged run."""
+    rows = []
+    for line, base in (("BN", 85.0), ("NF + AGC", 83.0)):
+        for b in (128, 512, 2048):
+            for lam in (0.01, 0.16):
+                for seed in (0, 1):
+                    diverged = line == "NF + AGC" and b == 2048 and lam == 0.16 and seed == 1
+                    rows.append({"line": line, "variant": line, "layers": "all", "batch_size": b,
+                                 "clipping": lam if line != "BN" else np.nan, "seed": seed,
+                                 "top1": np.nan if diverged else base - np.log2(b) + seed,
+                                 "diverged": diverged})
+    return pd.DataFrame(rows)
+
+
+def _crosses(ax) -> int:
+    return sum(len(l.get_xdata()) for l in ax.lines if l.get_marker() == "x")
+
+
+def test_plot_agc_batch_size_marks_diverged_runs(tmp_path):
+    runs = _agc_runs()
+    points = runs[runs["clipping"].isna() | (runs["clipping"] == 0.16)]
+    fig = plotting.plot_agc_batch_size(points, title="Fig. 2a")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["128", "512", "2048"]
+    assert _crosses(ax) == 1
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:2] == ["BN", "NF + AGC"] and "diverged run" in labels
+    assert any(t.get_text() == "λ=0.16" for t in ax.texts)
+    fig.savefig(tmp_path / "fig2a.png", dpi=40)
+
+
+def test_plot_clipping_threshold_one_panel_per_variant_with_extension_and_best():
+    runs = _agc_runs()
+    runs = runs[runs["line"] == "NF + AGC"]
+    runs = pd.concat([runs, runs.assign(variant="other")], ignore_index=True)
+    best = pd.DataFrame({"variant": ["NF + AGC"], "batch_size": [128], "clipping": [0.01]})
+    fig = plotting.plot_clipping_threshold(runs, best=best, grid_top=0.08)
+    assert [a.get_title() for a in fig.axes] == ["NF + AGC", "other"]
+    assert fig.axes[0].get_xscale() == "log"
+    assert _crosses(fig.axes[0]) == 1 and _crosses(fig.axes[1]) == 1
+    assert any("paper" in t.get_text() for t in fig.axes[0].texts)  # 0.16 is beyond grid_top
+
+
+def test_plot_agc_layers_orders_rows():
+    runs = _agc_runs()
+    runs = runs[(runs["line"] == "NF + AGC") & (runs["batch_size"] == 2048)]
+    runs = runs.assign(layers=np.where(runs["clipping"] == 0.01, "paper", "other"))
+    fig = plotting.plot_agc_layers(runs, order=["paper", "other"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["paper", "other"]
+    assert _crosses(ax) == 1
