@@ -15,7 +15,7 @@ runs. What it claims:
 Notebooks 02 and 03 share everything here: the scale of each profile (:data:`SCALES`), the
 variants (literal tables), the planned runs (``plan_*``), running them in one resumable sweep
 folder (:func:`run_plan`: a run that already finished is read back, so 03 reuses the runs of
-02), and the numbers behind the verdicts. Figures live in :mod:`nfrepro.plotting`.
+02; several runs at a time on a multi-core CPU), and the numbers behind the verdicts. Figures live in :mod:`nfrepro.plotting`.
 
 Departure, on purpose: with a few hundred steps, clipping the zero-initialised skip gains freezes
 them (their norm is floored at ``eps``), so a small-lambda run trains as a shallow net
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .run_config import TrainConfig
-from .sweep import apply_overrides, run_sweep
+from .sweep import apply_overrides, tidy_rows
 from .training import RunResult, train
 
 # ----------------------------------------------------------------------------- the variants
@@ -80,8 +80,9 @@ class Scale:
     epochs: int
     warmup_epochs: float
     batch_sizes: tuple[int, ...]
-    clippings: tuple[float, ...]          # the paper's grid (a part of it at smoke scale)
-    extra_clippings: tuple[float, ...]    # beyond the paper's grid: notebook 03 only
+    clippings: tuple[float, ...]          # notebook 03: the paper's grid (part of it at smoke scale)
+    extra_clippings: tuple[float, ...]    # notebook 03: beyond the paper's grid
+    batch_clippings: tuple[float, ...]    # notebook 02: the lambdas searched per batch size
     seeds: tuple[int, ...]
     small_stem: bool = True               # False: the ImageNet stem (7x7/2 conv, 3x3/2 max-pool)
     train_subset: int | None = None
@@ -89,6 +90,8 @@ class Scale:
     crop_padding: int = 0
     flip: bool = False
     ema_decay: float | None = 0.999
+    workers: int = 1                      # runs at a time (run_plan); 1 thread each when > 1
+    threads: int | None = None            # torch threads of a single run (None: torch's default)
     extra: dict[str, Any] = field(default_factory=dict)  # any other TrainConfig field
 
     @property
@@ -112,19 +115,25 @@ class Scale:
 PAPER_CLIPPINGS = (0.01, 0.02, 0.04, 0.08, 0.16)  # §4.1, also in results/paper_reference.csv
 
 SCALES: dict[str, Scale] = {
-    # toy: a synthetic data set, two batch sizes, the ends of the lambda grid, one seed
-    "smoke": Scale(dataset="synthetic", widths=(4, 8, 16), depths=(1, 1, 1), epochs=1,
+    # toy: a synthetic data set, two batch sizes, the ends of the lambda grid, one seed, one
+    # thread (for nets this small two threads cost more than they save, far more on a busy CPU)
+    "smoke": Scale(dataset="synthetic", widths=(4, 8, 16), depths=(1, 1, 1), epochs=2,
                    warmup_epochs=0.5, batch_sizes=(32, 128), clippings=(0.01, 0.16),
-                   extra_clippings=(0.64,), seeds=(0,), ema_decay=None),
-    # 2-core CPU: Fashion-MNIST, narrow one-block-per-stage nets, 2 epochs (see notebook 02)
-    "cpu": Scale(dataset="fashion_mnist", widths=(8, 16, 32), depths=(1, 1, 1), epochs=2,
-                 warmup_epochs=0.5, batch_sizes=(128, 512, 2048), clippings=PAPER_CLIPPINGS,
-                 extra_clippings=(0.32, 0.64), seeds=(0, 1)),
-    # one GPU: CIFAR-10, the CIFAR ResNet widths x4, the paper's five batch sizes
+                   extra_clippings=(0.64,), batch_clippings=(0.01, 0.16), seeds=(0,),
+                   ema_decay=None, threads=1),
+    # 2-core CPU, about 20 minutes per notebook: Fashion-MNIST, the small nets with the ImageNet
+    # stem (28 px -> 7 px before the first block: 4x cheaper than the 3x3 stride-1 stem), 2 epochs,
+    # two runs at a time. Batch 4096 would get 14 steps per epoch, so the range is the paper's
+    # 16x span moved down one octave; notebook 02 searches every other lambda of the paper's grid.
+    "cpu": Scale(dataset="fashion_mnist", widths=(16, 32, 64), depths=(2, 2, 2), small_stem=False,
+                 epochs=2, warmup_epochs=0.5, batch_sizes=(128, 512, 2048),
+                 clippings=PAPER_CLIPPINGS, extra_clippings=(0.32, 0.64),
+                 batch_clippings=PAPER_CLIPPINGS[::2], seeds=(0, 1), workers=2),
+    # one GPU: CIFAR-10, the small nets four times wider, the paper's five batch sizes and grid
     "gpu": Scale(dataset="cifar10", widths=(64, 128, 256), depths=(2, 2, 2), epochs=15,
                  warmup_epochs=1.0, batch_sizes=(256, 512, 1024, 2048, 4096),
-                 clippings=PAPER_CLIPPINGS, extra_clippings=(0.32, 0.64), seeds=(0, 1),
-                 crop_padding=4, flip=True),
+                 clippings=PAPER_CLIPPINGS, extra_clippings=(0.32, 0.64),
+                 batch_clippings=PAPER_CLIPPINGS, seeds=(0, 1), crop_padding=4, flip=True),
 }
 
 
@@ -136,11 +145,11 @@ def _plan(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 
 def plan_batch_size(scale: Scale, variants: Iterable[str] = (*UNCLIPPED, *CLIPPED)) -> pd.DataFrame:
-    """Fig. 2a: every variant at every batch size and seed; the clipped ones over the paper's grid."""
+    """Fig. 2a: every variant at every batch size and seed; the clipped ones at each ``batch_clippings``."""
     return _plan({"variant": v, "layers": PAPER_LAYERS if v in CLIPPED else "", "batch_size": b,
                   "clipping": c, "seed": s}
                  for v in variants for b in scale.batch_sizes
-                 for c in (scale.clippings if v in CLIPPED else [np.nan]) for s in scale.seeds)
+                 for c in (scale.batch_clippings if v in CLIPPED else [np.nan]) for s in scale.seeds)
 
 
 def plan_clipping(scale: Scale, variants: Iterable[str] = CLIPPED) -> pd.DataFrame:
@@ -170,26 +179,58 @@ def run_overrides(spec: Mapping[str, Any], scale: Scale) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- running
+def sweep_dir(profile: str) -> Path:
+    """The run folders notebooks 02 and 03 share: ``runs/agc_sweep/<profile>`` (git-ignored);
+    for "smoke", ``.scratch/smoke/runs/agc_sweep/smoke``, beside the other smoke outputs."""
+    from .profiles import output_dirs
+
+    return output_dirs(profile)[1].parent / "runs" / "agc_sweep" / profile
+
+
+def _train_rows(values: dict[str, Any], threads: int | None) -> list[dict[str, Any]]:
+    """Train one run in a worker process; its tidy rows (:func:`nfrepro.sweep.tidy_rows`)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return tidy_rows(train(TrainConfig.from_dict(values)), {})
+
+
 def run_plan(plan: pd.DataFrame, scale: Scale, runs_dir: str | Path, progress: bool = True,
-             train_fn: Callable[[TrainConfig], RunResult] = train) -> pd.DataFrame:
+             workers: int = 1, train_fn: Callable[[TrainConfig], RunResult] = train) -> pd.DataFrame:
     """Run (or read back) every planned run; the tidy table, one row per run and metric.
 
-    All runs go to ``runs_dir`` (one folder per run, named by :func:`nfrepro.training.run_name`)
-    and its ``sweep.csv`` (:func:`nfrepro.sweep.run_sweep`), so plans that share runs share them
-    on disk: a finished run (completed or diverged) is read back, a cut-off one resumes.
+    Each run has its own folder in ``runs_dir``, named by :func:`nfrepro.training.run_name`
+    (:func:`nfrepro.sweep.apply_overrides`), so plans that share runs share them on disk: a
+    finished run (completed or diverged) is read back by :func:`~nfrepro.training.train`, a
+    cut-off one resumes. ``workers > 1`` trains that many runs at a time in separate processes,
+    one thread each: on a 2-core CPU two single-thread runs of these small nets finish sooner than
+    one run on two threads. ``train_fn`` (tests) applies with ``workers=1`` only.
     """
     from tqdm.auto import tqdm
 
     runs_dir, base = Path(runs_dir), scale.base_config()
     specs = plan.drop_duplicates(PLAN_COLUMNS).to_dict("records")
-    frames = []
-    for spec in tqdm(specs, desc="runs", disable=not progress):
-        overrides = run_overrides(spec, scale)
-        name = Path(apply_overrides(base, overrides, runs_dir).run_dir).name
-        df = run_sweep({k: [v] for k, v in overrides.items()}, base, runs_dir / "sweep.csv",
-                       runs_dir=runs_dir, progress=False, train_fn=train_fn)
-        mine = df.loc[df["run"] == name, ["run", "status", "metric", "value"]]
-        frames.append(mine.assign(**spec))
+    configs = [apply_overrides(base, run_overrides(spec, scale), runs_dir) for spec in specs]
+    rows: list[list[dict[str, Any]]] = [[] for _ in specs]
+    bar = tqdm(total=len(specs), desc="runs", disable=not progress, mininterval=30)  # a line / 30 s
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # "spawn": a fresh interpreter per worker (forking a process that holds OpenMP threads can hang)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_train_rows, c.to_dict(), 1): i for i, c in enumerate(configs)}
+            for future in as_completed(futures):
+                rows[futures[future]] = future.result()
+                bar.update()
+    else:
+        for i, config in enumerate(configs):
+            rows[i] = tidy_rows(train_fn(config), {})
+            bar.update()
+    bar.close()
+    frames = [pd.DataFrame(r)[["run", "status", "metric", "value"]].assign(**spec)
+              for r, spec in zip(rows, specs)]
     tidy = pd.concat(frames, ignore_index=True)
     return tidy[[*PLAN_COLUMNS, "run", "status", "metric", "value"]]
 
@@ -199,6 +240,7 @@ def per_run(tidy: pd.DataFrame, metric: str = "final_test_top1") -> pd.DataFrame
     """One row per run: plan columns, ``status``, ``diverged``, ``top1`` (NaN when diverged),
     ``steps`` and ``score`` (top-1, with a diverged run scored at chance: 100 / 10 classes)."""
     keys = [*PLAN_COLUMNS, "run", "status"]
+    tidy = tidy.assign(layers=tidy["layers"].fillna(""))  # a CSV reads the empty label as NaN
     wide = tidy.pivot_table(index="run", columns="metric", values="value", aggfunc="first")
     out = tidy.drop_duplicates("run")[keys].reset_index(drop=True)
     wide = wide.reindex(out["run"]).reset_index(drop=True)
@@ -414,6 +456,10 @@ PAPER_SETUP = {
 }
 
 
+def _join(values: Iterable[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
 def departures(scale: Scale) -> pd.DataFrame:
     """The paper's setup (:data:`PAPER_SETUP`) beside this profile's, row by row."""
     data = "Fashion-MNIST (60k, 28 px)" if scale.dataset == "fashion_mnist" else \
@@ -429,9 +475,9 @@ def departures(scale: Scale) -> pd.DataFrame:
         "training": f"{scale.epochs} epochs, lr 0.1 B/256 with linear warmup "
                     f"({scale.warmup_epochs:g} epoch), then cosine decay; {aug}",
         "batch sizes": ", ".join(map(str, scale.batch_sizes)),
-        "clipping λ": ", ".join(f"{c:g}" for c in scale.clippings)
-                      + (f" (notebook 03 adds {', '.join(f'{c:g}' for c in scale.extra_clippings)})"
-                         if scale.extra_clippings else ""),
+        "clipping λ": f"notebook 02: {_join(scale.batch_clippings)}; notebook 03: "
+                      f"{_join(scale.clippings)}" + (f", and beyond: {_join(scale.extra_clippings)}"
+                                                     if scale.extra_clippings else ""),
         "runs per point": f"{len(scale.seeds)} seed(s), mean of all (a diverged run scores "
                           f"{CHANCE_TOP1:g}%)",
         "skip gains": "as the paper, and a labelled variant without them ('no skip gain')",

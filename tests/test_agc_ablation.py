@@ -9,7 +9,7 @@ from nfrepro import agc_ablation as A
 from nfrepro.training import train
 
 TINY = A.Scale(dataset="synthetic", widths=(4, 4), depths=(1, 1), epochs=1, warmup_epochs=0.5,
-               batch_sizes=(16,), clippings=(0.04,), extra_clippings=(), seeds=(0,),
+               batch_sizes=(16,), clippings=(0.04,), extra_clippings=(), batch_clippings=(0.04,), seeds=(0,),
                train_subset=32, test_subset=32, ema_decay=None)
 
 
@@ -29,10 +29,11 @@ def _tidy(rows):
 def test_plans_cover_the_grid():
     cpu = A.SCALES["cpu"]
     plan = A.plan_batch_size(cpu)
-    per_batch_seed = len(A.UNCLIPPED) + len(A.CLIPPED) * len(cpu.clippings)
+    per_batch_seed = len(A.UNCLIPPED) + len(A.CLIPPED) * len(cpu.batch_clippings)
     assert len(plan) == per_batch_seed * len(cpu.batch_sizes) * len(cpu.seeds)
     assert plan.loc[plan["variant"].isin(A.UNCLIPPED), "clipping"].isna().all()
-    assert set(plan.loc[plan["variant"].isin(A.CLIPPED), "clipping"]) == set(cpu.clippings)
+    assert set(plan.loc[plan["variant"].isin(A.CLIPPED), "clipping"]) == set(cpu.batch_clippings)
+    assert set(cpu.batch_clippings) <= set(cpu.clippings)
     grid = A.plan_clipping(cpu)
     assert set(grid["clipping"]) == set(cpu.clippings) | set(cpu.extra_clippings)
     layers = A.plan_layers(cpu, {A.AGC: 0.04})
@@ -150,3 +151,17 @@ def test_departures_table_sets_each_setting_beside_the_paper():
     table = A.departures(A.SCALES["cpu"])
     assert list(table.index) == list(A.PAPER_SETUP) and table.notna().all().all()
     assert "Fashion-MNIST" in table.loc["data set", "here"]
+
+
+@pytest.mark.slow
+def test_run_plan_in_worker_processes_matches_the_plan(tmp_path):
+    plan = A.plan_batch_size(TINY, variants=[A.BN, A.AGC])
+    tidy = A.run_plan(plan, TINY, tmp_path, progress=False, workers=2)
+    runs = A.per_run(tidy)
+    assert A.missing_runs(plan, runs).empty and list(runs["variant"]) == [A.BN, A.AGC]
+    assert (tmp_path / runs["run"][0] / "metrics.csv").exists()
+
+
+def test_smoke_runs_stay_in_the_scratch_folder():
+    assert ".scratch" in A.sweep_dir("smoke").parts
+    assert A.sweep_dir("cpu").parts[-3:] == ("runs", "agc_sweep", "cpu")
