@@ -52,6 +52,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 UNCLIPPED = (BN, NF, NF_NO_GAIN)
 CLIPPED = (AGC, AGC_NO_GAIN)  # swept over lambda
+# figure styles (matplotlib keywords): colour = normaliser / clipping, dashes = no skip gain
+STYLES: dict[str, dict[str, str]] = {
+    BN: {"color": "tab:blue"}, NF: {"color": "tab:orange"}, AGC: {"color": "tab:green"},
+    NF_NO_GAIN: {"color": "tab:orange", "ls": "--"}, AGC_NO_GAIN: {"color": "tab:green", "ls": "--"},
+}
 
 # §4.1: which parameters AGC clips. Label -> TrainConfig overrides (LAST_STAGE: the net's last).
 PAPER_LAYERS = "all but the classifier (paper)"

@@ -86,7 +86,9 @@ def verdict_fig2a(points: pd.DataFrame, agc: str = AGC, nf: str = NF,
     """
     big, small = int(points["batch_size"].max()), int(points["batch_size"].min())
     bn, nf_, agc_ = (_mean_score(points, x, big) for x in (BN, nf, agc))
-    numbers = {"batch_size": big, "BN": bn, nf: nf_, agc: agc_,
+    at_big = points[(points["batch_size"] == big) & (points["line"] == nf)]
+    numbers = {"batch_size": big, "seeds": int(at_big["seed"].nunique()),
+               f"{nf} diverged": int(at_big["diverged"].sum()), "BN": bn, nf: nf_, agc: agc_,
                "BN - NF (largest batch)": bn - nf_, "BN - NF (smallest batch)":
                _mean_score(points, BN, small) - _mean_score(points, nf, small),
                "AGC - NF": agc_ - nf_, "BN - AGC": bn - agc_}
@@ -191,13 +193,17 @@ def skip_gains(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
 
 def describe_fig2a(v: Mapping[str, Any], agc: str = AGC, nf: str = NF) -> str:
     """One paragraph, in words, of :func:`verdict_fig2a`'s numbers (for a Markdown cell)."""
+    lag = v["BN - AGC"]
+    nf_div = (f" ({v[f'{nf} diverged']} of {v['seeds']} runs diverged, scored at chance)"
+              if v[f"{nf} diverged"] else "")
     return (f"At batch {v['batch_size']}, BN reached {v['BN']:.1f}% and {nf} without clipping "
-            f"{v[nf]:.1f}% (BN ahead by {v['BN - NF (largest batch)']:.1f} points; at the smallest "
-            f"batch by {v['BN - NF (smallest batch)']:.1f}). {agc} at its best λ reached "
-            f"{v[agc]:.1f}%: {v['AGC - NF']:+.1f} points over {nf}, {v['BN - AGC']:.1f} behind BN. "
-            f"NF falls behind BN at the largest batch: {'yes' if v['problem'] else 'no'}; AGC gains "
-            f"≥ {TOLERANCE:g} point: {'yes' if v['agc_helps'] else 'no'}; AGC within {TOLERANCE:g} "
-            f"point of BN: {'yes' if v['agc_catches_up'] else 'no'}. Verdict: **{v['verdict']}**.")
+            f"{v[nf]:.1f}%{nf_div}: BN ahead by {v['BN - NF (largest batch)']:.1f} points (at the "
+            f"smallest batch by {v['BN - NF (smallest batch)']:.1f}). {agc} at its best λ reached "
+            f"{v[agc]:.1f}%: {v['AGC - NF']:+.1f} points over {nf}, {abs(lag):.1f} "
+            f"{'behind' if lag > 0 else 'ahead of'} BN. NF falls behind BN at the largest batch: "
+            f"{'yes' if v['problem'] else 'no'}; AGC gains ≥ {TOLERANCE:g} point: "
+            f"{'yes' if v['agc_helps'] else 'no'}; AGC ends within {TOLERANCE:g} point of BN or "
+            f"above it: {'yes' if v['agc_catches_up'] else 'no'}. Verdict: **{v['verdict']}**.")
 
 
 def describe_fig2b(v: Mapping[str, Any]) -> str:

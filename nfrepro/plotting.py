@@ -225,16 +225,21 @@ def _diverged_legend(ax: plt.Axes, any_diverged: bool, **legend) -> None:
 
 
 def plot_agc_batch_size(points: pd.DataFrame, ax: plt.Axes | None = None, title: str | None = None,
-                        ylabel: str = "final test top-1 (%)", palette: str = "colorblind") -> plt.Figure:
+                        ylabel: str = "final test top-1 (%)", styles: Mapping[str, Mapping] | None = None,
+                        palette: str = "colorblind") -> plt.Figure:
     """NFNets Fig. 2a: top-1 (y) against batch size (x, log2), one line per ``line``.
 
     ``points``: one row per run, columns ``line``, ``batch_size``, ``seed``, ``top1``,
     ``diverged`` and optionally ``clipping`` (the lambda behind a clipped line, written beside its
     points). The line joins the mean over the seeds that completed; bars span their min to max and
     dots are the seeds. Diverged runs are crosses at the bottom of the axis, never dropped.
+    ``styles``: matplotlib keywords per line (``color``, ``ls``); other lines take ``palette``.
     """
     lines = list(dict.fromkeys(points["line"]))
-    colors = dict(zip(lines, sns.color_palette(palette, n_colors=max(len(lines), 1))))
+    styles = {line: dict((styles or {}).get(line, {})) for line in lines}
+    for line, color in zip(lines, sns.color_palette(palette, n_colors=max(len(lines), 1))):
+        styles[line].setdefault("color", color)
+    colors = {line: st["color"] for line, st in styles.items()}
     if ax is None:
         fig, ax = plt.subplots(figsize=(7.2, 4.8), constrained_layout=True)
     fig = ax.figure
@@ -245,7 +250,7 @@ def plot_agc_batch_size(points: pd.DataFrame, ax: plt.Axes | None = None, title:
         dx = (i / max(len(lines) - 1, 1) - 0.5) * width if len(lines) > 1 else 0.0
         m = _seed_means(sub, ["x"])
         ax.errorbar(m["x"] + dx, m["mean"], yerr=[m["mean"] - m["min"], m["max"] - m["mean"]],
-                    color=colors[line], marker="o", ms=6, lw=1.6, capsize=3, label=line)
+                    marker="o", ms=6, lw=1.6, capsize=3, label=line, **styles[line])
         done = sub[~sub["diverged"].astype(bool)]
         ax.plot(done["x"] + dx, done["top1"], ".", color=colors[line], alpha=0.5, ms=5)
         _mark_diverged(ax, sub.loc[sub["diverged"].astype(bool), "x"], colors[line], dx)
@@ -309,8 +314,12 @@ def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None
         a.set_title(str(name))
         a.grid(True, alpha=0.3)
     axes[0][0].set_ylabel(ylabel)
-    _diverged_legend(axes[0][-1], bool(runs["diverged"].astype(bool).any()), fontsize="small",
-                     loc="lower right", title="ring: best λ" if best is not None else None)
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    if runs["diverged"].astype(bool).any():
+        handles.append(plt.Line2D([], [], ls="", marker="x", color="gray", ms=8, mew=2))
+        labels.append("diverged run")
+    fig.legend(handles, labels, loc="outside right upper", fontsize="small",
+               title="ring: best λ" if best is not None else None)
     return fig
 
 

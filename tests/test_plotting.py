@@ -126,3 +126,11 @@ def test_plot_agc_layers_orders_rows():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["paper", "other"]
     assert _crosses(ax) == 1
+
+
+def test_plot_agc_batch_size_takes_line_styles():
+    runs = _agc_runs()
+    points = runs[runs["clipping"].isna() | (runs["clipping"] == 0.01)]
+    fig = plotting.plot_agc_batch_size(points, styles={"BN": {"color": "red", "ls": "--"}})
+    styled = [l for l in fig.axes[0].lines if l.get_color() == "red" and l.get_linestyle() == "--"]
+    assert len(styled) == 1  # BN's mean line; the other lines keep the palette's solid lines
