@@ -90,8 +90,13 @@ class ScaledActivation(nn.Module):
 
     def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         """``gamma * g(x) * scale``; ``scale`` folds a following constant (an NF block's beta) into
-        the same multiply, saving one activation-sized pass forward and backward."""
-        return self.fn(x) * (self.gamma * scale)
+        the same multiply, saving one activation-sized pass forward and backward. A factor of
+        exactly 1 (the plain :class:`Activation`) skips the multiply: it would change no value but
+        cost the BN and unnormalised baselines a pass forward and backward, biasing every NF-vs-BN
+        speed comparison."""
+        factor = self.gamma * scale
+        out = self.fn(x)
+        return out if factor == 1.0 else out * factor
 
     def extra_repr(self) -> str:
         return f"{self.name}, gamma={self.gamma:.6f}"

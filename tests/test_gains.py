@@ -66,6 +66,15 @@ def test_scaled_and_plain_activation_modules():
     assert ScaledActivation("relu", gamma=2.0).gamma == 2.0
 
 
+def test_plain_activation_costs_one_op_scaled_two():
+    """The BN / unnormalised baselines must not pay for a multiply by 1 (speed comparisons)."""
+    from nfrepro.bench import count_ops
+
+    x = torch.randn(8, 4, 5, 5)
+    assert count_ops(lambda: Activation("relu")(x)) == 1
+    assert count_ops(lambda: ScaledActivation("relu")(x)) == 2
+
+
 def test_unknown_activation_and_constant_function():
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         check_activation("swish")
