@@ -13,8 +13,9 @@ against timm's port (``dm_nfnet_f0``, random init) timed alternately in the same
   threads, optimizer and AGC parameter set (each side clips with its own library's AGC).
   Goal: nfrepro / timm <= 0.85.
 * ``bench_inference`` (P3): NFNet-F0 inference at the test resolution, nfrepro with the weight
-  standardization folded into plain convs (``nfrepro.folding``) vs timm in eval mode, which
-  standardizes its weights on every forward. Goal: nfrepro / timm <= 0.7.
+  standardization and the signal-propagation gains folded (``nfrepro.folding``) vs timm in eval
+  mode, which standardizes its weights on every forward; the WS-only fold is timed beside them.
+  Goal: nfrepro / timm <= 0.7.
 
 :func:`train_step_latency` measures a list of models one after the other (notebook 05, Fig. 1;
 who is compared, at which resolution, and the paper's numbers: :mod:`nfrepro.speed_accuracy`);
@@ -232,10 +233,11 @@ def _default_batch(device: torch.device) -> int:
 
 def _with_ratio(df: pd.DataFrame, benchmark: str, scenario: str, model: str, batch_size: int, px: int,
                 goal: float) -> pd.DataFrame:
+    """Tidy rows; every side but timm gets ``ratio_vs_timm``, the headline side "nfrepro" the goal."""
     rows = [r for r in _tidy(df, batch_size) if r["metric"] != "ratio_vs_baseline"]
-    ratio = float(df.loc[df["side"] == "nfrepro", "ratio_vs_baseline"].iloc[0])
-    rows += [{"side": "nfrepro", "baseline": "timm", "metric": "ratio_vs_timm", "value": ratio},
-             {"side": "nfrepro", "baseline": "timm", "metric": "goal_ratio_vs_timm", "value": goal}]
+    rows += [{"side": side, "baseline": "timm", "metric": "ratio_vs_timm", "value": float(ratio)}
+             for side, ratio in zip(df["side"], df["ratio_vs_baseline"]) if side != "timm"]
+    rows.append({"side": "nfrepro", "baseline": "timm", "metric": "goal_ratio_vs_timm", "value": goal})
     out = pd.DataFrame(rows).drop(columns=["baseline"])
     for i, (k, v) in enumerate({"benchmark": benchmark, "scenario": scenario, "model": model}.items()):
         out.insert(i, k, v)
@@ -292,27 +294,37 @@ def bench_inference(device: Any = "cpu", batch_size: int | None = None, px: int 
                     amp: bool | None = None, channels_last: bool | None = None,
                     nfrepro_overrides: Mapping[str, Any] | None = None,
                     timm_overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """P3: NFNet-F0 inference, nfrepro with WS folded vs timm eval mode (goal ratio <= 0.7).
+    """P3: NFNet-F0 inference, folded nfrepro vs timm eval mode (goal ratio <= 0.7).
 
-    Default ``px``: F0's test resolution (256); batch as in :func:`bench_train_step`. Both sides
-    run under ``torch.inference_mode``. Same rows as :func:`bench_train_step`; the folded model is
-    checked to give the unfolded model's logits first (a fast wrong model is no result).
+    Three sides, timed alternately: ``nfrepro`` (the headline: :func:`~nfrepro.folding.fold_for_inference`,
+    WS and every gain folded), ``nfrepro_ws_folded`` (:func:`~nfrepro.folding.fold_weight_standardization`
+    only, the module-for-module counterpart of timm) and ``timm`` (standardizes its weights on every
+    forward). Default ``px``: F0's test resolution (256); batch as in :func:`bench_train_step`. All
+    run under ``torch.inference_mode``. Same rows as :func:`bench_train_step`, with a
+    ``ratio_vs_timm`` for both nfrepro sides; each folded model is checked to give the unfolded
+    model's logits first (a fast wrong model is no result).
     """
-    from .folding import fold_weight_standardization
+    from .folding import fold_for_inference, fold_weight_standardization
 
     device = torch.device(device)
     batch_size = batch_size or _default_batch(device)
     px = px or VARIANTS["F0"].test_px
     ours, theirs = _f0_pair(timm_model, nfrepro_overrides, timm_overrides)
+    with torch.no_grad():  # random-init skip gains are 0: the folded gate gain would be 0 too
+        for block in ours.blocks:
+            block.skip_gain.fill_(1.0)
     ours, theirs = place(ours.eval(), device, channels_last), place(theirs.eval(), device, channels_last)
-    folded = fold_weight_standardization(ours).eval()
+    folded = {"nfrepro": fold_for_inference(ours), "nfrepro_ws_folded": fold_weight_standardization(ours).eval()}
     x, _ = make_batch(batch_size, px, device, channels_last)
     with torch.inference_mode():
-        ref, got = ours(x[:1]).float(), folded(x[:1]).float()
-    if not torch.allclose(got, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max())):
-        raise AssertionError("bench_inference: the folded NFNet-F0 does not reproduce the unfolded one")
+        ref = ours(x[:1]).float()
+        for side, model in folded.items():
+            got = model(x[:1]).float()
+            if not torch.allclose(got, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max())):
+                raise AssertionError(f"bench_inference: {side} does not reproduce the unfolded NFNet-F0")
     del ours
-    sides = {"nfrepro": inference_fn(folded, x, amp), "timm": inference_fn(theirs, x, amp)}
+    sides = {**{side: inference_fn(model, x, amp) for side, model in folded.items()},
+             "timm": inference_fn(theirs, x, amp)}
     df = compare(sides, "timm", repeats=repeats, warmup=warmup, device=device)
     out = _with_ratio(df, "inference", "inference_folded", "nfnet_f0", batch_size, px, GOAL_INFERENCE)
     del sides, folded, theirs

@@ -9,6 +9,24 @@ holding ``W_hat`` and the bias. The copy computes the same function (up to float
 per-forward standardization, and contains only standard ops, so it exports
 (``torch.export``) and runs on inference runtimes. Training the folded copy would not train an
 NFNet: the standardization is gone.
+
+:func:`fold_for_inference` goes one step further for an NFNet: every scalar of the signal
+propagation bookkeeping (NFNets §3; NF-ResNets §4) is a constant at inference and sits next to a
+linear map, so it can be moved into that map's weight:
+
+* an activation's gain ``gamma`` (and, at the head of a block, ``beta``) multiplies the input of
+  the next convolution (or, after the final activation, of the global mean pool and the
+  classifier): it goes into that conv's (or classifier's) weight, and the activation becomes the
+  bare nonlinearity ``g``. Zero "SAME" padding commutes with the scaling, the conv bias does not
+  see it;
+* ``alpha``, the skip gain and the SE's x2 multiply the branch output after the SE's sigmoid
+  gate: they go into the gate (an ``N x C`` tensor), and the gated branch is added to the
+  shortcut in one ``addcmul``.
+
+Each fold saves one pass over an activation-sized tensor (four per block, one more at the SE),
+the elementwise work that, with the convolutions, makes up most of an F0 forward on a CPU.
+The folded block keeps no hook point (``residual_out``), no stochastic depth and no dropout: it
+is an inference artefact, not a model to train or to measure signal propagation on.
 """
 from __future__ import annotations
 
@@ -17,6 +35,7 @@ import copy
 import torch
 import torch.nn as nn
 
+from .gains import Activation, ScaledActivation
 from .weight_standardization import SamePadConv2d, WSConv2d
 
 
@@ -47,4 +66,78 @@ def fold_weight_standardization(model: nn.Module) -> nn.Module:
             if parent is module:  # the model itself is a single WSConv2d
                 return fold_conv(module)
             setattr(parent, child, fold_conv(module))
+    return folded
+
+
+class FoldedNFBlock(nn.Module):
+    """An NFNet block with its scalars folded (see the module docstring); built by :func:`fold_for_inference`.
+
+    Computes, for the block's bare activation ``g`` and (already scaled) convs,
+    ``shortcut + h * (gain * sigmoid(SE(h)))`` with ``h = conv2(g(conv1b(g(conv1(g(conv0(g(x))))))))``
+    and ``gain = 2 * alpha * skip_gain``: the :class:`~nfrepro.nfnet.NFBlock` function at eval.
+    """
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        if not isinstance(block.act, ScaledActivation) or block.pool is not None and block.conv_shortcut is None:
+            raise TypeError("FoldedNFBlock needs an NF block (scaled activation; a strided block "
+                            "with a shortcut conv)")
+        gamma, beta = block.act.gamma, block.beta
+        self.stage, self.stride = block.stage, block.stride
+        self.act = Activation(block.act.name)
+        self.conv0, self.conv1, self.conv1b, self.conv2 = block.conv0, block.conv1, block.conv1b, block.conv2
+        self.pool, self.conv_shortcut = block.pool, block.conv_shortcut
+        self.fc0, self.fc1 = block.se.fc0, block.se.fc1
+        with torch.no_grad():
+            for conv in (self.conv0, self.conv_shortcut):     # they read gamma * beta * g(x)
+                if conv is not None:
+                    conv.weight.mul_(gamma * beta)
+            for conv in (self.conv1, self.conv1b, self.conv2):  # they read gamma * g(.)
+                if conv is not None:
+                    conv.weight.mul_(gamma)
+        self.gate_gain = float(block.se.gain * block.alpha * block.skip_gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(x)
+        if self.conv_shortcut is not None:
+            shortcut = self.conv_shortcut(self.pool(out) if self.pool is not None else out)
+        else:
+            shortcut = x
+        out = self.conv1(self.act(self.conv0(out)))
+        if self.conv1b is not None:
+            out = self.conv1b(self.act(out))
+        out = self.conv2(self.act(out))
+        s = self.fc1(torch.relu(self.fc0(out.mean(dim=(2, 3)))))
+        gate = torch.sigmoid(s) * self.gate_gain                 # N x C: negligible work
+        return torch.addcmul(shortcut, out, gate[:, :, None, None])
+
+    def extra_repr(self) -> str:
+        return f"stage={self.stage}, stride={self.stride}, gate_gain={self.gate_gain:.4g}"
+
+
+def fold_for_inference(model: nn.Module) -> nn.Module:
+    """A copy of an NFNet with WS folded (:func:`fold_weight_standardization`) and every gain folded.
+
+    Same logits as ``model.eval()`` up to float rounding; the input is untouched. Only for
+    normaliser-free NFNets (:class:`~nfrepro.nfnet.NFNet` with ``norm="none"``): their gains
+    (gamma, beta, alpha, skip gain) are the constants folded here. For other models use
+    :func:`fold_weight_standardization`, which folds only the weight standardization.
+    """
+    from .nfnet import NFBlock, NFNet
+
+    if not isinstance(model, NFNet) or model.norm != "none":
+        raise TypeError(f"fold_for_inference folds the gains of a normaliser-free NFNet; got "
+                        f"{type(model).__name__}{' with norm=' + repr(model.norm) if isinstance(model, NFNet) else ''}. "
+                        f"Use fold_weight_standardization(model) to fold only the weight standardization.")
+    folded = fold_weight_standardization(model).eval()
+    stem = list(folded.stem.named_children())
+    with torch.no_grad():
+        for (name, module), (_, following) in zip(stem, stem[1:]):
+            if isinstance(module, ScaledActivation):           # stem: act_i -> conv_{i+1}
+                following.weight.mul_(module.gamma)
+                setattr(folded.stem, name, Activation(module.name))
+        folded.blocks = nn.Sequential(*(FoldedNFBlock(b) if isinstance(b, NFBlock) else b
+                                        for b in folded.blocks))
+        folded.fc.weight.mul_(folded.final_act.gamma)          # mean pool and dropout (eval) are linear
+        folded.final_act = Activation(folded.final_act.name)
     return folded

@@ -2,8 +2,11 @@
 import pytest
 import torch
 
-from nfrepro.folding import fold_weight_standardization
+from nfrepro.bench import count_ops
+from nfrepro.folding import FoldedNFBlock, fold_for_inference, fold_weight_standardization
+from nfrepro.gains import ScaledActivation
 from nfrepro.nfnet import NFNet
+from nfrepro.registry import create_model
 from nfrepro.weight_standardization import SamePadConv2d, WSConv2d
 
 
@@ -42,9 +45,41 @@ def test_fold_a_single_conv():
     assert torch.allclose(plain(x), conv(x), atol=1e-6)
 
 
+@pytest.mark.parametrize("size", [32, 33])
+def test_folding_every_gain_computes_the_same_logits(size):
+    model = tiny()
+    folded = fold_for_inference(model)
+    assert all(type(b) is FoldedNFBlock for b in folded.blocks)
+    assert all(m.gamma == 1.0 for m in folded.modules() if isinstance(m, ScaledActivation))
+    assert model.blocks[0].act.gamma > 1.5 and isinstance(model.blocks[0].conv0, WSConv2d)  # input untouched
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        ref = model(x)
+        assert (folded(x) - ref).abs().max().item() < 1e-5 * ref.abs().max().item()
+
+
+def test_folding_every_gain_saves_the_activation_sized_multiplies():
+    """Per block: four gamma(/beta) multiplies and the SE's x * gate (now inside addcmul); plus
+    the three stem activations and the final one."""
+    model = tiny()
+    x = torch.randn(1, 3, 32, 32)
+    ws_only, folded = fold_weight_standardization(model).eval(), fold_for_inference(model)
+    with torch.no_grad():
+        saved = count_ops(lambda: ws_only(x)) - count_ops(lambda: folded(x))
+    assert saved == 5 * len(model.blocks) + 3 + 1
+
+
+def test_folding_every_gain_refuses_models_without_nf_gains():
+    bn_nfnet = create_model("nfnet_bn_f0", depths=(1, 1, 1, 1), channels=(32, 64, 64, 64), group_size=16)
+    for model in (bn_nfnet, create_model("nf_resnet_small")):
+        with pytest.raises(TypeError, match="fold_weight_standardization"):
+            fold_for_inference(model)
+
+
 @pytest.mark.slow
-def test_folded_model_exports():
-    folded = fold_weight_standardization(tiny())
+@pytest.mark.parametrize("fold", [fold_weight_standardization, fold_for_inference])
+def test_folded_model_exports(fold):
+    folded = fold(tiny())
     x = torch.randn(1, 3, 32, 32)
     program = torch.export.export(folded, (x,))
     with torch.no_grad():
