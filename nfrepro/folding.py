@@ -24,7 +24,9 @@ linear map, so it can be moved into that map's weight:
   shortcut in one ``addcmul``.
 
 Each fold saves one pass over an activation-sized tensor (four per block, one more at the SE),
-the elementwise work that, with the convolutions, makes up most of an F0 forward on a CPU.
+the elementwise work that, with the convolutions, makes up most of an F0 forward on a CPU. An
+NFNet built with ``fold_gains=True`` (the default with Scaled WS) already applies gamma and beta
+inside its standardized weights, so the WS fold carries them along and only the SE fold is left.
 The folded block keeps no hook point (``residual_out``), no stochastic depth and no dropout: it
 is an inference artefact, not a model to train or to measure signal propagation on.
 """
@@ -82,19 +84,18 @@ class FoldedNFBlock(nn.Module):
         if not isinstance(block.act, ScaledActivation) or block.pool is not None and block.conv_shortcut is None:
             raise TypeError("FoldedNFBlock needs an NF block (scaled activation; a strided block "
                             "with a shortcut conv)")
-        gamma, beta = block.act.gamma, block.beta
+        gamma, beta = block.act.gamma, block.act_scale  # 1 and 1 if the model folded them already
         self.stage, self.stride = block.stage, block.stride
         self.act = Activation(block.act.name)
         self.conv0, self.conv1, self.conv1b, self.conv2 = block.conv0, block.conv1, block.conv1b, block.conv2
         self.pool, self.conv_shortcut = block.pool, block.conv_shortcut
         self.fc0, self.fc1 = block.se.fc0, block.se.fc1
         with torch.no_grad():
-            for conv in (self.conv0, self.conv_shortcut):     # they read gamma * beta * g(x)
-                if conv is not None:
-                    conv.weight.mul_(gamma * beta)
-            for conv in (self.conv1, self.conv1b, self.conv2):  # they read gamma * g(.)
-                if conv is not None:
-                    conv.weight.mul_(gamma)
+            for convs, factor in (((self.conv0, self.conv_shortcut), gamma * beta),   # read gamma beta g(x)
+                                  ((self.conv1, self.conv1b, self.conv2), gamma)):     # read gamma g(.)
+                for conv in convs:
+                    if conv is not None and factor != 1.0:
+                        conv.weight.mul_(factor)
         self.gate_gain = float(block.se.gain * block.alpha * block.skip_gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,11 +134,12 @@ def fold_for_inference(model: nn.Module) -> nn.Module:
     stem = list(folded.stem.named_children())
     with torch.no_grad():
         for (name, module), (_, following) in zip(stem, stem[1:]):
-            if isinstance(module, ScaledActivation):           # stem: act_i -> conv_{i+1}
+            if isinstance(module, ScaledActivation) and module.gamma != 1.0:  # stem: act_i -> conv_{i+1}
                 following.weight.mul_(module.gamma)
                 setattr(folded.stem, name, Activation(module.name))
         folded.blocks = nn.Sequential(*(FoldedNFBlock(b) if isinstance(b, NFBlock) else b
                                         for b in folded.blocks))
-        folded.fc.weight.mul_(folded.final_act.gamma)          # mean pool and dropout (eval) are linear
-        folded.final_act = Activation(folded.final_act.name)
+        # mean pool and dropout (eval) are linear: the final gamma and the feature scale go to the classifier
+        folded.fc.weight.mul_(folded.final_act.gamma * folded.feature_scale)
+        folded.final_act, folded.feature_scale = Activation(folded.final_act.name), 1.0
     return folded

@@ -17,6 +17,14 @@ Shortcuts: the raw input, or, at a change of width or resolution, a 1x1 conv of 
 input, after a 2x2 average pool where the block is strided (ResNet-D). Convolutions are Scaled WS
 convs with TF "SAME" padding; activations carry their gamma (``gains.ScaledActivation``).
 
+Implementation choice, not a departure: with Scaled WS (the default) every activation's gain
+``gamma`` (and a block's ``beta``) is a constant factor of the next convolution's input, so it is
+applied to that conv's standardized weight (``WSConv2d.input_scale``: an ``out_channels``-sized
+multiply inside the standardization) instead of to the activation (a pass over an activation-sized
+tensor, forward and backward); the final activation's gamma multiplies the pooled features. The
+activations in the model are then the bare nonlinearities. Same function, same gradients for
+every parameter; ``fold_gains=False`` restores the official placement (tests compare the two).
+
 Departures, each a choice the paper or the official code leaves open:
 
 * ``stochdepth_rate`` defaults to 0.25, the value of the official training config
@@ -130,13 +138,22 @@ def _conv_factory(conv_type: str) -> Callable[..., nn.Module]:
     return lambda i, o, k, s=1, g=1: ConvBN(i, o, k, s, g)
 
 
+def _scale_inputs(convs: tuple[nn.Module | None, ...], scale: float) -> None:
+    """Fold a constant factor of the input into each WS conv's standardized weight."""
+    for conv in convs:
+        if conv is not None:
+            if not isinstance(conv, WSConv2d):
+                raise TypeError(f"fold_gains needs Scaled WS convs, got {type(conv).__name__}")
+            conv.input_scale *= scale
+
+
 class NFBlock(nn.Module):
     """Pre-activation NF bottleneck block (official ``nfnet.NFBlock``); see the module docstring."""
 
     def __init__(self, in_ch: int, out_ch: int, *, stride: int, stage: int, beta: float, alpha: float,
                  act: Callable[[], nn.Module], conv: Callable[..., nn.Module], bottleneck_ratio: float = 0.5,
                  group_size: int = 128, se_ratio: float = 0.5, extra_conv: bool = True,
-                 stochdepth_rate: float = 0.0, skip_gain_init: float = 0.0):
+                 stochdepth_rate: float = 0.0, skip_gain_init: float = 0.0, fold_gains: bool = False):
         super().__init__()
         self.stage, self.stride, self.beta, self.alpha = stage, stride, beta, alpha
         width = int(out_ch * bottleneck_ratio)            # official "big_width": ratio of the output width
@@ -156,9 +173,14 @@ class NFBlock(nn.Module):
         self.residual_out = nn.Identity()                 # hook point: the branch before SD, gain, alpha
         self.stoch_depth = StochasticDepth(stochdepth_rate)
         self.skip_gain = nn.Parameter(torch.full((), float(skip_gain_init)))
+        self.act_scale = beta                              # what the activation multiplies by, after gamma
+        if fold_gains:  # gamma (and beta) move into the standardized weights of the convs that read them
+            gamma, self.act, self.act_scale = self.act.gamma, Activation(self.act.name), 1.0
+            _scale_inputs((self.conv0, self.conv_shortcut), gamma * beta)
+            _scale_inputs((self.conv1, self.conv1b, self.conv2), gamma)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act(x, self.beta)                      # gamma * g(x) * beta in one multiply
+        out = self.act(x, self.act_scale)                 # gamma * g(x) * beta in one multiply (or g(x))
         if self.pool is not None:                         # transition: ResNet-D shortcut
             shortcut = self.pool(out)
             if self.conv_shortcut is not None:
@@ -186,6 +208,9 @@ class NFNet(nn.Module):
     ``channels=(256, 512, 1024, 2048)``), ``width`` multiplies the stage widths (official
     ``width``), ``extra_conv=False`` drops the second 3x3 conv (T2), ``norm="batch"`` gives the
     Table 6 "-NF, +BN" model. ``model.variant`` keeps the table row (train/test px, dropout, RA).
+    ``fold_gains`` (default True, Scaled WS only) applies each activation's gamma and beta
+    inside the next conv's weight standardization (module docstring); False keeps them in the
+    activations, as the official code does. Both compute the same function and gradients.
     """
 
     def __init__(self, variant: str = "F0", num_classes: int = 1000, in_chans: int = 3, *,
@@ -194,7 +219,7 @@ class NFNet(nn.Module):
                  stochdepth_rate: float = 0.25, width: float = 1.0,
                  channels: tuple[int, ...] | None = None, depths: tuple[int, ...] | None = None,
                  se_ratio: float = 0.5, group_size: int = 128, bottleneck_ratio: float = 0.5,
-                 extra_conv: bool = True, final_conv_mult: float = 2.0):
+                 extra_conv: bool = True, final_conv_mult: float = 2.0, fold_gains: bool = True):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown NFNet variant {variant!r}: choose one of {', '.join(VARIANTS)}")
@@ -214,6 +239,7 @@ class NFNet(nn.Module):
         act_cls = Activation if norm == "batch" else ScaledActivation
         act = lambda: act_cls(activation)  # noqa: E731 (a fresh module per position, for hooks)
         conv = _conv_factory("bn" if norm == "batch" else "ws" if use_ws else "plain")
+        self.fold_gains = fold_gains = bool(fold_gains and use_ws and norm == "none")
 
         stem_ch = (channels or self.variant.widths)[0] // 2   # official: width_pattern[0] // 2, unscaled
         self.stem = nn.Sequential(OrderedDict([
@@ -231,12 +257,21 @@ class NFNet(nn.Module):
                     ch, out_ch, stride=stride if block_index == 0 else 1, stage=stage, beta=betas[index],
                     alpha=self.alpha, act=act, conv=conv, bottleneck_ratio=bottleneck_ratio,
                     group_size=group_size, se_ratio=se_ratio, extra_conv=extra_conv,
-                    stochdepth_rate=stochdepth_rate * index / num_blocks, skip_gain_init=skip_gain_init))
+                    stochdepth_rate=stochdepth_rate * index / num_blocks, skip_gain_init=skip_gain_init,
+                    fold_gains=fold_gains))
                 ch, index = out_ch, index + 1
         self.blocks = nn.Sequential(*blocks)
         self.num_features = int(final_conv_mult * ch)      # 2 x 1536 = 3072
         self.final_conv = conv(ch, self.num_features, 1)
         self.final_act = act()
+        self.feature_scale = 1.0                           # multiplies the pooled features
+        if fold_gains:  # each stem gamma into the next conv; the final one onto the pooled features
+            stem = list(self.stem.named_children())
+            for (name, module), (_, following) in zip(stem, stem[1:]):
+                if isinstance(module, ScaledActivation):
+                    _scale_inputs((following,), module.gamma)
+                    setattr(self.stem, name, Activation(module.name))
+            self.feature_scale, self.final_act = self.final_act.gamma, Activation(activation)
         self.dropout = nn.Dropout(self.drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
         if not self.fc.weight.is_meta:
@@ -248,8 +283,8 @@ class NFNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features ``N x num_features`` (before dropout and the classifier)."""
-        out = self.final_act(self.final_conv(self.blocks(self.stem(x))))
-        return out.mean(dim=(2, 3))
+        out = self.final_act(self.final_conv(self.blocks(self.stem(x)))).mean(dim=(2, 3))
+        return out if self.feature_scale == 1.0 else out * self.feature_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(self.forward_features(x)))
