@@ -194,7 +194,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def clip_parameters(model: nn.Module, clip_classifier: bool = False, exclude_first_conv: bool = False,
-                    exclude_stages: Iterable[int] = ()) -> list[nn.Parameter]:
+                    exclude_stages: Iterable[int] = (), exclude_skip_gains: bool = False) -> list[nn.Parameter]:
     """The parameters AGC should clip: all but the classifier weight (its bias is clipped).
 
     The classifier is ``model.get_classifier()`` (DESIGN.md model contract), matched by identity,
@@ -202,6 +202,9 @@ def clip_parameters(model: nn.Module, clip_classifier: bool = False, exclude_fir
     ``exclude_first_conv`` leaves all parameters (weight, WS gain, bias) of the first ``nn.Conv2d``
     in ``model.stem`` unclipped (§4.1: "the first convolution can often be left unclipped");
     ``exclude_stages`` leaves every parameter of the blocks whose ``block.stage`` is listed.
+    ``exclude_skip_gains`` leaves each block's SkipInit gain (``block.skip_gain``) unclipped: a
+    departure from the paper, which clips them, for short runs in which a clipped gain that starts
+    at 0 can hardly move (its norm is floored at ``eps``; ``shared/paper-facts.md``, small-scale notes).
     """
     base = unwrap_model(model)
     excluded: set[int] = set()
@@ -221,6 +224,14 @@ def clip_parameters(model: nn.Module, clip_classifier: bool = False, exclude_fir
         if conv is None:
             raise ValueError(f"exclude_first_conv: no nn.Conv2d in {type(search).__name__}")
         excluded.update(id(p) for p in conv.parameters())
+    if exclude_skip_gains:
+        blocks = getattr(base, "blocks", None)
+        gains = [getattr(b, "skip_gain", None) for b in (blocks if isinstance(blocks, nn.Module) else ())]
+        gains = [g for g in gains if isinstance(g, nn.Parameter)]
+        if not gains:
+            raise ValueError(f"exclude_skip_gains: {type(base).__name__} has no model.blocks[i].skip_gain "
+                             f"parameter (built without SkipInit gains?); drop the option")
+        excluded.update(id(g) for g in gains)
     wanted = set(exclude_stages)
     if wanted:
         blocks = getattr(base, "blocks", None)

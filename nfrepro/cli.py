@@ -35,6 +35,7 @@ HELP = {
     "clipping": "AGC lambda; 'none' turns clipping off",
     "base_lr": "learning rate per 256 images (lr = base_lr * batch / 256)",
     "ema_decay": "EMA decay; 'none' turns the EMA off",
+    "clip_exclude_skip_gains": "leave the SkipInit gains unclipped (a departure from the paper, for short runs)",
     "amp": "auto (bf16 on CUDA, off on CPU), bf16 or off",
 }
 

@@ -79,8 +79,8 @@ def param_groups(model: nn.Module, weight_decay: float = WEIGHT_DECAY) -> list[d
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float = WEIGHT_DECAY,
                    momentum: float = MOMENTUM, nesterov: bool = True,
                    clipping: float | None = None, eps: float = 1e-3, clip_classifier: bool = False,
-                   exclude_first_conv: bool = False,
-                   exclude_stages: Iterable[int] = ()) -> torch.optim.Optimizer:
+                   exclude_first_conv: bool = False, exclude_stages: Iterable[int] = (),
+                   exclude_skip_gains: bool = False) -> torch.optim.Optimizer:
     """SGD (Nesterov) over :func:`param_groups`, wrapped in AGC when ``clipping`` is a number.
 
     ``clipping=None`` turns AGC off; the layer selection arguments go to
@@ -93,7 +93,8 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float = WEIGHT_DEC
     from .agc import AGC, clip_parameters
 
     params = clip_parameters(model, clip_classifier=clip_classifier,
-                             exclude_first_conv=exclude_first_conv, exclude_stages=exclude_stages)
+                             exclude_first_conv=exclude_first_conv, exclude_stages=exclude_stages,
+                             exclude_skip_gains=exclude_skip_gains)
     return AGC(opt, params, clipping=clipping, eps=eps)
 
 

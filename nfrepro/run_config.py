@@ -46,6 +46,7 @@ class TrainConfig:
     clip_classifier: bool = False     # §4.1: never clip the final linear layer
     clip_exclude_first_conv: bool = False
     clip_exclude_stages: list[int] = field(default_factory=list)
+    clip_exclude_skip_gains: bool = False  # a departure for short runs (agc.clip_parameters)
     ema_decay: float | None = 0.999   # paper 0.99999 over 112k steps; over a few thousand steps
     #                                   that EMA would still be mostly the initial weights
     sam_rho: float | None = None      # SAM (App. A.4) off unless set
@@ -96,8 +97,14 @@ class TrainConfig:
         return cls(**values)
 
 
+# Fields added after run folders existed, with the value that reproduces the earlier behaviour:
+# at that value they are left out of the trajectory, so the earlier folders keep their names.
+ADDED_LATER = {"clip_exclude_skip_gains": False}
+
+
 def trajectory(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if k not in NOT_TRAJECTORY}
+    return {k: v for k, v in values.items()
+            if k not in NOT_TRAJECTORY and not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
 
 def run_name(config: TrainConfig) -> str:

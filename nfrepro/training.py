@@ -155,7 +155,7 @@ def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
     opt = make_optimizer(model, scaled_lr(config.base_lr, config.batch_size), config.weight_decay,
                          config.momentum, config.nesterov, config.clipping, config.clip_eps,
                          config.clip_classifier, config.clip_exclude_first_conv,
-                         config.clip_exclude_stages)
+                         config.clip_exclude_stages, config.clip_exclude_skip_gains)
     sched = make_scheduler(opt, min(round(config.warmup_epochs * per_epoch), total), total)
     ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
     net: nn.Module = model

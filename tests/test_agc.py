@@ -399,3 +399,18 @@ def test_grad_scaler_skips_step_and_clip_on_inf():
     assert opt.last_stats is None  # step (and so the clip) skipped
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
     assert scaler.get_scale() == 2.0 ** 11
+
+
+def test_clip_parameters_can_leave_the_skip_gains_unclipped():
+    from nfrepro.registry import create_model
+
+    model = create_model("nf_resnet_small")
+    gains = {id(b.skip_gain) for b in model.blocks}
+    kept = {id(p) for p in clip_parameters(model, exclude_skip_gains=True)}
+    assert len(gains) == len(model.blocks) and not gains & kept
+    assert kept | gains == {id(p) for p in clip_parameters(model)}
+    with pytest.raises(ValueError, match="skip_gain"):
+        clip_parameters(create_model("nf_resnet_small", skip_gain_init=None), exclude_skip_gains=True)
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4, 2))  # no model.blocks
+    with pytest.raises(ValueError, match="skip_gain"):
+        clip_parameters(plain, clip_classifier=True, exclude_skip_gains=True)

@@ -30,11 +30,11 @@ def test_plans_cover_the_grid():
 
 
 def test_run_overrides_resolve_variants_and_layers():
-    spec = {"variant": A.AGC_NO_GAIN, "layers": "last stage unclipped", "batch_size": 512,
+    spec = {"variant": A.AGC_FREE_GAINS, "layers": "last stage unclipped", "batch_size": 512,
             "clipping": 0.02, "seed": 1}
     o = A.run_overrides(spec, A.SCALES["cpu"])
     assert o["clip_exclude_stages"] == [A.SCALES["cpu"].num_stages - 1]
-    assert o["model_kwargs.skip_gain_init"] is None and o["model"] == "nf_resnet_small"
+    assert o["clip_exclude_skip_gains"] is True and o["model"] == "nf_resnet_small"
     assert (o["batch_size"], o["clipping"], o["seed"]) == (512, 0.02, 1)
     o = A.run_overrides({"variant": A.BN, "layers": "", "batch_size": 128, "clipping": np.nan,
                          "seed": 0}, A.SCALES["cpu"])

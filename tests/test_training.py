@@ -39,6 +39,21 @@ def test_run_name_is_deterministic_and_ignores_non_trajectory_fields(tmp_path):
     a = run_name(tiny(tmp_path))
     assert a == run_name(tiny(tmp_path, name="elsewhere", progress=True))
     assert a != run_name(tiny(tmp_path, seed=1)) and "b16" in a and "clipoff" in a
+    # a field added later is hashed only away from its old behaviour: existing folders keep their names
+    assert a == run_name(tiny(tmp_path, clip_exclude_skip_gains=False)) == PINNED_NAME
+    assert a != run_name(tiny(tmp_path, clip_exclude_skip_gains=True))
+
+
+PINNED_NAME = "nf_resnet_small-synthetic-b16-clipoff-s0-cf07aa94"  # tiny()'s folder name since session 1
+
+
+def test_unclipped_skip_gains_move_where_clipped_ones_cannot(tmp_path):
+    """Clipped as published, a skip gain at 0 moves by at most about lr * lambda * eps a step."""
+    moved = {}
+    for exclude in (False, True):
+        result = train(tiny(tmp_path, name=f"x{exclude}", clipping=0.01, clip_exclude_skip_gains=exclude))
+        moved[exclude] = max(abs(b.skip_gain.item()) for b in result.model.blocks)
+    assert moved[False] < 1e-5 and moved[True] > 10 * moved[False], moved
 
 
 def test_run_folder_metrics_and_record(tmp_path):
