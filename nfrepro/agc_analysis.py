@@ -174,12 +174,13 @@ def skip_gains(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
 
     One row per (run, block): the plan columns, ``block`` (its index in ``model.blocks``) and
     ``skip_gain``. With AGC as published the gains start at 0 and are clipped against
-    ``max(|g|, eps)``, so over a short run they barely move (:mod:`nfrepro.agc_ablation`).
+    ``max(|g|, eps)``, so over a short run they barely move (:mod:`nfrepro.agc_ablation`);
+    the variant that leaves them unclipped shows how far they move otherwise.
     """
     from .checkpoint import load_checkpoint
 
     rows = []
-    nf = runs[runs["variant"].isin([NF, AGC]) & ~runs["diverged"]]
+    nf = runs[runs["variant"].isin([NF, *CLIPPED]) & ~runs["diverged"]]
     for r in nf.to_dict("records"):
         path = Path(runs_dir) / r["run"] / "checkpoint.pt"
         if not path.exists():
