@@ -25,8 +25,8 @@ linear map, so it can be moved into that map's weight:
 
 Each fold saves one pass over an activation-sized tensor (four per block, one more at the SE),
 the elementwise work that, with the convolutions, makes up most of an F0 forward on a CPU. An
-NFNet built with ``fold_gains=True`` (the default with Scaled WS) already applies gamma and beta
-inside its standardized weights, so the WS fold carries them along and only the SE fold is left.
+NFNet built with ``fold_gains=True`` already applies gamma and beta inside its standardized
+weights, so the WS fold carries them along and only the SE fold is left.
 The folded block keeps no hook point (``residual_out``), no stochastic depth and no dropout: it
 is an inference artefact, not a model to train or to measure signal propagation on.
 """

@@ -73,8 +73,9 @@ def test_stem():
     assert [(c.in_channels, c.out_channels, c.stride[0], c.kernel_size[0]) for c in convs] == [
         (3, 16, 2, 3), (16, 32, 1, 3), (32, 64, 1, 3), (64, 128, 2, 3)]
     assert all(isinstance(c, WSConv2d) for c in convs)
-    assert sum(isinstance(m, ScaledActivation) for m in model.stem) == 3
-    assert [c.input_scale for c in convs[1:]] == [GAMMAS["gelu"]] * 3  # each activation's gamma
+    assert [type(m) for m in model.stem].count(ScaledActivation) == 3
+    folded = [m for m in tiny(fold_gains=True).stem if isinstance(m, nn.Conv2d)]
+    assert [c.input_scale for c in folded[1:]] == [GAMMAS["gelu"]] * 3  # each activation's gamma
     assert isinstance(model.stem[-1], WSConv2d)  # no activation after the last stem conv
 
 
@@ -182,8 +183,8 @@ def test_switches():
     assert not any(isinstance(m, WSConv2d) for m in plain.modules())
     assert all(c.bias is not None for c in plain.modules() if isinstance(c, nn.Conv2d))
     relu = tiny(activation="relu", alpha=0.5, drop_rate=0.0, skip_gain_init=1.0)
-    assert relu.blocks[0].conv1.input_scale == GAMMAS["relu"] and relu.blocks[1].alpha == 0.5
-    assert tiny(activation="relu", fold_gains=False).blocks[0].act.gamma == GAMMAS["relu"]
+    assert relu.blocks[0].act.gamma == GAMMAS["relu"] and relu.blocks[1].alpha == 0.5
+    assert tiny(activation="relu", fold_gains=True).blocks[0].conv1.input_scale == GAMMAS["relu"]
     assert relu.blocks[1].skip_gain.item() == 1.0 and relu.dropout.p == 0.0
     assert relu.blocks[2].beta == pytest.approx(1 / math.sqrt(1.25))
     with pytest.raises(ValueError, match="unknown activation"):
