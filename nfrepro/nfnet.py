@@ -23,10 +23,11 @@ to that conv's standardized weight (``WSConv2d.input_scale``: an ``out_channels`
 inside the standardization) instead of to the activation (a pass over an activation-sized tensor,
 forward and backward); the final activation's gamma multiplies the pooled features, and the
 activations are the bare nonlinearities. Same function, same gradients for every parameter
-(tested). It is off by default because on the project's 2-core CPU it made no measurable
-difference to an F0 training step (``results/bench_train_step.csv``, P1: 1.00 with it, 0.98
-without, against timm), and the official placement is the one a reader of the paper expects to
-find; an accelerator, where elementwise passes are memory-bound, may gain more (unmeasured).
+(tested). It is off by default because on the project's 2-core CPU its effect on an F0
+training step was within run-to-run noise (P1, ``python -m nfrepro bench --which train_step``,
+step time against timm: 1.00 with it; 1.05 and 0.98 without, in two runs on different days),
+and the official placement is the one a reader of the paper expects to find; an accelerator,
+where elementwise passes are memory-bound, may gain more (unmeasured).
 
 Departures, each a choice the paper or the official code leaves open:
 
