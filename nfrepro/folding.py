@@ -37,7 +37,6 @@ import copy
 import torch
 import torch.nn as nn
 
-from .gains import Activation, ScaledActivation
 from .weight_standardization import SamePadConv2d, WSConv2d
 
 
@@ -74,6 +73,7 @@ def fold_weight_standardization(model: nn.Module) -> nn.Module:
 class FoldedNFBlock(nn.Module):
     """An NFNet block with its scalars folded (see the module docstring); built by :func:`fold_for_inference`.
 
+    Built from a block whose gains :func:`~nfrepro.nfnet.move_gains` moved into its convs already.
     Computes, for the block's bare activation ``g`` and (already scaled) convs,
     ``shortcut + h * (gain * sigmoid(SE(h)))`` with ``h = conv2(g(conv1b(g(conv1(g(conv0(g(x))))))))``
     and ``gain = 2 * alpha * skip_gain``: the :class:`~nfrepro.nfnet.NFBlock` function at eval.
@@ -81,21 +81,13 @@ class FoldedNFBlock(nn.Module):
 
     def __init__(self, block: nn.Module):
         super().__init__()
-        if not isinstance(block.act, ScaledActivation) or block.pool is not None and block.conv_shortcut is None:
-            raise TypeError("FoldedNFBlock needs an NF block (scaled activation; a strided block "
-                            "with a shortcut conv)")
-        gamma, beta = block.act.gamma, block.act_scale  # 1 and 1 if the model folded them already
-        self.stage, self.stride = block.stage, block.stride
-        self.act = Activation(block.act.name)
+        if block.act.gamma != 1.0 or block.act_scale != 1.0 or block.pool is not None and block.conv_shortcut is None:
+            raise TypeError("FoldedNFBlock needs an NF block whose gains were moved (nfnet.move_gains) "
+                            "and whose strided blocks have a shortcut conv")
+        self.stage, self.stride, self.act = block.stage, block.stride, block.act
         self.conv0, self.conv1, self.conv1b, self.conv2 = block.conv0, block.conv1, block.conv1b, block.conv2
         self.pool, self.conv_shortcut = block.pool, block.conv_shortcut
         self.fc0, self.fc1 = block.se.fc0, block.se.fc1
-        with torch.no_grad():
-            for convs, factor in (((self.conv0, self.conv_shortcut), gamma * beta),   # read gamma beta g(x)
-                                  ((self.conv1, self.conv1b, self.conv2), gamma)):     # read gamma g(.)
-                for conv in convs:
-                    if conv is not None and factor != 1.0:
-                        conv.weight.mul_(factor)
         self.gate_gain = float(block.se.gain * block.alpha * block.skip_gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,22 +116,18 @@ def fold_for_inference(model: nn.Module) -> nn.Module:
     (gamma, beta, alpha, skip gain) are the constants folded here. For other models use
     :func:`fold_weight_standardization`, which folds only the weight standardization.
     """
-    from .nfnet import NFBlock, NFNet
+    from .nfnet import NFBlock, NFNet, move_gains
 
     if not isinstance(model, NFNet) or model.norm != "none":
         raise TypeError(f"fold_for_inference folds the gains of a normaliser-free NFNet; got "
                         f"{type(model).__name__}{' with norm=' + repr(model.norm) if isinstance(model, NFNet) else ''}. "
                         f"Use fold_weight_standardization(model) to fold only the weight standardization.")
     folded = fold_weight_standardization(model).eval()
-    stem = list(folded.stem.named_children())
     with torch.no_grad():
-        for (name, module), (_, following) in zip(stem, stem[1:]):
-            if isinstance(module, ScaledActivation) and module.gamma != 1.0:  # stem: act_i -> conv_{i+1}
-                following.weight.mul_(module.gamma)
-                setattr(folded.stem, name, Activation(module.name))
+        move_gains(folded, lambda module, factor: module.weight.mul_(factor))
         folded.blocks = nn.Sequential(*(FoldedNFBlock(b) if isinstance(b, NFBlock) else b
                                         for b in folded.blocks))
-        # mean pool and dropout (eval) are linear: the final gamma and the feature scale go to the classifier
-        folded.fc.weight.mul_(folded.final_act.gamma * folded.feature_scale)
-        folded.final_act, folded.feature_scale = Activation(folded.final_act.name), 1.0
+        # mean pool and dropout (eval) are linear: the pooled-feature scale goes to the classifier
+        folded.fc.weight.mul_(folded.feature_scale)
+        folded.feature_scale = 1.0
     return folded

@@ -142,13 +142,37 @@ def _conv_factory(conv_type: str) -> Callable[..., nn.Module]:
     return lambda i, o, k, s=1, g=1: ConvBN(i, o, k, s, g)
 
 
-def _scale_inputs(convs: tuple[nn.Module | None, ...], scale: float) -> None:
-    """Fold a constant factor of the input into each WS conv's standardized weight."""
-    for conv in convs:
-        if conv is not None:
-            if not isinstance(conv, WSConv2d):
-                raise TypeError(f"fold_gains needs Scaled WS convs, got {type(conv).__name__}")
-            conv.input_scale *= scale
+def _scale_input(conv: nn.Module, factor: float) -> None:
+    """Fold a constant factor of the input into a WS conv's standardized weight (``fold_gains``)."""
+    if not isinstance(conv, WSConv2d):
+        raise TypeError(f"fold_gains needs Scaled WS convs, got {type(conv).__name__}")
+    conv.input_scale *= factor
+
+
+def move_gains(model: "NFNet", scale: Callable[[nn.Module, float], None]) -> None:
+    """Move every activation gain of a normaliser-free NFNet onto the linear map that reads it.
+
+    Each activation's gamma (and, at the head of a block, beta) is a constant factor of the next
+    convolution's input: ``scale(conv, factor)`` applies it there and the activation becomes the bare
+    nonlinearity; the final activation's gamma goes to ``model.feature_scale`` (the pooled features).
+    Used by ``NFNet(fold_gains=True)`` (scale: the WS conv's ``input_scale``) and by
+    :func:`nfrepro.folding.fold_for_inference` (scale: a plain conv's weight). In place.
+    """
+    stem = list(model.stem.named_children())
+    for (name, module), (_, following) in zip(stem, stem[1:]):
+        if isinstance(module, ScaledActivation) and module.gamma != 1.0:   # act_i -> conv_{i+1}
+            scale(following, module.gamma)
+            setattr(model.stem, name, Activation(module.name))
+    for block in model.blocks:
+        gamma, beta = block.act.gamma, block.act_scale
+        for convs, factor in (((block.conv0, block.conv_shortcut), gamma * beta),   # read gamma beta g(x)
+                              ((block.conv1, block.conv1b, block.conv2), gamma)):   # read gamma g(.)
+            for conv in convs:
+                if conv is not None and factor != 1.0:
+                    scale(conv, factor)
+        block.act, block.act_scale = Activation(block.act.name), 1.0
+    model.feature_scale *= model.final_act.gamma
+    model.final_act = Activation(model.final_act.name)
 
 
 class NFBlock(nn.Module):
@@ -157,7 +181,7 @@ class NFBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, *, stride: int, stage: int, beta: float, alpha: float,
                  act: Callable[[], nn.Module], conv: Callable[..., nn.Module], bottleneck_ratio: float = 0.5,
                  group_size: int = 128, se_ratio: float = 0.5, extra_conv: bool = True,
-                 stochdepth_rate: float = 0.0, skip_gain_init: float = 0.0, fold_gains: bool = False):
+                 stochdepth_rate: float = 0.0, skip_gain_init: float = 0.0):
         super().__init__()
         self.stage, self.stride, self.beta, self.alpha = stage, stride, beta, alpha
         width = int(out_ch * bottleneck_ratio)            # official "big_width": ratio of the output width
@@ -178,10 +202,6 @@ class NFBlock(nn.Module):
         self.stoch_depth = StochasticDepth(stochdepth_rate)
         self.skip_gain = nn.Parameter(torch.full((), float(skip_gain_init)))
         self.act_scale = beta                              # what the activation multiplies by, after gamma
-        if fold_gains:  # gamma (and beta) move into the standardized weights of the convs that read them
-            gamma, self.act, self.act_scale = self.act.gamma, Activation(self.act.name), 1.0
-            _scale_inputs((self.conv0, self.conv_shortcut), gamma * beta)
-            _scale_inputs((self.conv1, self.conv1b, self.conv2), gamma)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act(x, self.act_scale)                 # gamma * g(x) * beta in one multiply (or g(x))
@@ -261,21 +281,15 @@ class NFNet(nn.Module):
                     ch, out_ch, stride=stride if block_index == 0 else 1, stage=stage, beta=betas[index],
                     alpha=self.alpha, act=act, conv=conv, bottleneck_ratio=bottleneck_ratio,
                     group_size=group_size, se_ratio=se_ratio, extra_conv=extra_conv,
-                    stochdepth_rate=stochdepth_rate * index / num_blocks, skip_gain_init=skip_gain_init,
-                    fold_gains=fold_gains))
+                    stochdepth_rate=stochdepth_rate * index / num_blocks, skip_gain_init=skip_gain_init))
                 ch, index = out_ch, index + 1
         self.blocks = nn.Sequential(*blocks)
         self.num_features = int(final_conv_mult * ch)      # 2 x 1536 = 3072
         self.final_conv = conv(ch, self.num_features, 1)
         self.final_act = act()
         self.feature_scale = 1.0                           # multiplies the pooled features
-        if fold_gains:  # each stem gamma into the next conv; the final one onto the pooled features
-            stem = list(self.stem.named_children())
-            for (name, module), (_, following) in zip(stem, stem[1:]):
-                if isinstance(module, ScaledActivation):
-                    _scale_inputs((following,), module.gamma)
-                    setattr(self.stem, name, Activation(module.name))
-            self.feature_scale, self.final_act = self.final_act.gamma, Activation(activation)
+        if fold_gains:  # gamma and beta into the standardized weights of the convs that read them
+            move_gains(self, _scale_input)
         self.dropout = nn.Dropout(self.drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
         if not self.fc.weight.is_meta:
