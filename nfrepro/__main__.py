@@ -1,4 +1,4 @@
 """``python -m nfrepro ...``: see :mod:`nfrepro.cli`."""
-from .cli import main
+from nfrepro.cli import main
 
 raise SystemExit(main())

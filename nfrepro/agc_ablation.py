@@ -34,9 +34,9 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .run_config import TrainConfig
-from .sweep import apply_overrides, tidy_rows
-from .training import RunResult, train
+from nfrepro.run_config import TrainConfig
+from nfrepro.sweep import apply_overrides, tidy_rows
+from nfrepro.training import RunResult, train
 
 # ----------------------------------------------------------------------------- the variants
 BN, NF, AGC = "BN", "NF", "NF + AGC"
@@ -185,7 +185,7 @@ def run_overrides(spec: Mapping[str, Any], scale: Scale) -> dict[str, Any]:
 def sweep_dir(profile: str) -> Path:
     """The run folders notebooks 02 and 03 share: ``runs/agc_sweep/<profile>`` (git-ignored);
     for "smoke", ``.scratch/smoke/runs/agc_sweep/smoke``, beside the other smoke outputs."""
-    from .profiles import output_dirs
+    from nfrepro.profiles import output_dirs
 
     return output_dirs(profile)[1].parent / "runs" / "agc_sweep" / profile
 

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .agc_ablation import AGC, BN, CLIPPED, LAYERS, NF, PAPER_LAYERS, PLAN_COLUMNS, UNCLIPPED
+from nfrepro.agc_ablation import AGC, BN, CLIPPED, LAYERS, NF, PAPER_LAYERS, PLAN_COLUMNS, UNCLIPPED
 
 TOLERANCE = 1.0  # points of top-1: smaller differences count as "no difference" in the verdicts
 CHANCE_TOP1 = 10.0  # 10 classes (Fashion-MNIST, CIFAR-10): how a diverged run is scored
@@ -177,7 +177,7 @@ def skip_gains(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
     ``max(|g|, eps)``, so over a short run they barely move (:mod:`nfrepro.agc_ablation`);
     the variant that leaves them unclipped shows how far they move otherwise.
     """
-    from .checkpoint import load_checkpoint
+    from nfrepro.checkpoint import load_checkpoint
 
     rows = []
     nf = runs[runs["variant"].isin([NF, *CLIPPED]) & ~runs["diverged"]]

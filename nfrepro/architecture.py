@@ -18,9 +18,9 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .complexity import count_macs, count_params
-from .nfnet import VARIANTS
-from .registry import create_model
+from nfrepro.complexity import count_macs, count_params
+from nfrepro.nfnet import VARIANTS
+from nfrepro.registry import create_model
 
 RESNET_WIDTHS = (256, 512, 1024, 2048)  # "default widths" of Table 2 (ResNet-50's stage outputs)
 

@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import agc
-from .profiles import output_dirs, resolve_profile
-from .records import save_results
+from nfrepro import agc
+from nfrepro.profiles import output_dirs, resolve_profile
+from nfrepro.records import save_results
 
 
 def _synchronizer(device: Any = None) -> Callable[[], None]:
@@ -140,7 +140,7 @@ def bench_agc(device: Any = "cpu", model_name: str = "nfnet_f0", repeats: int = 
     """
     from timm.utils.agc import adaptive_clip_grad  # timm: a dependency, imported only here
 
-    from .registry import create_model
+    from nfrepro.registry import create_model
 
     model = create_model(model_name).to(device)
     params = agc.clip_parameters(model)
@@ -188,14 +188,14 @@ def bench_agc(device: Any = "cpu", model_name: str = "nfnet_f0", repeats: int = 
 # ---------------------------------------------------------------- whole models (nfrepro.bench_models)
 def bench_train_step(device: Any = "cpu", **kwargs: Any) -> pd.DataFrame:
     """P1: NFNet-F0 training step, nfrepro vs timm; see :func:`nfrepro.bench_models.bench_train_step`."""
-    from .bench_models import bench_train_step as run  # imported here: bench_models imports compare
+    from nfrepro.bench_models import bench_train_step as run  # imported here: bench_models imports compare
 
     return run(device=device, **kwargs)
 
 
 def bench_inference(device: Any = "cpu", **kwargs: Any) -> pd.DataFrame:
     """P3: folded NFNet-F0 inference vs timm; see :func:`nfrepro.bench_models.bench_inference`."""
-    from .bench_models import bench_inference as run
+    from nfrepro.bench_models import bench_inference as run
 
     return run(device=device, **kwargs)
 

@@ -32,11 +32,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import agc
-from .bench import compare
-from .nfnet import VARIANTS
-from .registry import create_model, list_models
-from .speed_accuracy import CONTENDERS, Contender, contender, scaled_px
+from nfrepro import agc
+from nfrepro.bench import compare
+from nfrepro.nfnet import VARIANTS
+from nfrepro.registry import create_model, list_models
+from nfrepro.speed_accuracy import CONTENDERS, Contender, contender, scaled_px
 
 # Training recipe constants that set the work of an SGD step (App. A). The values do not change
 # the step time; they are here so that the step is the paper's step.
@@ -304,7 +304,7 @@ def bench_inference(device: Any = "cpu", batch_size: int | None = None, px: int 
     ``ratio_vs_timm`` for both nfrepro sides; each folded model is checked to give the unfolded
     model's logits first (a fast wrong model is no result).
     """
-    from .folding import fold_for_inference, fold_weight_standardization
+    from nfrepro.folding import fold_for_inference, fold_weight_standardization
 
     device = torch.device(device)
     batch_size = batch_size or _default_batch(device)

@@ -22,9 +22,9 @@ import sys
 import typing
 from typing import Any, Sequence
 
-from .checkpoint import CheckpointError
-from .data import DataIntegrityError, DataNotFoundError
-from .run_config import ConfigError, TrainConfig
+from nfrepro.checkpoint import CheckpointError
+from nfrepro.data import DataIntegrityError, DataNotFoundError
+from nfrepro.run_config import ConfigError, TrainConfig
 
 USAGE_ERRORS = (ConfigError, DataNotFoundError, DataIntegrityError, CheckpointError, ValueError,
                 FileNotFoundError)
@@ -102,14 +102,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _check_model(name: str) -> None:
-    from .registry import create_model, list_models
+    from nfrepro.registry import create_model, list_models
 
     if name not in list_models():
         create_model(name)  # raises ValueError with close matches
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import train
+    from nfrepro.training import train
 
     config = config_from_args(args)
     result = train(config)
@@ -121,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import run_sweep
+    from nfrepro.sweep import run_sweep
 
     try:
         grid = json.loads(args.grid)
@@ -140,15 +140,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from .data import image_folder
-    from .distributed import resolve_device
-    from .registry import create_model
-    from .training import evaluate
+    from nfrepro.data import image_folder
+    from nfrepro.distributed import resolve_device
+    from nfrepro.registry import create_model
+    from nfrepro.training import evaluate
 
     _check_model(args.model)
     model = create_model(args.model, **({"num_classes": args.num_classes} if args.num_classes else {}))
     if args.weights:
-        from .pretrained import load_pretrained
+        from nfrepro.pretrained import load_pretrained
         load_pretrained(model, args.weights)
     size = args.image_size or getattr(getattr(model, "variant", None), "test_px", None)
     if size is None:
@@ -171,11 +171,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     which = list(args.which)
     if "throughput" in which:
-        from .throughput import run_throughput
+        from nfrepro.throughput import run_throughput
         which.remove("throughput")
         print(run_throughput(device=args.device, out_dir=args.out_dir, profile=args.profile))
     if which:
-        from .bench import run_benchmarks
+        from nfrepro.bench import run_benchmarks
         for name, path in run_benchmarks(which=which, device=args.device, out_dir=args.out_dir,
                                          profile=args.profile).items():
             print(f"{name}: {path}")
@@ -227,5 +227,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nfrepro {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     finally:
-        from .distributed import cleanup
+        from nfrepro.distributed import cleanup
         cleanup()

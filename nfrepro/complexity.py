@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .weight_standardization import WSConv2d
+from nfrepro.layers.weight_standardization import WSConv2d
 
 
 def count_params(model: nn.Module) -> int:

@@ -3,8 +3,8 @@
 At inference the weights are fixed, so the standardized weight
 ``W_hat = gain * (W - mean) / sqrt(max(N var, 1e-4))`` (NFNets §3, official ``base.WSConv2D``)
 can be computed once. :func:`fold_weight_standardization` returns a copy of a model in which every
-:class:`~nfrepro.weight_standardization.WSConv2d` is replaced by a
-:class:`~nfrepro.weight_standardization.SamePadConv2d` (same TF "SAME" padding, stride, groups)
+:class:`~nfrepro.layers.weight_standardization.WSConv2d` is replaced by a
+:class:`~nfrepro.layers.weight_standardization.SamePadConv2d` (same TF "SAME" padding, stride, groups)
 holding ``W_hat`` and the bias. The copy computes the same function (up to float rounding) with no
 per-forward standardization, and contains only standard ops, so it exports
 (``torch.export``) and runs on inference runtimes. Training the folded copy would not train an
@@ -37,7 +37,8 @@ import copy
 import torch
 import torch.nn as nn
 
-from .weight_standardization import SamePadConv2d, WSConv2d
+from nfrepro.layers.padding import SamePadConv2d
+from nfrepro.layers.weight_standardization import WSConv2d
 
 
 def fold_conv(conv: WSConv2d) -> SamePadConv2d:
@@ -116,7 +117,7 @@ def fold_for_inference(model: nn.Module) -> nn.Module:
     (gamma, beta, alpha, skip gain) are the constants folded here. For other models use
     :func:`fold_weight_standardization`, which folds only the weight standardization.
     """
-    from .nfnet import NFBlock, NFNet, move_gains
+    from nfrepro.nfnet import NFBlock, NFNet, move_gains
 
     if not isinstance(model, NFNet) or model.norm != "none":
         raise TypeError(f"fold_for_inference folds the gains of a normaliser-free NFNet; got "

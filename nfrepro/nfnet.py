@@ -58,12 +58,14 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from .complexity import count_macs, count_params
-from .gains import Activation, ScaledActivation, check_activation
-from .registry import register_model
-from .squeeze_excite import SqueezeExcite
-from .stochastic_depth import StochasticDepth
-from .weight_standardization import SamePadConv2d, WSConv2d
+from nfrepro.complexity import count_macs, count_params
+from nfrepro.layers.init import fan_in_normal_
+from nfrepro.layers.gains import Activation, ScaledActivation, check_activation
+from nfrepro.registry import register_model
+from nfrepro.layers.squeeze_excite import SqueezeExcite
+from nfrepro.layers.stochastic_depth import StochasticDepth
+from nfrepro.layers.padding import SamePadConv2d
+from nfrepro.layers.weight_standardization import WSConv2d
 
 __all__ = ["VARIANTS", "Variant", "NFNet", "NFBlock", "expected_betas", "count_params", "count_macs"]
 
@@ -125,12 +127,7 @@ class ConvBN(nn.Sequential):
 
 def _plain_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1,
                 bias: bool = True) -> SamePadConv2d:
-    conv = SamePadConv2d(in_ch, out_ch, kernel, stride=stride, groups=groups, bias=bias)
-    if not conv.weight.is_meta:  # meta tensors hold no values (and normal_ on meta is slow)
-        nn.init.normal_(conv.weight, 0.0, 1.0 / math.sqrt(math.prod(conv.weight.shape[1:])))  # fan-in
-        if conv.bias is not None:
-            nn.init.zeros_(conv.bias)
-    return conv
+    return fan_in_normal_(SamePadConv2d(in_ch, out_ch, kernel, stride=stride, groups=groups, bias=bias))
 
 
 def _conv_factory(conv_type: str) -> Callable[..., nn.Module]:

@@ -66,7 +66,7 @@ def excluded_from_weight_decay(name: str, param: torch.Tensor) -> bool:
 
 def param_groups(model: nn.Module, weight_decay: float = WEIGHT_DECAY) -> list[dict[str, Any]]:
     """Two optimizer groups: decayed weights, and gains / biases / skip gains without decay."""
-    from .agc import unwrap_model
+    from nfrepro.agc import unwrap_model
 
     decay, no_decay = [], []
     for name, p in unwrap_model(model).named_parameters():
@@ -90,7 +90,7 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float = WEIGHT_DEC
                           nesterov=nesterov)
     if clipping is None:
         return opt
-    from .agc import AGC, clip_parameters
+    from nfrepro.agc import AGC, clip_parameters
 
     params = clip_parameters(model, clip_classifier=clip_classifier,
                              exclude_first_conv=exclude_first_conv, exclude_stages=exclude_stages,
@@ -127,7 +127,7 @@ class EMA:
     """
 
     def __init__(self, model: nn.Module, decay: float = EMA_DECAY, warmup: bool = True):
-        from .agc import unwrap_model
+        from nfrepro.agc import unwrap_model
 
         self.decay, self.warmup = decay, warmup
         self.module = copy.deepcopy(unwrap_model(model)).eval().requires_grad_(False)
@@ -137,7 +137,7 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
-        from .agc import unwrap_model
+        from nfrepro.agc import unwrap_model
 
         d = self.decay_at(step)
         source = unwrap_model(model)

@@ -40,10 +40,10 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn as nn
 
-from .gains import Activation, ScaledActivation, check_activation
-from .registry import register_model
-from .resnet_blocks import (BN_ORDERS, BNBlock, NFBlock, PlainBlock, SamePadMaxPool2d,
-                            make_conv, norm_act)
+from nfrepro.layers.gains import Activation, ScaledActivation, check_activation
+from nfrepro.registry import register_model
+from nfrepro.layers.padding import SamePadMaxPool2d
+from nfrepro.resnet_blocks import BN_ORDERS, BNBlock, NFBlock, PlainBlock, make_conv, norm_act
 
 # Official `NF_ResNet.variant_dict` (depth per stage), plus ResNet-26 (timm's, not official).
 DEPTHS: dict[int, tuple[int, ...]] = {

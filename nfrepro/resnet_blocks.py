@@ -34,75 +34,28 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .gains import ACTIVATIONS, GAMMAS, Activation, ScaledActivation, check_activation
-from .squeeze_excite import SqueezeExcite
-from .stochastic_depth import StochasticDepth
-from .weight_standardization import SamePadConv2d, WSConv2d, same_padding
+from nfrepro.layers.gains import GAMMAS, Activation, ScaledActivation, activation_second_moment, check_activation
+from nfrepro.layers.init import fan_in_normal_
+from nfrepro.layers.padding import SamePadConv2d
+from nfrepro.layers.squeeze_excite import SqueezeExcite
+from nfrepro.layers.stochastic_depth import StochasticDepth
+from nfrepro.layers.weight_standardization import WSConv2d
 
 BN_ORDERS = ("bn_relu_conv", "relu_bn_conv")  # the NF-ResNet paper's §2 SPPs compare the two
-
-
-@functools.lru_cache(maxsize=None)
-def activation_second_moment(name: str, gamma: float = 1.0) -> float:
-    r""":math:`E[(\gamma\, g(z))^2]` for :math:`z \sim N(0, 1)`, by the trapezoid rule.
-
-    ReLU: 1/2 (so He init's factor 2); scaled ReLU: :math:`\gamma^2 / 2 = 1.469`. Computed on the
-    CPU in float64 even inside a ``torch.device("meta")`` context.
-    """
-    z = torch.linspace(-12.0, 12.0, 200_001, dtype=torch.float64, device="cpu")
-    density = torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
-    y = ACTIVATIONS[check_activation(name)](z) * gamma
-    return float(torch.trapezoid(y * y * density, z))
-
-
-def init_fan_in_(conv: nn.Conv2d, input_second_moment: float = 1.0) -> nn.Conv2d:
-    r"""He et al. (2015) init: :math:`W \sim N(0, 1 / (\text{fan\_in} \cdot E[a^2]))`, bias 0.
-
-    ``E[a^2]`` is the second moment of the conv's input when the pre-activation is N(0, 1):
-    1/2 after a ReLU (the usual :math:`\sqrt{2/\text{fan\_in}}`), 1 after a BatchNorm or for the
-    image. The conv then preserves the second moment of its input's pre-activation, which is
-    the property He et al. derive; for the NF net without WS the scaled activation's gamma
-    cancels out (``std = sqrt(2 / fan_in) / gamma`` for ReLU), so the network computes the same
-    function as an unscaled-ReLU net with He init (NF-ResNet paper §4, the mean-shift case).
-    """
-    fan_in = math.prod(conv.weight.shape[1:])
-    nn.init.normal_(conv.weight, 0.0, 1.0 / math.sqrt(fan_in * input_second_moment))
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    return conv
 
 
 def make_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, *, use_ws: bool = False,
               bias: bool = True, input_second_moment: float = 1.0) -> nn.Conv2d:
     """A TF-"SAME"-padded conv: Scaled WS (always with bias, as the official ``WSConv2D``
-    ignores ``with_bias=False``) or a plain conv with :func:`init_fan_in_`."""
+    ignores ``with_bias=False``) or a plain conv with He et al.'s (2015) init: N(0, 1 / (fan_in E[a^2]))
+    with ``E[a^2]`` the second moment of the conv's input when the pre-activation is N(0, 1) (1/2
+    after a ReLU, 1 after a BatchNorm or for the image). For the NF net without WS the scaled
+    activation's gamma cancels out (``std = sqrt(2 / fan_in) / gamma`` for ReLU), so the network
+    computes the same function as an unscaled-ReLU net with He init (NF-ResNet paper §4)."""
     if use_ws:
         return WSConv2d(in_ch, out_ch, kernel, stride)
-    return init_fan_in_(SamePadConv2d(in_ch, out_ch, kernel, stride, bias=bias), input_second_moment)
-
-
-class SamePadMaxPool2d(nn.Module):
-    """Max-pool with TensorFlow "SAME" padding (official stem: ``hk.max_pool(..., 'SAME')``).
-
-    TF pads 0 before and 1 after for a 3x3 / stride-2 pool on an even input, and padded cells
-    never win the max; padding with -inf reproduces both (``nn.MaxPool2d(3, 2, 1)`` pads 1
-    before, which shifts the pooling grid by one pixel).
-    """
-
-    def __init__(self, kernel_size: int = 3, stride: int = 2):
-        super().__init__()
-        self.kernel_size, self.stride = kernel_size, stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        top, bottom = same_padding(x.shape[-2], self.kernel_size, self.stride, 1)
-        left, right = same_padding(x.shape[-1], self.kernel_size, self.stride, 1)
-        x = F.pad(x, (left, right, top, bottom), value=float("-inf"))
-        return F.max_pool2d(x, self.kernel_size, self.stride)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding=SAME"
+    return fan_in_normal_(SamePadConv2d(in_ch, out_ch, kernel, stride, bias=bias), input_second_moment)
 
 
 def branch_shapes(in_ch: int, out_ch: int, stride: int, bottleneck: bool = True,

@@ -14,8 +14,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from .nfnet import VARIANTS
-from .reference import paper_reference
+from nfrepro.nfnet import VARIANTS
+from nfrepro.reference import paper_reference
 
 # EfficientNet-B0..B7 train (and test) at these resolutions (Tan & Le 2019, the compound scaling
 # of Table 1 / the released configs); the NFNets paper times them "at their training resolution".

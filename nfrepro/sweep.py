@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .records import save_results
-from .training import ConfigError, RunResult, TrainConfig, run_name, train
+from nfrepro.records import save_results
+from nfrepro.training import ConfigError, RunResult, TrainConfig, run_name, train
 
 ID_COLUMNS = ["run", "model", "dataset", "batch_size", "clipping", "seed"]
 METRICS = ("final_test_top1", "final_test_top1_ema", "best_test_top1", "final_train_loss",
@@ -58,7 +58,7 @@ def apply_overrides(base: TrainConfig, overrides: Mapping[str, Any],
     values["run_dir"] = None
     config = TrainConfig.from_dict(values)
     config.validate()
-    from .profiles import project_root
+    from nfrepro.profiles import project_root
     folder = Path(runs_dir) if runs_dir is not None else project_root() / "runs"
     config.run_dir = str(folder / run_name(config))
     return config

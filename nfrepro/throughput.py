@@ -39,9 +39,9 @@ class _Stepper:
 
     def __init__(self, name: str, data, batch_size: int, device: torch.device, amp: bool,
                  channels_last: bool, seed: int = 0):
-        from .data import TensorLoader
-        from .recipe import cross_entropy, make_optimizer
-        from .registry import create_model
+        from nfrepro.data import TensorLoader
+        from nfrepro.recipe import cross_entropy, make_optimizer
+        from nfrepro.registry import create_model
 
         torch.manual_seed(seed)
         model = create_model(name, num_classes=data.num_classes, in_chans=data.images.shape[1])
@@ -73,7 +73,7 @@ def measure_throughput(models: Sequence[str] = MODELS, batch_sizes: Sequence[int
                        device: Any = None, steps: int = 10, warmup: int = 2, repeats: int = 3,
                        dataset: str = "fashion_mnist", subset: int | None = None) -> pd.DataFrame:
     """Tidy table: one row per (model, batch size, metric) with the median over ``repeats``."""
-    from .data import load_dataset
+    from nfrepro.data import load_dataset
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     amp = channels_last = device.type == "cuda"
@@ -113,8 +113,8 @@ def run_throughput(device: Any = None, out_dir: str | Path | None = None, profil
 
     ``out_dir`` defaults to the profile's results folder (scratch for the smoke profile).
     """
-    from .profiles import output_dirs, resolve_profile
-    from .records import save_results
+    from nfrepro.profiles import output_dirs, resolve_profile
+    from nfrepro.records import save_results
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(out_dir) if out_dir is not None else output_dirs(resolve_profile(profile))[1]

@@ -31,14 +31,14 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from . import distributed as dist
-from .augment import Augment
-from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .data import TensorLoader, load_dataset
-from .recipe import EMA, cross_entropy, make_optimizer, make_scheduler, sam_backward, scaled_lr
-from .records import save_results
-from .registry import create_model
-from .run_config import ConfigError, TrainConfig, check_same_config, run_name
+from nfrepro import distributed as dist
+from nfrepro.augment import Augment
+from nfrepro.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from nfrepro.data import TensorLoader, load_dataset
+from nfrepro.recipe import EMA, cross_entropy, make_optimizer, make_scheduler, sam_backward, scaled_lr
+from nfrepro.records import save_results
+from nfrepro.registry import create_model
+from nfrepro.run_config import ConfigError, TrainConfig, check_same_config, run_name
 
 __all__ = ["TrainConfig", "ConfigError", "RunResult", "run_name", "train", "evaluate"]
 
@@ -255,7 +255,7 @@ def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None 
         raise ConfigError(f"batch size {config.batch_size} is not divisible by the number of "
                           f"processes ({world_size}): use a multiple of {world_size}")
     info = dist.setup(config.device)
-    from .profiles import project_root
+    from nfrepro.profiles import project_root
     run_dir = Path(config.run_dir) if config.run_dir else project_root() / "runs" / run_name(config)
     done = _finished(run_dir, config)
     if done is not None:

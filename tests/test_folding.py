@@ -4,10 +4,11 @@ import torch
 
 from nfrepro.bench import count_ops
 from nfrepro.folding import FoldedNFBlock, fold_for_inference, fold_weight_standardization
-from nfrepro.gains import ScaledActivation
+from nfrepro.layers.gains import ScaledActivation
 from nfrepro.nfnet import NFNet
 from nfrepro.registry import create_model
-from nfrepro.weight_standardization import SamePadConv2d, WSConv2d
+from nfrepro.layers.padding import SamePadConv2d
+from nfrepro.layers.weight_standardization import WSConv2d
 
 
 def tiny(fold_gains=True):

@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 
 from nfrepro import spp
-from nfrepro.gains import ScaledActivation
-from nfrepro.weight_standardization import WSConv2d
+from nfrepro.layers.gains import ScaledActivation
+from nfrepro.layers.weight_standardization import WSConv2d
 
 
 @pytest.fixture(scope="module", autouse=True)

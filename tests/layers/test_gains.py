@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from nfrepro.gains import (ACTIVATIONS, GAMMAS, RELU_GAMMA_CLOSED_FORM, Activation, ScaledActivation,
+from nfrepro.layers.gains import (ACTIVATIONS, GAMMAS, RELU_GAMMA_CLOSED_FORM, Activation, ScaledActivation,
                            check_activation, compute_gamma)
 
 OFFICIAL = {  # deepmind-research nfnets/base.py, copied digit for digit (paper-facts)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from nfrepro.stochastic_depth import StochasticDepth
+from nfrepro.layers.stochastic_depth import StochasticDepth
 
 
 def test_identity_at_eval_and_at_rate_zero():

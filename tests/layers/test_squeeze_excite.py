@@ -1,10 +1,9 @@
 """Squeeze-and-excite with the x2 gain (official ``base.SqueezeExcite`` and ``nfnet.NFBlock``)."""
-import math
 
 import pytest
 import torch
 
-from nfrepro.squeeze_excite import SqueezeExcite, init_linear_haiku_, trunc_normal_2std_
+from nfrepro.layers.squeeze_excite import SqueezeExcite
 
 
 @pytest.mark.parametrize("channels,ratio,hidden", [(256, 0.5, 128), (1536, 0.5, 768), (64, 0.25, 16), (3, 0.25, 1)])
@@ -30,14 +29,3 @@ def test_formula_with_unscaled_relu():
     s = x.mean(dim=(2, 3))
     gate = 2 * torch.sigmoid(se.fc1(torch.relu(se.fc0(s))))
     assert torch.allclose(se(x), x * gate[:, :, None, None], atol=1e-6)
-
-
-def test_haiku_truncated_normal_init():
-    lin = init_linear_haiku_(torch.nn.Linear(400, 2000))
-    std = 1 / math.sqrt(400)
-    assert lin.weight.std().item() == pytest.approx(std, rel=0.02)           # std of the *truncated* law
-    assert lin.weight.abs().max().item() <= 2 * std / 0.87962566103423978 + 1e-7
-    assert torch.equal(lin.bias, torch.zeros(2000))
-    w = trunc_normal_2std_(torch.empty(1_000_000), 1.0)
-    assert w.mean().item() == pytest.approx(0.0, abs=0.005)
-    assert w.std().item() == pytest.approx(1.0, rel=0.01)

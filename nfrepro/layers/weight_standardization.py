@@ -10,10 +10,8 @@ variance 1 for unit-variance inputs, and removing the mean removes the mean shif
 activations. The ``max(., 1e-4)`` floor is the official code's; timm adds ``eps = 1e-5`` to the
 variance instead, which we do not follow.
 
-Padding: the official convolutions use TensorFlow "SAME" padding, which for a stride-2 3x3 conv
-on an even input pads 0 before and 1 after. ``padding="same"`` (the default) reproduces it,
-padding at run time when the amount depends on the input size; pass an int for PyTorch's
-symmetric padding.
+Padding: the official convolutions use TensorFlow "SAME" padding; ``padding="same"`` (the default)
+reproduces it (:mod:`nfrepro.layers.padding`); pass an int for PyTorch's symmetric padding.
 """
 from __future__ import annotations
 
@@ -21,7 +19,9 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from nfrepro.layers.init import fan_in_normal_
+from nfrepro.layers.padding import SamePadConv2d
 
 WS_EPS = 1e-4  # floor on N * var (official `base.WSConv2D.standardize_weight`)
 
@@ -92,40 +92,6 @@ def standardize_weight(weight: torch.Tensor, gain: torch.Tensor | None = None,
     return _StandardizeWeight.apply(weight, gain, eps)
 
 
-def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    """TensorFlow "SAME" padding (before, after) for one spatial dimension."""
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-class SamePadConv2d(nn.Conv2d):
-    """``nn.Conv2d`` that also accepts ``padding="same"`` with TensorFlow's semantics at any stride."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int | str = "same", dilation: int = 1, groups: int = 1,
-                 bias: bool = True):
-        self.tf_same = padding == "same"
-        static = 0
-        if self.tf_same and stride == 1 and ((kernel_size - 1) * dilation) % 2 == 0:
-            # symmetric and size-independent: let the conv pad, no extra op at run time
-            static, self.tf_same = (kernel_size - 1) * dilation // 2, False
-        elif not self.tf_same:
-            static = int(padding)
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=static,
-                         dilation=dilation, groups=groups, bias=bias)
-
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.tf_same:
-            return x
-        top, bottom = same_padding(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
-        left, right = same_padding(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
-        return F.pad(x, (left, right, top, bottom))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(self._pad(x), self.weight, self.bias)
-
-
 class WSConv2d(SamePadConv2d):
     """Conv2d with Scaled Weight Standardization, a learnable per-channel gain and a bias.
 
@@ -149,12 +115,7 @@ class WSConv2d(SamePadConv2d):
 
     def reset_parameters(self) -> None:
         """Weights N(0, 1/fan_in), bias 0 (replaces nn.Conv2d's kaiming-uniform: one init, not two)."""
-        if self.weight.is_meta:  # meta tensors hold no values; normal_ on meta is slow (~10 ms)
-            return
-        fan_in = math.prod(self.weight.shape[1:])
-        nn.init.normal_(self.weight, 0.0, 1.0 / math.sqrt(fan_in))
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        fan_in_normal_(self)
 
     def standardized_weight(self) -> torch.Tensor:
         """``W_hat`` (times ``input_scale`` when that is not 1)."""

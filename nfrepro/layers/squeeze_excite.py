@@ -8,39 +8,10 @@ official code uses an unscaled ReLU inside the SE, and so do we.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 
-
-# Haiku's TruncatedNormal divides the std by the std of a unit normal truncated to [-2, 2]
-# (0.8796...), so that the *truncated* distribution has the requested std.
-TRUNCATED_STD = 0.87962566103423978
-
-
-def trunc_normal_2std_(tensor: torch.Tensor, std: float) -> torch.Tensor:
-    """In place: N(0, sigma^2) cut to [-2 sigma, 2 sigma], sigma = std / 0.8796: the result has std ``std``.
-
-    Inverse-CDF sampling (one pass); ``nn.init.trunc_normal_`` in recent torch resamples the whole
-    tensor until no value falls outside, which takes seconds for the SE layers of an F0.
-    """
-    if tensor.is_meta:  # no values to set
-        return tensor
-    sigma = std / TRUNCATED_STD
-    edge = math.erf(2.0 / math.sqrt(2.0))  # Phi(2) - Phi(-2)
-    with torch.no_grad():
-        # x = sqrt(2) erfinv(u) is N(0, 1) for u ~ U(-1, 1); u ~ U(-edge, edge) truncates it to [-2, 2]
-        tensor.uniform_(-edge, edge).erfinv_().mul_(math.sqrt(2.0) * sigma).clamp_(-2 * sigma, 2 * sigma)
-    return tensor
-
-
-def init_linear_haiku_(linear: nn.Linear) -> nn.Linear:
-    """Haiku's default ``hk.Linear`` init: truncated normal, std 1/sqrt(fan_in) (cut at 2 std), bias 0."""
-    trunc_normal_2std_(linear.weight, 1.0 / math.sqrt(linear.in_features))
-    if linear.bias is not None and not linear.bias.is_meta:
-        nn.init.zeros_(linear.bias)
-    return linear
+from nfrepro.layers.init import init_linear_haiku_
 
 
 class SqueezeExcite(nn.Module):

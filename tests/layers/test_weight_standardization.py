@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nfrepro.weight_standardization import WS_EPS, SamePadConv2d, WSConv2d, same_padding, standardize_weight
+from nfrepro.layers.weight_standardization import WS_EPS, WSConv2d, standardize_weight
 
 
 def test_zero_mean_and_variance_one_over_fan_in_per_output_unit():
@@ -48,32 +48,6 @@ def test_conv_parameters_and_init():
     assert torch.allclose(conv(x), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("size,kernel,stride,expected", [
-    (8, 3, 2, (0, 1)), (7, 3, 2, (1, 1)), (8, 3, 1, (1, 1)),
-    (8, 1, 2, (0, 0)), (9, 2, 2, (0, 1)), (8, 5, 1, (2, 2)),
-])
-def test_tf_same_padding_amounts(size, kernel, stride, expected):
-    """TF SAME: output ceil(size / stride); the odd pixel of padding goes after (bottom/right)."""
-    assert same_padding(size, kernel, stride, 1) == expected
-
-
-@pytest.mark.parametrize("size", [8, 9])
-def test_strided_conv_pads_like_tensorflow(size):
-    conv = SamePadConv2d(3, 4, 3, stride=2)
-    x = torch.randn(1, 3, size, size)
-    before, after = same_padding(size, 3, 2, 1)
-    expected = F.conv2d(F.pad(x, (before, after, before, after)), conv.weight, conv.bias, stride=2)
-    out = conv(x)
-    assert out.shape[-1] == math.ceil(size / 2)
-    assert torch.allclose(out, expected, atol=1e-6)
-
-
-def test_static_padding_for_stride_one_and_integer_padding():
-    assert SamePadConv2d(3, 4, 3).padding == (1, 1) and not SamePadConv2d(3, 4, 3).tf_same
-    conv = SamePadConv2d(3, 4, 3, padding=0)
-    assert conv(torch.randn(1, 3, 8, 8)).shape[-1] == 6
-
-
 def test_builds_on_meta_device():
     with torch.device("meta"):
         conv = WSConv2d(16, 32, 3, stride=2)
@@ -83,7 +57,7 @@ def test_builds_on_meta_device():
 @pytest.mark.parametrize("floored", [False, True])
 def test_fused_backward_matches_autograd_of_the_reference(floored):
     """The hand-written backward equals autograd's derivation (gradcheck and against the reference)."""
-    from nfrepro.weight_standardization import _StandardizeWeight, standardize_weight_reference
+    from nfrepro.layers.weight_standardization import _StandardizeWeight, standardize_weight_reference
 
     torch.manual_seed(0)
     w = torch.randn(5, 4, 3, 3, dtype=torch.float64)

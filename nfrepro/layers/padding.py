@@ -1,0 +1,75 @@
+"""TensorFlow "SAME" padding for convolutions and max-pooling (the official code is TF/JAX).
+
+TF's "SAME" output has ``ceil(size / stride)`` pixels and splits the padding it needs as
+``total // 2`` before and the rest after: for a stride-2 3x3 window on an even input that is 0
+before and 1 after, where PyTorch's symmetric ``padding=1`` pads 1 on both sides and shifts the
+sampling grid by one pixel. Official uses: ``base.WSConv2D`` (``padding='SAME'``) and the
+NF-ResNet stem's ``hk.max_pool(..., padding='SAME')``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TensorFlow "SAME" padding (before, after) for one spatial dimension."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+             dilation: tuple[int, int] = (1, 1), value: float = 0.0) -> torch.Tensor:
+    """``x`` (``N x C x H x W``) padded for a TF "SAME" window of ``kernel`` / ``stride`` / ``dilation``."""
+    top, bottom = same_padding(x.shape[-2], kernel[0], stride[0], dilation[0])
+    left, right = same_padding(x.shape[-1], kernel[1], stride[1], dilation[1])
+    return F.pad(x, (left, right, top, bottom), value=value)
+
+
+class SamePadConv2d(nn.Conv2d):
+    """``nn.Conv2d`` that also accepts ``padding="same"`` with TensorFlow's semantics at any stride.
+
+    Where "SAME" is symmetric and independent of the input size (stride 1, odd effective kernel)
+    the conv pads by itself, with no extra op at run time; otherwise it pads in :meth:`forward`.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int | str = "same", dilation: int = 1, groups: int = 1,
+                 bias: bool = True):
+        self.tf_same = padding == "same"
+        static = 0
+        if self.tf_same and stride == 1 and ((kernel_size - 1) * dilation) % 2 == 0:
+            static, self.tf_same = (kernel_size - 1) * dilation // 2, False
+        elif not self.tf_same:
+            static = int(padding)
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=static,
+                         dilation=dilation, groups=groups, bias=bias)
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        return pad_same(x, self.kernel_size, self.stride, self.dilation) if self.tf_same else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(self._pad(x), self.weight, self.bias)
+
+
+class SamePadMaxPool2d(nn.Module):
+    """Max-pool with TensorFlow "SAME" padding (official NF-ResNet stem: ``hk.max_pool(..., 'SAME')``).
+
+    Padding with -inf reproduces TF, whose padded cells never win the max
+    (``nn.MaxPool2d(3, 2, 1)`` pads 1 before, which shifts the pooling grid by one pixel).
+    """
+
+    def __init__(self, kernel_size: int = 3, stride: int = 2):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s = (self.kernel_size,) * 2, (self.stride,) * 2
+        return F.max_pool2d(pad_same(x, k, s, value=float("-inf")), self.kernel_size, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding=SAME"
