@@ -3,7 +3,7 @@
 The public entry points are re-exported here; each lives in a module named after its paper
 concept (see DESIGN.md).
 """
-from nfrepro.registry import create_model, list_models, register_model
+from nfrepro.models import create_model, list_models, register_model
 
 __version__ = "0.1.0"
 
@@ -12,6 +12,6 @@ __all__ = ["create_model", "list_models", "register_model", "load_pretrained", "
 
 def __getattr__(name):  # lazy: importing the package does not build or load anything heavy
     if name == "load_pretrained":
-        from nfrepro.pretrained import load_pretrained
+        from nfrepro.models.pretrained import load_pretrained
         return load_pretrained
     raise AttributeError(f"module 'nfrepro' has no attribute {name!r}")

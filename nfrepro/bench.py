@@ -140,7 +140,7 @@ def bench_agc(device: Any = "cpu", model_name: str = "nfnet_f0", repeats: int = 
     """
     from timm.utils.agc import adaptive_clip_grad  # timm: a dependency, imported only here
 
-    from nfrepro.registry import create_model
+    from nfrepro.models.registry import create_model
 
     model = create_model(model_name).to(device)
     params = agc.clip_parameters(model)

@@ -13,7 +13,7 @@ against timm's port (``dm_nfnet_f0``, random init) timed alternately in the same
   threads, optimizer and AGC parameter set (each side clips with its own library's AGC).
   Goal: nfrepro / timm <= 0.85.
 * ``bench_inference`` (P3): NFNet-F0 inference at the test resolution, nfrepro with the weight
-  standardization and the signal-propagation gains folded (``nfrepro.folding``) vs timm in eval
+  standardization and the signal-propagation gains folded (``nfrepro.models.folding``) vs timm in eval
   mode, which standardizes its weights on every forward; the WS-only fold is timed beside them.
   Goal: nfrepro / timm <= 0.7.
 
@@ -34,8 +34,8 @@ import torch.nn.functional as F
 
 from nfrepro import agc
 from nfrepro.bench import compare
-from nfrepro.nfnet import VARIANTS
-from nfrepro.registry import create_model, list_models
+from nfrepro.models.nfnet import VARIANTS
+from nfrepro.models.registry import create_model, list_models
 from nfrepro.speed_accuracy import CONTENDERS, Contender, contender, scaled_px
 
 # Training recipe constants that set the work of an SGD step (App. A). The values do not change
@@ -296,15 +296,15 @@ def bench_inference(device: Any = "cpu", batch_size: int | None = None, px: int 
                     timm_overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """P3: NFNet-F0 inference, folded nfrepro vs timm eval mode (goal ratio <= 0.7).
 
-    Three sides, timed alternately: ``nfrepro`` (the headline: :func:`~nfrepro.folding.fold_for_inference`,
-    WS and every gain folded), ``nfrepro_ws_folded`` (:func:`~nfrepro.folding.fold_weight_standardization`
+    Three sides, timed alternately: ``nfrepro`` (the headline: :func:`~nfrepro.models.folding.fold_for_inference`,
+    WS and every gain folded), ``nfrepro_ws_folded`` (:func:`~nfrepro.models.folding.fold_weight_standardization`
     only, the module-for-module counterpart of timm) and ``timm`` (standardizes its weights on every
     forward). Default ``px``: F0's test resolution (256); batch as in :func:`bench_train_step`. All
     run under ``torch.inference_mode``. Same rows as :func:`bench_train_step`, with a
     ``ratio_vs_timm`` for both nfrepro sides; each folded model is checked to give the unfolded
     model's logits first (a fast wrong model is no result).
     """
-    from nfrepro.folding import fold_for_inference, fold_weight_standardization
+    from nfrepro.models.folding import fold_for_inference, fold_weight_standardization
 
     device = torch.device(device)
     batch_size = batch_size or _default_batch(device)

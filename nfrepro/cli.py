@@ -102,7 +102,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _check_model(name: str) -> None:
-    from nfrepro.registry import create_model, list_models
+    from nfrepro.models.registry import create_model, list_models
 
     if name not in list_models():
         create_model(name)  # raises ValueError with close matches
@@ -142,13 +142,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from nfrepro.data import image_folder
     from nfrepro.distributed import resolve_device
-    from nfrepro.registry import create_model
+    from nfrepro.models.registry import create_model
     from nfrepro.training import evaluate
 
     _check_model(args.model)
     model = create_model(args.model, **({"num_classes": args.num_classes} if args.num_classes else {}))
     if args.weights:
-        from nfrepro.pretrained import load_pretrained
+        from nfrepro.models.pretrained import load_pretrained
         load_pretrained(model, args.weights)
     size = args.image_size or getattr(getattr(model, "variant", None), "test_px", None)
     if size is None:

@@ -14,7 +14,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from nfrepro.nfnet import VARIANTS
+from nfrepro.models.nfnet import VARIANTS
 from nfrepro.reference import paper_reference
 
 # EfficientNet-B0..B7 train (and test) at these resolutions (Tan & Le 2019, the compound scaling

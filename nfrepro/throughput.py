@@ -41,7 +41,7 @@ class _Stepper:
                  channels_last: bool, seed: int = 0):
         from nfrepro.data import TensorLoader
         from nfrepro.recipe import cross_entropy, make_optimizer
-        from nfrepro.registry import create_model
+        from nfrepro.models.registry import create_model
 
         torch.manual_seed(seed)
         model = create_model(name, num_classes=data.num_classes, in_chans=data.images.shape[1])

@@ -37,7 +37,7 @@ from nfrepro.checkpoint import CheckpointError, load_checkpoint, rng_state, save
 from nfrepro.data import TensorLoader, load_dataset
 from nfrepro.recipe import EMA, cross_entropy, make_optimizer, make_scheduler, sam_backward, scaled_lr
 from nfrepro.records import save_results
-from nfrepro.registry import create_model
+from nfrepro.models.registry import create_model
 from nfrepro.run_config import ConfigError, TrainConfig, check_same_config, run_name
 
 __all__ = ["TrainConfig", "ConfigError", "RunResult", "run_name", "train", "evaluate"]

@@ -402,7 +402,7 @@ def test_grad_scaler_skips_step_and_clip_on_inf():
 
 
 def test_clip_parameters_can_leave_the_skip_gains_unclipped():
-    from nfrepro.registry import create_model
+    from nfrepro.models.registry import create_model
 
     model = create_model("nf_resnet_small")
     gains = {id(b.skip_gain) for b in model.blocks}

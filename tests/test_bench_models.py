@@ -17,7 +17,7 @@ import torch
 matplotlib.use("Agg")
 
 from nfrepro import architecture, bench, bench_models, plotting, speed_accuracy  # noqa: E402
-from nfrepro.nfnet import VARIANTS  # noqa: E402
+from nfrepro.models.nfnet import VARIANTS  # noqa: E402
 
 # A tiny NFNet-F0 on both sides: one block per stage, 32..96 channels, group width 16.
 TINY = {"depths": (1, 1, 1, 1), "channels": (32, 64, 96, 96), "group_size": 16}

@@ -50,24 +50,23 @@ Departures, each a choice the paper or the official code leaves open:
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn as nn
 
-from nfrepro.complexity import count_macs, count_params
 from nfrepro.layers.init import fan_in_normal_
 from nfrepro.layers.gains import Activation, ScaledActivation, check_activation
-from nfrepro.registry import register_model
+from nfrepro.models.registry import register_variant
+from nfrepro.models.variance import expected_betas
 from nfrepro.layers.squeeze_excite import SqueezeExcite
 from nfrepro.layers.stochastic_depth import StochasticDepth
 from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.weight_standardization import WSConv2d
 
-__all__ = ["VARIANTS", "Variant", "NFNet", "NFBlock", "expected_betas", "count_params", "count_macs"]
+__all__ = ["VARIANTS", "Variant", "NFNet", "NFBlock"]
 
 DEFAULT_WIDTHS = (256, 512, 1536, 1536)   # the "modified width" pattern (§5, Table 2)
 PLUS_WIDTHS = (384, 768, 2048, 2048)      # "Fn+" models (official ``nfnet_params``)
@@ -98,23 +97,6 @@ VARIANTS: dict[str, Variant] = {
     "F7": Variant("F7", (8, 16, 48, 24),  480,  608,  0.5,    (4, 15)),
 }
 VARIANTS.update({f"{k}+": replace(v, name=f"{k}+", widths=PLUS_WIDTHS) for k, v in list(VARIANTS.items())})
-
-
-def expected_betas(depths: tuple[int, ...], alpha: float) -> list[float]:
-    """The official input multipliers ``beta = 1 / expected_std``, one per block.
-
-    ``expected_std`` starts at 1 and grows as ``sqrt(std^2 + alpha^2)`` after each block; after the
-    first block of every stage it is reset to 1 before growing (that block's shortcut is a conv of
-    the normalised input, so its output variance is ``1 + alpha^2``).
-    """
-    betas, std = [], 1.0
-    for depth in depths:
-        for index in range(depth):
-            betas.append(1.0 / std)
-            if index == 0:
-                std = 1.0
-            std = math.sqrt(std ** 2 + alpha ** 2)
-    return betas
 
 
 class ConvBN(nn.Sequential):
@@ -153,7 +135,7 @@ def move_gains(model: "NFNet", scale: Callable[[nn.Module, float], None]) -> Non
     convolution's input: ``scale(conv, factor)`` applies it there and the activation becomes the bare
     nonlinearity; the final activation's gamma goes to ``model.feature_scale`` (the pooled features).
     Used by ``NFNet(fold_gains=True)`` (scale: the WS conv's ``input_scale``) and by
-    :func:`nfrepro.folding.fold_for_inference` (scale: a plain conv's weight). In place.
+    :func:`nfrepro.models.folding.fold_for_inference` (scale: a plain conv's weight). In place.
     """
     stem = list(model.stem.named_children())
     for (name, module), (_, following) in zip(stem, stem[1:]):
@@ -305,31 +287,23 @@ class NFNet(nn.Module):
         return self.fc(self.dropout(self.forward_features(x)))
 
 
-def _register(name: str, variant: str, **defaults: Any) -> Callable[..., NFNet]:
-    def build(**overrides: Any) -> NFNet:
-        return NFNet(variant, **{**defaults, **overrides})
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"NFNet-{variant}{' with BatchNorm (Table 6, -NF +BN)' if defaults else ''}."
-    return register_model(build)
-
-
-nfnet_f0 = _register("nfnet_f0", "F0")
-nfnet_f1 = _register("nfnet_f1", "F1")
-nfnet_f2 = _register("nfnet_f2", "F2")
-nfnet_f3 = _register("nfnet_f3", "F3")
-nfnet_f4 = _register("nfnet_f4", "F4")
-nfnet_f5 = _register("nfnet_f5", "F5")
-nfnet_f6 = _register("nfnet_f6", "F6")
-nfnet_f7 = _register("nfnet_f7", "F7")
-nfnet_f0_plus = _register("nfnet_f0_plus", "F0+")
-nfnet_f1_plus = _register("nfnet_f1_plus", "F1+")
-nfnet_f2_plus = _register("nfnet_f2_plus", "F2+")
-nfnet_f3_plus = _register("nfnet_f3_plus", "F3+")
-nfnet_f4_plus = _register("nfnet_f4_plus", "F4+")
-nfnet_f5_plus = _register("nfnet_f5_plus", "F5+")
-nfnet_f6_plus = _register("nfnet_f6_plus", "F6+")
-nfnet_f7_plus = _register("nfnet_f7_plus", "F7+")
-nfnet_bn_f0 = _register("nfnet_bn_f0", "F0", norm="batch", use_ws=False)
-nfnet_bn_f1 = _register("nfnet_bn_f1", "F1", norm="batch", use_ws=False)
-nfnet_bn_f2 = _register("nfnet_bn_f2", "F2", norm="batch", use_ws=False)
-nfnet_bn_f3 = _register("nfnet_bn_f3", "F3", norm="batch", use_ws=False)
+nfnet_f0 = register_variant("nfnet_f0", NFNet, "F0")
+nfnet_f1 = register_variant("nfnet_f1", NFNet, "F1")
+nfnet_f2 = register_variant("nfnet_f2", NFNet, "F2")
+nfnet_f3 = register_variant("nfnet_f3", NFNet, "F3")
+nfnet_f4 = register_variant("nfnet_f4", NFNet, "F4")
+nfnet_f5 = register_variant("nfnet_f5", NFNet, "F5")
+nfnet_f6 = register_variant("nfnet_f6", NFNet, "F6")
+nfnet_f7 = register_variant("nfnet_f7", NFNet, "F7")
+nfnet_f0_plus = register_variant("nfnet_f0_plus", NFNet, "F0+")
+nfnet_f1_plus = register_variant("nfnet_f1_plus", NFNet, "F1+")
+nfnet_f2_plus = register_variant("nfnet_f2_plus", NFNet, "F2+")
+nfnet_f3_plus = register_variant("nfnet_f3_plus", NFNet, "F3+")
+nfnet_f4_plus = register_variant("nfnet_f4_plus", NFNet, "F4+")
+nfnet_f5_plus = register_variant("nfnet_f5_plus", NFNet, "F5+")
+nfnet_f6_plus = register_variant("nfnet_f6_plus", NFNet, "F6+")
+nfnet_f7_plus = register_variant("nfnet_f7_plus", NFNet, "F7+")
+nfnet_bn_f0 = register_variant("nfnet_bn_f0", NFNet, "F0", norm="batch", use_ws=False)
+nfnet_bn_f1 = register_variant("nfnet_bn_f1", NFNet, "F1", norm="batch", use_ws=False)
+nfnet_bn_f2 = register_variant("nfnet_bn_f2", NFNet, "F2", norm="batch", use_ws=False)
+nfnet_bn_f3 = register_variant("nfnet_bn_f3", NFNet, "F3", norm="batch", use_ws=False)

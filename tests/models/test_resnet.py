@@ -1,4 +1,4 @@
-"""NF-ResNet / BN-ResNet / unnormalised ResNet (nfrepro.resnet, nfrepro.resnet_blocks).
+"""NF-ResNet / BN-ResNet / unnormalised ResNet (nfrepro.models.resnet, nfrepro.models.resnet_blocks).
 
 Pins the official ``nf_resnet.NF_ResNet`` structure (depth table, stem, beta bookkeeping,
 SkipInit gain, stochastic-depth schedule, head init), the model contract of docs/DESIGN.md and
@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from nfrepro import registry
-from nfrepro import resnet as R
+from nfrepro.models import registry
+from nfrepro.models import resnet as R
 from nfrepro.layers.gains import GAMMAS, Activation, ScaledActivation
 from nfrepro.layers.gains import activation_second_moment
 from nfrepro.layers.padding import SamePadMaxPool2d

@@ -74,10 +74,10 @@ def fold_weight_standardization(model: nn.Module) -> nn.Module:
 class FoldedNFBlock(nn.Module):
     """An NFNet block with its scalars folded (see the module docstring); built by :func:`fold_for_inference`.
 
-    Built from a block whose gains :func:`~nfrepro.nfnet.move_gains` moved into its convs already.
+    Built from a block whose gains :func:`~nfrepro.models.nfnet.move_gains` moved into its convs already.
     Computes, for the block's bare activation ``g`` and (already scaled) convs,
     ``shortcut + h * (gain * sigmoid(SE(h)))`` with ``h = conv2(g(conv1b(g(conv1(g(conv0(g(x))))))))``
-    and ``gain = 2 * alpha * skip_gain``: the :class:`~nfrepro.nfnet.NFBlock` function at eval.
+    and ``gain = 2 * alpha * skip_gain``: the :class:`~nfrepro.models.nfnet.NFBlock` function at eval.
     """
 
     def __init__(self, block: nn.Module):
@@ -113,11 +113,11 @@ def fold_for_inference(model: nn.Module) -> nn.Module:
     """A copy of an NFNet with WS folded (:func:`fold_weight_standardization`) and every gain folded.
 
     Same logits as ``model.eval()`` up to float rounding; the input is untouched. Only for
-    normaliser-free NFNets (:class:`~nfrepro.nfnet.NFNet` with ``norm="none"``): their gains
+    normaliser-free NFNets (:class:`~nfrepro.models.nfnet.NFNet` with ``norm="none"``): their gains
     (gamma, beta, alpha, skip gain) are the constants folded here. For other models use
     :func:`fold_weight_standardization`, which folds only the weight standardization.
     """
-    from nfrepro.nfnet import NFBlock, NFNet, move_gains
+    from nfrepro.models.nfnet import NFBlock, NFNet, move_gains
 
     if not isinstance(model, NFNet) or model.norm != "none":
         raise TypeError(f"fold_for_inference folds the gains of a normaliser-free NFNet; got "

@@ -1,4 +1,4 @@
-"""Load DeepMind's NFNet weights into :class:`nfrepro.nfnet.NFNet` (and export them back).
+"""Load DeepMind's NFNet weights into :class:`nfrepro.models.nfnet.NFNet` (and export them back).
 
 Two sources carry the same ImageNet weights (paper-facts, "Pretrained weights"):
 
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from nfrepro.nfnet import VARIANTS, NFNet
+from nfrepro.models.nfnet import VARIANTS, NFNet
 from nfrepro.layers.weight_standardization import WSConv2d
 
 HAIKU_ROOT = "NFNet/~/"
@@ -182,7 +182,7 @@ def describe(state: Mapping[str, torch.Tensor]) -> str:
 
 def _check_exportable(model: nn.Module) -> None:
     if not isinstance(model, NFNet):
-        raise ValueError(f"pretrained NFNet weights fit nfrepro.nfnet.NFNet, not {type(model).__name__}")
+        raise ValueError(f"pretrained NFNet weights fit nfrepro.models.nfnet.NFNet, not {type(model).__name__}")
     if model.norm != "none" or not isinstance(model.stem.conv0, WSConv2d):
         raise ValueError("DeepMind's weights are for the normalizer-free WS model (use_ws=True, "
                          "norm='none'); this model has plain or BatchNorm convs")

@@ -1,12 +1,12 @@
-"""Folding Scaled WS into plain convolutions for inference (``nfrepro.folding``)."""
+"""Folding Scaled WS into plain convolutions for inference (``nfrepro.models.folding``)."""
 import pytest
 import torch
 
 from nfrepro.bench import count_ops
-from nfrepro.folding import FoldedNFBlock, fold_for_inference, fold_weight_standardization
+from nfrepro.models.folding import FoldedNFBlock, fold_for_inference, fold_weight_standardization
 from nfrepro.layers.gains import ScaledActivation
-from nfrepro.nfnet import NFNet
-from nfrepro.registry import create_model
+from nfrepro.models.nfnet import NFNet
+from nfrepro.models.registry import create_model
 from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.weight_standardization import WSConv2d
 

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from nfrepro.complexity import count_macs, count_params
 from nfrepro.layers.gains import GAMMAS, ScaledActivation
-from nfrepro.nfnet import VARIANTS, ConvBN, NFBlock, NFNet, expected_betas
+from nfrepro.models.nfnet import VARIANTS, ConvBN, NFBlock, NFNet
 from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.weight_standardization import WSConv2d
 
@@ -104,20 +104,6 @@ def test_f0_block_structure():
     assert isinstance(model.get_classifier(), nn.Linear) and model.get_classifier() is model.fc
     assert model.fc.in_features == 3072 and model.fc.out_features == 1000
     assert model.variant is VARIANTS["F0"] and model.drop_rate == 0.2 and model.dropout.p == 0.2
-
-
-def test_beta_schedule_resets_at_every_stage():
-    """beta = 1/sqrt(1 + k alpha^2): k counts the blocks since the last reset (official expected_std)."""
-    alpha, depths = 0.2, (2, 3, 4, 2)
-    closed = []
-    for stage, depth in enumerate(depths):
-        # the first block sees the previous stage's output, whose variance grew over that whole stage
-        closed.append(1 / math.sqrt(1 + (depths[stage - 1] if stage else 0) * alpha ** 2))
-        closed += [1 / math.sqrt(1 + k * alpha ** 2) for k in range(1, depth)]
-    assert expected_betas(depths, alpha) == pytest.approx(closed, abs=1e-12)
-    model = meta("F1")
-    assert [b.beta for b in model.blocks] == pytest.approx(expected_betas((2, 4, 12, 6), 0.2))
-    assert model.blocks[0].beta == 1.0 and model.blocks[2].beta == pytest.approx(1 / math.sqrt(1.08))
 
 
 def test_stochastic_depth_rates():

@@ -125,7 +125,7 @@ def _needs_projection(in_ch: int, out_ch: int, stride: int) -> bool:
     return stride > 1 or in_ch != out_ch  # official `use_projection`
 
 
-class NFBlock(PreActBlock):
+class NFResBlock(PreActBlock):
     """Official ``nf_resnet.NFResBlock``: scaled activations, Scaled WS convs, beta, alpha,
     a scalar skip gain initialised to ``skip_gain_init`` (official ``skipinit_gain=jnp.zeros``)
     and optional SE with the x2 gain (official ``use_se``, ratio 0.25; here ``se_ratio > 0``).

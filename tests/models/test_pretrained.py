@@ -3,14 +3,13 @@
 No downloads: the official layout is rebuilt here from the official naming scheme
 (``nfnet.NFNet``/``NFBlock`` as Haiku numbers modules), and timm's model is built with random weights.
 """
-import pickle
 
 import numpy as np
 import pytest
 import torch
 
-from nfrepro.nfnet import NFNet
-from nfrepro.pretrained import (from_haiku, haiku_shapes, load_pretrained, read_checkpoint, save_haiku,
+from nfrepro.models.nfnet import NFNet
+from nfrepro.models.pretrained import (from_haiku, haiku_shapes, load_pretrained, read_checkpoint, save_haiku,
                                 to_haiku)
 
 TINY = dict(channels=(32, 64, 64, 64), depths=(1, 2, 2, 1), group_size=16, num_classes=10)

@@ -1,18 +1,17 @@
 """One registry for every model: ``create_model(name, **overrides)`` and ``list_models()``.
 
-Model modules decorate their public constructors with :func:`register_model`; the registry
-imports them lazily so that importing ``nfrepro`` stays cheap.
+Model modules register their named variants with :func:`register_variant` (one line per variant,
+shaped like the papers' tables); ``nfrepro.models`` imports every model module, so the registry
+is complete as soon as any of it is imported.
 """
 from __future__ import annotations
 
 import difflib
 import fnmatch
-import importlib
 from typing import Any, Callable
 
 import torch.nn as nn
 
-_MODEL_MODULES = ("nfrepro.nfnet", "nfrepro.resnet")
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -24,25 +23,29 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
-def _load_all() -> None:
-    for module in _MODEL_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:  # a missing dependency inside an existing module: report it
-                raise
-            # a model module not written yet (modules are developed in parallel): skip it
+def register_variant(name: str, builder: Callable[..., nn.Module], *args: Any,
+                     **defaults: Any) -> Callable[..., nn.Module]:
+    """Register ``name`` as ``builder(*args, **defaults)``; keyword overrides win over ``defaults``.
+
+    ``nf_resnet50 = register_variant("nf_resnet50", nf_resnet, depths=(3, 4, 6, 3))``.
+    """
+    def build(**overrides: Any) -> nn.Module:
+        return builder(*args, **{**defaults, **overrides})
+    settings = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in defaults.items()]
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = (f"``{builder.__name__}({', '.join(settings)})``; any keyword of "
+                     f":func:`{builder.__name__}` overrides.")
+    build.defaults = defaults  # type: ignore[attr-defined]
+    return register_model(build)
 
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style ``pattern`` (for example ``"nfnet_f*"``)."""
-    _load_all()
     return sorted(name for name in _REGISTRY if fnmatch.fnmatch(name, pattern))
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build a registered model; ``overrides`` go to its constructor (``num_classes=10`` ...)."""
-    _load_all()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""

@@ -35,15 +35,16 @@ Departures, each on purpose:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
 
 from nfrepro.layers.gains import Activation, ScaledActivation, check_activation
-from nfrepro.registry import register_model
+from nfrepro.models.registry import register_variant
 from nfrepro.layers.padding import SamePadMaxPool2d
-from nfrepro.resnet_blocks import BN_ORDERS, BNBlock, NFBlock, PlainBlock, make_conv, norm_act
+from nfrepro.models.variance import expected_betas, expected_variances
+from nfrepro.models.resnet_blocks import BN_ORDERS, BNBlock, NFResBlock, PlainBlock, make_conv, norm_act
 
 # Official `NF_ResNet.variant_dict` (depth per stage), plus ResNet-26 (timm's, not official).
 DEPTHS: dict[int, tuple[int, ...]] = {
@@ -59,7 +60,7 @@ WIDTHS = (256, 512, 1024, 2048)     # official: [64, 128, 256, 512] * width, wid
 SMALL_DEPTHS = (2, 2, 2)
 SMALL_WIDTHS = (16, 32, 64)         # the CIFAR ResNets' widths (He et al. 2016a §4.2)
 FAMILIES = ("nf", "bn", "plain")
-_BLOCKS = {"nf": NFBlock, "bn": BNBlock, "plain": PlainBlock}
+_BLOCKS = {"nf": NFResBlock, "bn": BNBlock, "plain": PlainBlock}
 
 
 class ResNet(nn.Module):
@@ -90,28 +91,27 @@ class ResNet(nn.Module):
         self.stem = nn.Sequential(stem_conv) if small_stem else nn.Sequential(stem_conv,
                                                                               SamePadMaxPool2d(3, 2))
 
-        # Body: the official expected-std bookkeeping (kept as a variance here).
+        # Body: beta and the expected variance from the official bookkeeping (models.variance)
         family_kwargs: dict[str, Any] = {"nf": {"use_ws": use_ws}, "bn": {"order": order},
                                          "plain": {}}[family]
-        blocks, ch, index, num_blocks, expected_var = [], stem_ch, 0, sum(depths), 1.0
+        num_blocks = sum(depths)
+        if family == "plain":
+            # He init keeps both paths at the input's second moment: x (1 + alpha^2) per block
+            variances = [(1.0 + alpha ** 2) ** (k + 1) for k in range(num_blocks)]
+        else:
+            variances = expected_variances(depths, alpha)
+        betas = expected_betas(depths, alpha) if family == "nf" else [1.0] * num_blocks
+        blocks, ch, index = [], stem_ch, 0
         for stage, (width, depth) in enumerate(zip(widths, depths)):
             for j in range(depth):
                 stride = 2 if stage > 0 and j == 0 else 1
                 block = _BLOCKS[family](
                     ch, width, stride, stage=stage, alpha=alpha, activation=activation,
-                    beta=expected_var ** -0.5 if family == "nf" else 1.0,
-                    bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
+                    beta=betas[index], bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
                     skip_gain_init=skip_gain_init, se_ratio=se_ratio,
                     # official: rate * index / num_blocks, so the first block is never dropped
                     stochdepth_rate=stochdepth_rate * index / num_blocks, **family_kwargs)
-                if family == "plain":
-                    # He init keeps both paths at the input's second moment: x (1 + alpha^2) per block
-                    expected_var *= 1.0 + alpha ** 2
-                else:
-                    if j == 0:
-                        expected_var = 1.0  # transition: shortcut = conv(beta * act(x)), unit variance
-                    expected_var += alpha ** 2
-                block.expected_var = expected_var
+                block.expected_var = variances[index]
                 blocks.append(block)
                 ch, index = width, index + 1
         self.blocks = nn.Sequential(*blocks)
@@ -217,43 +217,32 @@ def plain_resnet(depths: Sequence[int] = DEPTHS[50], widths: Sequence[int] = WID
                   se_ratio=se_ratio, order=order)
 
 
-def _variant(name: str, builder: Callable[..., ResNet], **defaults: Any) -> Callable[..., ResNet]:
-    """Register ``name`` as ``builder`` with ``defaults``; keyword overrides win."""
-    def build(**overrides: Any) -> ResNet:
-        return builder(**{**defaults, **overrides})
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = (f"``{builder.__name__}({', '.join(f'{k}={v!r}' for k, v in defaults.items())})``"
-                     f"; any keyword of :func:`{builder.__name__}` overrides.")
-    build.defaults = defaults  # type: ignore[attr-defined]
-    return register_model(build)
-
-
 _SMALL = dict(depths=SMALL_DEPTHS, widths=SMALL_WIDTHS, small_stem=True, bottleneck=False,
               num_classes=10, stochdepth_rate=0.0)
 
-nf_resnet26 = _variant("nf_resnet26", nf_resnet, depths=DEPTHS[26])
-nf_resnet50 = _variant("nf_resnet50", nf_resnet, depths=DEPTHS[50])
-nf_resnet101 = _variant("nf_resnet101", nf_resnet, depths=DEPTHS[101])
-nf_resnet152 = _variant("nf_resnet152", nf_resnet, depths=DEPTHS[152])
-nf_resnet200 = _variant("nf_resnet200", nf_resnet, depths=DEPTHS[200])
-nf_resnet288 = _variant("nf_resnet288", nf_resnet, depths=DEPTHS[288])
-nf_resnet600 = _variant("nf_resnet600", nf_resnet, depths=DEPTHS[600])
-nf_resnet_small = _variant("nf_resnet_small", nf_resnet, **_SMALL)
+nf_resnet26 = register_variant("nf_resnet26", nf_resnet, depths=DEPTHS[26])
+nf_resnet50 = register_variant("nf_resnet50", nf_resnet, depths=DEPTHS[50])
+nf_resnet101 = register_variant("nf_resnet101", nf_resnet, depths=DEPTHS[101])
+nf_resnet152 = register_variant("nf_resnet152", nf_resnet, depths=DEPTHS[152])
+nf_resnet200 = register_variant("nf_resnet200", nf_resnet, depths=DEPTHS[200])
+nf_resnet288 = register_variant("nf_resnet288", nf_resnet, depths=DEPTHS[288])
+nf_resnet600 = register_variant("nf_resnet600", nf_resnet, depths=DEPTHS[600])
+nf_resnet_small = register_variant("nf_resnet_small", nf_resnet, **_SMALL)
 
-bn_resnet26 = _variant("bn_resnet26", bn_resnet, depths=DEPTHS[26])
-bn_resnet50 = _variant("bn_resnet50", bn_resnet, depths=DEPTHS[50])
-bn_resnet101 = _variant("bn_resnet101", bn_resnet, depths=DEPTHS[101])
-bn_resnet152 = _variant("bn_resnet152", bn_resnet, depths=DEPTHS[152])
-bn_resnet200 = _variant("bn_resnet200", bn_resnet, depths=DEPTHS[200])
-bn_resnet288 = _variant("bn_resnet288", bn_resnet, depths=DEPTHS[288])
-bn_resnet600 = _variant("bn_resnet600", bn_resnet, depths=DEPTHS[600])
-bn_resnet_small = _variant("bn_resnet_small", bn_resnet, **_SMALL)
+bn_resnet26 = register_variant("bn_resnet26", bn_resnet, depths=DEPTHS[26])
+bn_resnet50 = register_variant("bn_resnet50", bn_resnet, depths=DEPTHS[50])
+bn_resnet101 = register_variant("bn_resnet101", bn_resnet, depths=DEPTHS[101])
+bn_resnet152 = register_variant("bn_resnet152", bn_resnet, depths=DEPTHS[152])
+bn_resnet200 = register_variant("bn_resnet200", bn_resnet, depths=DEPTHS[200])
+bn_resnet288 = register_variant("bn_resnet288", bn_resnet, depths=DEPTHS[288])
+bn_resnet600 = register_variant("bn_resnet600", bn_resnet, depths=DEPTHS[600])
+bn_resnet_small = register_variant("bn_resnet_small", bn_resnet, **_SMALL)
 
-plain_resnet26 = _variant("plain_resnet26", plain_resnet, depths=DEPTHS[26])
-plain_resnet50 = _variant("plain_resnet50", plain_resnet, depths=DEPTHS[50])
-plain_resnet101 = _variant("plain_resnet101", plain_resnet, depths=DEPTHS[101])
-plain_resnet152 = _variant("plain_resnet152", plain_resnet, depths=DEPTHS[152])
-plain_resnet200 = _variant("plain_resnet200", plain_resnet, depths=DEPTHS[200])
-plain_resnet288 = _variant("plain_resnet288", plain_resnet, depths=DEPTHS[288])
-plain_resnet600 = _variant("plain_resnet600", plain_resnet, depths=DEPTHS[600])
-plain_resnet_small = _variant("plain_resnet_small", plain_resnet, **_SMALL)
+plain_resnet26 = register_variant("plain_resnet26", plain_resnet, depths=DEPTHS[26])
+plain_resnet50 = register_variant("plain_resnet50", plain_resnet, depths=DEPTHS[50])
+plain_resnet101 = register_variant("plain_resnet101", plain_resnet, depths=DEPTHS[101])
+plain_resnet152 = register_variant("plain_resnet152", plain_resnet, depths=DEPTHS[152])
+plain_resnet200 = register_variant("plain_resnet200", plain_resnet, depths=DEPTHS[200])
+plain_resnet288 = register_variant("plain_resnet288", plain_resnet, depths=DEPTHS[288])
+plain_resnet600 = register_variant("plain_resnet600", plain_resnet, depths=DEPTHS[600])
+plain_resnet_small = register_variant("plain_resnet_small", plain_resnet, **_SMALL)

@@ -1,0 +1,40 @@
+"""The expected-variance / beta bookkeeping (NF-ResNet paper §4; official expected_std)."""
+import math
+
+import pytest
+import torch
+
+from nfrepro.models.nfnet import NFNet
+from nfrepro.models.variance import depths_of, expected_betas, expected_variances
+
+
+
+def meta(variant, **kw):
+    with torch.device("meta"):
+        return NFNet(variant, **kw)
+
+
+def test_beta_schedule_resets_at_every_stage():
+    """beta = 1/sqrt(1 + k alpha^2): k counts the blocks since the last reset (official expected_std)."""
+    alpha, depths = 0.2, (2, 3, 4, 2)
+    closed = []
+    for stage, depth in enumerate(depths):
+        # the first block sees the previous stage's output, whose variance grew over that whole stage
+        closed.append(1 / math.sqrt(1 + (depths[stage - 1] if stage else 0) * alpha ** 2))
+        closed += [1 / math.sqrt(1 + k * alpha ** 2) for k in range(1, depth)]
+    assert expected_betas(depths, alpha) == pytest.approx(closed, abs=1e-12)
+    model = meta("F1")
+    assert [b.beta for b in model.blocks] == pytest.approx(expected_betas((2, 4, 12, 6), 0.2))
+    assert model.blocks[0].beta == 1.0 and model.blocks[2].beta == pytest.approx(1 / math.sqrt(1.08))
+
+
+def test_expected_variance_restarts_at_each_stage_and_agrees_with_beta():
+    alpha = 0.2
+    assert expected_variances((3, 2), alpha) == pytest.approx([1.04, 1.08, 1.12, 1.04, 1.08])
+    assert expected_betas((3, 2), alpha) == pytest.approx(
+        [1.0] + [1 / math.sqrt(v) for v in expected_variances((3, 2), alpha)[:-1]])
+
+
+def test_depths_of_stages():
+    assert depths_of([0, 0, 0, 1, 1, 2]) == [3, 2, 1]
+    assert depths_of([]) == []
