@@ -108,22 +108,14 @@ class WSConv2d(SamePadConv2d):
                          dilation=dilation, groups=groups, bias=bias)  # calls reset_parameters
         self.eps = eps
         self.gain = nn.Parameter(torch.full((out_channels,), float(gain_init)))
-        # A constant factor of this conv's input, applied to the standardized weight instead
-        # (conv(s x) = conv_{s W_hat}(x)): an NFNet moves each activation's gamma (and beta)
-        # here, which costs an out_channels-sized multiply instead of an activation-sized pass.
-        self.input_scale = 1.0
 
     def reset_parameters(self) -> None:
         """Weights N(0, 1/fan_in), bias 0 (replaces nn.Conv2d's kaiming-uniform: one init, not two)."""
         fan_in_normal_(self)
 
     def standardized_weight(self) -> torch.Tensor:
-        """``W_hat`` (times ``input_scale`` when that is not 1)."""
-        gain = self.gain if self.input_scale == 1.0 else self.gain * self.input_scale
-        return standardize_weight(self.weight, gain, self.eps)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + (f", input_scale={self.input_scale:.6g}" if self.input_scale != 1.0 else "")
+        """``W_hat = gain * (W - mean) / sqrt(max(N var, eps))``."""
+        return standardize_weight(self.weight, self.gain, self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(self._pad(x), self.standardized_weight(), self.bias)

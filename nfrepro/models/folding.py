@@ -24,9 +24,8 @@ linear map, so it can be moved into that map's weight:
   shortcut in one ``addcmul``.
 
 Each fold saves one pass over an activation-sized tensor (four per block, one more at the SE),
-the elementwise work that, with the convolutions, makes up most of an F0 forward on a CPU. An
-NFNet built with ``fold_gains=True`` already applies gamma and beta inside its standardized
-weights, so the WS fold carries them along and only the SE fold is left.
+the elementwise work that, with the convolutions, makes up most of an F0 forward on a CPU
+(measured: ``python -m nfrepro bench --which inference``, ``results/bench_inference.csv``).
 The folded block keeps no hook point (``residual_out``), no stochastic depth and no dropout: it
 is an inference artefact, not a model to train or to measure signal propagation on.
 """
@@ -37,8 +36,10 @@ import copy
 import torch
 import torch.nn as nn
 
+from nfrepro.layers.gains import Activation, ScaledActivation
 from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.weight_standardization import WSConv2d
+from nfrepro.models.nfnet import NFNet
 
 
 def fold_conv(conv: WSConv2d) -> SamePadConv2d:
@@ -74,18 +75,17 @@ def fold_weight_standardization(model: nn.Module) -> nn.Module:
 class FoldedNFBlock(nn.Module):
     """An NFNet block with its scalars folded (see the module docstring); built by :func:`fold_for_inference`.
 
-    Built from a block whose gains :func:`~nfrepro.models.nfnet.move_gains` moved into its convs already.
-    Computes, for the block's bare activation ``g`` and (already scaled) convs,
-    ``shortcut + h * (gain * sigmoid(SE(h)))`` with ``h = conv2(g(conv1b(g(conv1(g(conv0(g(x))))))))``
-    and ``gain = 2 * alpha * skip_gain``: the :class:`~nfrepro.models.nfnet.NFBlock` function at eval.
+    Takes a block whose gamma and beta :func:`fold_for_inference` already moved into its (plain)
+    convs and computes, for the bare activation ``g``, ``shortcut + h * (gain * sigmoid(SE(h)))``
+    with ``h = conv2(g(conv1b(g(conv1(g(conv0(g(x))))))))`` and ``gain = 2 * alpha * skip_gain``:
+    the :class:`~nfrepro.models.nfnet.NFBlock` function at eval.
     """
 
-    def __init__(self, block: nn.Module):
+    def __init__(self, block: nn.Module, act: nn.Module):
         super().__init__()
-        if block.act.gamma != 1.0 or block.act_scale != 1.0 or block.pool is not None and block.conv_shortcut is None:
-            raise TypeError("FoldedNFBlock needs an NF block whose gains were moved (nfnet.move_gains) "
-                            "and whose strided blocks have a shortcut conv")
-        self.stage, self.stride, self.act = block.stage, block.stride, block.act
+        if block.pool is not None and block.conv_shortcut is None:
+            raise TypeError("FoldedNFBlock needs strided blocks with a shortcut conv")
+        self.stage, self.stride, self.act = block.stage, block.stride, act
         self.conv0, self.conv1, self.conv1b, self.conv2 = block.conv0, block.conv1, block.conv1b, block.conv2
         self.pool, self.conv_shortcut = block.pool, block.conv_shortcut
         self.fc0, self.fc1 = block.se.fc0, block.se.fc1
@@ -109,6 +109,12 @@ class FoldedNFBlock(nn.Module):
         return f"stage={self.stage}, stride={self.stride}, gate_gain={self.gate_gain:.4g}"
 
 
+def _scale_(module: nn.Module | None, factor: float) -> None:
+    """Multiply a plain conv's (or linear's) weight by ``factor``: conv(s x) = conv_{s W}(x)."""
+    if module is not None and factor != 1.0:
+        module.weight.mul_(factor)
+
+
 def fold_for_inference(model: nn.Module) -> nn.Module:
     """A copy of an NFNet with WS folded (:func:`fold_weight_standardization`) and every gain folded.
 
@@ -116,19 +122,32 @@ def fold_for_inference(model: nn.Module) -> nn.Module:
     normaliser-free NFNets (:class:`~nfrepro.models.nfnet.NFNet` with ``norm="none"``): their gains
     (gamma, beta, alpha, skip gain) are the constants folded here. For other models use
     :func:`fold_weight_standardization`, which folds only the weight standardization.
-    """
-    from nfrepro.models.nfnet import NFBlock, NFNet, move_gains
 
+    The walk: each stem activation's gamma goes into the next stem conv; in each block gamma * beta
+    goes into ``conv0`` and the shortcut conv (they read the block's first activation), gamma into
+    ``conv1``, ``conv1b`` and ``conv2``; the final activation's gamma into the classifier (the mean
+    pool and dropout at eval are linear); every activation becomes the bare nonlinearity.
+    """
     if not isinstance(model, NFNet) or model.norm != "none":
         raise TypeError(f"fold_for_inference folds the gains of a normaliser-free NFNet; got "
                         f"{type(model).__name__}{' with norm=' + repr(model.norm) if isinstance(model, NFNet) else ''}. "
                         f"Use fold_weight_standardization(model) to fold only the weight standardization.")
     folded = fold_weight_standardization(model).eval()
     with torch.no_grad():
-        move_gains(folded, lambda module, factor: module.weight.mul_(factor))
-        folded.blocks = nn.Sequential(*(FoldedNFBlock(b) if isinstance(b, NFBlock) else b
-                                        for b in folded.blocks))
-        # mean pool and dropout (eval) are linear: the pooled-feature scale goes to the classifier
-        folded.fc.weight.mul_(folded.feature_scale)
-        folded.feature_scale = 1.0
+        stem = list(folded.stem.named_children())
+        for (name, module), (_, following) in zip(stem, stem[1:]):
+            if isinstance(module, ScaledActivation):                  # act_i -> conv_{i+1}
+                _scale_(following, module.gamma)
+                setattr(folded.stem, name, Activation(module.name))
+        blocks = []
+        for block in folded.blocks:
+            gamma = block.act.gamma
+            for conv in (block.conv0, block.conv_shortcut):           # read gamma g(x) beta
+                _scale_(conv, gamma * block.beta)
+            for conv in (block.conv1, block.conv1b, block.conv2):     # read gamma g(.)
+                _scale_(conv, gamma)
+            blocks.append(FoldedNFBlock(block, Activation(block.act.name)))
+        folded.blocks = nn.Sequential(*blocks)
+        _scale_(folded.fc, folded.final_act.gamma)
+        folded.final_act = Activation(folded.final_act.name)
     return folded

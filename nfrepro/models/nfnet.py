@@ -17,18 +17,6 @@ Shortcuts: the raw input, or, at a change of width or resolution, a 1x1 conv of 
 input, after a 2x2 average pool where the block is strided (ResNet-D). Convolutions are Scaled WS
 convs with TF "SAME" padding; activations carry their gamma (``gains.ScaledActivation``).
 
-An option, off by default: with Scaled WS, every activation's gain ``gamma`` (and a block's
-``beta``) is a constant factor of the next convolution's input, so ``fold_gains=True`` applies it
-to that conv's standardized weight (``WSConv2d.input_scale``: an ``out_channels``-sized multiply
-inside the standardization) instead of to the activation (a pass over an activation-sized tensor,
-forward and backward); the final activation's gamma multiplies the pooled features, and the
-activations are the bare nonlinearities. Same function, same gradients for every parameter
-(tested). It is off by default because on the project's 2-core CPU its effect on an F0
-training step was within run-to-run noise (P1, ``python -m nfrepro bench --which train_step``,
-step time against timm: 1.00 with it; 1.05 and 0.98 without, in two runs on different days),
-and the official placement is the one a reader of the paper expects to find; an accelerator,
-where elementwise passes are memory-bound, may gain more (unmeasured).
-
 Departures, each a choice the paper or the official code leaves open:
 
 * ``stochdepth_rate`` defaults to 0.25, the value of the official training config
@@ -121,39 +109,6 @@ def _conv_factory(conv_type: str) -> Callable[..., nn.Module]:
     return lambda i, o, k, s=1, g=1: ConvBN(i, o, k, s, g)
 
 
-def _scale_input(conv: nn.Module, factor: float) -> None:
-    """Fold a constant factor of the input into a WS conv's standardized weight (``fold_gains``)."""
-    if not isinstance(conv, WSConv2d):
-        raise TypeError(f"fold_gains needs Scaled WS convs, got {type(conv).__name__}")
-    conv.input_scale *= factor
-
-
-def move_gains(model: "NFNet", scale: Callable[[nn.Module, float], None]) -> None:
-    """Move every activation gain of a normaliser-free NFNet onto the linear map that reads it.
-
-    Each activation's gamma (and, at the head of a block, beta) is a constant factor of the next
-    convolution's input: ``scale(conv, factor)`` applies it there and the activation becomes the bare
-    nonlinearity; the final activation's gamma goes to ``model.feature_scale`` (the pooled features).
-    Used by ``NFNet(fold_gains=True)`` (scale: the WS conv's ``input_scale``) and by
-    :func:`nfrepro.models.folding.fold_for_inference` (scale: a plain conv's weight). In place.
-    """
-    stem = list(model.stem.named_children())
-    for (name, module), (_, following) in zip(stem, stem[1:]):
-        if isinstance(module, ScaledActivation) and module.gamma != 1.0:   # act_i -> conv_{i+1}
-            scale(following, module.gamma)
-            setattr(model.stem, name, Activation(module.name))
-    for block in model.blocks:
-        gamma, beta = block.act.gamma, block.act_scale
-        for convs, factor in (((block.conv0, block.conv_shortcut), gamma * beta),   # read gamma beta g(x)
-                              ((block.conv1, block.conv1b, block.conv2), gamma)):   # read gamma g(.)
-            for conv in convs:
-                if conv is not None and factor != 1.0:
-                    scale(conv, factor)
-        block.act, block.act_scale = Activation(block.act.name), 1.0
-    model.feature_scale *= model.final_act.gamma
-    model.final_act = Activation(model.final_act.name)
-
-
 class NFBlock(nn.Module):
     """Pre-activation NF bottleneck block (official ``nfnet.NFBlock``); see the module docstring."""
 
@@ -180,10 +135,9 @@ class NFBlock(nn.Module):
         self.residual_out = nn.Identity()                 # hook point: the branch before SD, gain, alpha
         self.stoch_depth = StochasticDepth(stochdepth_rate)
         self.skip_gain = nn.Parameter(torch.full((), float(skip_gain_init)))
-        self.act_scale = beta                              # what the activation multiplies by, after gamma
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act(x, self.act_scale)                 # gamma * g(x) * beta in one multiply (or g(x))
+        out = self.act(x, self.beta)                      # gamma * g(x) * beta in one multiply
         if self.pool is not None:                         # transition: ResNet-D shortcut
             shortcut = self.pool(out)
             if self.conv_shortcut is not None:
@@ -211,9 +165,6 @@ class NFNet(nn.Module):
     ``channels=(256, 512, 1024, 2048)``), ``width`` multiplies the stage widths (official
     ``width``), ``extra_conv=False`` drops the second 3x3 conv (T2), ``norm="batch"`` gives the
     Table 6 "-NF, +BN" model. ``model.variant`` keeps the table row (train/test px, dropout, RA).
-    ``fold_gains=True`` (Scaled WS only) applies each activation's gamma and beta inside the next
-    conv's weight standardization (module docstring); the default keeps them in the activations,
-    as the official code does. Both compute the same function and gradients.
     """
 
     def __init__(self, variant: str = "F0", num_classes: int = 1000, in_chans: int = 3, *,
@@ -222,7 +173,7 @@ class NFNet(nn.Module):
                  stochdepth_rate: float = 0.25, width: float = 1.0,
                  channels: tuple[int, ...] | None = None, depths: tuple[int, ...] | None = None,
                  se_ratio: float = 0.5, group_size: int = 128, bottleneck_ratio: float = 0.5,
-                 extra_conv: bool = True, final_conv_mult: float = 2.0, fold_gains: bool = False):
+                 extra_conv: bool = True, final_conv_mult: float = 2.0):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown NFNet variant {variant!r}: choose one of {', '.join(VARIANTS)}")
@@ -242,7 +193,6 @@ class NFNet(nn.Module):
         act_cls = Activation if norm == "batch" else ScaledActivation
         act = lambda: act_cls(activation)  # noqa: E731 (a fresh module per position, for hooks)
         conv = _conv_factory("bn" if norm == "batch" else "ws" if use_ws else "plain")
-        self.fold_gains = fold_gains = bool(fold_gains and use_ws and norm == "none")
 
         stem_ch = (channels or self.variant.widths)[0] // 2   # official: width_pattern[0] // 2, unscaled
         self.stem = nn.Sequential(OrderedDict([
@@ -266,9 +216,6 @@ class NFNet(nn.Module):
         self.num_features = int(final_conv_mult * ch)      # 2 x 1536 = 3072
         self.final_conv = conv(ch, self.num_features, 1)
         self.final_act = act()
-        self.feature_scale = 1.0                           # multiplies the pooled features
-        if fold_gains:  # gamma and beta into the standardized weights of the convs that read them
-            move_gains(self, _scale_input)
         self.dropout = nn.Dropout(self.drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
         if not self.fc.weight.is_meta:
@@ -280,8 +227,7 @@ class NFNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features ``N x num_features`` (before dropout and the classifier)."""
-        out = self.final_act(self.final_conv(self.blocks(self.stem(x)))).mean(dim=(2, 3))
-        return out if self.feature_scale == 1.0 else out * self.feature_scale
+        return self.final_act(self.final_conv(self.blocks(self.stem(x)))).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(self.forward_features(x)))

@@ -11,10 +11,10 @@ from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.weight_standardization import WSConv2d
 
 
-def tiny(fold_gains=True):
+def tiny():
     torch.manual_seed(0)
     model = NFNet("F0", channels=(32, 64, 64, 64), depths=(1, 2, 2, 1), group_size=16, num_classes=10,
-                  skip_gain_init=1.0, fold_gains=fold_gains)
+                  skip_gain_init=1.0)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith(("gain", "bias")):
@@ -46,32 +46,29 @@ def test_fold_a_single_conv():
     assert torch.allclose(plain(x), conv(x), atol=1e-6)
 
 
-@pytest.mark.parametrize("fold_gains", [True, False])
 @pytest.mark.parametrize("size", [32, 33])
-def test_folding_every_gain_computes_the_same_logits(size, fold_gains):
-    model = tiny(fold_gains)
+def test_folding_every_gain_computes_the_same_logits(size):
+    model = tiny()
     folded = fold_for_inference(model)
     assert all(type(b) is FoldedNFBlock for b in folded.blocks)
     assert all(m.gamma == 1.0 for m in folded.modules() if isinstance(m, ScaledActivation))
-    assert folded.feature_scale == 1.0 and isinstance(model.blocks[0].conv0, WSConv2d)  # input untouched
-    assert (model.blocks[0].act.gamma > 1.5) is not fold_gains
+    assert isinstance(model.blocks[0].conv0, WSConv2d)  # input untouched
+    assert model.blocks[0].act.gamma > 1.5
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         ref = model(x)
         assert (folded(x) - ref).abs().max().item() < 1e-5 * ref.abs().max().item()
 
 
-@pytest.mark.parametrize("fold_gains", [True, False])
-def test_folding_every_gain_saves_the_activation_sized_multiplies(fold_gains):
-    """Per block the SE's x * gate (now inside addcmul) and, where the model keeps gamma in its
-    activations (``fold_gains=False``), four gamma(/beta) multiplies, three stem ones and the final
-    one; a model that folded its gains already has only the pooled-feature multiply left."""
-    model = tiny(fold_gains)
+def test_folding_every_gain_saves_the_activation_sized_multiplies():
+    """Per block the SE's x * gate (now inside addcmul) and four gamma(/beta) multiplies, then the
+    three stem ones and the final one."""
+    model = tiny()
     x = torch.randn(1, 3, 32, 32)
     ws_only, folded = fold_weight_standardization(model).eval(), fold_for_inference(model)
     with torch.no_grad():
         saved = count_ops(lambda: ws_only(x)) - count_ops(lambda: folded(x))
-    assert saved == (len(model.blocks) + 1 if fold_gains else 5 * len(model.blocks) + 3 + 1)
+    assert saved == 5 * len(model.blocks) + 3 + 1
 
 
 def test_folding_every_gain_refuses_models_without_nf_gains():
