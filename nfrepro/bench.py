@@ -4,7 +4,7 @@ Rule (style.md, 9): sides are timed alternately, round-robin, and summarised by 
 so that a machine busy with other work slows every side alike. Absolute milliseconds are kept
 in the results for context only.
 
-``bench_agc`` — claim: the vectorised :func:`nfrepro.agc.adaptive_grad_clip_` clips NFNet-F0's
+``bench_agc`` — claim: the vectorised :func:`nfrepro.optim.agc.adaptive_grad_clip_` clips NFNet-F0's
 71.5M parameters faster than timm's per-parameter loop (goal: >= 1.5x on the CPU), within 1.5x
 of a read-only pass over weights and gradients (the memory-bound floor: AGC must read both),
 and costs a small share of one training step. Evidence: ``results/bench_agc.csv`` and its JSON
@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from nfrepro import agc
+from nfrepro.optim import agc
 from nfrepro.profiles import output_dirs, resolve_profile
 from nfrepro.records import save_results
 

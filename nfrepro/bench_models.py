@@ -32,7 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nfrepro import agc
+from nfrepro.optim import agc
+from nfrepro.optim.agc_optimizer import AGC
 from nfrepro.bench import compare
 from nfrepro.models.nfnet import VARIANTS
 from nfrepro.models.registry import create_model, list_models
@@ -96,7 +97,7 @@ def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clip: str 
                   amp: bool | None = None) -> Callable[[], None]:
     """One training step as a closure: zero grads, forward, cross-entropy, backward, AGC, SGD.
 
-    ``clip``: ``"nfrepro"`` (:class:`nfrepro.agc.AGC`), ``"timm"`` (``timm.utils.agc``, on the same
+    ``clip``: ``"nfrepro"`` (:class:`nfrepro.optim.agc.AGC`), ``"timm"`` (``timm.utils.agc``, on the same
     parameters: all but the classifier weight) or ``None`` (no clipping). SGD with Nesterov
     momentum and weight decay as in App. A. ``amp=None``: bf16 autocast on CUDA only.
     """
@@ -105,7 +106,7 @@ def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clip: str 
                                                  nesterov=True, weight_decay=WEIGHT_DECAY)
     clip_fn: Callable[[], Any] = lambda: None  # noqa: E731
     if clip == "nfrepro":
-        opt = agc.AGC(opt, agc.clip_parameters(model), stats=False)
+        opt = AGC(opt, agc.clip_parameters(model), stats=False)
     elif clip == "timm":
         from timm.utils.agc import adaptive_clip_grad
 

@@ -40,7 +40,7 @@ class _Stepper:
     def __init__(self, name: str, data, batch_size: int, device: torch.device, amp: bool,
                  channels_last: bool, seed: int = 0):
         from nfrepro.data import TensorLoader
-        from nfrepro.recipe import cross_entropy, make_optimizer
+        from nfrepro.optim.recipe import cross_entropy, make_optimizer
         from nfrepro.models.registry import create_model
 
         torch.manual_seed(seed)

@@ -35,7 +35,7 @@ from nfrepro import distributed as dist
 from nfrepro.augment import Augment
 from nfrepro.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nfrepro.data import TensorLoader, load_dataset
-from nfrepro.recipe import EMA, cross_entropy, make_optimizer, make_scheduler, sam_backward, scaled_lr
+from nfrepro.optim.recipe import EMA, cross_entropy, make_optimizer, make_scheduler, sam_backward, scaled_lr
 from nfrepro.records import save_results
 from nfrepro.models.registry import create_model
 from nfrepro.run_config import ConfigError, TrainConfig, check_same_config, run_name

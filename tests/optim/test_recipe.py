@@ -1,4 +1,4 @@
-"""nfrepro.recipe pinned to App. A and the official code (optim.py, utils.tf1_ema, experiment)."""
+"""nfrepro.optim.recipe pinned to App. A and the official code (optim.py, utils.tf1_ema, experiment)."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 import nfrepro
-from nfrepro import recipe
-from nfrepro.agc import AGC
+from nfrepro.optim import recipe
+from nfrepro.optim.agc_optimizer import AGC
 
 
 def _small(name="nf_resnet_small"):

@@ -7,7 +7,7 @@ r"""The paper's training recipe (NFNets App. A; official ``experiment_nfnets.py`
 - coupled weight decay 2e-5 (added to the gradient *after* AGC, inside the optimizer step),
   not applied to gains, biases or skip gains;
 - label smoothing 0.1; an EMA of the weights with decay :math:`\min(0.99999, (1+t)/(10+t))`;
-- AGC with :math:`\lambda = 0.01` on every parameter but the classifier weight (``nfrepro.agc``);
+- AGC with :math:`\lambda = 0.01` on every parameter but the classifier weight (``nfrepro.optim.agc``);
 - optional SAM (App. A.4, F5/F6 only): the ascent step uses 20% of the batch.
 
 Dropout and stochastic depth are model constructor arguments, not part of this module.
@@ -22,6 +22,9 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from nfrepro.optim.agc import EPS, clip_parameters, unwrap_model
+from nfrepro.optim.agc_optimizer import AGC
 
 BASE_LR = 0.1  # per 256 examples (official ``lr=0.1`` with ``lr_scale_by_bs=True``)
 MOMENTUM = 0.9
@@ -66,7 +69,6 @@ def excluded_from_weight_decay(name: str, param: torch.Tensor) -> bool:
 
 def param_groups(model: nn.Module, weight_decay: float = WEIGHT_DECAY) -> list[dict[str, Any]]:
     """Two optimizer groups: decayed weights, and gains / biases / skip gains without decay."""
-    from nfrepro.agc import unwrap_model
 
     decay, no_decay = [], []
     for name, p in unwrap_model(model).named_parameters():
@@ -78,20 +80,18 @@ def param_groups(model: nn.Module, weight_decay: float = WEIGHT_DECAY) -> list[d
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float = WEIGHT_DECAY,
                    momentum: float = MOMENTUM, nesterov: bool = True,
-                   clipping: float | None = None, eps: float = 1e-3, clip_classifier: bool = False,
+                   clipping: float | None = None, eps: float = EPS, clip_classifier: bool = False,
                    exclude_first_conv: bool = False, exclude_stages: Iterable[int] = (),
                    exclude_skip_gains: bool = False) -> torch.optim.Optimizer:
     """SGD (Nesterov) over :func:`param_groups`, wrapped in AGC when ``clipping`` is a number.
 
     ``clipping=None`` turns AGC off; the layer selection arguments go to
-    :func:`nfrepro.agc.clip_parameters` (classifier weight never clipped unless asked).
+    :func:`nfrepro.optim.agc.clip_parameters` (classifier weight never clipped unless asked).
     """
     opt = torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum,
                           nesterov=nesterov)
     if clipping is None:
         return opt
-    from nfrepro.agc import AGC, clip_parameters
-
     params = clip_parameters(model, clip_classifier=clip_classifier,
                              exclude_first_conv=exclude_first_conv, exclude_stages=exclude_stages,
                              exclude_skip_gains=exclude_skip_gains)
@@ -127,7 +127,6 @@ class EMA:
     """
 
     def __init__(self, model: nn.Module, decay: float = EMA_DECAY, warmup: bool = True):
-        from nfrepro.agc import unwrap_model
 
         self.decay, self.warmup = decay, warmup
         self.module = copy.deepcopy(unwrap_model(model)).eval().requires_grad_(False)
@@ -137,7 +136,6 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
-        from nfrepro.agc import unwrap_model
 
         d = self.decay_at(step)
         source = unwrap_model(model)
