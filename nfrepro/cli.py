@@ -23,7 +23,7 @@ import typing
 from typing import Any, Sequence
 
 from nfrepro.checkpoint import CheckpointError
-from nfrepro.data import DataIntegrityError, DataNotFoundError
+from nfrepro.data.datasets import DataIntegrityError, DataNotFoundError
 from nfrepro.run_config import ConfigError, TrainConfig
 
 USAGE_ERRORS = (ConfigError, DataNotFoundError, DataIntegrityError, CheckpointError, ValueError,
@@ -140,7 +140,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from nfrepro.data import image_folder
+    from nfrepro.data.imagenet import image_folder
     from nfrepro.distributed import resolve_device
     from nfrepro.models.registry import create_model
     from nfrepro.training import evaluate

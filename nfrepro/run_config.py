@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nfrepro.augment import MIX_MODES
+from nfrepro.data.augment import MIX_MODES
 
 # fields that do not change the numbers a run produces: free to differ when resuming
 NOT_TRAJECTORY = ("run_dir", "progress", "device", "eval_batch_size", "data_root", "download")

@@ -39,7 +39,7 @@ class _Stepper:
 
     def __init__(self, name: str, data, batch_size: int, device: torch.device, amp: bool,
                  channels_last: bool, seed: int = 0):
-        from nfrepro.data import TensorLoader
+        from nfrepro.data.loader import TensorLoader
         from nfrepro.optim.recipe import cross_entropy, make_optimizer
         from nfrepro.models.registry import create_model
 
@@ -73,7 +73,7 @@ def measure_throughput(models: Sequence[str] = MODELS, batch_sizes: Sequence[int
                        device: Any = None, steps: int = 10, warmup: int = 2, repeats: int = 3,
                        dataset: str = "fashion_mnist", subset: int | None = None) -> pd.DataFrame:
     """Tidy table: one row per (model, batch size, metric) with the median over ``repeats``."""
-    from nfrepro.data import load_dataset
+    from nfrepro.data.datasets import load_dataset
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     amp = channels_last = device.type == "cuda"

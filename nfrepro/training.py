@@ -32,9 +32,10 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from nfrepro import distributed as dist
-from nfrepro.augment import Augment
+from nfrepro.data.augment import Augment
 from nfrepro.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from nfrepro.data import TensorLoader, load_dataset
+from nfrepro.data.datasets import load_dataset
+from nfrepro.data.loader import TensorLoader
 from nfrepro.optim.recipe import EMA, cross_entropy, make_optimizer, make_scheduler, sam_backward, scaled_lr
 from nfrepro.records import save_results
 from nfrepro.models.registry import create_model

@@ -125,7 +125,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_fashion_mnist_trains_well_above_chance(tmp_path):
     """A few hundred steps of a small NF-ResNet on real Fashion-MNIST: far above 10% chance."""
-    from nfrepro.data import locate_fashion_mnist
+    from nfrepro.data.datasets import locate_fashion_mnist
 
     locate_fashion_mnist()  # missing data: DataNotFoundError naming the install command, no skip
     # 300 steps of batch 64 with AGC (lambda 0.16): ~72% measured (on a heavily loaded 2-core

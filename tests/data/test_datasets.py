@@ -1,4 +1,4 @@
-"""nfrepro.data: IDX / CIFAR readers with checksums, clear missing-data errors, the tensor loader,
+"""nfrepro.data.datasets: IDX / CIFAR readers with checksums, clear missing-data errors, the tensor loader,
 the paper's ImageNet eval protocol."""
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from nfrepro import data
-from nfrepro.data import (DataIntegrityError, DataNotFoundError, TensorLoader, load_dataset,
-                          read_idx)
+from nfrepro.data import datasets as data
+from nfrepro.data.datasets import DataIntegrityError, DataNotFoundError, load_dataset, read_idx
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -89,58 +88,3 @@ def test_synthetic_is_deterministic_and_splits_differ():
     assert load_dataset("synthetic", subset=10).images.shape == (10, 1, 28, 28)
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("mnist")
-
-
-def test_loader_shuffles_deterministically_and_drops_the_last_partial_batch():
-    ds = load_dataset("synthetic", n=100)
-    loader = TensorLoader(ds, 32, shuffle=True, seed=3)
-    assert len(loader) == 3
-    epoch1 = [y for _, y in loader]
-    assert len(epoch1) == 3 and all(len(y) == 32 for y in epoch1)
-    again = TensorLoader(ds, 32, shuffle=True, seed=3)
-    assert all(torch.equal(u, v) for u, v in zip(epoch1, (y for _, y in again)))
-    state = loader.state_dict()
-    epoch2 = [y for _, y in loader]
-    loader.load_state_dict(state)
-    assert all(torch.equal(u, v) for u, v in zip(epoch2, (y for _, y in loader)))
-    x, _ = next(iter(loader))
-    assert x.dtype == torch.float32 and abs(x.mean()) < 1.0  # normalised
-
-
-def test_loader_shards_the_global_batch_over_ranks():
-    ds = load_dataset("synthetic", n=64)
-    whole = [y for _, y in TensorLoader(ds, 16, shuffle=True, seed=1)]
-    parts = [[y for _, y in TensorLoader(ds, 16, shuffle=True, seed=1, rank=r, world_size=2)]
-             for r in range(2)]
-    for i, batch in enumerate(whole):
-        assert torch.equal(torch.cat([parts[0][i], parts[1][i]]), batch)
-    evals = [torch.cat([y for _, y in TensorLoader(ds, 10, rank=r, world_size=2)]) for r in range(2)]
-    assert torch.equal(torch.cat(evals), ds.labels)  # every example once, in order
-    with pytest.raises(ValueError, match="divisible"):
-        TensorLoader(ds, 15, shuffle=True, world_size=2)
-
-
-def test_imagenet_eval_transform_squashes_then_centre_crops():
-    from PIL import Image
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2 import functional as F
-
-    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 80, 3), dtype=np.uint8))
-    out = data.imagenet_eval_transform(32)(img)
-    assert out.shape == (3, 32, 32)
-    x = F.to_dtype(F.to_image(img), torch.float32, scale=True)
-    x = F.resize(x, [64, 64], InterpolationMode.BICUBIC, antialias=False)[:, 16:48, 16:48]
-    mean, std = torch.tensor(data.IMAGENET_MEAN)[:, None, None], torch.tensor(data.IMAGENET_STD)[:, None, None]
-    torch.testing.assert_close(out, (x - mean) / std)
-
-
-def test_image_folder(tmp_path):
-    from PIL import Image
-
-    with pytest.raises(DataNotFoundError):
-        data.image_folder(tmp_path / "nope", 32)
-    for cls in ("a", "b"):
-        (tmp_path / cls).mkdir()
-        Image.new("RGB", (40, 30)).save(tmp_path / cls / "0.png")
-    ds = data.image_folder(tmp_path, 32)
-    assert len(ds) == 2 and ds[1][0].shape == (3, 32, 32) and ds[1][1] == 1

@@ -1,11 +1,8 @@
-"""Data sets held as whole tensors, and a loader that batches them on the device.
+"""Small data sets held as whole tensors: Fashion-MNIST, CIFAR-10 and a synthetic set.
 
-Small data sets (Fashion-MNIST, CIFAR-10, synthetic) are loaded once into a uint8
-``N x C x H x W`` tensor, moved to the training device once, and batched by index: no worker
-processes, no per-sample Python, and on a GPU the batch never leaves it. The shuffle comes from
-a seeded ``torch.Generator`` whose state is part of every checkpoint, so a resumed run sees the
-same batches as an uninterrupted one. ImageNet-style class folders go through torchvision's
-``ImageFolder`` with the paper's evaluation protocol (:func:`imagenet_eval_transform`).
+Each split is loaded once into a uint8 ``N x C x H x W`` tensor (:class:`ArrayDataset`), which
+:class:`nfrepro.data.loader.TensorLoader` moves to the training device once and batches by index.
+ImageNet-style class folders for evaluation are :mod:`nfrepro.data.imagenet`.
 
 Where the files live: ``root`` argument, else ``$NFREPRO_DATA``, else ``/usr/share/datasets``.
 A missing data set raises :class:`DataNotFoundError` naming the command that installs it.
@@ -19,7 +16,7 @@ import os
 import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,10 +37,6 @@ FASHION_MNIST_MD5 = {
 # Per-channel mean / std of the training split, pixels scaled to [0, 1].
 FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-# The official code normalises ImageNet with these (dataset.MEAN_RGB / STDDEV_RGB, given there
-# on the 0-255 scale, i.e. x 255).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DATASETS = ("fashion_mnist", "cifar10", "synthetic")
 
 
@@ -193,110 +186,3 @@ def load_dataset(name: str, train: bool = True, root: str | os.PathLike | None =
     else:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     return ds.subset(subset)
-
-
-# ----------------------------------------------------------------------------- loader
-class TensorLoader:
-    """Batches an :class:`ArrayDataset` held on ``device``; yields normalised float images.
-
-    Training (``shuffle=True``): a fresh permutation per epoch from a seeded generator, batches
-    of the *global* ``batch_size`` (the last partial batch is dropped), of which rank ``r`` of
-    ``world_size`` takes the ``r``-th contiguous slice, so that N processes together see exactly
-    the batches one process would (DistributedSampler's role). ``augment(x, y, rank, world_size)``
-    receives 0-255 float images of the global batch slice and returns ``(x, targets)``.
-    Evaluation (``shuffle=False``): every example once, the data split evenly over ranks.
-    """
-
-    def __init__(self, data: ArrayDataset, batch_size: int, shuffle: bool = False,
-                 seed: int = 0, device: str | torch.device = "cpu",
-                 augment: Callable | None = None, rank: int = 0, world_size: int = 1,
-                 channels_last: bool = False):
-        if batch_size % world_size:
-            raise ValueError(f"batch size {batch_size} is not divisible by the world size "
-                             f"{world_size}: use a multiple of {world_size}")
-        if shuffle and batch_size > len(data):
-            raise ValueError(f"batch size {batch_size} is larger than the data set ({len(data)})")
-        self.data, self.batch_size, self.shuffle = data, batch_size, shuffle
-        self.rank, self.world_size, self.augment = rank, world_size, augment
-        self.device = torch.device(device)
-        self.images = data.images.to(self.device)
-        self.labels = data.labels.to(self.device)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        shape = (1, -1, 1, 1)  # normalise in 0-255 units: (x / 255 - mean) / std
-        self.mean = torch.tensor(data.mean, device=self.device).view(shape) * 255
-        self.std = torch.tensor(data.std, device=self.device).view(shape) * 255
-        self.generator = torch.Generator().manual_seed(seed)
-        if not shuffle:  # this rank's part of an evaluation split
-            n = len(data)
-            self.eval_range = (n * rank // world_size, n * (rank + 1) // world_size)
-
-    def __len__(self) -> int:
-        if self.shuffle:
-            return len(self.data) // self.batch_size
-        lo, hi = self.eval_range
-        return math.ceil((hi - lo) / (self.batch_size // self.world_size))
-
-    def _batches(self) -> Iterator[torch.Tensor]:
-        local = self.batch_size // self.world_size
-        if not self.shuffle:
-            lo, hi = self.eval_range
-            for start in range(lo, hi, local):
-                yield torch.arange(start, min(start + local, hi), device=self.device)
-            return
-        perm = torch.randperm(len(self.data), generator=self.generator).to(self.device)
-        for i in range(len(self)):
-            start = i * self.batch_size + self.rank * local
-            yield perm[start:start + local]
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for idx in self._batches():
-            x = self.images[idx].float()
-            y = self.labels[idx]
-            if self.augment is not None:
-                x, y = self.augment(x, y, self.rank, self.world_size)
-            x = ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
-            yield x, y
-
-    def state_dict(self) -> dict[str, Any]:
-        state = {"generator": self.generator.get_state()}
-        if self.augment is not None and hasattr(self.augment, "state_dict"):
-            state["augment"] = self.augment.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        if "augment" in state:
-            self.augment.load_state_dict(state["augment"])
-
-
-# ----------------------------------------------------------------------------- ImageNet folders
-def imagenet_eval_transform(image_size: int, antialias: bool = False):
-    """The paper's eval protocol: bicubic resize to ``(s+32) x (s+32)`` ignoring the aspect ratio,
-    centre crop ``s``, normalise with the ImageNet mean / std.
-
-    Official: ``dataset._decode_and_resize_then_crop`` with ``eval_preproc='resize_crop_32'``,
-    ``tf.image.resize`` (no antialiasing) on float pixels, no clamping of the bicubic overshoot.
-    We resize float tensors likewise (no clamp, ``antialias=False``); PyTorch's bicubic kernel
-    uses a = -0.75 where TensorFlow's uses a = -0.5, a small difference we do not remove.
-    """
-    from torchvision.transforms import InterpolationMode, v2
-
-    return v2.Compose([
-        v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-        v2.Resize((image_size + 32, image_size + 32), InterpolationMode.BICUBIC, antialias=antialias),
-        v2.CenterCrop(image_size), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
-
-
-def image_folder(root: str | os.PathLike, image_size: int, antialias: bool = False):
-    """An ImageNet-style folder (one sub-folder per class, sorted = class index) for evaluation."""
-    from torchvision.datasets import ImageFolder
-
-    root = Path(root)
-    if not root.is_dir():
-        raise DataNotFoundError(f"image folder {root} does not exist: pass a folder with one "
-                                f"sub-folder of images per class (e.g. ImageNet val, sorted by synset)")
-    try:
-        return ImageFolder(str(root), transform=imagenet_eval_transform(image_size, antialias))
-    except FileNotFoundError as err:
-        raise DataNotFoundError(f"no images under {root}: {err}") from err

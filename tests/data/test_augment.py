@@ -1,11 +1,11 @@
-"""nfrepro.augment: batched crop / flip, per-example MixUp and CutMix, seeded RandAugment."""
+"""nfrepro.data.augment: batched crop / flip, per-example MixUp and CutMix, seeded RandAugment."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from nfrepro.augment import Augment, cutmix, mixup, random_crop_flip
+from nfrepro.data.augment import Augment, cutmix, mixup, random_crop_flip
 
 
 def _batch(n=8, c=1, h=6, w=6):

@@ -1,0 +1,46 @@
+"""ImageNet-style class folders with the paper's evaluation protocol (NFNets App. A; official ``dataset.py``)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from nfrepro.data.datasets import DataNotFoundError
+
+# The official code normalises ImageNet with these (dataset.MEAN_RGB / STDDEV_RGB, given there
+# on the 0-255 scale, i.e. x 255).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_eval_transform(image_size: int, antialias: bool = False):
+    """The paper's eval protocol: bicubic resize to ``(s+32) x (s+32)`` ignoring the aspect ratio,
+    centre crop ``s``, normalise with the ImageNet mean / std.
+
+    Official: ``dataset._decode_and_resize_then_crop`` with ``eval_preproc='resize_crop_32'``,
+    ``tf.image.resize`` (no antialiasing) on float pixels, no clamping of the bicubic overshoot.
+    We resize float tensors likewise (no clamp, ``antialias=False``); PyTorch's bicubic kernel
+    uses a = -0.75 where TensorFlow's uses a = -0.5, a small difference we do not remove.
+    """
+    from torchvision.transforms import InterpolationMode, v2
+
+    return v2.Compose([
+        v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+        v2.Resize((image_size + 32, image_size + 32), InterpolationMode.BICUBIC, antialias=antialias),
+        v2.CenterCrop(image_size), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+
+
+def image_folder(root: str | os.PathLike, image_size: int, antialias: bool = False):
+    """An ImageNet-style folder (one sub-folder per class, sorted = class index) for evaluation."""
+    from torchvision.datasets import ImageFolder
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataNotFoundError(f"image folder {root} does not exist: pass a folder with one "
+                                f"sub-folder of images per class (e.g. ImageNet val, sorted by synset)")
+    try:
+        return ImageFolder(str(root), transform=imagenet_eval_transform(image_size, antialias))
+    except FileNotFoundError as err:
+        raise DataNotFoundError(f"no images under {root}: {err}") from err

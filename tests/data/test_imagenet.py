@@ -1,0 +1,33 @@
+"""nfrepro.data.imagenet: the paper's evaluation protocol on ImageNet-style class folders."""
+import numpy as np
+import pytest
+import torch
+
+from nfrepro.data import imagenet
+from nfrepro.data.datasets import DataNotFoundError
+
+
+def test_imagenet_eval_transform_squashes_then_centre_crops():
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 80, 3), dtype=np.uint8))
+    out = imagenet.imagenet_eval_transform(32)(img)
+    assert out.shape == (3, 32, 32)
+    x = F.to_dtype(F.to_image(img), torch.float32, scale=True)
+    x = F.resize(x, [64, 64], InterpolationMode.BICUBIC, antialias=False)[:, 16:48, 16:48]
+    mean, std = torch.tensor(imagenet.IMAGENET_MEAN)[:, None, None], torch.tensor(imagenet.IMAGENET_STD)[:, None, None]
+    torch.testing.assert_close(out, (x - mean) / std)
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    with pytest.raises(DataNotFoundError):
+        imagenet.image_folder(tmp_path / "nope", 32)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        Image.new("RGB", (40, 30)).save(tmp_path / cls / "0.png")
+    ds = imagenet.image_folder(tmp_path, 32)
+    assert len(ds) == 2 and ds[1][0].shape == (3, 32, 32) and ds[1][1] == 1
