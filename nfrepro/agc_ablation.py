@@ -34,9 +34,9 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from nfrepro.run_config import TrainConfig
-from nfrepro.sweep import apply_overrides, tidy_rows
-from nfrepro.training import RunResult, train
+from nfrepro.engine.config import TrainConfig
+from nfrepro.engine.sweep import apply_overrides, tidy_rows
+from nfrepro.engine.training import RunResult, train
 
 # ----------------------------------------------------------------------------- the variants
 BN, NF, AGC = "BN", "NF", "NF + AGC"
@@ -75,7 +75,7 @@ PLAN_COLUMNS = ["variant", "layers", "batch_size", "clipping", "seed"]
 @dataclass(frozen=True)
 class Scale:
     """How big a profile's runs are; every setting not named here is the paper's recipe
-    (:class:`~nfrepro.run_config.TrainConfig` defaults: SGD-Nesterov, lr 0.1 B/256, warmup then
+    (:class:`~nfrepro.engine.config.TrainConfig` defaults: SGD-Nesterov, lr 0.1 B/256, warmup then
     cosine, weight decay 2e-5, label smoothing 0.1)."""
     dataset: str
     widths: tuple[int, ...]
@@ -185,13 +185,13 @@ def run_overrides(spec: Mapping[str, Any], scale: Scale) -> dict[str, Any]:
 def sweep_dir(profile: str) -> Path:
     """The run folders notebooks 02 and 03 share: ``runs/agc_sweep/<profile>`` (git-ignored);
     for "smoke", ``.scratch/smoke/runs/agc_sweep/smoke``, beside the other smoke outputs."""
-    from nfrepro.profiles import output_dirs
+    from nfrepro.engine.profiles import output_dirs
 
     return output_dirs(profile)[1].parent / "runs" / "agc_sweep" / profile
 
 
 def _train_rows(values: dict[str, Any], threads: int | None) -> list[dict[str, Any]]:
-    """Train one run in a worker process; its tidy rows (:func:`nfrepro.sweep.tidy_rows`)."""
+    """Train one run in a worker process; its tidy rows (:func:`nfrepro.engine.sweep.tidy_rows`)."""
     import torch
 
     if threads:
@@ -203,9 +203,9 @@ def run_plan(plan: pd.DataFrame, scale: Scale, runs_dir: str | Path, progress: b
              workers: int = 1, train_fn: Callable[[TrainConfig], RunResult] = train) -> pd.DataFrame:
     """Run (or read back) every planned run; the tidy table, one row per run and metric.
 
-    Each run has its own folder in ``runs_dir``, named by :func:`nfrepro.training.run_name`
-    (:func:`nfrepro.sweep.apply_overrides`), so plans that share runs share them on disk: a
-    finished run (completed or diverged) is read back by :func:`~nfrepro.training.train`, a
+    Each run has its own folder in ``runs_dir``, named by :func:`nfrepro.engine.training.run_name`
+    (:func:`nfrepro.engine.sweep.apply_overrides`), so plans that share runs share them on disk: a
+    finished run (completed or diverged) is read back by :func:`~nfrepro.engine.training.train`, a
     cut-off one resumes. ``workers > 1`` trains that many runs at a time in separate processes,
     one thread each: on a 2-core CPU two single-thread runs of these small nets finish sooner than
     one run on two threads. A script that calls this with ``workers > 1`` needs the usual

@@ -177,7 +177,7 @@ def skip_gains(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
     ``max(|g|, eps)``, so over a short run they barely move (:mod:`nfrepro.agc_ablation`);
     the variant that leaves them unclipped shows how far they move otherwise.
     """
-    from nfrepro.checkpoint import load_checkpoint
+    from nfrepro.engine.checkpoint import load_checkpoint
 
     rows = []
     nf = runs[runs["variant"].isin([NF, *CLIPPED]) & ~runs["diverged"]]

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from nfrepro.optim import agc
-from nfrepro.profiles import output_dirs, resolve_profile
-from nfrepro.records import save_results
+from nfrepro.engine.profiles import output_dirs, resolve_profile
+from nfrepro.engine.records import save_results
 
 
 def _synchronizer(device: Any = None) -> Callable[[], None]:

@@ -6,7 +6,7 @@
     python -m nfrepro bench --which agc throughput
     python -m nfrepro sweep --grid '{"clipping": [0.01, 0.04], "seed": [0, 1]}' --epochs 5
 
-``train`` and ``sweep`` take one option per :class:`~nfrepro.training.TrainConfig` field
+``train`` and ``sweep`` take one option per :class:`~nfrepro.engine.training.TrainConfig` field
 (``--batch-size``, ``--clipping none`` ...; ``--model-arg drop_rate=0.2`` sets a model argument).
 Bad input (unknown model, lambda <= 0, a batch size the processes cannot share, missing data, a
 corrupt checkpoint) prints one line saying what to do and exits with status 2. Set
@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
 import typing
 from typing import Any, Sequence
 
-from nfrepro.checkpoint import CheckpointError
+from nfrepro.engine.checkpoint import CheckpointError
 from nfrepro.data.datasets import DataIntegrityError, DataNotFoundError
-from nfrepro.run_config import ConfigError, TrainConfig
+from nfrepro.engine.config import ConfigError, TrainConfig
 
 USAGE_ERRORS = (ConfigError, DataNotFoundError, DataIntegrityError, CheckpointError, ValueError,
                 FileNotFoundError)
@@ -109,7 +110,7 @@ def _check_model(name: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nfrepro.training import train
+    from nfrepro.engine.training import train
 
     config = config_from_args(args)
     result = train(config)
@@ -121,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from nfrepro.sweep import run_sweep
+    from nfrepro.engine.sweep import run_sweep
 
     try:
         grid = json.loads(args.grid)
@@ -137,13 +138,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
     from torch.utils.data import DataLoader, Subset
 
     from nfrepro.data.imagenet import image_folder
-    from nfrepro.distributed import resolve_device
+    from nfrepro.engine.device import autocast, resolve_device
     from nfrepro.models.registry import create_model
-    from nfrepro.training import evaluate
+    from nfrepro.engine.training import evaluate
 
     _check_model(args.model)
     model = create_model(args.model, **({"num_classes": args.num_classes} if args.num_classes else {}))
@@ -158,11 +158,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         dataset = Subset(dataset, range(min(args.limit, len(dataset))))
     device = resolve_device(args.device)
     model = model.to(device)
-    amp = args.amp == "bf16" or (args.amp == "auto" and device.type == "cuda")
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
                         pin_memory=device.type == "cuda")
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else None
-    top1 = evaluate(model, loader, autocast) if autocast else evaluate(model, loader)
+    top1 = evaluate(model, loader, functools.partial(autocast, device, args.amp))
     print(f"{args.model}: top-1 {top1:.2f}% on {len(dataset)} images of {args.data} "
           f"(resize {size + 32}x{size + 32} bicubic, centre crop {size})")
     return 0
@@ -227,5 +225,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nfrepro {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     finally:
-        from nfrepro.distributed import cleanup
+        from nfrepro.engine.distributed import cleanup
         cleanup()

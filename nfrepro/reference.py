@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nfrepro.profiles import project_root
+from nfrepro.engine.profiles import project_root
 
 COLUMNS = ["source", "quantity", "model", "value", "unit", "note"]
 

@@ -1,7 +1,7 @@
 """Training throughput of the small NF, BatchNorm and unnormalised nets (images / second).
 
 The paper's speed claim (T3, T6: the "-NF, +BN" NFNets are 20-40% slower to train) is about
-whole training steps. This benchmark times full steps, as :func:`nfrepro.training.train` runs
+whole training steps. This benchmark times full steps, as :func:`nfrepro.engine.training.train` runs
 them, of the three small 28 px nets on Fashion-MNIST batches held on the device: forward,
 backward, AGC (lambda 0.01, NF net only: the paper's NF recipe clips, the baselines do not),
 SGD. Mixed precision and channels-last follow the training defaults (bf16 and channels-last on
@@ -113,8 +113,8 @@ def run_throughput(device: Any = None, out_dir: str | Path | None = None, profil
 
     ``out_dir`` defaults to the profile's results folder (scratch for the smoke profile).
     """
-    from nfrepro.profiles import output_dirs, resolve_profile
-    from nfrepro.records import save_results
+    from nfrepro.engine.profiles import output_dirs, resolve_profile
+    from nfrepro.engine.records import save_results
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(out_dir) if out_dir is not None else output_dirs(resolve_profile(profile))[1]

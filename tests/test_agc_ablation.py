@@ -6,7 +6,7 @@ import pytest
 
 from nfrepro import agc_ablation as A
 from nfrepro import agc_analysis as N
-from nfrepro.training import train
+from nfrepro.engine.training import train
 
 TINY = A.Scale(dataset="synthetic", widths=(4, 4), depths=(1, 1), epochs=1, warmup_epochs=0.5,
                batch_sizes=(16,), clippings=(0.04,), extra_clippings=(), batch_clippings=(0.04,), seeds=(0,),

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 MIX_MODES = (None, "mixup", "cutmix", "mixup_cutmix")
+MIXUP_ALPHA = 0.2  # App. A: MixUp with alpha 0.2
 
 
 def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor,
@@ -80,7 +81,7 @@ class Augment:
     """
 
     def __init__(self, num_classes: int, crop_padding: int = 0, flip: bool = False,
-                 mix: str | None = None, mixup_alpha: float = 0.2,
+                 mix: str | None = None, mixup_alpha: float = MIXUP_ALPHA,
                  randaugment: tuple[int, int] | None = None, seed: int = 0):
         if mix not in MIX_MODES:
             raise ValueError(f"mix must be one of {MIX_MODES}, got {mix!r}")

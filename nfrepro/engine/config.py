@@ -13,7 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nfrepro.data.augment import MIX_MODES
+from nfrepro.data.augment import MIX_MODES, MIXUP_ALPHA
+from nfrepro.engine.device import AMP_MODES
+from nfrepro.optim.agc import EPS
+from nfrepro.optim.recipe import BASE_LR, LABEL_SMOOTHING, MOMENTUM, SAM_FRACTION, WEIGHT_DECAY
 
 # fields that do not change the numbers a run produces: free to differ when resuming
 NOT_TRAJECTORY = ("run_dir", "progress", "device", "eval_batch_size", "data_root", "download")
@@ -35,14 +38,14 @@ class TrainConfig:
     batch_size: int = 256             # the *global* batch, split evenly over processes
     epochs: int = 10
     steps: int | None = None          # if set, the run length in updates (overrides epochs)
-    base_lr: float = 0.1              # per 256 images: lr = base_lr * batch_size / 256 (App. A)
+    base_lr: float = BASE_LR          # per 256 images: lr = base_lr * batch_size / 256 (App. A)
     warmup_epochs: float = 1.0        # paper: 5 of 360 epochs; a 10-epoch run warms up for 1
-    weight_decay: float = 2e-5        # coupled, not on gains / biases / skip gains
-    momentum: float = 0.9
+    weight_decay: float = WEIGHT_DECAY  # coupled, not on gains / biases / skip gains
+    momentum: float = MOMENTUM
     nesterov: bool = True
-    label_smoothing: float = 0.1
+    label_smoothing: float = LABEL_SMOOTHING
     clipping: float | None = None     # AGC lambda; None = no clipping (the baselines)
-    clip_eps: float = 1e-3
+    clip_eps: float = EPS
     clip_classifier: bool = False     # §4.1: never clip the final linear layer
     clip_exclude_first_conv: bool = False
     clip_exclude_stages: list[int] = field(default_factory=list)
@@ -50,11 +53,11 @@ class TrainConfig:
     ema_decay: float | None = 0.999   # paper 0.99999 over 112k steps; over a few thousand steps
     #                                   that EMA would still be mostly the initial weights
     sam_rho: float | None = None      # SAM (App. A.4) off unless set
-    sam_fraction: float = 0.2
+    sam_fraction: float = SAM_FRACTION
     crop_padding: int = 0             # augmentation is off by default: the small-scale
     flip: bool = False                # experiments study clipping and normalisation, and
     mix: str | None = None            # augmentation would blur that comparison
-    mixup_alpha: float = 0.2
+    mixup_alpha: float = MIXUP_ALPHA
     randaugment: list[int] | None = None  # [layers, level on the official 0-10 scale]
     seed: int = 0
     device: str = "auto"              # "auto": this process's GPU if any, else the CPU
@@ -76,7 +79,7 @@ class TrainConfig:
              "epochs and steps must be positive"),
             (self.clipping is None or self.clipping > 0,
              f"clipping (AGC lambda) must be > 0, got {self.clipping}; use None to turn AGC off"),
-            (self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}"),
+            (self.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}"),
             (self.mix in MIX_MODES, f"mix must be one of {MIX_MODES}, got {self.mix!r}"),
             (self.ema_decay is None or 0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
             (self.eval_every > 0 and self.check_every > 0, "eval_every, check_every must be > 0"),

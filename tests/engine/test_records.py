@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import torch
 
-from nfrepro import records
+from nfrepro.engine import records
 
 
 def test_save_results_writes_csv_and_run_record(tmp_path):

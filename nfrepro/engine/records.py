@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
-from nfrepro.profiles import project_root
+from nfrepro.engine.profiles import project_root
 
 
 def git_commit() -> str:

@@ -5,8 +5,8 @@
 - ``config.json``: the configuration, so a run can be repeated;
 - ``metrics.csv``: one row per epoch (epoch, step, train_loss, test_top1, test_top1_ema, lr,
   frac_clipped, wall_time_s, status), test accuracies in percent, and beside it ``metrics.json``,
-  the run record of :func:`nfrepro.records.save_results` (git commit, device, status);
-- ``checkpoint.pt``: written atomically after every epoch (:mod:`nfrepro.checkpoint`).
+  the run record of :func:`nfrepro.engine.records.save_results` (git commit, device, status);
+- ``checkpoint.pt``: written atomically after every epoch (:mod:`nfrepro.engine.checkpoint`).
 
 Calling ``train`` again on the same folder continues where the checkpoint left off and ends with
 the same weights, bit for bit on the CPU, as an uninterrupted run; a finished run is read back,
@@ -31,15 +31,19 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from nfrepro import distributed as dist
+import functools
+
+from nfrepro.engine import distributed as dist
+from nfrepro.engine.device import autocast, memory_format
 from nfrepro.data.augment import Augment
-from nfrepro.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from nfrepro.engine.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nfrepro.data.datasets import load_dataset
 from nfrepro.data.loader import TensorLoader
-from nfrepro.optim.recipe import EMA, cross_entropy, make_optimizer, make_scheduler, sam_backward, scaled_lr
-from nfrepro.records import save_results
+from nfrepro.optim.recipe import LABEL_SMOOTHING, EMA, cross_entropy, make_optimizer, make_scheduler, sam_backward, scaled_lr
+from nfrepro.engine.profiles import project_root
+from nfrepro.engine.records import save_results
 from nfrepro.models.registry import create_model
-from nfrepro.run_config import ConfigError, TrainConfig, check_same_config, run_name
+from nfrepro.engine.config import ConfigError, TrainConfig, check_same_config, run_name
 
 __all__ = ["TrainConfig", "ConfigError", "RunResult", "run_name", "train", "evaluate"]
 
@@ -123,10 +127,7 @@ class _Parts:
 
 def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
     device = info.device
-    use_amp = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp \
-        else contextlib.nullcontext
-    channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
+    channels_last = memory_format(device, config.channels_last) == torch.channels_last
     train_data = load_dataset(config.dataset, True, config.data_root, config.download,
                               config.train_subset)
     test_data = load_dataset(config.dataset, False, config.data_root, config.download,
@@ -165,8 +166,8 @@ def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
             model, device_ids=[device] if device.type == "cuda" else None)
     if config.compile:
         net = torch.compile(net)
-    return _Parts(model, net, opt, sched, ema, train_loader, test_loader, autocast, total,
-                  math.ceil(total / per_epoch))
+    return _Parts(model, net, opt, sched, ema, train_loader, test_loader,
+                  functools.partial(autocast, device, config.amp), total, math.ceil(total / per_epoch))
 
 
 def _resume(parts: _Parts, path: Path, config: TrainConfig, info: dist.DistInfo) -> dict[str, Any]:
@@ -201,6 +202,25 @@ def _save(parts: _Parts, path: Path, config: TrainConfig, progress: dict[str, An
                          "loader": parts.train_loader.state_dict(), "rng": states}, path)
 
 
+def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               autocast: Callable[[], Any] = contextlib.nullcontext,
+               label_smoothing: float = LABEL_SMOOTHING,
+               before_step: Callable[[], Any] | None = None) -> torch.Tensor:
+    """One update: zero the gradients, forward under ``autocast()``, cross-entropy (fp32, label
+    smoothing), backward, ``before_step()`` if given, then ``opt.step()`` (AGC, if the optimizer is
+    wrapped, clips first; SGD adds weight decay). Returns the loss, detached, on the device: reading
+    it is the caller's choice of when to sync. The step the engine trains with and the benchmarks time.
+    """
+    opt.zero_grad(set_to_none=True)
+    with autocast():
+        loss = cross_entropy(net(x), y, label_smoothing)
+    loss.backward()
+    if before_step is not None:
+        before_step()
+    opt.step()
+    return loss.detach()
+
+
 def _train_epoch(parts: _Parts, config: TrainConfig, step: int, bar) -> tuple[int, dict[str, Any]]:
     """Up to one epoch of updates; returns the new step count and the epoch's statistics."""
     p, device = parts, parts.train_loader.device
@@ -216,14 +236,13 @@ def _train_epoch(parts: _Parts, config: TrainConfig, step: int, bar) -> tuple[in
     for i, (x, y) in enumerate(p.train_loader):
         if i == todo:
             break
-        p.opt.zero_grad(set_to_none=True)
-        if config.sam_rho is not None:
-            loss = sam_backward(p.net, loss_of, x, y, config.sam_rho, config.sam_fraction)
-        else:
-            loss = loss_of(x, y)
-            loss.backward()
         lr = p.opt.param_groups[0]["lr"]
-        p.opt.step()  # AGC (if on) clips, then SGD adds weight decay and steps
+        if config.sam_rho is not None:
+            p.opt.zero_grad(set_to_none=True)
+            loss = sam_backward(p.net, loss_of, x, y, config.sam_rho, config.sam_fraction)
+            p.opt.step()  # AGC (if on) clips, then SGD adds weight decay and steps
+        else:
+            loss = train_step(p.net, p.opt, x, y, p.autocast, config.label_smoothing)
         p.sched.step()
         if p.ema is not None:
             p.ema.update(p.model, step)  # t = updates made before this one (official)
@@ -256,7 +275,6 @@ def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None 
         raise ConfigError(f"batch size {config.batch_size} is not divisible by the number of "
                           f"processes ({world_size}): use a multiple of {world_size}")
     info = dist.setup(config.device)
-    from nfrepro.profiles import project_root
     run_dir = Path(config.run_dir) if config.run_dir else project_root() / "runs" / run_name(config)
     done = _finished(run_dir, config)
     if done is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from nfrepro import cli
-from nfrepro.training import train
+from nfrepro.engine.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,13 +27,13 @@ ARGS = ["train", "--model", "nf_resnet_small", "--model-arg", "depths=[1,1]",
 # runs the CLI under torchrun and saves each process's final weights
 LAUNCHER = textwrap.dedent("""
     import os, sys, torch
-    import nfrepro.cli, nfrepro.training
-    plain_train = nfrepro.training.train
+    import nfrepro.cli, nfrepro.engine.training
+    plain_train = nfrepro.engine.training.train
     def train(config, **kw):
         result = plain_train(config, **kw)
         torch.save(result.model.state_dict(), f"{sys.argv[1]}/rank{os.environ['RANK']}.pt")
         return result
-    nfrepro.training.train = train
+    nfrepro.engine.training.train = train
     sys.exit(nfrepro.cli.main(sys.argv[2:]))
 """)
 

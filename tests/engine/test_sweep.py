@@ -1,4 +1,4 @@
-"""nfrepro.sweep: grid expansion, deterministic run folders, skip / resume, one tidy CSV."""
+"""nfrepro.engine.sweep: grid expansion, deterministic run folders, skip / resume, one tidy CSV."""
 from __future__ import annotations
 
 import json
@@ -6,8 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from nfrepro.sweep import METRICS, apply_overrides, expand_grid, run_sweep
-from nfrepro.training import ConfigError, TrainConfig, train
+from nfrepro.engine.sweep import METRICS, apply_overrides, expand_grid, run_sweep
+from nfrepro.engine.training import ConfigError, TrainConfig, train
 
 BASE = TrainConfig(model="nf_resnet_small", model_kwargs={"depths": [1], "widths": [4]},
                    dataset="synthetic", train_subset=32, test_subset=32, batch_size=16, epochs=1,

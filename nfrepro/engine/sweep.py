@@ -2,10 +2,10 @@
 clipping lambda x seed; NFNets F2 and F7 are such grids).
 
 ``run_sweep(grid, base_config, results_csv)`` trains every combination of the grid's values;
-each run gets a deterministic folder (:func:`nfrepro.training.run_name`), so re-running a sweep
-skips the runs that finished (completed or diverged: :func:`~nfrepro.training.train` reads them
+each run gets a deterministic folder (:func:`nfrepro.engine.training.run_name`), so re-running a sweep
+skips the runs that finished (completed or diverged: :func:`~nfrepro.engine.training.train` reads them
 back) and resumes the ones that were cut off. After every run the CSV is rewritten with one row
-per run and metric, plus its JSON run record (:func:`nfrepro.records.save_results`); rows of
+per run and metric, plus its JSON run record (:func:`nfrepro.engine.records.save_results`); rows of
 runs outside this grid that the CSV already held are kept. Usable from a notebook or papermill::
 
     df = run_sweep({"batch_size": [256, 1024], "clipping": [None, 0.01, 0.04], "seed": [0, 1]},
@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from nfrepro.records import save_results
-from nfrepro.training import ConfigError, RunResult, TrainConfig, run_name, train
+from nfrepro.engine.profiles import project_root
+from nfrepro.engine.records import save_results
+from nfrepro.engine.training import ConfigError, RunResult, TrainConfig, run_name, train
 
 ID_COLUMNS = ["run", "model", "dataset", "batch_size", "clipping", "seed"]
 METRICS = ("final_test_top1", "final_test_top1_ema", "best_test_top1", "final_train_loss",
@@ -58,7 +59,6 @@ def apply_overrides(base: TrainConfig, overrides: Mapping[str, Any],
     values["run_dir"] = None
     config = TrainConfig.from_dict(values)
     config.validate()
-    from nfrepro.profiles import project_root
     folder = Path(runs_dir) if runs_dir is not None else project_root() / "runs"
     config.run_dir = str(folder / run_name(config))
     return config

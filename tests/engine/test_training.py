@@ -1,4 +1,4 @@
-"""nfrepro.training: run folder, exact resume, divergence, checkpoint errors, and one real
+"""nfrepro.engine.training: run folder, exact resume, divergence, checkpoint errors, and one real
 Fashion-MNIST run (slow)."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from nfrepro.checkpoint import CheckpointError, load_checkpoint
-from nfrepro.training import (METRIC_COLUMNS, ConfigError, TrainConfig, run_name, train)
+from nfrepro.engine.checkpoint import CheckpointError, load_checkpoint
+from nfrepro.engine.training import (METRIC_COLUMNS, ConfigError, TrainConfig, run_name, train)
 
 TINY = {"depths": [1, 1], "widths": [4, 8]}
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from nfrepro import profiles
+from nfrepro.engine import profiles
 
 
 def test_environment_overrides_the_parameter(monkeypatch):
