@@ -16,7 +16,7 @@ Notebooks 02 and 03 share everything here: the scale of each profile (:data:`SCA
 variants (literal tables), the planned runs (``plan_*``), running them in one resumable sweep
 folder (:func:`run_plan`: a run that already finished is read back, so 03 reuses the runs of
 02; several runs at a time on a multi-core CPU). The numbers behind the verdicts are computed in
-:mod:`nfrepro.agc_analysis`, the figures drawn by :mod:`nfrepro.plotting`.
+:mod:`nfrepro.agc_analysis`, the figures drawn by :mod:`nfrepro.analysis.plotting`.
 
 Departure, on purpose: with a few hundred steps, clipping the zero-initialised skip gains freezes
 them (their norm is floored at ``eps``), so a small-lambda run trains as a shallow net
@@ -115,7 +115,7 @@ class Scale:
         return TrainConfig(**values)
 
 
-PAPER_CLIPPINGS = (0.01, 0.02, 0.04, 0.08, 0.16)  # §4.1, also in results/paper_reference.csv
+PAPER_CLIPPINGS = (0.01, 0.02, 0.04, 0.08, 0.16)  # §4.1, also in nfrepro/analysis/paper_reference.csv
 
 SCALES: dict[str, Scale] = {
     # toy: a synthetic data set, two batch sizes, the ends of the lambda grid, one seed, one

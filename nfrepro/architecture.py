@@ -3,7 +3,7 @@
 * :func:`module_shapes`: the output shape and parameter count of each child of a module (the stem,
   a stage), read with forward hooks, for the step-by-step build of notebook 04.
 * :func:`complexity_table`: parameters and multiply-adds of NFNet-F0..F7 (Table 3 / official code),
-  counted on the meta device with :mod:`nfrepro.complexity`, so F7 costs no memory.
+  counted on the meta device with :mod:`nfrepro.analysis.complexity`, so F7 costs no memory.
 * :data:`TABLE2_STEPS`: the architecture rows of NFNets Table 2 as keyword overrides of
   ``nfnet_f0``: the baseline SE-ResNeXt-D NF (default ResNet widths, one grouped 3x3 conv), then
   the modified widths [256, 512, 1536, 1536] (§4.1), then the second grouped 3x3 conv (= F0); and
@@ -18,13 +18,13 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from nfrepro.complexity import count_macs, count_params
+from nfrepro.analysis.complexity import count_macs, count_params
 from nfrepro.models.nfnet import VARIANTS
 from nfrepro.models.registry import create_model
 
 RESNET_WIDTHS = (256, 512, 1024, 2048)  # "default widths" of Table 2 (ResNet-50's stage outputs)
 
-# label in results/paper_reference.csv (Table 2 rows)  ->  nfnet_f0 overrides
+# label in nfrepro/analysis/paper_reference.csv (Table 2 rows)  ->  nfnet_f0 overrides
 TABLE2_STEPS: dict[str, dict[str, Any]] = {
     "NFNet-F0 (baseline SE-ResNeXt-D NF)": {"channels": RESNET_WIDTHS, "extra_conv": False},
     "NFNet-F0 (+ modified width)": {"extra_conv": False},

@@ -2,7 +2,7 @@
 
 :data:`CONTENDERS` names every model of the speed/accuracy comparison (NFNet-F0..F7, the BatchNorm
 NFNets of Table 6, ResNet-50, EfficientNet-B0..B7), its training resolution and its name in
-``results/paper_reference.csv``. :func:`speed_accuracy_table` joins measured step times
+``nfrepro/analysis/paper_reference.csv``. :func:`speed_accuracy_table` joins measured step times
 (:func:`nfrepro.bench_models.train_step_latency`) with the paper's top-1 and step times;
 :func:`speed_ratios` sets the speed-ups the paper claims (F1 vs EfficientNet-B7; NF vs BN) beside ours.
 Tables only: nothing here builds or times a model.
@@ -15,7 +15,7 @@ from typing import Iterable
 import pandas as pd
 
 from nfrepro.models.nfnet import VARIANTS
-from nfrepro.reference import paper_reference
+from nfrepro.analysis.reference import paper_value
 
 # EfficientNet-B0..B7 train (and test) at these resolutions (Tan & Le 2019, the compound scaling
 # of Table 1 / the released configs); the NFNets paper times them "at their training resolution".
@@ -27,7 +27,7 @@ RESNET_TRAIN_PX = 224
 class Contender:
     """A model of the speed/accuracy comparison and the name the paper gives it.
 
-    ``label`` is the model's name in ``results/paper_reference.csv`` (``NFNet-F1``, ``EffNet-B7``,
+    ``label`` is the model's name in ``nfrepro/analysis/paper_reference.csv`` (``NFNet-F1``, ``EffNet-B7``,
     ``NFNet-F0 -NF +BN``); ``agc`` says whether its training step clips gradients (the
     normalizer-free models do; the BatchNorm models and the baselines train without AGC).
     """
@@ -72,8 +72,7 @@ def scaled_px(px: int, res_scale: float, multiple: int = 8) -> int:
 
 # ---------------------------------------------------------------- beside the paper (Fig. 1, T3, T6)
 def _paper(quantity: str, label: str) -> float:
-    rows = paper_reference(quantity=quantity, model=label)
-    return float(rows["value"].iloc[0]) if len(rows) == 1 else float("nan")
+    return paper_value(quantity, label, missing=float("nan"))  # NaN: the paper gives no number
 
 
 def speed_accuracy_table(latency: pd.DataFrame) -> pd.DataFrame:

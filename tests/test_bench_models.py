@@ -16,7 +16,8 @@ import torch
 
 matplotlib.use("Agg")
 
-from nfrepro import architecture, bench, bench_models, plotting, speed_accuracy  # noqa: E402
+from nfrepro import architecture, bench, bench_models, speed_accuracy  # noqa: E402
+from nfrepro.analysis import plotting  # noqa: E402
 from nfrepro.models.nfnet import VARIANTS  # noqa: E402
 
 # A tiny NFNet-F0 on both sides: one block per stage, 32..96 channels, group width 16.

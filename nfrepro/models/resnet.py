@@ -136,7 +136,7 @@ class ResNet(nn.Module):
 
         NF-ResNet (Scaled WS) and BN ``relu_bn_conv``: ``1 + k alpha^2`` with resets at each
         transition, for skip gains of 1 (``skip_gain_init=1``); unnormalised: ``(1 + alpha^2)^k``
-        (second moments). ``nfrepro.spp.expected_variances`` computes the NF line from
+        (second moments). ``nfrepro.analysis.spp.expected_variances`` computes the NF line from
         ``block.stage`` and ``model.alpha`` alone; the two agree for the NF and BN families.
         """
         return [1.0] + [float(b.expected_var) for b in self.blocks]

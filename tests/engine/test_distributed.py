@@ -14,7 +14,7 @@ import torch
 from nfrepro import cli
 from nfrepro.engine.training import train
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # no BatchNorm (per-process statistics would differ), no dropout / stochastic depth (per-process
 # masks); crop + flip are drawn for the global batch, so they match one process exactly

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from nfrepro.complexity import count_macs, count_params
+from nfrepro.analysis.complexity import count_macs, count_params
 from nfrepro.layers.gains import GAMMAS, ScaledActivation
 from nfrepro.models.nfnet import VARIANTS, ConvBN, NFBlock, NFNet
 from nfrepro.layers.padding import SamePadConv2d

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 import nfrepro
-from nfrepro.complexity import count_params
+from nfrepro.analysis.complexity import count_params
 from nfrepro.models.registry import create_model, list_models, register_model
 
 REAL_FORWARD_MAX_PARAMS = 30_000_000

@@ -38,3 +38,18 @@ def test_expected_variance_restarts_at_each_stage_and_agrees_with_beta():
 def test_depths_of_stages():
     assert depths_of([0, 0, 0, 1, 1, 2]) == [3, 2, 1]
     assert depths_of([]) == []
+
+
+def test_nf_expected_variance_resets_at_transitions():
+    a2 = 0.2 ** 2
+    assert [1.0] + expected_variances(depths_of([0, 0, 0, 1, 1]), 0.2) == pytest.approx(
+        [1.0, 1 + a2, 1 + 2 * a2, 1 + 3 * a2, 1 + a2, 1 + 2 * a2])
+    # the same bookkeeping as the official expected_std: reset after the transition block
+    std, expected = 1.0, []
+    for stage_depth in (3, 2):
+        for j in range(stage_depth):
+            if j == 0:
+                std = 1.0
+            std = math.sqrt(std ** 2 + 0.2 ** 2)
+            expected.append(std ** 2)
+    assert expected_variances((3, 2), 0.2) == pytest.approx(expected)

@@ -30,7 +30,7 @@ LOG_SPAN = 1000.0
 def spp_frames(data) -> dict[str, pd.DataFrame]:
     """Normalise SPP input to ``{net name: wide frame}``.
 
-    Accepts one wide frame (``nfrepro.spp.signal_propagation`` output), a dict of them, a wide
+    Accepts one wide frame (``nfrepro.analysis.spp.signal_propagation`` output), a dict of them, a wide
     frame with a ``net`` column, or the tidy long table (``net, index, metric, value``, plus any
     other id columns) as saved in ``results/``.
     """

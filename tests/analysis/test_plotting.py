@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from nfrepro import plotting  # noqa: E402
+from nfrepro.analysis import plotting  # noqa: E402
 
 
 def _spp_frame(growth: float, sq_mean: float = 0.0) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from nfrepro import spp
+from nfrepro.analysis import spp
 from nfrepro.layers.gains import ScaledActivation
 from nfrepro.layers.weight_standardization import WSConv2d
 
@@ -209,21 +209,6 @@ def test_skipped_block_is_an_error():
         spp.signal_propagation(model, torch.randn(1, 3, 8, 8))
 
 
-def test_nf_expected_variance_resets_at_transitions():
-    a2 = 0.2 ** 2
-    assert spp.nf_expected_variance([0, 0, 0, 1, 1], 0.2) == pytest.approx(
-        [1.0, 1 + a2, 1 + 2 * a2, 1 + 3 * a2, 1 + a2, 1 + 2 * a2])
-    # the same bookkeeping as the official expected_std: reset after the transition block
-    std, expected = 1.0, []
-    for stage_depth in (3, 2):
-        for j in range(stage_depth):
-            if j == 0:
-                std = 1.0
-            std = math.sqrt(std ** 2 + 0.2 ** 2)
-            expected.append(std ** 2)
-    assert spp.nf_expected_variance([0, 0, 0, 1, 1], 0.2)[1:] == pytest.approx(expected)
-
-
 def test_expected_variances_reads_model_alpha():
     series = spp.expected_variances(TinyNet(alpha=0.5))
     assert series.index.name == "index" and len(series) == 6
@@ -245,7 +230,7 @@ def test_tiny_nf_net_tracks_theory():
 
 
 def test_to_long_round_trips_through_plotting():
-    from nfrepro.plotting import spp_frames
+    from nfrepro.analysis.plotting import spp_frames
 
     torch.manual_seed(0)
     a, b = TinyNet(), TinyNet(bn=True)

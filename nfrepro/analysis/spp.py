@@ -30,6 +30,10 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from nfrepro.models import variance
+from nfrepro.models.variance import depths_of
+from nfrepro.optim.agc import unwrap_model
+
 COLUMNS = ("index", "block", "stage", "block_in_stage", "avg_sq_mean", "avg_var", "res_avg_var")
 
 
@@ -46,17 +50,6 @@ def channel_stats(x: torch.Tensor) -> tuple[float, float]:
     mean = x.mean(dim=dims, keepdim=True)            # 1 x C x 1 x 1
     var = (x - mean).square().mean(dim=dims)         # population variance (ddof = 0), C
     return float(mean.square().mean()), float(var.mean())
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DDP (``.module``) or ``torch.compile`` (``._orig_mod``) wrappers."""
-    while True:
-        if hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod
-        elif isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        else:
-            return model
 
 
 def check_contract(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
@@ -110,7 +103,7 @@ def signal_propagation(model: nn.Module, x: torch.Tensor, batch_stats: bool = Tr
     ``x`` is cast to the model's parameter dtype and device (run an exploding unnormalised net
     in float64 to keep its variances finite).
     """
-    model = unwrap(model)
+    model = unwrap_model(model)
     stem, blocks = check_contract(model)
     param = next(model.parameters(), None)
     if param is not None:
@@ -184,23 +177,9 @@ def to_long(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return long.dropna(subset=["value"]).reset_index(drop=True)
 
 
-def nf_expected_variance(stages: Sequence[int], alpha: float) -> list[float]:
-    r"""Expected variance at every SPP index of an NF-ResNet: the stem, then each block.
-
-    NF-ResNet paper (its Normalizer-Free ResNets section) and the official ``expected_std``
-    bookkeeping (``nf_resnet.NF_ResNet.__init__``): the stem output has
-    variance 1; a transition block (the first of each stage) restarts the skip path at variance 1
-    (its shortcut is a conv of the beta-scaled, activated input) and every block adds
-    :math:`\alpha^2` (a unit-variance residual branch times alpha). The output of the block at
-    position ``j`` (0-based) in its stage is therefore expected at :math:`1 + (j + 1)\alpha^2`.
-    Holds with skip gains 1; with SkipInit gains 0 every block is the identity.
-    """
-    return [1.0] + [1.0 + (j + 1) * alpha ** 2 for j in _block_in_stage(list(stages))]
-
-
 def model_alpha(model: nn.Module) -> float:
     """The model's alpha: ``model.alpha``, else the (common) ``alpha`` of its blocks."""
-    model = unwrap(model)
+    model = unwrap_model(model)
     alpha = getattr(model, "alpha", None)
     if alpha is None:
         found = {float(b.alpha) for b in getattr(model, "blocks", []) if hasattr(b, "alpha")}
@@ -212,10 +191,13 @@ def model_alpha(model: nn.Module) -> float:
 
 
 def expected_variances(model: nn.Module, alpha: float | None = None) -> pd.Series:
-    """:func:`nf_expected_variance` for ``model``'s structure, indexed like the SPP rows."""
-    _, blocks = check_contract(unwrap(model))
+    """The NF theory line of an SPP, indexed like its rows: 1 for the stem, then each block's
+    expected output variance (:func:`nfrepro.models.variance.expected_variances`: the official
+    ``expected_std`` bookkeeping, ``1 + (j + 1) alpha^2`` for the ``j``-th block of a stage; it holds
+    with skip gains 1, with SkipInit gains 0 every block is the identity)."""
+    _, blocks = check_contract(unwrap_model(model))
     alpha = model_alpha(model) if alpha is None else float(alpha)
-    values = nf_expected_variance([b.stage for b in blocks], alpha)
+    values = [1.0] + variance.expected_variances(depths_of([b.stage for b in blocks]), alpha)
     return pd.Series(values, index=pd.RangeIndex(len(values), name="index"), name="expected_var")
 
 

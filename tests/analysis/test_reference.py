@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from nfrepro.reference import COLUMNS, paper_reference, paper_value
+from nfrepro.analysis.reference import COLUMNS, paper_reference, paper_value
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FACTS = ROOT.parent / "shared" / "paper-facts.md"
 
 
