@@ -23,8 +23,8 @@ import sys
 import typing
 from typing import Any, Sequence
 
-from nfrepro.engine.checkpoint import CheckpointError
 from nfrepro.data.datasets import DataIntegrityError, DataNotFoundError
+from nfrepro.engine.checkpoint import CheckpointError
 from nfrepro.engine.config import ConfigError, TrainConfig
 
 USAGE_ERRORS = (ConfigError, DataNotFoundError, DataIntegrityError, CheckpointError, ValueError,
@@ -142,8 +142,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from nfrepro.data.imagenet import image_folder
     from nfrepro.engine.device import autocast, resolve_device
-    from nfrepro.models.registry import create_model
     from nfrepro.engine.training import evaluate
+    from nfrepro.models.registry import create_model
 
     _check_model(args.model)
     model = create_model(args.model, **({"num_classes": args.num_classes} if args.num_classes else {}))
@@ -167,16 +167,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    which = list(args.which)
-    if "throughput" in which:
-        from nfrepro.throughput import run_throughput
-        which.remove("throughput")
-        print(run_throughput(device=args.device, out_dir=args.out_dir, profile=args.profile))
-    if which:
-        from nfrepro.bench import run_benchmarks
-        for name, path in run_benchmarks(which=which, device=args.device, out_dir=args.out_dir,
-                                         profile=args.profile).items():
-            print(f"{name}: {path}")
+    from nfrepro.bench.runner import run_benchmarks
+
+    for name, path in run_benchmarks(which=args.which, device=args.device, out_dir=args.out_dir,
+                                     profile=args.profile).items():
+        print(f"{name}: {path}")
     return 0
 
 
@@ -207,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(run=cmd_eval)
     bench = sub.add_parser("bench", help="benchmarks (AGC cost, training throughput)")
     bench.add_argument("--which", nargs="+", default=["agc"],
-                       help="agc and/or throughput, or any name nfrepro.bench knows")
+                       help="agc and/or throughput, or any name nfrepro.bench.harness knows")
     bench.add_argument("--device", default=None)
     bench.add_argument("--out-dir", default=None)
     bench.add_argument("--profile", default="cpu", help="smoke, cpu or gpu")

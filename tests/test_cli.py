@@ -95,15 +95,12 @@ def test_eval_on_an_image_folder(tmp_path, capsys):
 
 
 def test_bench_dispatches(monkeypatch, tmp_path, capsys):
-    import nfrepro.bench
-    import nfrepro.throughput
+    import nfrepro.bench.runner
 
     calls = {}
-    monkeypatch.setattr(nfrepro.bench, "run_benchmarks",
+    monkeypatch.setattr(nfrepro.bench.runner, "run_benchmarks",
                         lambda **kw: calls.setdefault("bench", kw) and {"agc": tmp_path / "a.csv"})
-    monkeypatch.setattr(nfrepro.throughput, "run_throughput",
-                        lambda **kw: calls.setdefault("throughput", kw) and tmp_path / "t.csv")
     assert cli.main(["bench", "--which", "agc", "throughput", "--device", "cpu",
                      "--out-dir", str(tmp_path)]) == 0
-    assert calls["bench"]["which"] == ["agc"] and calls["bench"]["device"] == "cpu"
-    assert calls["throughput"]["out_dir"] == str(tmp_path)
+    assert calls["bench"]["which"] == ["agc", "throughput"] and calls["bench"]["device"] == "cpu"
+    assert calls["bench"]["out_dir"] == str(tmp_path)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 
-
 COLUMNS = ["source", "quantity", "model", "value", "unit", "note"]
 
 

@@ -5,8 +5,13 @@
 with the paper's evaluation protocol). torchvision is imported only where it is needed (CIFAR-10,
 RandAugment, image folders).
 """
-from nfrepro.data.datasets import (DATASETS, ArrayDataset, DataIntegrityError, DataNotFoundError,
-                                   load_dataset)
+from nfrepro.data.datasets import (
+                                   DATASETS,
+                                   ArrayDataset,
+                                   DataIntegrityError,
+                                   DataNotFoundError,
+                                   load_dataset,
+)
 from nfrepro.data.loader import TensorLoader
 
 __all__ = ["DATASETS", "ArrayDataset", "DataIntegrityError", "DataNotFoundError", "TensorLoader",

@@ -16,7 +16,13 @@ from typing import Any
 from nfrepro.data.augment import MIX_MODES, MIXUP_ALPHA
 from nfrepro.engine.device import AMP_MODES
 from nfrepro.optim.agc import EPS
-from nfrepro.optim.recipe import BASE_LR, LABEL_SMOOTHING, MOMENTUM, SAM_FRACTION, WEIGHT_DECAY
+from nfrepro.optim.recipe import (
+    BASE_LR,
+    LABEL_SMOOTHING,
+    MOMENTUM,
+    SAM_FRACTION,
+    WEIGHT_DECAY,
+)
 
 # fields that do not change the numbers a run produces: free to differ when resuming
 NOT_TRAJECTORY = ("run_dir", "progress", "device", "eval_batch_size", "data_root", "download")

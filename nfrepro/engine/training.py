@@ -16,6 +16,7 @@ not retrained. A loss that is not finite or exceeds ``max_loss`` ends the run as
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -31,19 +32,31 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-import functools
-
-from nfrepro.engine import distributed as dist
-from nfrepro.engine.device import autocast, memory_format
 from nfrepro.data.augment import Augment
-from nfrepro.engine.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from nfrepro.data.datasets import load_dataset
 from nfrepro.data.loader import TensorLoader
-from nfrepro.optim.recipe import LABEL_SMOOTHING, EMA, cross_entropy, make_optimizer, make_scheduler, sam_backward, scaled_lr
+from nfrepro.engine import distributed as dist
+from nfrepro.engine.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from nfrepro.engine.config import ConfigError, TrainConfig, check_same_config, run_name
+from nfrepro.engine.device import autocast, memory_format
 from nfrepro.engine.profiles import project_root
 from nfrepro.engine.records import save_results
 from nfrepro.models.registry import create_model
-from nfrepro.engine.config import ConfigError, TrainConfig, check_same_config, run_name
+from nfrepro.optim.recipe import (
+    EMA,
+    LABEL_SMOOTHING,
+    cross_entropy,
+    make_optimizer,
+    make_scheduler,
+    sam_backward,
+    scaled_lr,
+)
 
 __all__ = ["TrainConfig", "ConfigError", "RunResult", "run_name", "train", "evaluate"]
 

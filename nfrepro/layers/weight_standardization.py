@@ -55,7 +55,7 @@ class _StandardizeWeight(torch.autograd.Function):
 
     where the ``u k`` term vanishes on rows whose floor is active (``s`` is then a constant).
     Autograd's derivation of the reference chains about 15 weight-sized kernels in the backward;
-    this one needs five. Measured on NFNet-F0's weights, see ``nfrepro.bench``.
+    this one needs five. Measured on NFNet-F0's weights, see ``nfrepro.bench.harness``.
     """
 
     @staticmethod

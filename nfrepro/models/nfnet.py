@@ -45,14 +45,14 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from nfrepro.layers.init import fan_in_normal_
 from nfrepro.layers.gains import Activation, ScaledActivation, check_activation
-from nfrepro.models.registry import register_variant
-from nfrepro.models.variance import expected_betas
+from nfrepro.layers.init import fan_in_normal_
+from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.squeeze_excite import SqueezeExcite
 from nfrepro.layers.stochastic_depth import StochasticDepth
-from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.weight_standardization import WSConv2d
+from nfrepro.models.registry import register_variant
+from nfrepro.models.variance import expected_betas
 
 __all__ = ["VARIANTS", "Variant", "NFNet", "NFBlock"]
 

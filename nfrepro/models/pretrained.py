@@ -37,8 +37,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from nfrepro.models.nfnet import VARIANTS, NFNet
 from nfrepro.layers.weight_standardization import WSConv2d
+from nfrepro.models.nfnet import VARIANTS, NFNet
 
 HAIKU_ROOT = "NFNet/~/"
 _TIMM_BLOCK = {"conv1": "conv0", "conv2": "conv1", "conv2b": "conv1b", "conv3": "conv2",

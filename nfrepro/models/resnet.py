@@ -41,10 +41,17 @@ import torch
 import torch.nn as nn
 
 from nfrepro.layers.gains import Activation, ScaledActivation, check_activation
-from nfrepro.models.registry import register_variant
 from nfrepro.layers.padding import SamePadMaxPool2d
+from nfrepro.models.registry import register_variant
+from nfrepro.models.resnet_blocks import (
+    BN_ORDERS,
+    BNBlock,
+    NFResBlock,
+    PlainBlock,
+    make_conv,
+    norm_act,
+)
 from nfrepro.models.variance import expected_betas, expected_variances
-from nfrepro.models.resnet_blocks import BN_ORDERS, BNBlock, NFResBlock, PlainBlock, make_conv, norm_act
 
 # Official `NF_ResNet.variant_dict` (depth per stage), plus ResNet-26 (timm's, not official).
 DEPTHS: dict[int, tuple[int, ...]] = {

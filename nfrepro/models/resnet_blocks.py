@@ -35,7 +35,13 @@ import math
 import torch
 import torch.nn as nn
 
-from nfrepro.layers.gains import GAMMAS, Activation, ScaledActivation, activation_second_moment, check_activation
+from nfrepro.layers.gains import (
+    GAMMAS,
+    Activation,
+    ScaledActivation,
+    activation_second_moment,
+    check_activation,
+)
 from nfrepro.layers.init import fan_in_normal_
 from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.squeeze_excite import SqueezeExcite

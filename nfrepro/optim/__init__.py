@@ -4,7 +4,12 @@
 :class:`AGC` wrapper around any ``torch.optim`` optimizer) and ``recipe`` (SGD with Nesterov
 momentum, warmup-cosine schedule, weight-decay groups, EMA, label smoothing, SAM). Needs torch only.
 """
-from nfrepro.optim.agc import adaptive_grad_clip_, clip_parameters, unitwise_norm, unwrap_model
+from nfrepro.optim.agc import (
+    adaptive_grad_clip_,
+    clip_parameters,
+    unitwise_norm,
+    unwrap_model,
+)
 from nfrepro.optim.agc_optimizer import AGC
 
 __all__ = ["AGC", "adaptive_grad_clip_", "clip_parameters", "unitwise_norm", "unwrap_model"]

@@ -19,7 +19,13 @@ from typing import Any, Callable
 import torch
 from torch.optim import Optimizer
 
-from nfrepro.optim.agc import CLIPPING, EPS, Params, _check_hyperparameters, adaptive_grad_clip_
+from nfrepro.optim.agc import (
+    CLIPPING,
+    EPS,
+    Params,
+    _check_hyperparameters,
+    adaptive_grad_clip_,
+)
 
 
 class AGC(Optimizer):

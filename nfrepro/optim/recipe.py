@@ -82,11 +82,12 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float = WEIGHT_DEC
                    momentum: float = MOMENTUM, nesterov: bool = True,
                    clipping: float | None = None, eps: float = EPS, clip_classifier: bool = False,
                    exclude_first_conv: bool = False, exclude_stages: Iterable[int] = (),
-                   exclude_skip_gains: bool = False) -> torch.optim.Optimizer:
+                   exclude_skip_gains: bool = False, stats: bool = True) -> torch.optim.Optimizer:
     """SGD (Nesterov) over :func:`param_groups`, wrapped in AGC when ``clipping`` is a number.
 
     ``clipping=None`` turns AGC off; the layer selection arguments go to
-    :func:`nfrepro.optim.agc.clip_parameters` (classifier weight never clipped unless asked).
+    :func:`nfrepro.optim.agc.clip_parameters` (classifier weight never clipped unless asked);
+    ``stats=False`` skips the clip statistics (``AGC.last_stats``), as the benchmarks do.
     """
     opt = torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum,
                           nesterov=nesterov)
@@ -95,7 +96,7 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float = WEIGHT_DEC
     params = clip_parameters(model, clip_classifier=clip_classifier,
                              exclude_first_conv=exclude_first_conv, exclude_stages=exclude_stages,
                              exclude_skip_gains=exclude_skip_gains)
-    return AGC(opt, params, clipping=clipping, eps=eps)
+    return AGC(opt, params, clipping=clipping, eps=eps, stats=stats)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int,

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from nfrepro.analysis import spp
+from nfrepro.experiments import signal_propagation as claims
 from nfrepro.layers.gains import ScaledActivation
 from nfrepro.layers.weight_standardization import WSConv2d
 
@@ -294,7 +295,7 @@ def test_expected_variances_agree_with_resnet_bookkeeping(short_nets):
 
 def test_spp_checks_hold_on_short_nets(short_nets):
     frames, models = short_nets
-    checks = spp.spp_checks(frames, expected=spp.expected_variances(models["nf_ws"]))
+    checks = claims.spp_checks(frames, expected=spp.expected_variances(models["nf_ws"]))
     assert len(checks) == 13 and checks["check"].is_unique
     failed = checks.loc[~checks["ok"], ["check", "value", "op", "bound"]]
     assert failed.empty, failed.to_string()
@@ -307,7 +308,7 @@ def test_nfnet_f0_checks():
     model = nfrepro.create_model("nfnet_f0", skip_gain_init=1.0, width=0.125)
     df = spp.signal_propagation(model, torch.randn(4, 3, 128, 128))
     assert len(df) == 1 + 12
-    checks = spp.nfnet_checks(df, model.alpha)
+    checks = claims.nfnet_checks(df, model.alpha)
     assert checks["ok"].all(), checks.to_string()
 
 
@@ -320,5 +321,5 @@ def test_resnet600_checks():
     ~11% under 1 + k alpha^2 for that reason alone).
     """
     frames, models = _spp_of(NETS, depths=(50,) * 4, widths=(16, 32, 64, 128), resolution=512, batch=2)
-    checks = spp.spp_checks(frames, expected=spp.expected_variances(models["nf_ws"]))
+    checks = claims.spp_checks(frames, expected=spp.expected_variances(models["nf_ws"]))
     assert checks["ok"].all(), checks.loc[~checks["ok"]].to_string()

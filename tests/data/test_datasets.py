@@ -12,7 +12,12 @@ import pytest
 import torch
 
 from nfrepro.data import datasets as data
-from nfrepro.data.datasets import DataIntegrityError, DataNotFoundError, load_dataset, read_idx
+from nfrepro.data.datasets import (
+    DataIntegrityError,
+    DataNotFoundError,
+    load_dataset,
+    read_idx,
+)
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 

@@ -4,7 +4,13 @@ import contextlib
 import pytest
 import torch
 
-from nfrepro.engine.device import autocast, memory_format, resolve_device, synchronize, use_bf16
+from nfrepro.engine.device import (
+    autocast,
+    memory_format,
+    resolve_device,
+    synchronize,
+    use_bf16,
+)
 
 
 def test_auto_means_cpu_without_cuda_and_bf16_only_on_cuda():

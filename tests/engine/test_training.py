@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from nfrepro.engine.checkpoint import CheckpointError, load_checkpoint
-from nfrepro.engine.training import (METRIC_COLUMNS, ConfigError, TrainConfig, run_name, train)
+from nfrepro.engine.training import (
+    METRIC_COLUMNS,
+    ConfigError,
+    TrainConfig,
+    run_name,
+    train,
+)
 
 TINY = {"depths": [1, 1], "widths": [4, 8]}
 

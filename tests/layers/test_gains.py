@@ -4,8 +4,15 @@ import math
 import pytest
 import torch
 
-from nfrepro.layers.gains import (ACTIVATIONS, GAMMAS, RELU_GAMMA_CLOSED_FORM, Activation, ScaledActivation,
-                           check_activation, compute_gamma)
+from nfrepro.layers.gains import (
+    ACTIVATIONS,
+    GAMMAS,
+    RELU_GAMMA_CLOSED_FORM,
+    Activation,
+    ScaledActivation,
+    check_activation,
+    compute_gamma,
+)
 
 OFFICIAL = {  # deepmind-research nfnets/base.py, copied digit for digit (paper-facts)
     "gelu": 1.7015043497085571, "relu": 1.7139588594436646, "silu": 1.7881293296813965,
@@ -68,7 +75,7 @@ def test_scaled_and_plain_activation_modules():
 
 def test_plain_activation_costs_one_op_scaled_two():
     """The BN / unnormalised baselines must not pay for a multiply by 1 (speed comparisons)."""
-    from nfrepro.bench import count_ops
+    from nfrepro.bench.harness import count_ops
 
     x = torch.randn(8, 4, 5, 5)
     assert count_ops(lambda: Activation("relu")(x)) == 1

@@ -57,7 +57,10 @@ def test_builds_on_meta_device():
 @pytest.mark.parametrize("floored", [False, True])
 def test_fused_backward_matches_autograd_of_the_reference(floored):
     """The hand-written backward equals autograd's derivation (gradcheck and against the reference)."""
-    from nfrepro.layers.weight_standardization import _StandardizeWeight, standardize_weight_reference
+    from nfrepro.layers.weight_standardization import (
+        _StandardizeWeight,
+        standardize_weight_reference,
+    )
 
     torch.manual_seed(0)
     w = torch.randn(5, 4, 3, 3, dtype=torch.float64)

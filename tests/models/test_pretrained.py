@@ -9,8 +9,14 @@ import pytest
 import torch
 
 from nfrepro.models.nfnet import NFNet
-from nfrepro.models.pretrained import (from_haiku, haiku_shapes, load_pretrained, read_checkpoint, save_haiku,
-                                to_haiku)
+from nfrepro.models.pretrained import (
+    from_haiku,
+    haiku_shapes,
+    load_pretrained,
+    read_checkpoint,
+    save_haiku,
+    to_haiku,
+)
 
 TINY = dict(channels=(32, 64, 64, 64), depths=(1, 2, 2, 1), group_size=16, num_classes=10)
 

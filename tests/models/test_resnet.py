@@ -12,14 +12,17 @@ import pytest
 import torch
 import torch.nn as nn
 
+from nfrepro.layers.gains import (
+    GAMMAS,
+    Activation,
+    ScaledActivation,
+    activation_second_moment,
+)
+from nfrepro.layers.padding import SamePadConv2d, SamePadMaxPool2d
+from nfrepro.layers.squeeze_excite import SqueezeExcite
+from nfrepro.layers.weight_standardization import WSConv2d
 from nfrepro.models import registry
 from nfrepro.models import resnet as R
-from nfrepro.layers.gains import GAMMAS, Activation, ScaledActivation
-from nfrepro.layers.gains import activation_second_moment
-from nfrepro.layers.padding import SamePadMaxPool2d
-from nfrepro.layers.squeeze_excite import SqueezeExcite
-from nfrepro.layers.padding import SamePadConv2d
-from nfrepro.layers.weight_standardization import WSConv2d
 
 FAMILIES = ("nf", "bn", "plain")
 BUILDERS = {"nf": R.nf_resnet, "bn": R.bn_resnet, "plain": R.plain_resnet}

@@ -8,7 +8,6 @@ from nfrepro.models.nfnet import NFNet
 from nfrepro.models.variance import depths_of, expected_betas, expected_variances
 
 
-
 def meta(variant, **kw):
     with torch.device("meta"):
         return NFNet(variant, **kw)

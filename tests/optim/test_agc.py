@@ -18,8 +18,13 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nfrepro.optim.agc import (adaptive_grad_clip_, adaptive_grad_clip_reference_, clip_parameters,
-                               unitwise_norm, unwrap_model)
+from nfrepro.optim.agc import (
+    adaptive_grad_clip_,
+    adaptive_grad_clip_reference_,
+    clip_parameters,
+    unitwise_norm,
+    unwrap_model,
+)
 from nfrepro.optim.agc_optimizer import AGC
 
 LAMBDA, EPS = 0.01, 1e-3

@@ -9,7 +9,8 @@ import json
 import pandas as pd
 import pytest
 
-from nfrepro import bench
+from nfrepro.bench import harness as bench
+from nfrepro.bench import runner
 
 
 def test_compare_alternates_sides_and_reports_ratios():
@@ -31,11 +32,11 @@ def test_run_benchmarks_saves_csv_and_run_record(tmp_path, monkeypatch):
         return pd.DataFrame({"benchmark": ["fake"], "side": ["x"], "metric": ["median_ms"],
                              "value": [float(repeats)]})
 
-    monkeypatch.setitem(bench.BENCHMARKS, "fake", bench_fake)
-    paths = bench.run_benchmarks(("fake",), device="cpu", out_dir=tmp_path, repeats=2)
+    monkeypatch.setitem(runner.BENCHMARKS, "fake", bench_fake)
+    paths = runner.run_benchmarks(("fake",), device="cpu", out_dir=tmp_path, repeats=2)
     assert paths["fake"] == tmp_path / "bench_fake.csv"
     assert pd.read_csv(paths["fake"])["value"].item() == 2.0
     record = json.loads((tmp_path / "bench_fake.json").read_text())
     assert record["parameters"]["repeats"] == 2 and record["parameters"]["device"] == "cpu"
     with pytest.raises(ValueError, match="unknown benchmark"):
-        bench.run_benchmarks(("nope",), device="cpu", out_dir=tmp_path)
+        runner.run_benchmarks(("nope",), device="cpu", out_dir=tmp_path)

@@ -16,7 +16,7 @@ Notebooks 02 and 03 share everything here: the scale of each profile (:data:`SCA
 variants (literal tables), the planned runs (``plan_*``), running them in one resumable sweep
 folder (:func:`run_plan`: a run that already finished is read back, so 03 reuses the runs of
 02; several runs at a time on a multi-core CPU). The numbers behind the verdicts are computed in
-:mod:`nfrepro.agc_analysis`, the figures drawn by :mod:`nfrepro.analysis.plotting`.
+:mod:`nfrepro.experiments.agc_analysis`, the figures drawn by :mod:`nfrepro.analysis.plotting`.
 
 Departure, on purpose: with a few hundred steps, clipping the zero-initialised skip gains freezes
 them (their norm is floored at ``eps``), so a small-lambda run trains as a shallow net
@@ -42,7 +42,7 @@ from nfrepro.engine.training import RunResult, train
 BN, NF, AGC = "BN", "NF", "NF + AGC"
 AGC_FREE_GAINS = "NF + AGC, skip gains unclipped"  # a departure, labelled (module docstring)
 # label -> TrainConfig overrides ("model_kwargs.<name>" sets one model argument)
-VARIANTS: dict[str, dict[str, Any]] = {
+METHODS: dict[str, dict[str, Any]] = {
     BN: {"model": "bn_resnet_small"},
     NF: {"model": "nf_resnet_small"},
     AGC: {"model": "nf_resnet_small"},
@@ -171,7 +171,7 @@ def plan_layers(scale: Scale, clipping: Mapping[str, float], layers: Iterable[st
 
 def run_overrides(spec: Mapping[str, Any], scale: Scale) -> dict[str, Any]:
     """The TrainConfig overrides of one planned run (a row of a plan)."""
-    out = dict(VARIANTS[spec["variant"]])
+    out = dict(METHODS[spec["variant"]])
     for key, value in LAYERS.get(spec["layers"], {}).items():
         out[key] = [scale.num_stages - 1 if s == LAST_STAGE else s for s in value] \
             if key == "clip_exclude_stages" else value

@@ -1,12 +1,12 @@
-"""nfrepro.agc_analysis: per-run table, best lambda, the Fig. 2a / 2b / §4.1 verdict numbers."""
+"""nfrepro.experiments.agc_analysis: per-run table, best lambda, the Fig. 2a / 2b / §4.1 verdict numbers."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from nfrepro import agc_ablation as A
-from nfrepro import agc_analysis as N
+from nfrepro.experiments import agc_ablation as A
+from nfrepro.experiments import agc_analysis as N
 
 
 def _tidy(rows):

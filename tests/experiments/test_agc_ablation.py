@@ -1,12 +1,12 @@
-"""nfrepro.agc_ablation: the plans of notebooks 02 / 03, their run overrides, running them."""
+"""nfrepro.experiments.agc_ablation: the plans of notebooks 02 / 03, their run overrides, running them."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nfrepro import agc_ablation as A
-from nfrepro import agc_analysis as N
 from nfrepro.engine.training import train
+from nfrepro.experiments import agc_ablation as A
+from nfrepro.experiments import agc_analysis as N
 
 TINY = A.Scale(dataset="synthetic", widths=(4, 4), depths=(1, 1), epochs=1, warmup_epochs=0.5,
                batch_sizes=(16,), clippings=(0.04,), extra_clippings=(), batch_clippings=(0.04,), seeds=(0,),

@@ -3,19 +3,32 @@
 :data:`CONTENDERS` names every model of the speed/accuracy comparison (NFNet-F0..F7, the BatchNorm
 NFNets of Table 6, ResNet-50, EfficientNet-B0..B7), its training resolution and its name in
 ``nfrepro/analysis/paper_reference.csv``. :func:`speed_accuracy_table` joins measured step times
-(:func:`nfrepro.bench_models.train_step_latency`) with the paper's top-1 and step times;
+(:func:`nfrepro.bench.models.train_step_latency`) with the paper's top-1 and step times;
 :func:`speed_ratios` sets the speed-ups the paper claims (F1 vs EfficientNet-B7; NF vs BN) beside ours.
-Tables only: nothing here builds or times a model.
+:func:`train_step_latency` times each contender's training step, one model after the other.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
+import torch
+import torch.nn as nn
 
-from nfrepro.models.nfnet import VARIANTS
 from nfrepro.analysis.reference import paper_value
+from nfrepro.bench.harness import (
+    NUM_CLASSES,
+    compare,
+    make_batch,
+    place,
+    release,
+    tidy_rows,
+    train_step_fn,
+)
+from nfrepro.engine.device import resolve_device
+from nfrepro.models import create_model, list_models
+from nfrepro.models.nfnet import VARIANTS
 
 # EfficientNet-B0..B7 train (and test) at these resolutions (Tan & Le 2019, the compound scaling
 # of Table 1 / the released configs); the NFNets paper times them "at their training resolution".
@@ -130,3 +143,66 @@ def speed_ratios(table: pd.DataFrame, pairs: Iterable[tuple[str, str]] = SPEED_P
                      "paper_claim": claim, "measured_time_saved": 1 - 1 / measured,
                      "paper_tpuv3_time_saved": 1 - 1 / paper})
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- measured (Fig. 1, notebook 05)
+def build_model(name: str, **overrides: Any) -> nn.Module:
+    """A randomly initialised model: a contender from its library, else nfrepro's registry first,
+    else timm (never downloads)."""
+    library = CONTENDERS[name].library if name in CONTENDERS else None
+    if library == "nfrepro" or (library is None and name in list_models()):
+        return create_model(name, num_classes=NUM_CLASSES, **overrides)
+    import timm  # the baselines come from timm (the bench extra)
+
+    return timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES, **overrides)
+
+
+def train_step_latency(names: list[str], device: Any = None, batch_size: int = 32, res_scale: float = 1.0,
+                       repeats: int = 5, warmup: int = 2, amp: str | bool | None = "auto",
+                       channels_last: bool | None = None, progress: Callable[[str], None] | None = print,
+                       overrides: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """Median training-step time of each model at its training resolution (times ``res_scale``).
+
+    Models are built, warmed up and timed one after the other (one model in memory at a time, so
+    that EfficientNet-B7 at 600 px fits beside nothing else); compare ratios of rows measured in
+    the same run only. Tidy result: one row per model and metric (``median_ms``, ``q25_ms``,
+    ``q75_ms``, ``min_ms``, ``images_per_s``, ``repeats``), with the model's paper label, family,
+    resolution and batch size. ``overrides[name]``: keyword arguments for that model's constructor
+    (the smoke profile shrinks the NFNets with them; they are recorded in an ``overrides`` column).
+    A model that runs out of GPU memory gets NaN values and ``note = "out of memory"``.
+    """
+    device = resolve_device(device)
+    rows = []
+    for name in names:
+        c = contender(name)
+        px = scaled_px(c.train_px, res_scale)
+        if progress:
+            progress(f"{name}: {batch_size} x {px} px, {warmup} warm-up + {repeats} timed steps")
+        kwargs = dict((overrides or {}).get(name, {}))
+        ids = {"model": name, "label": c.label, "family": c.family, "library": c.library, "agc": c.agc,
+               "resolution": px, "batch_size": batch_size, "overrides": str(kwargs) if kwargs else "", "note": ""}
+        try:
+            rows += _time_one(name, c, kwargs, ids, device, batch_size, px, repeats, warmup, amp, channels_last)
+        except torch.cuda.OutOfMemoryError:  # e.g. EfficientNet-B7 at 600 px, 32 images: record it, go on
+            release(device)
+            if progress:
+                progress(f"{name}: out of GPU memory at {batch_size} x {px} px; recorded as NaN")
+            rows += [{**ids, "metric": m, "value": float("nan"), "note": "out of memory"} for m in _METRICS]
+        release(device)
+    out = pd.DataFrame(rows)
+    out["device"] = str(device)
+    return out
+
+
+_METRICS = ("median_ms", "q25_ms", "q75_ms", "min_ms", "images_per_s", "repeats")
+
+
+def _time_one(name: str, c: Contender, kwargs: dict[str, Any], ids: dict[str, Any], device: torch.device,
+              batch_size: int, px: int, repeats: int, warmup: int, amp: bool | None,
+              channels_last: bool | None) -> list[dict[str, Any]]:
+    model = place(build_model(name, **kwargs), device, channels_last)
+    x, y = make_batch(batch_size, px, device, channels_last)
+    step = train_step_fn(model, x, y, clip="nfrepro" if c.agc else None, amp=amp)
+    df = compare({name: step}, name, repeats=repeats, warmup=warmup, device=device)
+    return [{k: v for k, v in r.items() if k not in ("side", "baseline")}
+            for r in tidy_rows(df, batch_size, ids) if r["metric"] in _METRICS]

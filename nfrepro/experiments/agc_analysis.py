@@ -1,6 +1,6 @@
 """The numbers behind the verdicts of notebooks 02 and 03 (NFNets §4.1: Fig. 2a, Fig. 2b, layers).
 
-Everything here reads the tidy run tables that :func:`nfrepro.agc_ablation.run_plan` returns and
+Everything here reads the tidy run tables that :func:`nfrepro.experiments.agc_ablation.run_plan` returns and
 the notebooks save (one row per run and metric), so a verdict can be recomputed from the CSVs in
 ``results/`` without training. Rules, stated once: a run's result is its final test top-1; a
 diverged run is *shown* as diverged and, where a mean must decide something (the best lambda, a
@@ -15,7 +15,16 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from nfrepro.agc_ablation import AGC, BN, CLIPPED, LAYERS, NF, PAPER_LAYERS, PLAN_COLUMNS, UNCLIPPED
+from nfrepro.experiments.agc_ablation import (
+    AGC,
+    BN,
+    CLIPPED,
+    LAYERS,
+    NF,
+    PAPER_LAYERS,
+    PLAN_COLUMNS,
+    UNCLIPPED,
+)
 
 TOLERANCE = 1.0  # points of top-1: smaller differences count as "no difference" in the verdicts
 CHANCE_TOP1 = 10.0  # 10 classes (Fashion-MNIST, CIFAR-10): how a diverged run is scored
@@ -174,7 +183,7 @@ def skip_gains(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
 
     One row per (run, block): the plan columns, ``block`` (its index in ``model.blocks``) and
     ``skip_gain``. With AGC as published the gains start at 0 and are clipped against
-    ``max(|g|, eps)``, so over a short run they barely move (:mod:`nfrepro.agc_ablation`);
+    ``max(|g|, eps)``, so over a short run they barely move (:mod:`nfrepro.experiments.agc_ablation`);
     the variant that leaves them unclipped shows how far they move otherwise.
     """
     from nfrepro.engine.checkpoint import load_checkpoint

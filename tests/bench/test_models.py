@@ -16,8 +16,14 @@ import torch
 
 matplotlib.use("Agg")
 
-from nfrepro import architecture, bench, bench_models, speed_accuracy  # noqa: E402
 from nfrepro.analysis import plotting  # noqa: E402
+from nfrepro.bench import harness as bench  # noqa: E402
+from nfrepro.bench import models as bench_models  # noqa: E402
+from nfrepro.bench import runner  # noqa: E402
+from nfrepro.experiments import (
+    architecture,  # noqa: E402
+    speed_accuracy,  # noqa: E402
+)
 from nfrepro.models.nfnet import VARIANTS  # noqa: E402
 
 # A tiny NFNet-F0 on both sides: one block per stage, 32..96 channels, group width 16.
@@ -61,8 +67,8 @@ def test_bench_inference_tiny():
 
 
 def test_benchmarks_are_registered_and_saved(tmp_path):
-    assert {"agc", "train_step", "inference"} <= set(bench.BENCHMARKS)
-    paths = bench.run_benchmarks(["inference"], device="cpu", out_dir=tmp_path, batch_size=1, px=32,
+    assert {"agc", "train_step", "inference"} <= set(runner.BENCHMARKS)
+    paths = runner.run_benchmarks(["inference"], device="cpu", out_dir=tmp_path, batch_size=1, px=32,
                                  repeats=1, warmup=0, nfrepro_overrides=TINY, timm_overrides=TINY_TIMM)
     csv = paths["inference"]
     assert csv == tmp_path / "bench_inference.csv" and csv.with_suffix(".json").exists()
@@ -70,14 +76,14 @@ def test_benchmarks_are_registered_and_saved(tmp_path):
 
 
 def test_train_step_fn_updates_weights_and_clips():
-    model = bench_models.build_model("nfnet_f0", **TINY)
-    x, y = bench_models.make_batch(2, 32, "cpu")
+    model = speed_accuracy.build_model("nfnet_f0", **TINY)
+    x, y = bench.make_batch(2, 32, "cpu")
     before = [p.detach().clone() for p in model.parameters()]
     for clip in ("nfrepro", "timm", None):
-        bench_models.train_step_fn(model, x, y, clip=clip)()
+        bench.train_step_fn(model, x, y, clip=clip)()
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     with pytest.raises(ValueError, match="clip"):
-        bench_models.train_step_fn(model, x, y, clip="global_norm")
+        bench.train_step_fn(model, x, y, clip="global_norm")
 
 
 def test_contenders_match_the_paper_tables():
@@ -92,7 +98,7 @@ def test_contenders_match_the_paper_tables():
 
 def test_train_step_latency_tidy():
     # batch 2: BatchNorm cannot train on one value per channel (B0's last stage is 1 x 1 at 32 px)
-    df = bench_models.train_step_latency(["efficientnet_b0"], device="cpu", batch_size=2, res_scale=0.2,
+    df = speed_accuracy.train_step_latency(["efficientnet_b0"], device="cpu", batch_size=2, res_scale=0.2,
                                          repeats=1, warmup=0, progress=None)
     assert set(df["metric"]) == {"median_ms", "q25_ms", "q75_ms", "min_ms", "images_per_s", "repeats"}
     row = df.iloc[0]
@@ -102,8 +108,8 @@ def test_train_step_latency_tidy():
 
 
 def test_compare_train_steps_alternates_models():
-    models = {"a": bench_models.build_model("nfnet_f0", **TINY),
-              "b": bench_models.build_model("nfnet_f0", extra_conv=False, **TINY)}
+    models = {"a": speed_accuracy.build_model("nfnet_f0", **TINY),
+              "b": speed_accuracy.build_model("nfnet_f0", extra_conv=False, **TINY)}
     df = bench_models.compare_train_steps(models, "a", batch_size=1, px=32, device="cpu", repeats=2, warmup=0)
     ratio = df[df["metric"] == "ratio_vs_baseline"].set_index("side")["value"]
     assert ratio["a"] == 1.0 and ratio["b"] > 0
@@ -157,7 +163,7 @@ def test_table2_steps_and_complexity():
 
 
 def test_module_shapes_lists_children_in_call_order():
-    stem = bench_models.build_model("nfnet_f0", **TINY).stem
+    stem = speed_accuracy.build_model("nfnet_f0", **TINY).stem
     df = architecture.module_shapes(stem, torch.randn(1, 3, 32, 32))
     assert df["module"].tolist() == ["conv0", "act0", "conv1", "act1", "conv2", "act2", "conv3"]
     assert df["output_shape"].iloc[-1] == (1, 16, 8, 8)
@@ -167,7 +173,7 @@ def test_out_of_memory_is_recorded_not_raised(monkeypatch):
     def oom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(bench_models, "_time_one", oom)
-    df = bench_models.train_step_latency(["efficientnet_b7"], device="cpu", progress=None)
+    monkeypatch.setattr(speed_accuracy, "_time_one", oom)
+    df = speed_accuracy.train_step_latency(["efficientnet_b7"], device="cpu", progress=None)
     assert df["value"].isna().all() and set(df["note"]) == {"out of memory"}
-    assert set(df["metric"]) == set(bench_models._METRICS)
+    assert set(df["metric"]) == set(speed_accuracy._METRICS)

@@ -1,0 +1,47 @@
+"""Run benchmarks by name and save each as a results CSV with its JSON run record.
+
+``python -m nfrepro bench --which agc train_step inference throughput``. Add a benchmark by writing
+``bench_<name>(device, ...) -> DataFrame`` (tidy: one row per side and metric) and registering it
+in :data:`BENCHMARKS`.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+
+from nfrepro.bench.agc import bench_agc
+from nfrepro.bench.models import bench_inference, bench_train_step
+from nfrepro.bench.throughput import measure_throughput
+from nfrepro.engine.device import resolve_device
+from nfrepro.engine.profiles import output_dirs, resolve_profile
+from nfrepro.engine.records import save_results
+
+BENCHMARKS: dict[str, Callable[..., pd.DataFrame]] = {"agc": bench_agc, "train_step": bench_train_step,
+                                                      "inference": bench_inference,
+                                                      "throughput": measure_throughput}
+
+
+def run_benchmarks(which=("agc",), device: Any = None, out_dir: str | Path | None = None,
+                   profile: str = "cpu", **kwargs: Any) -> dict[str, Path]:
+    """Run the named benchmarks and save each as ``<out_dir>/bench_<name>.csv`` (+ JSON record).
+
+    ``out_dir`` defaults to the profile's results folder (``.scratch/smoke/results`` under the
+    smoke profile); ``kwargs`` go to every benchmark function (``repeats=3`` ...).
+    """
+    unknown = [name for name in which if name not in BENCHMARKS]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHMARKS)}")
+    device = resolve_device(device)
+    out_dir = Path(out_dir) if out_dir is not None else output_dirs(resolve_profile(profile))[1]
+    paths = {}
+    for name in which:
+        start = time.perf_counter()
+        df = BENCHMARKS[name](device=device, **kwargs)
+        params = {"device": str(device), "threads": torch.get_num_threads(), **kwargs}
+        paths[name] = save_results(df, out_dir / f"bench_{name}.csv", params=params,
+                                   wall_time_s=time.perf_counter() - start, device=device)
+    return paths

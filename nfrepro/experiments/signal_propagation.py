@@ -1,0 +1,129 @@
+r"""Notebook 01: the shapes the SPPs of the NF-ResNet paper (Fig. 1 and 2) describe, as numbers.
+
+:func:`spp_checks` turns each claim about a signal-propagation plot (variance on the
+``1 + k alpha^2`` line with Scaled WS, mean shift without it, exponential growth when unnormalised,
+the two BatchNorm orders) into a measured value and a bound; :func:`nfnet_checks` does the same for
+an NFNet-F0, whose ResNet-D shortcuts do not follow that line. The statistics themselves are
+:func:`nfrepro.analysis.spp.signal_propagation`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import pandas as pd
+
+RELU_SQ_MEAN_RATIO = 1.0 / (math.pi - 1.0)  # (1/pi) / (1 - 1/pi): squared mean over variance of a
+#   He-init conv fed by BN -> ReLU: E[relu(z)] = 1/sqrt(2 pi) and weights N(0, 2/fan_in) give channel
+#   means with E[m^2] = 1/pi and variance 1 - 1/pi per residual branch.
+
+
+def _blocks(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["index"] >= 1]
+
+
+def _r2(x, y) -> tuple[float, float]:
+    """Least-squares slope and coefficient of determination of ``y`` on ``x``."""
+    x, y = pd.Series(x, dtype=float).to_numpy(), pd.Series(y, dtype=float).to_numpy()
+    xc, yc = x - x.mean(), y - y.mean()
+    slope = float((xc * yc).sum() / (xc * xc).sum())
+    ss_res = float(((yc - slope * xc) ** 2).sum())
+    return slope, 1.0 - ss_res / float((yc * yc).sum())
+
+
+def max_relative_deviation(df: pd.DataFrame, expected: pd.Series) -> float:
+    """max over blocks (index >= 1) of ``|avg_var / expected - 1|``; the stem is not compared
+    (its output is a max-pool of a conv, not a unit-variance signal)."""
+    b = _blocks(df)
+    return float(abs(b["avg_var"].to_numpy() / expected.loc[b["index"]].to_numpy() - 1.0).max())
+
+
+def log_linear_growth(df: pd.DataFrame, column: str = "avg_var") -> tuple[float, float]:
+    """``(growth factor per block, R^2)`` of a straight-line fit of ``ln(column)`` on the block
+    index over all blocks: exponential growth is a straight line on a log axis."""
+    b = _blocks(df)
+    slope, r2 = _r2(b["index"], b[column].map(math.log))
+    return math.exp(slope), r2
+
+
+def per_stage(df: pd.DataFrame, fn) -> list[float]:
+    """``fn(stage_frame)`` for every stage of at least three blocks."""
+    return [fn(g) for _, g in _blocks(df).groupby("stage") if len(g) >= 3]
+
+
+def spp_checks(frames: Mapping[str, pd.DataFrame], expected: pd.Series) -> pd.DataFrame:
+    """The paper's SPP claims (Fig. 1 and 2), each measured and compared with a bound.
+
+    ``frames`` holds the SPPs of ``nf_ws`` (NF-ResNet, Scaled WS, skip gains 1), ``nf_he`` (the
+    same without WS), ``plain`` (unnormalised), ``bn_relu_conv`` and ``relu_bn_conv``;
+    ``expected`` the NF theory (:func:`expected_variances`). One row per check: ``value``,
+    ``bound``, ``ok`` and the ``claim`` in words.
+    """
+    ws, he, plain = frames["nf_ws"], frames["nf_he"], frames["plain"]
+    brc, rbc = frames["bn_relu_conv"], frames["relu_bn_conv"]
+    ratio = lambda d: _blocks(d)["avg_sq_mean"] / _blocks(d)["avg_var"]  # noqa: E731
+    last = lambda d: d.groupby("stage").tail(1)  # noqa: E731  last block of each stage
+    first = lambda d: _blocks(d).groupby("stage").head(1)  # noqa: E731  transition blocks
+    growth, r2 = log_linear_growth(plain)
+    rows = [
+        ("nf_ws_variance_vs_theory", "NF + Scaled WS: avg_var within 10% of 1 + k alpha^2 at every block",
+         max_relative_deviation(ws, expected), "<", 0.10),
+        ("nf_ws_no_mean_shift", "NF + Scaled WS: squared channel means stay below 0.1 (vs ~1 variance)",
+         float(_blocks(ws)["avg_sq_mean"].max()), "<", 0.1),
+        ("nf_he_mean_grows_in_stage", "NF without WS: squared mean at the end of every stage / "
+         "at its transition block (min over stages)",
+         min(per_stage(he, lambda g: g["avg_sq_mean"].iloc[-1] / g["avg_sq_mean"].iloc[0])), ">", 1.0),
+        ("nf_he_mean_dominates", "NF without WS: squared mean / variance at every stage end (min)",
+         float((last(_blocks(he))["avg_sq_mean"] / last(_blocks(he))["avg_var"]).min()), ">", 1.0),
+        ("nf_he_mean_vs_ws", "NF without WS: final squared mean / that of NF + Scaled WS",
+         float(he["avg_sq_mean"].iloc[-1] / ws["avg_sq_mean"].iloc[-1]), ">", 10.0),
+        ("plain_log_linear_r2", "unnormalised: ln(avg_var) is a straight line in depth (R^2)",
+         r2, ">", 0.95),
+        ("plain_growth_per_block", "unnormalised: variance growth factor per block (He init: ~2)",
+         growth, ">", 1.5),
+        ("relu_bn_conv_no_mean_shift", "ReLU-BN-Conv: squared mean / variance, max over blocks",
+         float(ratio(rbc).max()), "<", 0.01),
+        ("bn_relu_conv_mean_shift", "BN-ReLU-Conv: squared mean / variance at each stage end, min "
+         f"(theory 1/(pi-1) = {RELU_SQ_MEAN_RATIO:.3f})",
+         float((last(_blocks(brc))["avg_sq_mean"] / last(_blocks(brc))["avg_var"]).min()), ">", 0.25),
+    ]
+    for name, d in (("bn_relu_conv", brc), ("relu_bn_conv", rbc)):
+        rows.append((f"{name}_linear_in_stage", f"{name}: avg_var linear in depth within each stage "
+                     "(min R^2)", min(per_stage(d, lambda g: _r2(g["index"], g["avg_var"])[1])), ">", 0.95))
+        f = first(d)["avg_var"]
+        rows.append((f"{name}_resets", f"{name}: variance at every transition within 25% of the "
+                     "first block's (max relative gap)", float((f / f.iloc[0] - 1).abs().max()), "<", 0.25))
+    return _table(rows)
+
+
+def _table(rows: list[tuple]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=["check", "claim", "value", "op", "bound"])
+    df["ok"] = [(v < b) if op == "<" else (v > b) for v, op, b in zip(df["value"], df["op"], df["bound"])]
+    return df
+
+
+def nfnet_checks(df: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Checks for an NFNet SPP (skip gains 1), whose ResNet-D shortcuts break the 1 + k alpha^2 line.
+
+    * no mean shift: squared channel means below 0.01 at every block;
+    * the bookkeeping inside a stage: each non-transition block adds ``alpha^2`` times its residual
+      variance, ``sum(diff(avg_var)) / (alpha^2 * sum(res_avg_var))`` within 20% of 1 per stage;
+    * the strided transitions: a 2 x 2 average pool of spatially uncorrelated N(0, 1) noise divides
+      the variance by 4, so the variance falls across every strided transition (ratio < 0.5),
+      where the theory (written for a strided 1 x 1 conv shortcut) resets it to 1 + alpha^2.
+    """
+    b = _blocks(df).set_index("index")
+    var = df.set_index("index")["avg_var"]
+    b = b.assign(added=var.diff(), after_before=var / var.shift(1))
+    inner = b[b["block_in_stage"] >= 1]
+    per = [g["added"].sum() / (alpha ** 2 * g["res_avg_var"].sum()) for _, g in inner.groupby("stage")
+           if len(g) >= 2]
+    drop = b.loc[(b["block_in_stage"] == 0) & (b["stage"] > 0), "after_before"]
+    return _table([
+        ("nfnet_no_mean_shift", "NFNet: squared channel means stay below 0.01",
+         float(b["avg_sq_mean"].max()), "<", 0.01),
+        ("nfnet_increments", "NFNet: variance added per block / (alpha^2 x residual variance), "
+         "max |ratio - 1| over stages", float(max(abs(r - 1) for r in per)), "<", 0.2),
+        ("nfnet_transition_drop", "NFNet: variance after / before each strided transition (max)",
+         float(drop.max()), "<", 0.5),
+    ])
