@@ -23,7 +23,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e ".[notebooks,test]"
+	$(BIN)/python -m pip install --quiet -e ".[all]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name nfrepro --display-name "nfrepro (.venv)" >/dev/null
 	touch $@
 

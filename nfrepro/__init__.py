@@ -1,17 +1,29 @@
 """nfrepro: a notebook-driven reproduction of NFNets, AGC and NF-ResNets (Brock et al., 2021).
 
-The public entry points are re-exported here; each lives in a module named after its paper
-concept (see DESIGN.md).
+The public API, re-exported from the subpackages whose folders are the architecture
+(``docs/DESIGN.md``): ``layers`` -> ``models``; ``optim``; ``data`` -> ``engine``; ``analysis``;
+``bench``; ``experiments``. ``import nfrepro`` needs torch and numpy only;
+:func:`signal_propagation` also needs pandas and is imported on first use.
 """
-from nfrepro.models import create_model, list_models, register_model
+from nfrepro.models import (
+    create_model,
+    fold_for_inference,
+    fold_weight_standardization,
+    list_models,
+    load_pretrained,
+    register_model,
+)
+from nfrepro.optim import AGC, adaptive_grad_clip_, clip_parameters
 
 __version__ = "0.1.0"
 
-__all__ = ["create_model", "list_models", "register_model", "load_pretrained", "__version__"]
+__all__ = ["create_model", "list_models", "register_model", "load_pretrained", "fold_for_inference",
+           "fold_weight_standardization", "AGC", "adaptive_grad_clip_", "clip_parameters",
+           "signal_propagation", "__version__"]
 
 
-def __getattr__(name):  # lazy: importing the package does not build or load anything heavy
-    if name == "load_pretrained":
-        from nfrepro.models.pretrained import load_pretrained
-        return load_pretrained
+def __getattr__(name):  # pandas is not a core dependency: imported when first asked for
+    if name == "signal_propagation":
+        from nfrepro.analysis.spp import signal_propagation
+        return signal_propagation
     raise AttributeError(f"module 'nfrepro' has no attribute {name!r}")

@@ -23,9 +23,19 @@ import sys
 import typing
 from typing import Any, Sequence
 
+from torch.utils.data import DataLoader, Subset
+
+from nfrepro.bench import runner
 from nfrepro.data.datasets import DataIntegrityError, DataNotFoundError
+from nfrepro.data.imagenet import image_folder
 from nfrepro.engine.checkpoint import CheckpointError
 from nfrepro.engine.config import ConfigError, TrainConfig
+from nfrepro.engine.device import autocast, resolve_device
+from nfrepro.engine.distributed import cleanup
+from nfrepro.engine.sweep import run_sweep
+from nfrepro.engine.training import evaluate, train
+from nfrepro.models.pretrained import load_pretrained
+from nfrepro.models.registry import create_model, list_models
 
 USAGE_ERRORS = (ConfigError, DataNotFoundError, DataIntegrityError, CheckpointError, ValueError,
                 FileNotFoundError)
@@ -103,15 +113,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _check_model(name: str) -> None:
-    from nfrepro.models.registry import create_model, list_models
-
     if name not in list_models():
         create_model(name)  # raises ValueError with close matches
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nfrepro.engine.training import train
-
     config = config_from_args(args)
     result = train(config)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -122,8 +128,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from nfrepro.engine.sweep import run_sweep
-
     try:
         grid = json.loads(args.grid)
     except json.JSONDecodeError as err:
@@ -138,17 +142,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from torch.utils.data import DataLoader, Subset
-
-    from nfrepro.data.imagenet import image_folder
-    from nfrepro.engine.device import autocast, resolve_device
-    from nfrepro.engine.training import evaluate
-    from nfrepro.models.registry import create_model
-
     _check_model(args.model)
     model = create_model(args.model, **({"num_classes": args.num_classes} if args.num_classes else {}))
     if args.weights:
-        from nfrepro.models.pretrained import load_pretrained
         load_pretrained(model, args.weights)
     size = args.image_size or getattr(getattr(model, "variant", None), "test_px", None)
     if size is None:
@@ -167,9 +163,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from nfrepro.bench.runner import run_benchmarks
-
-    for name, path in run_benchmarks(which=args.which, device=args.device, out_dir=args.out_dir,
+    for name, path in runner.run_benchmarks(which=args.which, device=args.device, out_dir=args.out_dir,
                                      profile=args.profile).items():
         print(f"{name}: {path}")
     return 0
@@ -220,5 +214,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nfrepro {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     finally:
-        from nfrepro.engine.distributed import cleanup
         cleanup()

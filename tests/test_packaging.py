@@ -17,8 +17,8 @@ def _name(req: str) -> str:
 def test_environment_yml_names_the_same_packages_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pip_reqs = list(project["dependencies"])
-    for extra in project["optional-dependencies"].values():
-        pip_reqs += extra
+    for name, extra in project["optional-dependencies"].items():
+        pip_reqs += [r for r in extra if not r.startswith("nfrepro[")]  # "all" names the others
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda_pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     # same names and the same version specifiers
@@ -26,6 +26,23 @@ def test_environment_yml_names_the_same_packages_as_pyproject():
     assert {_name(r) for r in pip_reqs} >= {"torch", "torchvision", "timm", "numpy", "pandas",
                                             "matplotlib", "seaborn", "tqdm", "jupyterlab",
                                             "ipykernel", "papermill", "nbval", "pytest"}
+
+
+def test_core_needs_torch_and_numpy_only_and_all_installs_every_extra():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert sorted(_name(r) for r in project["dependencies"]) == ["numpy", "torch"]
+    assert not any("<" in r for r in project["dependencies"]), "no upper pin on torch in the metadata"
+    extras = project["optional-dependencies"]
+    assert {"train", "plots", "bench", "notebooks", "test", "all"} <= set(extras)
+    assert extras["all"] == [f"nfrepro[{','.join(k for k in extras if k != 'all')}]"]
+    assert '-e ".[all]"' in (ROOT / "Makefile").read_text()
+
+
+def test_reference_table_and_py_typed_ship_as_package_data():
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["nfrepro"]
+    for name in data:
+        assert (ROOT / "nfrepro" / name).is_file(), name
+    assert {"py.typed", "analysis/paper_reference.csv"} <= set(data)
 
 
 def test_ci_runs_exactly_the_readme_test_command():

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 import torch
 import torch.nn as nn
+from torch.profiler import ProfilerActivity, profile
 
 from nfrepro.engine.device import autocast, memory_format, synchronize
 from nfrepro.engine.training import train_step
@@ -67,8 +68,6 @@ def compare(fns: dict[str, Callable[[], Any]], baseline: str, repeats: int = 20,
 def count_ops(fn: Callable[[], Any]) -> int:
     """Top-level ATen ops one call of ``fn`` dispatches (views included): a proxy, measurable on
     the CPU, for the kernel launches it would cost on a GPU (where foreach ops fuse further)."""
-    from torch.profiler import ProfilerActivity, profile
-
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     return sum(event.cpu_parent is None for event in prof.events())

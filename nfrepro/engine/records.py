@@ -12,6 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
+
 from nfrepro.engine.profiles import project_root
 
 
@@ -30,8 +32,6 @@ def git_commit() -> str:
 
 def device_name(device: Any = None) -> str:
     """A human-readable device name: the GPU's name on CUDA, the CPU model otherwise."""
-    import torch
-
     dev = torch.device(device) if device is not None else torch.device(
         "cuda" if torch.cuda.is_available() else "cpu")
     if dev.type == "cuda":
@@ -50,8 +50,6 @@ def device_name(device: Any = None) -> str:
 def run_record(params: Mapping[str, Any], wall_time_s: float, device: Any = None,
                **extra: Any) -> dict[str, Any]:
     """The run record: what made a results file and where."""
-    import torch
-
     record = {
         "git_commit": git_commit(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -27,14 +27,19 @@ same unclipped NF net.
 """
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
 
 from nfrepro.engine.config import TrainConfig
+from nfrepro.engine.profiles import output_dirs
 from nfrepro.engine.sweep import apply_overrides, tidy_rows
 from nfrepro.engine.training import RunResult, train
 
@@ -185,15 +190,12 @@ def run_overrides(spec: Mapping[str, Any], scale: Scale) -> dict[str, Any]:
 def sweep_dir(profile: str) -> Path:
     """The run folders notebooks 02 and 03 share: ``runs/agc_sweep/<profile>`` (git-ignored);
     for "smoke", ``.scratch/smoke/runs/agc_sweep/smoke``, beside the other smoke outputs."""
-    from nfrepro.engine.profiles import output_dirs
 
     return output_dirs(profile)[1].parent / "runs" / "agc_sweep" / profile
 
 
 def _train_rows(values: dict[str, Any], threads: int | None) -> list[dict[str, Any]]:
     """Train one run in a worker process; its tidy rows (:func:`nfrepro.engine.sweep.tidy_rows`)."""
-    import torch
-
     if threads:
         torch.set_num_threads(threads)
     return tidy_rows(train(TrainConfig.from_dict(values)), {})
@@ -212,17 +214,12 @@ def run_plan(plan: pd.DataFrame, scale: Scale, runs_dir: str | Path, progress: b
 ``if __name__ == "__main__":`` guard (the workers are spawned); notebooks do not.
 ``train_fn`` (tests) applies with ``workers=1`` only.
     """
-    from tqdm.auto import tqdm
-
     runs_dir, base = Path(runs_dir), scale.base_config()
     specs = plan.drop_duplicates(PLAN_COLUMNS).to_dict("records")
     configs = [apply_overrides(base, run_overrides(spec, scale), runs_dir) for spec in specs]
     rows: list[list[dict[str, Any]]] = [[] for _ in specs]
     bar = tqdm(total=len(specs), desc="runs", disable=not progress, mininterval=30)  # a line / 30 s
     if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         # "spawn": a fresh interpreter per worker (forking a process that holds OpenMP threads can hang)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(_train_rows, c.to_dict(), 1): i for i, c in enumerate(configs)}

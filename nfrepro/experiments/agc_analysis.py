@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from nfrepro.engine.checkpoint import load_checkpoint
 from nfrepro.experiments.agc_ablation import (
     AGC,
     BN,
@@ -186,7 +187,6 @@ def skip_gains(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
     ``max(|g|, eps)``, so over a short run they barely move (:mod:`nfrepro.experiments.agc_ablation`);
     the variant that leaves them unclipped shows how far they move otherwise.
     """
-    from nfrepro.engine.checkpoint import load_checkpoint
 
     rows = []
     nf = runs[runs["variant"].isin([NF, *CLIPPED]) & ~runs["diverged"]]
