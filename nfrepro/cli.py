@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(run=cmd_eval)
     bench = sub.add_parser("bench", help="benchmarks (AGC cost, training throughput)")
     bench.add_argument("--which", nargs="+", default=["agc"],
-                       help="agc and/or throughput, or any name nfrepro.bench.harness knows")
+                       help="any of nfrepro.bench.runner.BENCHMARKS: agc, train_step, inference, throughput")
     bench.add_argument("--device", default=None)
     bench.add_argument("--out-dir", default=None)
     bench.add_argument("--profile", default="cpu", help="smoke, cpu or gpu")

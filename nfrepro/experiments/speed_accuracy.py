@@ -3,7 +3,7 @@
 :data:`CONTENDERS` names every model of the speed/accuracy comparison (NFNet-F0..F7, the BatchNorm
 NFNets of Table 6, ResNet-50, EfficientNet-B0..B7), its training resolution and its name in
 ``nfrepro/analysis/paper_reference.csv``. :func:`speed_accuracy_table` joins measured step times
-(:func:`nfrepro.bench.models.train_step_latency`) with the paper's top-1 and step times;
+(:func:`train_step_latency`) with the paper's top-1 and step times;
 :func:`speed_ratios` sets the speed-ups the paper claims (F1 vs EfficientNet-B7; NF vs BN) beside ours.
 :func:`train_step_latency` times each contender's training step, one model after the other.
 """

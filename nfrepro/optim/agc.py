@@ -21,7 +21,7 @@ Every parameter is clipped except the classifier's weight (its bias is clipped),
 Differences from timm's ``adaptive_clip_grad``: timm's WS gain has shape ``O x 1 x 1 x 1``, so it
 clips each gain element on its own; ours (and the official) is a vector ``O`` clipped as a whole.
 
-Speed (``nfrepro.bench.harness``): a loop over parameters launches ~10 kernels per tensor. Here the unit
+Speed (``nfrepro.bench.agc``, ``results/bench_agc.csv``): a loop over parameters launches ~10 kernels per tensor. Here the unit
 norms of every tensor are concatenated into one flat vector per (device, dtype), the clip factors
 are computed on it in a handful of kernels, and one ``torch._foreach_mul_`` applies them. On the
 CPU, where reading a tensor costs no device sync, tensors with no clipped unit are skipped.

@@ -33,7 +33,7 @@ LAUNCHER = textwrap.dedent("""
         result = plain_train(config, **kw)
         torch.save(result.model.state_dict(), f"{sys.argv[1]}/rank{os.environ['RANK']}.pt")
         return result
-    nfrepro.engine.training.train = train
+    nfrepro.cli.train = train  # the CLI calls the train it imported
     sys.exit(nfrepro.cli.main(sys.argv[2:]))
 """)
 
