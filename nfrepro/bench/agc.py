@@ -37,7 +37,7 @@ def _set_grads(params: list[torch.Tensor], scenario: str, clipping: float, eps: 
 def _train_step_ms(model: torch.nn.Module, device: Any, batch: int, px: int, repeats: int,
                    warmup: int) -> float:
     """Median time of one training step (forward, backward, SGD with Nesterov momentum, no clipping)."""
-    x, y = make_batch(batch, px, device)
+    x, y = make_batch(batch, px, device, num_classes=model.get_classifier().out_features)
     df = compare({"train_step": train_step_fn(model, x, y, clip=None)}, "train_step", repeats=repeats,
                  warmup=warmup, device=device)
     return float(df["median_ms"].iloc[0])

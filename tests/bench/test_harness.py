@@ -8,9 +8,13 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from nfrepro.bench import harness as bench
 from nfrepro.bench import runner
+from nfrepro.models import create_model
+
+TINY = {"depths": (1, 1, 1, 1), "channels": (32, 64, 96, 96), "group_size": 16}
 
 
 def test_compare_alternates_sides_and_reports_ratios():
@@ -40,3 +44,14 @@ def test_run_benchmarks_saves_csv_and_run_record(tmp_path, monkeypatch):
     assert record["parameters"]["repeats"] == 2 and record["parameters"]["device"] == "cpu"
     with pytest.raises(ValueError, match="unknown benchmark"):
         runner.run_benchmarks(("nope",), device="cpu", out_dir=tmp_path)
+
+
+def test_train_step_fn_updates_weights_and_clips():
+    model = create_model("nfnet_f0", num_classes=1000, **TINY)
+    x, y = bench.make_batch(2, 32, "cpu")
+    before = [p.detach().clone() for p in model.parameters()]
+    for clip in ("nfrepro", "timm", None):
+        bench.train_step_fn(model, x, y, clip=clip)()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    with pytest.raises(ValueError, match="clip"):
+        bench.train_step_fn(model, x, y, clip="global_norm")

@@ -111,7 +111,7 @@ def _timm_names(state):
     """Our state dict -> timm dm_nfnet names and layouts (only for the file-format tests below)."""
     inverse = {"conv0": "conv1", "conv1": "conv2", "conv1b": "conv2b", "conv2": "conv3",
                "conv_shortcut": "downsample.conv", "se.fc0": "attn_last.fc1", "se.fc1": "attn_last.fc2"}
-    out, block = {}, 0
+    out = {}
     stages = [0, 1, 1, 2, 2, 3]  # TINY depths (1, 2, 2, 1)
     for key, t in state.items():
         if key.startswith("stem."):

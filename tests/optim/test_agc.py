@@ -8,15 +8,12 @@ checked against "clip by hand, then step" with SGD, AdamW, LR schedulers and ``G
 """
 from __future__ import annotations
 
-import copy
-import warnings
-
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
-import torch.nn.functional as F
+from contract_nets import TinyNet, backward
 
 from nfrepro.optim.agc import (
     adaptive_grad_clip_,
@@ -28,41 +25,6 @@ from nfrepro.optim.agc import (
 from nfrepro.optim.agc_optimizer import AGC
 
 LAMBDA, EPS = 0.01, 1e-3
-
-
-# ---------------------------------------------------------------- a tiny contract-following net
-class TinyBlock(nn.Module):
-    def __init__(self, ch, stage):
-        super().__init__()
-        self.stage = stage
-        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
-        self.gain = nn.Parameter(torch.ones(ch))  # 1-d, like the WS gain
-        self.skip_gain = nn.Parameter(torch.tensor(0.5))  # 0-d, like the SkipInit gain
-        self.residual_out = nn.Identity()
-
-    def forward(self, x):
-        out = self.residual_out(self.conv(F.relu(x)) * self.gain.view(1, -1, 1, 1))
-        return x + self.skip_gain * out
-
-
-class TinyNet(nn.Module):
-    def __init__(self, num_classes=5):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, padding=1))
-        self.blocks = nn.Sequential(TinyBlock(8, 0), TinyBlock(8, 1), TinyBlock(8, 1))
-        self.fc = nn.Linear(8, num_classes)
-
-    def get_classifier(self):
-        return self.fc
-
-    def forward(self, x):
-        return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
-
-
-def _backward(model, seed=0, batch=4):
-    g = torch.Generator().manual_seed(seed)
-    x, y = torch.randn(batch, 3, 6, 6, generator=g), torch.randint(0, 5, (batch,), generator=g)
-    F.cross_entropy(model(x), y).backward()
 
 
 # ---------------------------------------------------------------- the clipping function
@@ -230,7 +192,7 @@ def _ddp_worker(rank, world_size, init_file, out_dir):
         ddp = DDP(model)
         assert [id(p) for p in clip_parameters(ddp)] == [id(p) for p in clip_parameters(model)]
         opt = AGC(torch.optim.SGD(ddp.parameters(), lr=0.0), clip_parameters(ddp), clipping=LAMBDA)
-        _backward(ddp, seed=100 + rank)  # different data per rank; DDP averages the grads
+        backward(ddp, seed=100 + rank)  # different data per rank; DDP averages the grads
         averaged = [p.grad.clone() for p in model.parameters()]
         opt.step()
         torch.save({"averaged": averaged, "clipped": [p.grad.clone() for p in model.parameters()],
@@ -260,153 +222,10 @@ def test_ddp_two_processes_clip_identically(tmp_path):
 
 
 # ---------------------------------------------------------------- the optimizer wrapper
-def _twins():
-    torch.manual_seed(0)
-    a = TinyNet()
-    return a, copy.deepcopy(a)
-
-
-@pytest.mark.parametrize("make_opt", [
-    lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4),
-    lambda ps: torch.optim.AdamW(ps, lr=1e-2),
-])
-def test_wrapper_equals_clip_then_step(make_opt):
-    model, twin = _twins()
-    opt = AGC(make_opt(model.parameters()), clip_parameters(model), clipping=LAMBDA)
-    bare = make_opt(twin.parameters())
-    for step in range(3):
-        for m in (model, twin):
-            m.zero_grad()
-            _backward(m, seed=step)
-        opt.step()
-        adaptive_grad_clip_reference_(clip_parameters(twin), LAMBDA)
-        bare.step()
-        assert float(opt.last_stats["frac_units_clipped"]) > 0
-    for p, q in zip(model.parameters(), twin.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
-    assert opt.param_groups is opt.optimizer.param_groups and opt.state is opt.optimizer.state
-    opt.zero_grad()
-    assert all(p.grad is None for p in model.parameters())
-
-
-def test_wrapper_state_dict_round_trip():
-    model, twin = _twins()
-    opt = AGC(torch.optim.AdamW(model.parameters(), lr=1e-2), clip_parameters(model))
-    for step in range(2):
-        opt.zero_grad()
-        _backward(model, seed=step)
-        opt.step()
-    saved = copy.deepcopy(opt.state_dict())
-    assert saved.keys() == {"state", "param_groups"}  # the inner optimizer's own format
-    twin.load_state_dict(model.state_dict())
-    restored = AGC(torch.optim.AdamW(twin.parameters(), lr=1e-2), clip_parameters(twin))
-    restored.load_state_dict(saved)
-    for o, m in ((opt, model), (restored, twin)):
-        o.zero_grad()
-        _backward(m, seed=5)
-        o.step()
-    for p, q in zip(model.parameters(), twin.parameters()):
-        assert torch.equal(p, q)
-
-
-@pytest.mark.parametrize("make_sched", [
-    lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=4),
-    lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda t: 1.0 / (1 + t)),
-])
-def test_wrapper_drives_lr_schedulers(make_sched):
-    model, twin = _twins()
-    opt = AGC(torch.optim.SGD(model.parameters(), lr=0.1), clip_parameters(model))
-    bare = torch.optim.SGD(twin.parameters(), lr=0.1)
-    sched, bare_sched = make_sched(opt), make_sched(bare)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # e.g. "lr_scheduler.step() before optimizer.step()"
-        for step in range(3):
-            opt.zero_grad()
-            _backward(model, seed=step)
-            opt.step()
-            sched.step()
-            bare.step()
-            bare_sched.step()
-            assert opt.param_groups[0]["lr"] == bare.param_groups[0]["lr"] == sched.get_last_lr()[0]
-
-
-def test_wrapper_param_groups_hooks_and_errors():
-    model = TinyNet()
-    head, body = list(model.fc.parameters()), [p for n, p in model.named_parameters() if not n.startswith("fc")]
-    opt = AGC(torch.optim.SGD(body, lr=0.1), body)
-    opt.add_param_group({"params": [model.fc.bias], "lr": 0.01})
-    opt.add_param_group({"params": [model.fc.weight]}, clip=False)
-    assert len(opt.param_groups) == 3 and id(model.fc.bias) in {id(p) for p in opt._clip_params}
-    assert id(model.fc.weight) not in {id(p) for p in opt._clip_params}
-    calls = []
-    opt.register_step_post_hook(lambda o, args, kwargs: calls.append(o))
-    _backward(model)
-    opt.step()
-    assert calls == [opt]
-    with pytest.raises(ValueError, match="not in the optimizer"):
-        AGC(torch.optim.SGD(body, lr=0.1), head)
-    with pytest.raises(TypeError, match="already wrapped"):
-        AGC(opt, body)
-    with pytest.raises(TypeError, match="Optimizer"):
-        AGC(object(), body)
-
-
 # ---------------------------------------------------------------- mixed precision: GradScaler
 # torch.amp.GradScaler("cpu") exists and is enabled on the CPU in torch >= 2.3, so the real
 # scaler runs here (no mock). Its scale is a power of two, so unscaling is exact and a scaled run
 # must match an unscaled one.
-def _scaled_run(unscale_first: bool, fused: bool = False):
-    model, twin = _twins()
-    make = (lambda ps: torch.optim.Adam(ps, lr=1e-2, fused=True)) if fused else \
-        (lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9))
-    opt = AGC(make(model.parameters()), clip_parameters(model))
-    ref = AGC(make(twin.parameters()), clip_parameters(twin))
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12)
-    for step in range(2):
-        for m, o in ((model, opt), (twin, ref)):
-            o.zero_grad()
-        g = torch.Generator().manual_seed(step)
-        x, y = torch.randn(4, 3, 6, 6, generator=g), torch.randint(0, 5, (4,), generator=g)
-        scaler.scale(F.cross_entropy(model(x), y)).backward()
-        if unscale_first:
-            scaler.unscale_(opt)  # the documented path
-        scaler.step(opt)  # unscales first if not yet done, then AGC.step clips
-        scaler.update()
-        F.cross_entropy(twin(x), y).backward()
-        ref.step()
-    for p, q in zip(model.parameters(), twin.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
-    assert float(opt.last_stats["frac_units_clipped"]) == float(ref.last_stats["frac_units_clipped"]) > 0
-
-
-@pytest.mark.parametrize("unscale_first", [True, False])
-def test_grad_scaler_clips_unscaled_grads(unscale_first):
-    _scaled_run(unscale_first)
-
-
-def test_grad_scaler_with_fused_inner_optimizer():
-    """A fused Adam may take scaled grads itself; the wrapper must still make the scaler unscale."""
-    assert torch.optim.Adam([nn.Parameter(torch.ones(1))], fused=True)._step_supports_amp_scaling
-    assert AGC._step_supports_amp_scaling is False
-    _scaled_run(unscale_first=False, fused=True)
-
-
-def test_grad_scaler_skips_step_and_clip_on_inf():
-    model = TinyNet()
-    opt = AGC(torch.optim.SGD(model.parameters(), lr=0.1), clip_parameters(model))
-    before = [p.detach().clone() for p in model.parameters()]
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12)
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(4, 3, 6, 6, generator=g), torch.randint(0, 5, (4,), generator=g)
-    scaler.scale(F.cross_entropy(model(x), y)).backward()
-    model.stem[0].weight.grad[0, 0, 0, 0] = float("inf")
-    scaler.step(opt)
-    scaler.update()
-    assert opt.last_stats is None  # step (and so the clip) skipped
-    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
-    assert scaler.get_scale() == 2.0 ** 11
-
-
 def test_clip_parameters_can_leave_the_skip_gains_unclipped():
     from nfrepro.models.registry import create_model
 

@@ -1,0 +1,25 @@
+"""Notebook 04 (``nfrepro.experiments.architecture``): Table 2 steps, sizes, the step-by-step shapes."""
+import pytest
+import torch
+
+from nfrepro.experiments import architecture
+from nfrepro.models import create_model
+
+TINY = {"depths": (1, 1, 1, 1), "channels": (32, 64, 96, 96), "group_size": 16}
+
+
+def test_table2_steps_and_complexity():
+    sizes = architecture.table2_complexity().pivot_table(index="label", columns="metric", values="value")
+    f0 = sizes.loc["NFNet-F0 (+ second conv)"]
+    assert f0["params"] == 71_489_284  # = NFNet-F0, Table 3's 71.49M
+    base = sizes.loc["NFNet-F0 (baseline SE-ResNeXt-D NF)"]
+    assert base["macs"] < sizes.loc["NFNet-F0 (+ modified width)", "macs"] < f0["macs"]
+    df = architecture.complexity_table(["F0"])
+    assert df.set_index("metric")["value"]["macs"] == pytest.approx(12.38e9, rel=1e-3)
+
+
+def test_module_shapes_lists_children_in_call_order():
+    stem = create_model("nfnet_f0", **TINY).stem
+    df = architecture.module_shapes(stem, torch.randn(1, 3, 32, 32))
+    assert df["module"].tolist() == ["conv0", "act0", "conv1", "act1", "conv2", "act2", "conv3"]
+    assert df["output_shape"].iloc[-1] == (1, 16, 8, 8)
