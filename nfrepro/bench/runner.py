@@ -16,13 +16,15 @@ import torch
 from nfrepro.bench.agc import bench_agc
 from nfrepro.bench.models import bench_inference, bench_train_step
 from nfrepro.bench.throughput import measure_throughput
+from nfrepro.bench.weight_standardization import bench_weight_standardization
 from nfrepro.engine.device import resolve_device
 from nfrepro.engine.profiles import output_dirs, resolve_profile
 from nfrepro.engine.records import save_results
 
 BENCHMARKS: dict[str, Callable[..., pd.DataFrame]] = {"agc": bench_agc, "train_step": bench_train_step,
                                                       "inference": bench_inference,
-                                                      "throughput": measure_throughput}
+                                                      "throughput": measure_throughput,
+                                                      "weight_standardization": bench_weight_standardization}
 
 
 def run_benchmarks(which=("agc",), device: Any = None, out_dir: str | Path | None = None,

@@ -54,8 +54,11 @@ class _StandardizeWeight(torch.autograd.Function):
                \frac{\partial L}{\partial w} = g s \left(d_{out} - \overline{d_{out}} - u\,k\right)
 
     where the ``u k`` term vanishes on rows whose floor is active (``s`` is then a constant).
-    The backward below makes five weight-sized passes (one per line that touches ``d`` or ``unit``);
-    no timing of it against autograd's derivation of the reference has been recorded.
+    The backward below makes five weight-sized passes (one per line that touches ``d`` or ``unit``).
+    Measured over NFNet-F0's 57 WS weights (46.5M elements), forward + backward, on this project's
+    2-core CPU: 0.70x the time of autograd's derivation of the reference and 229 ATen ops against
+    1,255 (``python -m nfrepro bench --which weight_standardization``,
+    ``results/bench_weight_standardization.csv``).
     """
 
     @staticmethod
