@@ -13,7 +13,11 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 # How the tests force the smoke profile: every notebook's second cell reads this variable.
 TEST_ENV := NFREPRO_PROFILE=smoke
 
-.PHONY: help setup data reproduce test lab clean
+# The GPU machine's own python (torch, torchvision, timm, pandas, pytest; nothing installed there).
+GPU_PYTHON ?= python3
+GPU_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
+
+.PHONY: help setup data reproduce test lab clean gpu-check
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -51,6 +55,9 @@ reproduce: setup ## run every notebook (default "cpu" profile), regenerating fig
 
 test: setup ## run the tests, and nbval over the notebooks under the smoke profile
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks
+
+gpu-check: ## on a GPU machine: CUDA tests and benchmarks into results/gpu (DRY=1: toy run on the CPU)
+	NFREPRO_COMMIT=$${NFREPRO_COMMIT:-$(GPU_COMMIT)} PYTHONPATH=. $(GPU_PYTHON) -m nfrepro.experiments.gpu_check $(if $(DRY),--dry) $(GPU_CHECK_ARGS)
 
 lab: setup ## open the notebooks in JupyterLab with the project's kernel
 	$(BIN)/jupyter lab notebooks

@@ -19,11 +19,12 @@ import pandas as pd
 import torch
 import torch.nn as nn
 from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
 
 from nfrepro.engine.device import autocast, memory_format, synchronize
 from nfrepro.engine.training import train_step
 from nfrepro.optim import agc
-from nfrepro.optim.recipe import BASE_LR, make_optimizer, scaled_lr
+from nfrepro.optim.recipe import BASE_LR, cross_entropy, make_optimizer, scaled_lr
 
 NUM_CLASSES = 1000  # ImageNet head: the classifier's size is part of the step
 
@@ -111,6 +112,19 @@ def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clip: str 
         before_step = functools.partial(adaptive_clip_grad, params, clip_factor=agc.CLIPPING, eps=agc.EPS)
     context = functools.partial(autocast, x.device, amp)
     return functools.partial(train_step, model, opt, x, y, context, before_step=before_step)
+
+
+def train_step_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    """FLOPs of one forward + backward of ``model`` on ``(x, y)`` (``torch.utils.flop_counter``: 2 per
+    multiply-add of convolutions and matrix products; no elementwise work). Leaves no gradients."""
+    counter = FlopCounterMode(display=False)
+    was_training = model.training
+    model.train()
+    with counter:
+        cross_entropy(model(x), y).backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return counter.get_total_flops()
 
 
 def inference_fn(model: nn.Module, x: torch.Tensor, amp: str | bool | None = "auto") -> Callable[[], torch.Tensor]:

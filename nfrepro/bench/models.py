@@ -36,6 +36,7 @@ from nfrepro.bench.harness import (
     place,
     release,
     tidy_rows,
+    train_step_flops,
     train_step_fn,
 )
 from nfrepro.engine.device import resolve_device
@@ -104,7 +105,8 @@ def bench_train_step(device: Any = "cpu", batch_size: int | None = None, px: int
                      repeats: int = 10, warmup: int = 2, timm_model: str = "dm_nfnet_f0",
                      amp: str | bool | None = "auto", channels_last: bool | None = None,
                      nfrepro_overrides: Mapping[str, Any] | None = None,
-                     timm_overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
+                     timm_overrides: Mapping[str, Any] | None = None, compile: bool = False,
+                     peak_flops: float | None = None) -> pd.DataFrame:
     """P1: an NFNet-F0 training step, nfrepro vs timm, alternating sides (goal ratio <= 0.85).
 
     Same images (``batch_size`` x ``px``; default 32 x 192 on CUDA, 4 x 192 on the CPU), SGD with
@@ -112,17 +114,35 @@ def bench_train_step(device: Any = "cpu", batch_size: int | None = None, px: int
     side, ``timm.utils.agc.adaptive_clip_grad`` on timm's), bf16 autocast and channels_last on
     CUDA. Rows: per side ``median_ms, q25_ms, q75_ms, min_ms, images_per_s, repeats``; then
     ``ratio_vs_timm`` (nfrepro median / timm median) and ``goal_ratio_vs_timm``.
+
+    ``compile=True`` times both models under ``torch.compile`` (compiled before the warm-up steps,
+    which absorb the compilation). Each side also gets ``model_flops_per_step`` (forward + backward
+    multiply-adds x 2, ``torch.utils.flop_counter``, counted eagerly) and, when ``peak_flops`` (the
+    device's dense peak in FLOP/s for the step's dtype) is given, ``mfu``: model FLOPs utilisation.
     """
     device = torch.device(device)
     batch_size = batch_size or _default_batch(device)
     px = px or VARIANTS["F0"].train_px
     ours, theirs = _f0_pair(timm_model, nfrepro_overrides, timm_overrides)
     x, y = make_batch(batch_size, px, device, channels_last)
-    sides = {"nfrepro": train_step_fn(place(ours, device, channels_last), x, y, clip="nfrepro", amp=amp),
-             "timm": train_step_fn(place(theirs, device, channels_last), x, y, clip="timm", amp=amp)}
+    models = {"nfrepro": place(ours, device, channels_last), "timm": place(theirs, device, channels_last)}
+    flops = {side: train_step_flops(m, x, y) for side, m in models.items()}
+    if compile:
+        models = {side: torch.compile(m) for side, m in models.items()}
+    sides = {"nfrepro": train_step_fn(models["nfrepro"], x, y, clip="nfrepro", amp=amp),
+             "timm": train_step_fn(models["timm"], x, y, clip="timm", amp=amp)}
     df = compare(sides, "timm", repeats=repeats, warmup=warmup, device=device)
-    out = _with_ratio(df, "train_step", "train_step", "nfnet_f0", batch_size, px, GOAL_TRAIN_STEP)
-    del sides, ours, theirs
+    out = _with_ratio(df, "train_step", "train_step_compiled" if compile else "train_step", "nfnet_f0",
+                      batch_size, px, GOAL_TRAIN_STEP)
+    extra = []
+    for side, f in flops.items():
+        extra.append({"side": side, "metric": "model_flops_per_step", "value": float(f)})
+        if peak_flops:
+            ms = float(df.loc[df["side"] == side, "median_ms"].iloc[0])
+            extra.append({"side": side, "metric": "mfu", "value": f / (ms / 1e3) / peak_flops})
+    fixed = out.iloc[0][["benchmark", "scenario", "model", "batch_size", "resolution", "threads"]].to_dict()
+    out = pd.concat([out, pd.DataFrame([{**fixed, **r} for r in extra])], ignore_index=True)[list(out.columns)]
+    del sides, models, ours, theirs
     release(device)
     return out
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -18,7 +19,13 @@ from nfrepro.engine.profiles import project_root
 
 
 def git_commit() -> str:
-    """The current commit of the repository (with ``-dirty`` if the tree has changes), or "unknown"."""
+    """The current commit of the repository (with ``-dirty`` if the tree has changes), or "unknown".
+
+    ``$NFREPRO_COMMIT`` wins when set: a copy of the working tree without ``.git`` (the GPU machine
+    of ``make gpu-check``) is told the commit it was copied from.
+    """
+    if os.environ.get("NFREPRO_COMMIT"):
+        return os.environ["NFREPRO_COMMIT"]
     root = project_root()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
