@@ -190,7 +190,6 @@ def run_overrides(spec: Mapping[str, Any], scale: Scale) -> dict[str, Any]:
 def sweep_dir(profile: str) -> Path:
     """The run folders notebooks 02 and 03 share: ``runs/agc_sweep/<profile>`` (git-ignored);
     for "smoke", ``.scratch/smoke/runs/agc_sweep/smoke``, beside the other smoke outputs."""
-
     return output_dirs(profile)[1].parent / "runs" / "agc_sweep" / profile
 
 

@@ -187,7 +187,6 @@ def skip_gains(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
     ``max(|g|, eps)``, so over a short run they barely move (:mod:`nfrepro.experiments.agc_ablation`);
     the variant that leaves them unclipped shows how far they move otherwise.
     """
-
     rows = []
     nf = runs[runs["variant"].isin([NF, *CLIPPED]) & ~runs["diverged"]]
     for r in nf.to_dict("records"):
