@@ -42,3 +42,12 @@ def test_committed_notebook_was_executed_without_errors(path):
     assert all(c.get("execution_count") for c in code), f"{path.name} has unexecuted cells"
     for c in code:
         assert not any(o.get("output_type") == "error" for o in c.get("outputs", [])), path.name
+
+
+def test_overview_lists_every_notebook():
+    """Notebook 00 maps every notebook to the paper's figure or table it reproduces."""
+    nb = nbformat.read(ROOT / "notebooks" / "00_overview.ipynb", as_version=4)
+    table = next(c.source for c in nb.cells if c.source.startswith("## Which notebook reproduces what"))
+    for path in NOTEBOOKS:
+        if path.name != "00_overview.ipynb":
+            assert f"| `{path.stem}` |" in table, f"notebook 00 does not list {path.stem}"

@@ -4,6 +4,8 @@
   a stage), read with forward hooks, for the step-by-step build of notebook 04.
 * :func:`complexity_table`: parameters and multiply-adds of NFNet-F0..F7 (Table 3 / official code),
   counted on the meta device with :mod:`nfrepro.analysis.complexity`, so F7 costs no memory.
+* :func:`scaling_table` and :func:`recipe_table`: the F0..F7 scaling rule (Table 1) and the
+  training recipe (App. A), read from the code, with the paper's values beside them.
 * :data:`TABLE2_STEPS`: the architecture rows of NFNets Table 2 as keyword overrides of
   ``nfnet_f0``: the baseline SE-ResNeXt-D NF (default ResNet widths, one grouped 3x3 conv), then
   the modified widths [256, 512, 1536, 1536] (§4.1), then the second grouped 3x3 conv (= F0); and
@@ -19,8 +21,12 @@ import torch
 import torch.nn as nn
 
 from nfrepro.analysis.complexity import count_macs, count_params
+from nfrepro.analysis.reference import paper_value
+from nfrepro.data.augment import MIXUP_ALPHA
+from nfrepro.engine.config import TrainConfig
 from nfrepro.models.nfnet import VARIANTS
 from nfrepro.models.registry import create_model
+from nfrepro.optim import agc, recipe
 
 RESNET_WIDTHS = (256, 512, 1024, 2048)  # "default widths" of Table 2 (ResNet-50's stage outputs)
 
@@ -88,4 +94,66 @@ def table2_complexity(px: int | None = None) -> pd.DataFrame:
     for label, overrides in TABLE2_STEPS.items():
         size = model_size("nfnet_f0", px, **overrides)
         rows += [{"label": label, "resolution": px, "metric": k, "value": val} for k, val in size.items()]
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- the F0..F7 family
+def scaling_table(variants: Iterable[str] = ("F0", "F1", "F2", "F3", "F4", "F5", "F6", "F7")) -> pd.DataFrame:
+    """The scaling rule of the family (Table 1), read from :data:`~nfrepro.models.nfnet.VARIANTS`,
+    with the paper's values beside ours (NaN where Table 1 gives none, e.g. F7, which is code only).
+
+    The rule: NFNet-Fn has ``n + 1`` times F0's blocks per stage (1, 2, 6, 3), trains and tests at a
+    resolution that grows with n, and raises dropout and the RandAugment magnitude with its size.
+    """
+    f0 = VARIANTS["F0"].depths
+    rows = []
+    for v in variants:
+        row = VARIANTS[v]
+        ours = {"depth_multiplier": row.depths[0] / f0[0],
+                **{f"depth_stage{i + 1}": d for i, d in enumerate(row.depths)},
+                "train_resolution": row.train_px, "test_resolution": row.test_px, "dropout": row.drop_rate,
+                "randaugment_layers": row.randaugment[0], "randaugment_magnitude": row.randaugment[1]}
+        for quantity, value in ours.items():
+            paper = paper_value(quantity, f"NFNet-{v}", missing=float("nan")) \
+                if quantity != "depth_multiplier" else float("nan")
+            rows.append({"variant": v, "quantity": quantity, "ours": float(value), "paper (T1)": paper})
+    out = pd.DataFrame(rows)
+    out["agree"] = [None if p != p else o == p for o, p in zip(out["ours"], out["paper (T1)"])]
+    return out
+
+
+# what the recipe of Appendix A sets, the constant that holds it here, and why a small run differs
+RECIPE = [
+    # (quantity in the reference table, label, nfrepro's constant, TrainConfig's default, why they differ)
+    ("recipe_base_lr_per_256", "learning rate per 256 images", recipe.BASE_LR, TrainConfig().base_lr, ""),
+    ("recipe_momentum_nesterov", "Nesterov momentum", recipe.MOMENTUM, TrainConfig().momentum, ""),
+    ("recipe_weight_decay", "weight decay (not on gains, biases, skip gains)", recipe.WEIGHT_DECAY,
+     TrainConfig().weight_decay, ""),
+    ("recipe_label_smoothing", "label smoothing", recipe.LABEL_SMOOTHING, TrainConfig().label_smoothing, ""),
+    ("recipe_warmup_epochs", "linear warmup (epochs), then cosine to 0", recipe.WARMUP_EPOCHS,
+     TrainConfig().warmup_epochs, "a 10-epoch default run warms up for 1 epoch, not 5 of 10"),
+    ("recipe_ema_decay_max", "EMA decay, min(d, (1+t)/(10+t))", recipe.EMA_DECAY, TrainConfig().ema_decay,
+     "0.99999 averages over ~100k steps; a run of a few thousand steps needs ~0.999"),
+    ("recipe_batch_size", "batch size", float("nan"), TrainConfig().batch_size,
+     "4096 needs an accelerator pod; the lr follows the batch by the linear rule"),
+    ("recipe_epochs", "epochs", float("nan"), TrainConfig().epochs, "360 ImageNet epochs are out of reach here"),
+    ("recipe_mixup_alpha", "MixUp alpha (half the batch; CutMix the other half)", MIXUP_ALPHA,
+     TrainConfig().mixup_alpha, "augmentation is off by default in TrainConfig (mix=None): the small "
+     "studies compare normalisers and clipping, which augmentation would blur"),
+    ("recipe_sam_ascent_batch_fraction", "SAM ascent on a fraction of the batch (F5, F6)", recipe.SAM_FRACTION,
+     TrainConfig().sam_fraction, "SAM is off unless sam_rho is set"),
+]
+
+
+def recipe_table() -> pd.DataFrame:
+    """Appendix A's training recipe: the paper's value, nfrepro's constant (``nfrepro.optim.recipe``,
+    ``nfrepro.data.augment``) and :class:`~nfrepro.engine.config.TrainConfig`'s default, with the
+    reason wherever a default departs from the paper; AGC's lambda from §5.1."""
+    rows = [{"setting": label, "paper (App. A)": paper_value(q, "NFNet", missing=float("nan")),
+             "nfrepro constant": const, "TrainConfig default": default, "why the default differs": why}
+            for q, label, const, default, why in RECIPE]
+    rows.append({"setting": "AGC lambda (batch 1024-4096)",
+                 "paper (App. A)": paper_value("agc_clipping", "NFNet batch 1024-4096"),
+                 "nfrepro constant": agc.CLIPPING, "TrainConfig default": TrainConfig().clipping,
+                 "why the default differs": "the baselines train unclipped: clipping is opt-in (--clipping)"})
     return pd.DataFrame(rows)

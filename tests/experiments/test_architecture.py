@@ -23,3 +23,15 @@ def test_module_shapes_lists_children_in_call_order():
     df = architecture.module_shapes(stem, torch.randn(1, 3, 32, 32))
     assert df["module"].tolist() == ["conv0", "act0", "conv1", "act1", "conv2", "act2", "conv3"]
     assert df["output_shape"].iloc[-1] == (1, 16, 8, 8)
+
+
+def test_scaling_rule_and_recipe_tables_read_the_code_and_the_paper():
+    scaling = architecture.scaling_table()
+    mult = scaling[scaling["quantity"] == "depth_multiplier"].set_index("variant")["ours"]
+    assert mult.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]  # Fn: (n + 1) x F0's depths
+    assert (scaling["agree"].dropna()).all() and scaling["agree"].notna().sum() == 72
+    recipe = architecture.recipe_table().set_index("setting")
+    assert recipe.loc["label smoothing", "paper (App. A)"] == recipe.loc["label smoothing", "nfrepro constant"] == 0.1
+    assert recipe.loc["AGC lambda (batch 1024-4096)", "paper (App. A)"] == 0.01
+    differs = recipe[recipe["paper (App. A)"] != recipe["TrainConfig default"]]
+    assert (differs["why the default differs"] != "").all()  # every departure says why
