@@ -48,6 +48,8 @@ HELP = {
     "ema_decay": "EMA decay; 'none' turns the EMA off",
     "clip_exclude_skip_gains": "leave the SkipInit gains unclipped (a departure from the paper, for short runs)",
     "amp": "auto (bf16 on CUDA, off on CPU), bf16 or off",
+    "optimizer": "sgd (the paper's, Nesterov) or adamw",
+    "clip_norm": "ordinary global gradient-norm clipping threshold; 'none' turns it off (not with --clipping)",
 }
 
 

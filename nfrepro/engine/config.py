@@ -20,6 +20,7 @@ from nfrepro.optim.recipe import (
     BASE_LR,
     LABEL_SMOOTHING,
     MOMENTUM,
+    OPTIMIZERS,
     SAM_FRACTION,
     WEIGHT_DECAY,
 )
@@ -77,6 +78,8 @@ class TrainConfig:
     check_every: int = 20             # steps between divergence checks (each one syncs the GPU)
     run_dir: str | None = None        # None: runs/<run_name(config)> under the project root
     progress: bool = True             # tqdm bars (rank 0 only)
+    optimizer: str = "sgd"            # the paper's SGD; "adamw" for notebook 07's AGC-with-Adam study
+    clip_norm: float | None = None    # ordinary global-norm clipping (notebook 07's baseline), not with AGC
 
     def validate(self) -> None:
         checks = [
@@ -89,6 +92,12 @@ class TrainConfig:
             (self.mix in MIX_MODES, f"mix must be one of {MIX_MODES}, got {self.mix!r}"),
             (self.ema_decay is None or 0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
             (self.eval_every > 0 and self.check_every > 0, "eval_every, check_every must be > 0"),
+            (self.optimizer in OPTIMIZERS,
+             f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
+            (self.clip_norm is None or 0 < self.clip_norm < float("inf"),
+             f"clip_norm must be a finite number > 0, got {self.clip_norm}; use None to turn it off"),
+            (self.clip_norm is None or self.clipping is None,
+             "clip_norm (ordinary clipping) and clipping (AGC) exclude each other: set one of them"),
         ]
         for ok, message in checks:
             if not ok:
@@ -108,7 +117,7 @@ class TrainConfig:
 
 # Fields added after run folders existed, with the value that reproduces the earlier behaviour:
 # at that value they are left out of the trajectory, so the earlier folders keep their names.
-ADDED_LATER = {"clip_exclude_skip_gains": False}
+ADDED_LATER = {"clip_exclude_skip_gains": False, "optimizer": "sgd", "clip_norm": None}
 
 
 def trajectory(values: dict[str, Any]) -> dict[str, Any]:

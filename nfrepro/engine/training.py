@@ -48,6 +48,7 @@ from nfrepro.engine.device import autocast, memory_format
 from nfrepro.engine.profiles import project_root
 from nfrepro.engine.records import save_results
 from nfrepro.models.registry import create_model
+from nfrepro.optim.norm_clipping import GradNormClip
 from nfrepro.optim.recipe import (
     EMA,
     LABEL_SMOOTHING,
@@ -136,6 +137,7 @@ class _Parts:
     autocast: Callable[[], Any]
     total_steps: int
     n_epochs: int
+    norm_clip: GradNormClip | None = None  # ordinary clipping (clip_norm), run before each step
 
 
 def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
@@ -170,7 +172,9 @@ def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
     opt = make_optimizer(model, scaled_lr(config.base_lr, config.batch_size), config.weight_decay,
                          config.momentum, config.nesterov, config.clipping, config.clip_eps,
                          config.clip_classifier, config.clip_exclude_first_conv,
-                         config.clip_exclude_stages, config.clip_exclude_skip_gains)
+                         config.clip_exclude_stages, config.clip_exclude_skip_gains,
+                         optimizer=config.optimizer)
+    norm_clip = GradNormClip(model.parameters(), config.clip_norm) if config.clip_norm else None
     sched = make_scheduler(opt, min(round(config.warmup_epochs * per_epoch), total), total)
     ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
     net: nn.Module = model
@@ -180,7 +184,8 @@ def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
     if config.compile:
         net = torch.compile(net)
     return _Parts(model, net, opt, sched, ema, train_loader, test_loader,
-                  functools.partial(autocast, device, config.amp), total, math.ceil(total / per_epoch))
+                  functools.partial(autocast, device, config.amp), total, math.ceil(total / per_epoch),
+                  norm_clip)
 
 
 def _resume(parts: _Parts, path: Path, config: TrainConfig, info: dist.DistInfo) -> dict[str, Any]:
@@ -253,15 +258,18 @@ def _train_epoch(parts: _Parts, config: TrainConfig, step: int, bar) -> tuple[in
         if config.sam_rho is not None:
             p.opt.zero_grad(set_to_none=True)
             loss = sam_backward(p.net, loss_of, x, y, config.sam_rho, config.sam_fraction)
+            if p.norm_clip is not None:
+                p.norm_clip()
             p.opt.step()  # AGC (if on) clips, then SGD adds weight decay and steps
         else:
-            loss = train_step(p.net, p.opt, x, y, p.autocast, config.label_smoothing)
+            loss = train_step(p.net, p.opt, x, y, p.autocast, config.label_smoothing, before_step=p.norm_clip)
         p.sched.step()
         if p.ema is not None:
             p.ema.update(p.model, step)  # t = updates made before this one (official)
         step += 1
         loss = loss.detach().float()
-        clipped = p.opt.last_stats["frac_units_clipped"] if config.clipping else 0.0
+        clipper = p.opt if config.clipping else p.norm_clip  # AGC: units clipped; clip_norm: step clipped
+        clipped = clipper.last_stats["frac_units_clipped"] if clipper is not None else 0.0
         sums += torch.stack([loss, torch.as_tensor(clipped, device=device, dtype=torch.float32),
                              torch.ones((), device=device)])
         bad = torch.maximum(bad, (~torch.isfinite(loss) | (loss > config.max_loss)).float())
@@ -274,7 +282,7 @@ def _train_epoch(parts: _Parts, config: TrainConfig, step: int, bar) -> tuple[in
     sums = (dist.all_reduce_(sums) / dist.world_size_from_env()).tolist()
     n = max(sums[2], 1.0)
     return step, {"train_loss": sums[0] / n, "lr": lr, "diverged": diverged,
-                  "frac_clipped": sums[1] / n if config.clipping else float("nan")}
+                  "frac_clipped": sums[1] / n if config.clipping or config.clip_norm else float("nan")}
 
 
 def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> RunResult:

@@ -34,6 +34,7 @@ EMA_DECAY = 0.99999
 WARMUP_EPOCHS = 5
 SAM_RHO = 0.05  # the paper does not give rho; this is the SAM paper's (Foret et al.) default
 SAM_FRACTION = 0.2  # App. A.4: "the ascent step ... on 20% of the batch"
+OPTIMIZERS = ("sgd", "adamw")  # the paper's SGD; AdamW for the AGC-with-Adam study (notebook 07)
 
 
 def scaled_lr(base_lr: float, batch_size: int) -> float:
@@ -82,15 +83,25 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float = WEIGHT_DEC
                    momentum: float = MOMENTUM, nesterov: bool = True,
                    clipping: float | None = None, eps: float = EPS, clip_classifier: bool = False,
                    exclude_first_conv: bool = False, exclude_stages: Iterable[int] = (),
-                   exclude_skip_gains: bool = False, stats: bool = True) -> torch.optim.Optimizer:
+                   exclude_skip_gains: bool = False, stats: bool = True,
+                   optimizer: str = "sgd") -> torch.optim.Optimizer:
     """SGD (Nesterov) over :func:`param_groups`, wrapped in AGC when ``clipping`` is a number.
+
+    ``optimizer="adamw"`` uses ``torch.optim.AdamW`` (default betas, decoupled weight decay from
+    the same groups) instead: not the paper's recipe, the optimizer practitioners often pair with
+    AGC (notebook 07 measures which lambda keeps it stable); ``momentum`` and ``nesterov`` do not apply.
 
     ``clipping=None`` turns AGC off; the layer selection arguments go to
     :func:`nfrepro.optim.agc.clip_parameters` (classifier weight never clipped unless asked);
     ``stats=False`` skips the clip statistics (``AGC.last_stats``), as the benchmarks do.
     """
-    opt = torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum,
-                          nesterov=nesterov)
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(param_groups(model, weight_decay), lr=lr,
+                                                     momentum=momentum, nesterov=nesterov)
+    elif optimizer == "adamw":
+        opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
+    else:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if clipping is None:
         return opt
     params = clip_parameters(model, clip_classifier=clip_classifier,

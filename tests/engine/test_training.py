@@ -143,3 +143,16 @@ def test_fashion_mnist_trains_well_above_chance(tmp_path):
     result = train(config)
     assert result.status == "completed"
     assert result.final("test_top1") > 60.0, result.metrics
+
+
+def test_ordinary_clipping_and_adamw_runs(tmp_path):
+    """clip_norm records the fraction of steps it clipped; AdamW trains; neither renames old runs."""
+    clipped = train(tiny(tmp_path, "norm", clip_norm=1e-3))
+    assert clipped.status == "completed" and clipped.final("frac_clipped") == 1.0  # every step clipped
+    adamw = train(tiny(tmp_path, "adamw", optimizer="adamw", base_lr=0.004))
+    assert adamw.status == "completed" and adamw.final("test_top1") > 0
+    assert run_name(tiny(tmp_path)) == run_name(tiny(tmp_path, optimizer="sgd", clip_norm=None))
+    with pytest.raises(ConfigError, match="exclude each other"):
+        tiny(tmp_path, clipping=0.01, clip_norm=1.0).validate()
+    with pytest.raises(ConfigError, match="optimizer must be one of"):
+        tiny(tmp_path, optimizer="lamb").validate()
