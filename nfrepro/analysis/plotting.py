@@ -8,7 +8,7 @@ call ``show()``, so they work under the non-interactive Agg backend; save with
 from __future__ import annotations
 
 import textwrap
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -273,7 +273,8 @@ def plot_agc_batch_size(points: pd.DataFrame, ax: plt.Axes | None = None, title:
 
 def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None,
                             panel: str = "variant", grid_top: float | None = None,
-                            ylabel: str = "final test top-1 (%)", palette: str = "viridis") -> plt.Figure:
+                            ylabel: str = "final test top-1 (%)", palette: str = "viridis",
+                            xlabel: str = "clipping threshold λ (log scale)") -> plt.Figure:
     """NFNets Fig. 2b: top-1 (y) against the clipping threshold lambda (x, log), one line per batch size.
 
     ``runs``: one row per run, columns ``panel`` (one axis per value), ``batch_size``,
@@ -288,6 +289,7 @@ def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None
     fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.6), squeeze=False,
                              sharey=True, constrained_layout=True)
     lams = sorted(runs["clipping"].dropna().unique())
+    handles: dict[str, Any] = {}
     for a, name in zip(axes[0], panels):
         sub = runs[runs[panel] == name]
         for b in batches:
@@ -295,7 +297,8 @@ def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None
             if s.empty:
                 continue
             m = _seed_means(s, ["clipping"])
-            a.plot(m["clipping"], m["mean"], "o-", color=colors[b], lw=1.6, ms=5, label=f"batch {b}")
+            (line,) = a.plot(m["clipping"], m["mean"], "o-", color=colors[b], lw=1.6, ms=5, label=f"batch {b}")
+            handles.setdefault(f"batch {b}", line)
             done = s[~s["diverged"].astype(bool)]
             a.plot(done["clipping"], done["top1"], ".", color=colors[b], alpha=0.5, ms=5)
             _mark_diverged(a, s.loc[s["diverged"].astype(bool), "clipping"], colors[b])
@@ -307,19 +310,20 @@ def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None
             a.axvspan(grid_top * 2 ** 0.5, max(lams) * 2 ** 0.5, color="0.9", zorder=0)
             a.text(grid_top * 2 ** 0.5, 0.98, " beyond the\n paper's grid", transform=a.get_xaxis_transform(),
                    va="top", fontsize=8, color="0.35")
+        ticks = sorted(sub["clipping"].dropna().unique())  # each panel its own thresholds
         a.set_xscale("log", base=2)
-        a.set_xticks(lams, [f"{v:g}" for v in lams])
+        a.set_xticks(ticks, [f"{v:g}" for v in ticks])
         a.minorticks_off()
-        a.set_xlabel("clipping threshold λ (log scale)")
+        a.set_xlabel(xlabel)
         a.set_title(str(name))
         a.grid(True, alpha=0.3)
     axes[0][0].set_ylabel(ylabel)
-    handles, labels = axes[0][-1].get_legend_handles_labels()
+    labels, handles = list(handles), list(handles.values())  # every batch size, from every panel
     if runs["diverged"].astype(bool).any():
         handles.append(plt.Line2D([], [], ls="", marker="x", color="gray", ms=8, mew=2))
         labels.append("diverged run")
     fig.legend(handles, labels, loc="outside right upper", fontsize="small",
-               title="ring: best λ" if best is not None else None)
+               title="ring: best threshold" if best is not None else None)
     return fig
 
 
@@ -408,4 +412,28 @@ def plot_batch_dependence(points: pd.DataFrame, difference: pd.DataFrame, tolera
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
     plot_agc_batch_size(points, ax=axes[0], styles=styles, title="final test top-1 (line: mean; bar: seeds' range)")
     plot_difference(difference, ax=axes[1], tolerance=tolerance, title="difference, paired by seed (95% t interval)")
+    return fig
+
+
+def plot_clipping_census(census: pd.DataFrame, palette: str = "colorblind") -> plt.Figure:
+    """Which units each clipping rule would clip, over training: one panel per rule (``rule``: unit,
+    tensor, global), the fraction of units (``fraction``) against the step (``step``), one line per
+    parameter kind (``kind``)."""
+    rules = list(dict.fromkeys(census["rule"]))
+    kinds = list(dict.fromkeys(census["kind"]))
+    colors = dict(zip(kinds, sns.color_palette(palette, n_colors=max(len(kinds), 1))))
+    titles = {"unit": "unit-wise (AGC)", "tensor": "whole tensor", "global": "global norm"}
+    fig, axes = plt.subplots(1, len(rules), figsize=(4.6 * len(rules), 3.8), squeeze=False, sharey=True,
+                             constrained_layout=True)
+    for ax, rule in zip(axes[0], rules):
+        sub = census[census["rule"] == rule]
+        for kind in kinds:
+            k = sub[sub["kind"] == kind].sort_values("step")
+            ax.plot(k["step"], k["fraction"], "-", color=colors[kind], lw=1.5, label=kind)
+        ax.set_title(titles.get(rule, rule))
+        ax.set_xlabel("training step")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("fraction of units clipped")
+    axes[0][-1].legend(fontsize="small", loc="best")
     return fig

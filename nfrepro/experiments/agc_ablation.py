@@ -174,15 +174,21 @@ def plan_layers(scale: Scale, clipping: Mapping[str, float], layers: Iterable[st
                  for v, lam in clipping.items() for layer in layers for s in scale.seeds)
 
 
-def run_overrides(spec: Mapping[str, Any], scale: Scale) -> dict[str, Any]:
-    """The TrainConfig overrides of one planned run (a row of a plan)."""
-    out = dict(METHODS[spec["variant"]])
+def run_overrides(spec: Mapping[str, Any], scale: Scale,
+                  methods: Mapping[str, Mapping[str, Any]] = METHODS) -> dict[str, Any]:
+    """The TrainConfig overrides of one planned run (a row of a plan).
+
+    The plan's ``clipping`` column is AGC's lambda, or, for a method that names a
+    ``threshold_field`` (notebook 07's ordinary clipping: ``"clip_norm"``), that field's value.
+    """
+    out = dict(methods[spec["variant"]])
+    field = out.pop("threshold_field", "clipping")
     for key, value in LAYERS.get(spec["layers"], {}).items():
         out[key] = [scale.num_stages - 1 if s == LAST_STAGE else s for s in value] \
             if key == "clip_exclude_stages" else value
     clipping = spec["clipping"]
-    out.update(batch_size=int(spec["batch_size"]), seed=int(spec["seed"]),
-               clipping=None if clipping is None or np.isnan(clipping) else float(clipping))
+    out.update({"batch_size": int(spec["batch_size"]), "seed": int(spec["seed"]),
+                field: None if clipping is None or np.isnan(clipping) else float(clipping)})
     return out
 
 
@@ -201,7 +207,8 @@ def _train_rows(values: dict[str, Any], threads: int | None) -> list[dict[str, A
 
 
 def run_plan(plan: pd.DataFrame, scale: Scale, runs_dir: str | Path, progress: bool = True,
-             workers: int = 1, train_fn: Callable[[TrainConfig], RunResult] = train) -> pd.DataFrame:
+             workers: int = 1, train_fn: Callable[[TrainConfig], RunResult] = train,
+             methods: Mapping[str, Mapping[str, Any]] = METHODS) -> pd.DataFrame:
     """Run (or read back) every planned run; the tidy table, one row per run and metric.
 
     Each run has its own folder in ``runs_dir``, named by :func:`nfrepro.engine.training.run_name`
@@ -211,11 +218,12 @@ def run_plan(plan: pd.DataFrame, scale: Scale, runs_dir: str | Path, progress: b
     one thread each: on a 2-core CPU two single-thread runs of these small nets finish sooner than
     one run on two threads. A script that calls this with ``workers > 1`` needs the usual
 ``if __name__ == "__main__":`` guard (the workers are spawned); notebooks do not.
-``train_fn`` (tests) applies with ``workers=1`` only.
+``train_fn`` (tests) applies with ``workers=1`` only. ``methods``: the variants' overrides
+(:data:`METHODS`; notebook 07 passes its own).
     """
     runs_dir, base = Path(runs_dir), scale.base_config()
     specs = plan.drop_duplicates(PLAN_COLUMNS).to_dict("records")
-    configs = [apply_overrides(base, run_overrides(spec, scale), runs_dir) for spec in specs]
+    configs = [apply_overrides(base, run_overrides(spec, scale, methods), runs_dir) for spec in specs]
     rows: list[list[dict[str, Any]]] = [[] for _ in specs]
     bar = tqdm(total=len(specs), desc="runs", disable=not progress, mininterval=30)  # a line / 30 s
     if workers > 1:
