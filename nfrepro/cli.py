@@ -34,8 +34,9 @@ from nfrepro.engine.device import autocast, resolve_device
 from nfrepro.engine.distributed import cleanup
 from nfrepro.engine.sweep import run_sweep
 from nfrepro.engine.training import evaluate, train
+from nfrepro.models.factory import create_model
 from nfrepro.models.pretrained import load_pretrained
-from nfrepro.models.registry import create_model, list_models
+from nfrepro.models.registry import list_models
 
 USAGE_ERRORS = (ConfigError, DataNotFoundError, DataIntegrityError, CheckpointError, ValueError,
                 FileNotFoundError)

@@ -15,8 +15,11 @@ import pandas as pd
 import torch
 
 from nfrepro.bench.harness import compare, count_ops
-from nfrepro.layers.weight_standardization import (WSConv2d, _StandardizeWeight,
-                                                   standardize_weight_reference)
+from nfrepro.layers.weight_standardization import (
+    WSConv2d,
+    _StandardizeWeight,
+    standardize_weight_reference,
+)
 from nfrepro.models import create_model
 
 
@@ -39,7 +42,7 @@ def bench_weight_standardization(device: Any = "cpu", model_name: str = "nfnet_f
         return run
 
     sides = {"reference": side(lambda w, g: standardize_weight_reference(w, g)),
-             "fused": side(lambda w, g: _StandardizeWeight.apply(w, g, convs[0].eps))}
+             "fused": side(lambda w, g: _StandardizeWeight.apply(w, g, convs[0].eps)[0])}
     df = compare(sides, "reference", repeats=repeats, warmup=warmup, device=device)
     ops = {name: count_ops(fn) for name, fn in sides.items()}
     rows = []

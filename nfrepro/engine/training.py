@@ -47,7 +47,7 @@ from nfrepro.engine.config import ConfigError, TrainConfig, check_same_config, r
 from nfrepro.engine.device import autocast, memory_format
 from nfrepro.engine.profiles import project_root
 from nfrepro.engine.records import save_results
-from nfrepro.models.registry import create_model
+from nfrepro.models.factory import create_model
 from nfrepro.optim.recipe import (
     EMA,
     LABEL_SMOOTHING,

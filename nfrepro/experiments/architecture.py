@@ -19,8 +19,8 @@ import torch
 import torch.nn as nn
 
 from nfrepro.analysis.complexity import count_macs, count_params
+from nfrepro.models.factory import create_model
 from nfrepro.models.nfnet import VARIANTS
-from nfrepro.models.registry import create_model
 
 RESNET_WIDTHS = (256, 512, 1024, 2048)  # "default widths" of Table 2 (ResNet-50's stage outputs)
 
