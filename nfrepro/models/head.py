@@ -14,6 +14,9 @@ import torch
 import torch.nn as nn
 
 FC_INIT_STD = 0.01  # official fc_init: RandomNormal(stddev=0.01), zero bias
+# A flag on the classifier's weight; nfrepro.optim.AGC (which models may not import) warns when it
+# is asked to clip a tensor carrying it (the paper never clips the classifier, §4.1).
+CLASSIFIER_MARK = "_nfrepro_classifier"
 
 
 def new_classifier(num_features: int, num_classes: int, like: nn.Module | None = None) -> nn.Module:
@@ -24,6 +27,7 @@ def new_classifier(num_features: int, num_classes: int, like: nn.Module | None =
     ref = next(like.parameters(), None) if like is not None else None
     kwargs = {} if ref is None else {"device": ref.device, "dtype": ref.dtype}
     fc = nn.Linear(num_features, num_classes, **kwargs)
+    setattr(fc.weight, CLASSIFIER_MARK, True)
     if not fc.weight.is_meta:
         nn.init.normal_(fc.weight, 0.0, FC_INIT_STD)
         nn.init.zeros_(fc.bias)
