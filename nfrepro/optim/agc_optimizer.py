@@ -17,11 +17,9 @@ clipping (official ``optim.py``).
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any, Callable
-
 import warnings
-from typing import Iterable
+from collections import OrderedDict
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn as nn
