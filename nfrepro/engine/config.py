@@ -25,7 +25,8 @@ from nfrepro.optim.recipe import (
 )
 
 # fields that do not change the numbers a run produces: free to differ when resuming
-NOT_TRAJECTORY = ("run_dir", "progress", "device", "eval_batch_size", "data_root", "download")
+NOT_TRAJECTORY = ("run_dir", "progress", "device", "eval_batch_size", "data_root", "download",
+                  "log_every", "tensorboard")
 
 
 class ConfigError(ValueError):
@@ -77,6 +78,8 @@ class TrainConfig:
     check_every: int = 20             # steps between divergence checks (each one syncs the GPU)
     run_dir: str | None = None        # None: runs/<run_name(config)> under the project root
     progress: bool = True             # tqdm bars (rank 0 only)
+    log_every: int | None = None      # steps between rows of RUN/steps.csv (each read syncs the GPU)
+    tensorboard: bool = False         # the same scalars to RUN/tensorboard (the tensorboard package)
 
     def validate(self) -> None:
         checks = [
