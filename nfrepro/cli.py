@@ -228,9 +228,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import pandas as pd  # the bench extra's dependency; the results are CSVs
+
     for name, path in runner.run_benchmarks(which=args.which, device=args.device, out_dir=args.out_dir,
-                                     profile=args.profile).items():
-        print(f"{name}: {path}")
+                                            profile=args.profile).items():
+        print(f"{name} ({path}):")
+        print(pd.read_csv(path).to_string(index=False) if Path(path).exists() else "(no rows)")
     return 0
 
 

@@ -135,3 +135,13 @@ def test_train_logs_steps_to_csv(tmp_path):
     steps = pd.read_csv(tmp_path / "run" / "steps.csv")
     assert list(steps.columns) == ["step", "epoch", "loss", "lr", "frac_clipped"]
     assert steps["step"].tolist() == [1, 2] and steps["loss"].notna().all()
+
+
+@pytest.mark.slow
+def test_bench_prints_its_table_and_nothing_else(tmp_path):
+    """A real smoke benchmark in a fresh process: the table, and no profiler log lines (fd level)."""
+    proc = run_cli("bench", "--which", "agc", "--device", "cpu", "--profile", "smoke",
+                   "--out-dir", str(tmp_path), env={"NFREPRO_PROFILE": "smoke"})
+    assert proc.returncode == 0, proc.stderr
+    assert "USDT" not in proc.stdout + proc.stderr and "gpuGetDeviceCount" not in proc.stdout + proc.stderr
+    assert proc.stdout.startswith("agc (") and len(proc.stdout.splitlines()) > 2
