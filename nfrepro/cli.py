@@ -24,6 +24,7 @@ import typing
 from pathlib import Path
 from typing import Any, Sequence
 
+import pandas as pd
 from torch.utils.data import DataLoader, Subset
 
 from nfrepro.bench import runner
@@ -228,8 +229,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import pandas as pd  # the bench extra's dependency; the results are CSVs
-
     for name, path in runner.run_benchmarks(which=args.which, device=args.device, out_dir=args.out_dir,
                                             profile=args.profile).items():
         print(f"{name} ({path}):")
