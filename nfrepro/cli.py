@@ -21,8 +21,10 @@ import json
 import os
 import sys
 import typing
+from pathlib import Path
 from typing import Any, Sequence
 
+import pandas as pd
 from torch.utils.data import DataLoader, Subset
 
 from nfrepro.bench import runner
@@ -30,27 +32,63 @@ from nfrepro.data.datasets import DataIntegrityError, DataNotFoundError
 from nfrepro.data.imagenet import image_folder
 from nfrepro.engine.checkpoint import CheckpointError
 from nfrepro.engine.config import ConfigError, TrainConfig
-from nfrepro.engine.device import autocast, resolve_device
+from nfrepro.engine.device import AMP_MODES, autocast, resolve_device
 from nfrepro.engine.distributed import cleanup
 from nfrepro.engine.sweep import run_sweep
 from nfrepro.engine.training import evaluate, train
+from nfrepro.models.factory import create_model
 from nfrepro.models.pretrained import load_pretrained
-from nfrepro.models.registry import create_model, list_models
+from nfrepro.models.registry import list_models
 
 USAGE_ERRORS = (ConfigError, DataNotFoundError, DataIntegrityError, CheckpointError, ValueError,
                 FileNotFoundError)
-HELP = {
+HELP = {  # one line per TrainConfig field (test_cli checks that none is missing)
     "model": "registered model name (python -c 'import nfrepro; print(nfrepro.list_models())')",
-    "dataset": "fashion_mnist, cifar10 or synthetic",
+    "dataset": "data set: fashion_mnist, cifar10 or synthetic",
+    "data_root": "folder holding the data sets (default: $NFREPRO_DATA, else /usr/share/datasets)",
+    "download": "download CIFAR-10 if missing (needs network access)",
+    "train_subset": "train on the first N training images only; none: all",
+    "test_subset": "evaluate on the first N test images only; none: all",
     "batch_size": "global batch size (divided among torchrun processes)",
-    "clipping": "AGC lambda; 'none' turns clipping off",
+    "epochs": "number of epochs",
+    "steps": "run length in updates, overriding --epochs; none: use --epochs",
     "base_lr": "learning rate per 256 images (lr = base_lr * batch / 256)",
-    "ema_decay": "EMA decay; 'none' turns the EMA off",
+    "warmup_epochs": "epochs of linear learning-rate warm-up before the cosine decay",
+    "weight_decay": "coupled L2 weight decay (not on gains, biases or skip gains)",
+    "momentum": "SGD momentum",
+    "nesterov": "Nesterov momentum (the paper's)",
+    "label_smoothing": "label smoothing of the cross-entropy",
+    "clipping": "AGC lambda; 'none' turns clipping off",
+    "clip_eps": "AGC eps, the floor on each unit's weight norm",
+    "clip_classifier": "also clip the classifier weight (the paper does not)",
+    "clip_exclude_first_conv": "leave the stem's first convolution unclipped (§4.1)",
+    "clip_exclude_stages": "leave the blocks of these stages unclipped (0-based stage numbers)",
     "clip_exclude_skip_gains": "leave the SkipInit gains unclipped (a departure from the paper, for short runs)",
-    "amp": "auto (bf16 on CUDA, off on CPU), bf16 or off",
+    "ema_decay": "EMA decay; 'none' turns the EMA off",
+    "sam_rho": "SAM radius rho; 'none' turns SAM off",
+    "sam_fraction": "fraction of the batch SAM's ascent step uses",
+    "crop_padding": "random-crop padding in pixels (0: no crop)",
+    "flip": "random horizontal flips",
+    "mix": "batch mixing: none, mixup, cutmix or mixup_cutmix",
+    "mixup_alpha": "MixUp / CutMix Beta(alpha, alpha) parameter",
+    "randaugment": "RandAugment LAYERS LEVEL (level on the official 0-10 scale); omit for none",
+    "seed": "random seed",
+    "device": "auto (this process's GPU if any, else the CPU), cpu, cuda or cuda:N",
+    "amp": "mixed precision: auto (bf16 on CUDA, off on CPU), bf16 or off",
+    "channels_last": "channels-last memory format (default: on for CUDA, off on CPU)",
+    "compile": "torch.compile the model (worth it for long GPU runs)",
+    "eval_every": "epochs between test evaluations (the last epoch always)",
+    "eval_batch_size": "batch size of the test evaluations",
+    "max_loss": "a loss above this counts as a divergence and stops the run",
+    "check_every": "steps between divergence checks (each syncs the GPU)",
+    "run_dir": "run folder (default: runs/<name derived from the configuration>)",
+    "progress": "show a progress bar",
+    "log_every": "write step, loss, lr and fraction clipped to RUN/steps.csv every N steps; none: off",
+    "tensorboard": "write the per-step scalars to RUN/tensorboard (needs: pip install tensorboard)",
     "optimizer": "sgd (the paper's, Nesterov) or adamw",
     "clip_norm": "ordinary global gradient-norm clipping threshold; 'none' turns it off (not with --clipping)",
 }
+CHOICES = {"dataset": ("fashion_mnist", "cifar10", "synthetic"), "amp": AMP_MODES}
 
 
 def _parse_value(text: str) -> Any:
@@ -83,6 +121,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         base = next((a for a in args if a is not type(None)), hint)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         text = HELP.get(f.name, "") + f" (default: {default})"
+        if f.name in CHOICES:
+            text += f"; choices: {', '.join(str(c) for c in CHOICES[f.name])}"
         if f.name == "model_kwargs":
             parser.add_argument("--model-arg", dest="model_kwargs", action="append", default=[],
                                 metavar="KEY=VALUE", help="model constructor argument, repeatable "
@@ -94,7 +134,33 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, type=int, nargs="*", default=default, help=text)
         else:
             parser.add_argument(flag, dest=f.name, type=_typed(base, optional), default=default,
-                                help=text, metavar=base.__name__.upper())
+                                help=text, metavar=base.__name__.upper(),
+                                choices=CHOICES.get(f.name))
+    parser.add_argument("--config", action=LoadConfig, metavar="RUN/config.json",
+                        help="re-run a saved configuration (a run folder's config.json); options "
+                             "given on the command line win. The same configuration maps to the "
+                             "same run folder (it resumes there); pass --run-dir to run it elsewhere")
+
+
+class LoadConfig(argparse.Action):
+    """``--config RUN/config.json``: the saved TrainConfig's values for every option still at its default."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            stored = json.loads(Path(values).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            parser.error(f"--config {values}: cannot read a JSON configuration ({err})")
+        unknown = set(stored) - {f.name for f in dataclasses.fields(TrainConfig)}
+        if unknown:
+            parser.error(f"--config {values}: unknown TrainConfig field(s) {', '.join(sorted(unknown))}")
+        for name, value in stored.items():
+            if getattr(namespace, name) != parser.get_default(name):
+                continue  # given on the command line
+            if name == "model_kwargs":
+                value = [f"{k}={json.dumps(v)}" for k, v in value.items()]
+            elif name == "randaugment" and value is None:
+                value = []
+            setattr(namespace, name, value)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -166,8 +232,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     for name, path in runner.run_benchmarks(which=args.which, device=args.device, out_dir=args.out_dir,
-                                     profile=args.profile).items():
-        print(f"{name}: {path}")
+                                            profile=args.profile).items():
+        print(f"{name} ({path}):")
+        print(pd.read_csv(path).to_string(index=False) if Path(path).exists() else "(no rows)")
     return 0
 
 
@@ -185,23 +252,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(sweep)
     sweep.set_defaults(run=cmd_sweep)
     ev = sub.add_parser("eval", help="top-1 on an ImageNet-style folder, the paper's protocol")
-    ev.add_argument("--model", required=True)
-    ev.add_argument("--weights", default=None, help="pretrained file (Haiku .npz, timm .pth)")
+    ev.add_argument("--model", required=True, help=HELP["model"])
+    ev.add_argument("--weights", default=None, help="weights file: DeepMind .npz / pickle, timm .pth / "
+                    ".pth.tar / .safetensors, or a state dict (format read from the content)")
     ev.add_argument("--data", required=True, help="folder with one sub-folder per class")
     ev.add_argument("--image-size", type=int, default=None, help="default: the variant's test px")
-    ev.add_argument("--num-classes", type=int, default=None)
-    ev.add_argument("--batch-size", type=int, default=50)
-    ev.add_argument("--workers", type=int, default=4)
+    ev.add_argument("--num-classes", type=int, default=None,
+                    help="classifier outputs (default: the model's, 1000 for the ImageNet models)")
+    ev.add_argument("--batch-size", type=int, default=50, help="images per batch (default: 50)")
+    ev.add_argument("--workers", type=int, default=4, help="data-loading processes (default: 4)")
     ev.add_argument("--limit", type=int, default=None, help="only the first N images")
-    ev.add_argument("--device", default="auto")
-    ev.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"])
+    ev.add_argument("--device", default="auto", help=HELP["device"] + " (default: auto)")
+    ev.add_argument("--amp", default="auto", choices=AMP_MODES,
+                    help="mixed precision (default: auto); choices: " + ", ".join(AMP_MODES))
     ev.set_defaults(run=cmd_eval)
     bench = sub.add_parser("bench", help="benchmarks (AGC cost, training throughput)")
-    bench.add_argument("--which", nargs="+", default=["agc"],
-                       help="any of nfrepro.bench.runner.BENCHMARKS: agc, train_step, inference, throughput")
-    bench.add_argument("--device", default=None)
-    bench.add_argument("--out-dir", default=None)
-    bench.add_argument("--profile", default="cpu", help="smoke, cpu or gpu")
+    bench.add_argument("--which", nargs="+", default=["agc"], choices=list(runner.BENCHMARKS),
+                       help="benchmarks to run (default: agc); choices: " + ", ".join(runner.BENCHMARKS))
+    bench.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU if any)")
+    bench.add_argument("--out-dir", default=None, help="folder for the results CSVs (default: the "
+                       "profile's results folder)")
+    bench.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"),
+                       help="sizes and repeats (default: cpu); choices: smoke, cpu, gpu")
     bench.set_defaults(run=cmd_bench)
     return parser
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "nfrepro"
 DESIGN = (ROOT / "docs" / "DESIGN.md").read_text()
 # imported inside a function body only: the optional dependencies (extras), nothing of our own
-OPTIONAL = {"timm", "torchvision", "safetensors", "matplotlib", "seaborn", "dill"}
+OPTIONAL = {"timm", "torchvision", "safetensors", "matplotlib", "seaborn", "dill", "tensorboard"}
 # the one lazy first-party import: nfrepro.signal_propagation needs pandas, not a core dependency
 LAZY_OURS = {("nfrepro", "nfrepro.analysis.spp")}
 

@@ -104,3 +104,44 @@ def test_bench_dispatches(monkeypatch, tmp_path, capsys):
                      "--out-dir", str(tmp_path)]) == 0
     assert calls["bench"]["which"] == ["agc", "throughput"] and calls["bench"]["device"] == "cpu"
     assert calls["bench"]["out_dir"] == str(tmp_path)
+
+
+def test_every_option_has_help_and_lists_its_choices():
+    import argparse
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help and action.help.strip(), f"{name} {action.option_strings} has no help"
+            for choice in action.choices or ():
+                assert str(choice) in action.help, f"{name} {action.option_strings}: {choice} not listed"
+
+
+def test_config_reruns_a_saved_configuration(tmp_path):
+    assert cli.main(["train", *TINY, "--seed", "3", "--model-arg", "alpha=0.5",
+                     "--run-dir", str(tmp_path / "run")]) == 0
+    saved = tmp_path / "run" / "config.json"
+    args = cli.build_parser().parse_args(["train", "--config", str(saved), "--epochs", "2"])
+    config = cli.config_from_args(args)
+    assert config.seed == 3 and config.model_kwargs["alpha"] == 0.5 and config.epochs == 2
+    args = cli.build_parser().parse_args(["train", "--epochs", "2", "--config", str(saved)])
+    assert cli.config_from_args(args).epochs == 2   # the command line wins, before or after
+
+
+def test_train_logs_steps_to_csv(tmp_path):
+    assert cli.main(["train", *TINY, "--log-every", "1", "--run-dir", str(tmp_path / "run")]) == 0
+    steps = pd.read_csv(tmp_path / "run" / "steps.csv")
+    assert list(steps.columns) == ["step", "epoch", "loss", "lr", "frac_clipped"]
+    assert steps["step"].tolist() == [1, 2] and steps["loss"].notna().all()
+
+
+@pytest.mark.slow
+def test_bench_prints_its_table_and_nothing_else(tmp_path):
+    """A real smoke benchmark in a fresh process: the table, and no profiler log lines (fd level)."""
+    proc = run_cli("bench", "--which", "agc", "--device", "cpu", "--profile", "smoke",
+                   "--out-dir", str(tmp_path), env={"NFREPRO_PROFILE": "smoke"})
+    assert proc.returncode == 0, proc.stderr
+    assert "USDT" not in proc.stdout + proc.stderr and "gpuGetDeviceCount" not in proc.stdout + proc.stderr
+    assert proc.stdout.startswith("agc (") and len(proc.stdout.splitlines()) > 2

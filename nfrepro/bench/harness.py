@@ -9,9 +9,12 @@ with the paper's optimizer), an inference closure, and tidy result rows.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
+import os
 import statistics
+import sys
 import time
 from typing import Any, Callable, Mapping
 
@@ -66,12 +69,45 @@ def compare(fns: dict[str, Callable[[], Any]], baseline: str, repeats: int = 20,
     return pd.DataFrame(rows)
 
 
+@contextlib.contextmanager
+def _native_output_silenced():
+    """Point the process's stdout / stderr file descriptors at /dev/null for the block.
+
+    torch's profiler (kineto) writes ``USDT ... profiler_start`` and, on a machine without a GPU,
+    ``gpuGetDeviceCount failed`` from C++ straight to fds 1 and 2, past ``sys.stdout``; the
+    benchmarks' tables must be the only thing printed. Python output is flushed first and kept.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
 def count_ops(fn: Callable[[], Any]) -> int:
     """Top-level ATen ops one call of ``fn`` dispatches (views included): a proxy, measurable on
-    the CPU, for the kernel launches it would cost on a GPU (where foreach ops fuse further)."""
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    the CPU, for the kernel launches it would cost on a GPU (where foreach ops fuse further).
+    The profiler's native log lines are silenced (:func:`_native_output_silenced`)."""
+    with _native_output_silenced():
+        prof = profile(activities=[ProfilerActivity.CPU])
+        prof.__enter__()
+    try:
         fn()
-    return sum(event.cpu_parent is None for event in prof.events())
+    finally:
+        with _native_output_silenced():
+            prof.__exit__(None, None, None)
+            events = prof.events()
+    return sum(event.cpu_parent is None for event in events)
 
 
 def place(model: nn.Module, device: Any, channels_last: bool | None = None) -> nn.Module:

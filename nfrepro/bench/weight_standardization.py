@@ -42,7 +42,7 @@ def bench_weight_standardization(device: Any = "cpu", model_name: str = "nfnet_f
         return run
 
     sides = {"reference": side(lambda w, g: standardize_weight_reference(w, g)),
-             "fused": side(lambda w, g: _StandardizeWeight.apply(w, g, convs[0].eps))}
+             "fused": side(lambda w, g: _StandardizeWeight.apply(w, g, convs[0].eps)[0])}
     df = compare(sides, "reference", repeats=repeats, warmup=warmup, device=device)
     ops = {name: count_ops(fn) for name, fn in sides.items()}
     rows = []

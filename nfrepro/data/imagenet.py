@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 
 from nfrepro.data.datasets import DataNotFoundError
+from nfrepro.models.protocol import EVAL_RESIZE_MARGIN, IMAGENET_MEAN, IMAGENET_STD
 
-# The official code normalises ImageNet with these (dataset.MEAN_RGB / STDDEV_RGB, given there
-# on the 0-255 scale, i.e. x 255).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# The protocol's numbers (official dataset.MEAN_RGB / STDDEV_RGB / 'resize_crop_32') live with the
+# models (their pretrained_cfg); re-exported here for the data pipeline.
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "imagenet_eval_transform", "image_folder"]
 
 
 def imagenet_eval_transform(image_size: int, antialias: bool = False):
@@ -27,7 +27,7 @@ def imagenet_eval_transform(image_size: int, antialias: bool = False):
 
     return v2.Compose([
         v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-        v2.Resize((image_size + 32, image_size + 32), InterpolationMode.BICUBIC, antialias=antialias),
+        v2.Resize((image_size + EVAL_RESIZE_MARGIN,) * 2, InterpolationMode.BICUBIC, antialias=antialias),
         v2.CenterCrop(image_size), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])
 

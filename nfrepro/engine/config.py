@@ -26,7 +26,8 @@ from nfrepro.optim.recipe import (
 )
 
 # fields that do not change the numbers a run produces: free to differ when resuming
-NOT_TRAJECTORY = ("run_dir", "progress", "device", "eval_batch_size", "data_root", "download")
+NOT_TRAJECTORY = ("run_dir", "progress", "device", "eval_batch_size", "data_root", "download",
+                  "log_every", "tensorboard")
 
 
 class ConfigError(ValueError):
@@ -80,6 +81,8 @@ class TrainConfig:
     progress: bool = True             # tqdm bars (rank 0 only)
     optimizer: str = "sgd"            # the paper's SGD; "adamw" for notebook 07's AGC-with-Adam study
     clip_norm: float | None = None    # ordinary global-norm clipping (notebook 07's baseline), not with AGC
+    log_every: int | None = None      # steps between rows of RUN/steps.csv (each read syncs the GPU)
+    tensorboard: bool = False         # the same scalars to RUN/tensorboard (the tensorboard package)
 
     def validate(self) -> None:
         checks = [

@@ -47,7 +47,8 @@ from nfrepro.engine.config import ConfigError, TrainConfig, check_same_config, r
 from nfrepro.engine.device import autocast, memory_format
 from nfrepro.engine.profiles import project_root
 from nfrepro.engine.records import save_results
-from nfrepro.models.registry import create_model
+from nfrepro.engine.step_log import StepLogger, tensorboard_writer
+from nfrepro.models.factory import create_model
 from nfrepro.optim.norm_clipping import GradNormClip
 from nfrepro.optim.recipe import (
     EMA,
@@ -220,6 +221,25 @@ def _save(parts: _Parts, path: Path, config: TrainConfig, progress: dict[str, An
                          "loader": parts.train_loader.state_dict(), "rng": states}, path)
 
 
+def _step_hook(config: TrainConfig, run_dir: Path, main: bool,
+               on_step: Callable[[int, dict], None] | None) -> Callable[[int, dict], None] | None:
+    """The user's ``on_step`` and, on rank 0, the CSV / TensorBoard logger of ``config.log_every``."""
+    logger = None
+    if main and (config.log_every or config.tensorboard):
+        writer = tensorboard_writer(run_dir / "tensorboard") if config.tensorboard else None
+        logger = StepLogger(config.log_every or config.check_every,
+                            run_dir / "steps.csv" if config.log_every else None, writer)
+    if logger is None:
+        return on_step
+
+    def hook(step: int, metrics: dict) -> None:
+        logger(step, metrics)
+        if on_step is not None:
+            on_step(step, metrics)
+    hook.logger = logger  # type: ignore[attr-defined]
+    return hook
+
+
 def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                autocast: Callable[[], Any] = contextlib.nullcontext,
                label_smoothing: float = LABEL_SMOOTHING,
@@ -239,7 +259,9 @@ def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
     return loss.detach()
 
 
-def _train_epoch(parts: _Parts, config: TrainConfig, step: int, bar) -> tuple[int, dict[str, Any]]:
+def _train_epoch(parts: _Parts, config: TrainConfig, step: int, bar,
+                 on_step: Callable[[int, dict], None] | None = None,
+                 epoch: int = 0) -> tuple[int, dict[str, Any]]:
     """Up to one epoch of updates; returns the new step count and the epoch's statistics."""
     p, device = parts, parts.train_loader.device
 
@@ -273,6 +295,8 @@ def _train_epoch(parts: _Parts, config: TrainConfig, step: int, bar) -> tuple[in
         sums += torch.stack([loss, torch.as_tensor(clipped, device=device, dtype=torch.float32),
                              torch.ones((), device=device)])
         bad = torch.maximum(bad, (~torch.isfinite(loss) | (loss > config.max_loss)).float())
+        if on_step is not None:  # tensors stay on the device: the callback decides when to sync
+            on_step(step, {"epoch": epoch, "loss": loss, "lr": lr, "frac_clipped": clipped})
         bar.update()
         if step % config.check_every == 0 or i == todo - 1:  # the only host syncs of the loop
             if dist.all_reduce_(bad.clone(), "max").item() > 0:
@@ -285,10 +309,12 @@ def _train_epoch(parts: _Parts, config: TrainConfig, step: int, bar) -> tuple[in
                   "frac_clipped": sums[1] / n if config.clipping or config.clip_norm else float("nan")}
 
 
-def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None) -> RunResult:
+def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None,
+          on_step: Callable[[int, dict], None] | None = None) -> RunResult:
     """Train (or resume, or read back) the run ``config`` describes; see the module docstring.
 
-    ``on_epoch_end(epoch, row)`` is called after each epoch's checkpoint is written.
+    ``on_epoch_end(epoch, row)`` is called after each epoch's checkpoint is written;
+    ``on_step(step, metrics)`` after every update (``nfrepro.engine.step_log``).
     """
     config.validate()
     world_size = dist.world_size_from_env()
@@ -310,11 +336,12 @@ def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None 
     rows, wall_before = progress["rows"], progress["wall_time_s"]
     started = time.perf_counter()
     bar = tqdm(total=parts.total_steps, initial=progress["step"], desc=run_dir.name,
-               disable=not (config.progress and main), leave=False, dynamic_ncols=True)
+               disable=not (config.progress and main), leave=True, dynamic_ncols=True)
+    step_hook = _step_hook(config, run_dir, main, on_step)
     if progress["status"] == "completed" and main:  # killed between checkpoint and metrics
         _write_metrics(run_dir, rows, config, wall_before, "completed", info.device, world_size)
     while progress["epoch"] < parts.n_epochs and progress["status"] == "running":
-        step, stats = _train_epoch(parts, config, progress["step"], bar)
+        step, stats = _train_epoch(parts, config, progress["step"], bar, step_hook, progress["epoch"] + 1)
         epoch = progress["epoch"] + 1
         status = "diverged" if stats["diverged"] else (
             "completed" if epoch == parts.n_epochs else "running")
@@ -339,6 +366,8 @@ def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None 
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
     bar.close()
+    if isinstance(getattr(step_hook, "logger", None), StepLogger):
+        step_hook.logger.close()
     return RunResult(run_dir, progress["status"], config,
                      pd.DataFrame(rows, columns=METRIC_COLUMNS),
                      wall_before + time.perf_counter() - started, parts.model,

@@ -24,8 +24,8 @@ from nfrepro.analysis.complexity import count_macs, count_params
 from nfrepro.analysis.reference import paper_value
 from nfrepro.data.augment import MIXUP_ALPHA
 from nfrepro.engine.config import TrainConfig
+from nfrepro.models.factory import create_model
 from nfrepro.models.nfnet import VARIANTS
-from nfrepro.models.registry import create_model
 from nfrepro.optim import agc, recipe
 
 RESNET_WIDTHS = (256, 512, 1024, 2048)  # "default widths" of Table 2 (ResNet-50's stage outputs)

@@ -38,12 +38,23 @@ GAMMAS: dict[str, float] = {
     "elu": 1.2716004848480225,
 }
 
+
+def identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GELU, tanh approximation (``jax.nn.gelu``'s default, which the official code calls)."""
+    return F.gelu(x, approximate="tanh")
+
+
 # The functions the gammas belong to. GELU is the tanh approximation: the official code calls
 # `jax.nn.gelu`, whose default is `approximate=True` (timm's port uses the exact erf form).
+# Module-level functions, not lambdas, so that a model holding them pickles (torch.save(model)).
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "identity": lambda x: x,
+    "identity": identity,
     "relu": F.relu,
-    "gelu": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu": gelu_tanh,
     "silu": F.silu,
     "tanh": torch.tanh,
     "elu": F.elu,

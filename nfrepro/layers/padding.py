@@ -24,10 +24,18 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
 
 def pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
              dilation: tuple[int, int] = (1, 1), value: float = 0.0) -> torch.Tensor:
-    """``x`` (``N x C x H x W``) padded for a TF "SAME" window of ``kernel`` / ``stride`` / ``dilation``."""
+    """``x`` (``N x C x H x W``) padded for a TF "SAME" window of ``kernel`` / ``stride`` / ``dilation``.
+
+    The padding depends on the input's size through Python arithmetic, which ``torch.fx``
+    symbolic tracing cannot follow; ``torch.fx.wrap`` below makes this function one leaf node of
+    a traced graph (torchvision's ``create_feature_extractor``), evaluated on real shapes at run time.
+    """
     top, bottom = same_padding(x.shape[-2], kernel[0], stride[0], dilation[0])
     left, right = same_padding(x.shape[-1], kernel[1], stride[1], dilation[1])
     return F.pad(x, (left, right, top, bottom), value=value)
+
+
+torch.fx.wrap("pad_same")  # a leaf for FX tracers: see pad_same's docstring
 
 
 class SamePadConv2d(nn.Conv2d):

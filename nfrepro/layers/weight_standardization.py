@@ -61,25 +61,35 @@ class _StandardizeWeight(torch.autograd.Function):
     ``results/bench_weight_standardization.csv``).
     """
 
+    # forward / setup_context split and an auto-generated vmap rule: torch.func.grad, vmap
+    # (per-sample gradients) and torch.compile see through the Function.
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, weight: torch.Tensor, gain: torch.Tensor, eps: float) -> torch.Tensor:
+    def forward(weight: torch.Tensor, gain: torch.Tensor, eps: float):
         rows = weight.reshape(weight.shape[0], -1)                       # O x N
         centred = rows - rows.mean(dim=1, keepdim=True)
         sq_norm = centred.square().sum(dim=1, keepdim=True)              # N var, O x 1
         scale = torch.rsqrt(torch.clamp(sq_norm, min=eps))
         unit = centred * scale                                           # u: rows of unit norm
-        ctx.save_for_backward(unit, scale, gain, sq_norm >= eps)
-        return (unit * gain.view(-1, 1)).view_as(weight)
+        return (unit * gain.view(-1, 1)).view_as(weight), unit, scale, sq_norm >= eps
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _, gain, _ = inputs
+        _, unit, scale, active = output
+        ctx.mark_non_differentiable(unit, scale, active)
+        ctx.save_for_backward(unit, scale, gain, active)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: torch.Tensor):
+    def backward(ctx, grad_out: torch.Tensor, *_unused):
         unit, scale, gain, active = ctx.saved_tensors
         d = grad_out.reshape(unit.shape)
         k = (d * unit).sum(dim=1, keepdim=True)                          # <dout, u>, O x 1
         gs = gain.view(-1, 1) * scale
         # g s (d - mean(d) - u k), with k dropped where the floor holds s constant
-        grad_w = (d - d.mean(dim=1, keepdim=True)).sub_(unit * (k * active)).mul_(gs)
+        grad_w = (d - d.mean(dim=1, keepdim=True) - unit * (k * active)) * gs
         return grad_w.view_as(grad_out), k.view_as(gain), None
 
 
@@ -92,7 +102,10 @@ def standardize_weight(weight: torch.Tensor, gain: torch.Tensor | None = None,
     """
     if gain is None or weight.is_meta or not torch.is_grad_enabled() or torch.jit.is_tracing():
         return standardize_weight_reference(weight, gain, eps)
-    return _StandardizeWeight.apply(weight, gain, eps)
+    return _StandardizeWeight.apply(weight, gain, eps)[0]
+
+
+torch.fx.wrap("standardize_weight")  # one leaf node under FX tracing (its branches read tensor flags)
 
 
 class WSConv2d(SamePadConv2d):

@@ -38,6 +38,7 @@ Departures, each a choice the paper or the official code leaves open:
 """
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -51,6 +52,9 @@ from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.squeeze_excite import SqueezeExcite
 from nfrepro.layers.stochastic_depth import StochasticDepth
 from nfrepro.layers.weight_standardization import WSConv2d
+from nfrepro.models.features import FeatureInfo
+from nfrepro.models.head import ClassifierHead, new_classifier
+from nfrepro.models.protocol import imagenet_cfg
 from nfrepro.models.registry import register_variant
 from nfrepro.models.variance import expected_betas
 
@@ -100,13 +104,15 @@ def _plain_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: i
     return fan_in_normal_(SamePadConv2d(in_ch, out_ch, kernel, stride=stride, groups=groups, bias=bias))
 
 
+def _ws_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> WSConv2d:
+    return WSConv2d(in_ch, out_ch, kernel, stride=stride, groups=groups)
+
+
 def _conv_factory(conv_type: str) -> Callable[..., nn.Module]:
-    """``conv(in_ch, out_ch, kernel, stride=1, groups=1)`` for "ws", "plain" or "bn" (TF SAME padding)."""
-    if conv_type == "ws":
-        return lambda i, o, k, s=1, g=1: WSConv2d(i, o, k, stride=s, groups=g)
-    if conv_type == "plain":
-        return lambda i, o, k, s=1, g=1: _plain_conv(i, o, k, s, g)
-    return lambda i, o, k, s=1, g=1: ConvBN(i, o, k, s, g)
+    """``conv(in_ch, out_ch, kernel, stride=1, groups=1)`` for "ws", "plain" or "bn" (TF SAME padding).
+
+    Module-level callables, not lambdas: nothing unpicklable may end up in a model."""
+    return {"ws": _ws_conv, "plain": _plain_conv, "bn": ConvBN}[conv_type]
 
 
 class NFBlock(nn.Module):
@@ -158,7 +164,7 @@ class NFBlock(nn.Module):
         return f"stage={self.stage}, stride={self.stride}, beta={self.beta:.4f}, alpha={self.alpha}"
 
 
-class NFNet(nn.Module):
+class NFNet(ClassifierHead, nn.Module):
     """NFNet-Fn. ``variant`` is a key of :data:`VARIANTS`; keyword overrides serve the ablations.
 
     ``channels``/``depths`` replace the variant's widths/depths (T2's default widths are
@@ -191,7 +197,7 @@ class NFNet(nn.Module):
             raise ValueError(f"NFNets have 4 stages: got depths {self.depths}, widths {self.widths}")
         check_activation(activation)
         act_cls = Activation if norm == "batch" else ScaledActivation
-        act = lambda: act_cls(activation)  # noqa: E731 (a fresh module per position, for hooks)
+        act = functools.partial(act_cls, activation)  # a fresh module per position, for hooks
         conv = _conv_factory("bn" if norm == "batch" else "ws" if use_ws else "plain")
 
         stem_ch = (channels or self.variant.widths)[0] // 2   # official: width_pattern[0] // 2, unscaled
@@ -216,21 +222,20 @@ class NFNet(nn.Module):
         self.num_features = int(final_conv_mult * ch)      # 2 x 1536 = 3072
         self.final_conv = conv(ch, self.num_features, 1)
         self.final_act = act()
-        self.dropout = nn.Dropout(self.drop_rate)
-        self.fc = nn.Linear(self.num_features, num_classes)
-        if not self.fc.weight.is_meta:
-            nn.init.normal_(self.fc.weight, 0.0, 0.01)     # official fc_init N(0, 0.01)
-            nn.init.zeros_(self.fc.bias)
+        self.head_drop = nn.Dropout(self.drop_rate)
+        self.fc = new_classifier(self.num_features, num_classes)  # official fc_init N(0, 0.01)
+        # timm conventions: the feature levels of features_only, the paper's image protocol
+        self.feature_info = FeatureInfo(
+            [dict(num_chs=stem_ch, reduction=4, module="stem")]
+            + [dict(num_chs=w, reduction=4 * 2 ** s, module=f"stage{s}") for s, w in enumerate(self.widths[:-1])]
+            + [dict(num_chs=self.num_features, reduction=32, module="final_act")])
+        self.pretrained_cfg = imagenet_cfg(self.variant.train_px, self.variant.test_px, in_chans=in_chans,
+                                           num_classes=num_classes, first_conv="stem.conv0",
+                                           source="NFNets Table 1 / App. A")
 
-    def get_classifier(self) -> nn.Linear:
-        return self.fc
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features ``N x num_features`` (before dropout and the classifier)."""
-        return self.final_act(self.final_conv(self.blocks(self.stem(x)))).mean(dim=(2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.forward_features(x)))
+    def final_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's output -> the unpooled ``N x num_features`` map (final 1x1 conv, activation)."""
+        return self.final_act(self.final_conv(x))
 
 
 nfnet_f0 = register_variant("nfnet_f0", NFNet, "F0")

@@ -26,6 +26,7 @@ differently from the official code (paper-facts, "Pitfalls"); the weights are th
 """
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 import zipfile
@@ -39,6 +40,8 @@ import torch.nn as nn
 
 from nfrepro.layers.weight_standardization import WSConv2d
 from nfrepro.models.nfnet import VARIANTS, NFNet
+
+logger = logging.getLogger(__name__)
 
 HAIKU_ROOT = "NFNet/~/"
 _TIMM_BLOCK = {"conv1": "conv0", "conv2": "conv1", "conv2b": "conv1b", "conv3": "conv2",
@@ -166,6 +169,40 @@ def from_timm(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return state
 
 
+def to_timm(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Our NFNet -> a state dict in timm's ``dm_nfnet_*`` names and layouts (inverse of :func:`from_timm`).
+
+    WS gains become ``(O, 1, 1, 1)``, the SE linears 1x1 convs ``(O, I, 1, 1)``, skip gains keep
+    their shape; blocks are numbered per stage (``stages.{s}.{j}``) from ``block.stage``.
+    """
+    _check_exportable(model)
+    inverse = {ours: theirs for theirs, ours in _TIMM_BLOCK.items()}
+    position: dict[int, tuple[int, int]] = {}
+    per_stage: dict[int, int] = {}
+    for i, block in enumerate(model.blocks):
+        position[i] = (block.stage, per_stage.get(block.stage, 0))
+        per_stage[block.stage] = position[i][1] + 1
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in model.state_dict().items():
+        tensor = tensor.detach().clone()
+        if m := re.fullmatch(r"stem\.conv(\d)\.(\w+)", key):
+            new = f"stem.conv{int(m[1]) + 1}.{m[2]}"
+        elif m := re.fullmatch(r"blocks\.(\d+)\.(.+)", key):
+            stage, j = position[int(m[1])]
+            module, _, name = m[2].rpartition(".")
+            new = f"stages.{stage}.{j}." + ("skipinit_gain" if m[2] == "skip_gain" else f"{inverse[module]}.{name}")
+            if module.startswith("se.") and name == "weight":
+                tensor = tensor[:, :, None, None]
+        elif key.startswith("fc."):
+            new = f"head.{key}"
+        else:
+            new = key
+        if new.endswith(".gain"):
+            tensor = tensor.reshape(-1, 1, 1, 1)
+        out[new] = tensor
+    return out
+
+
 # ---------------------------------------------------------------- architecture checks
 def describe(state: Mapping[str, torch.Tensor]) -> str:
     """"NFNet-F1" if the state dict (our names) matches a Table 1 variant, else its depths and widths."""
@@ -188,23 +225,89 @@ def _check_exportable(model: nn.Module) -> None:
                          "norm='none'); this model has plain or BatchNorm convs")
 
 
+def _check_ws_weights(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Scaled-WS weights (they carry WS gains) fit only an NFNet built with WS convs."""
+    if isinstance(model, NFNet) and "stem.conv0.gain" in state:
+        _check_exportable(model)
+
+
 def load_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
     """Copy a converted state dict (our names) into ``model``, with errors that say what is wrong."""
-    _check_exportable(model)
+    _check_ws_weights(model, state)
     ours = model.state_dict()
-    have, want = describe(state), describe(ours)
-    if have != want:
-        raise ValueError(f"the checkpoint looks like {have}, but the model is {want}")
+    have = want = None
+    if isinstance(model, NFNet):
+        have, want = describe(state), describe(ours)
+        if have != want:
+            raise ValueError(f"the checkpoint looks like {have}, but the model is {want}")
+    what = have or type(model).__name__
     missing, unexpected = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
     if missing or unexpected:
-        raise ValueError(f"checkpoint and model differ ({have}): missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]} (e.g. extra_conv or num_classes overrides)")
+        raise ValueError(f"checkpoint and model differ ({what}): missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]} (e.g. extra_conv or num_classes overrides; "
+                         f"strict=False keeps what fits)")
     for key, tensor in state.items():
         if tensor.shape != ours[key].shape:
             raise ValueError(f"shape mismatch for {key}: checkpoint {tuple(tensor.shape)}, model "
-                             f"{tuple(ours[key].shape)} ({have}; check num_classes / in_chans)")
+                             f"{tuple(ours[key].shape)} ({what}; check num_classes / in_chans, or "
+                             f"load with strict=False to fine-tune)")
     model.load_state_dict(state, strict=True)
     return model
+
+
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """A stem conv weight ``O x 3 x kh x kw`` for ``in_chans`` inputs (timm's rule, restated):
+    one channel sums the RGB filters (a grey image is R = G = B); more channels repeat the RGB
+    filters cyclically and scale by ``3 / in_chans``, so that the response to a grey image keeps
+    its size. A Scaled WS stem re-standardises its weight anyway, so there only the pattern matters."""
+    if in_chans == weight.shape[1]:
+        return weight
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-in_chans // weight.shape[1])
+    return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (weight.shape[1] / in_chans)
+
+
+def _cfg_key(model: nn.Module, which: str, default: str) -> str:
+    cfg = getattr(model, "pretrained_cfg", None)
+    return cfg.get(which, default) if isinstance(cfg, dict) else default
+
+
+def load_fitting(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Fine-tuning load: copy every tensor whose name and shape fit; adapt the stem's first conv to
+    the model's input channels; leave a classifier of another size freshly initialised (it already
+    is: the model was just built). Returns what was ``loaded``, ``adapted``, ``reinitialised``,
+    ``skipped`` (in the checkpoint, not fitting) and ``missing`` (in the model, not the checkpoint)."""
+    _check_ws_weights(model, state)
+    if isinstance(model, NFNet) and describe(state) != describe(model.state_dict()):
+        raise ValueError(f"the checkpoint looks like {describe(state)}, but the model is "
+                         f"{describe(model.state_dict())}: pick the model the weights were trained as")
+    ours = model.state_dict()
+    first_conv = _cfg_key(model, "first_conv", "") + ".weight"
+    head = _cfg_key(model, "classifier", "fc") + "."
+    report: dict[str, list[str]] = {k: [] for k in ("loaded", "adapted", "reinitialised", "skipped")}
+    fitting = {}
+    for key, tensor in state.items():
+        target = ours.get(key)
+        if target is None:
+            report["skipped"].append(key)
+        elif tensor.shape == target.shape:
+            fitting[key] = tensor
+            report["loaded"].append(key)
+        elif key == first_conv and tensor.ndim == 4 and tensor.shape[0] == target.shape[0] \
+                and tensor.shape[2:] == target.shape[2:]:
+            fitting[key] = adapt_input_conv(tensor.float(), target.shape[1]).to(target.dtype)
+            report["adapted"].append(key)
+        elif key.startswith(head):
+            report["reinitialised"].append(key)
+        else:
+            report["skipped"].append(key)
+    if not report["loaded"]:
+        raise ValueError(f"no tensor of the checkpoint fits {type(model).__name__} (keys such as "
+                         f"{list(state)[:3]}): is it a checkpoint of another model?")
+    report["missing"] = sorted(set(ours) - set(fitting) - set(report["reinitialised"]))
+    model.load_state_dict(fitting, strict=False)
+    return report
 
 
 # ---------------------------------------------------------------- files
@@ -235,44 +338,117 @@ def _plain(obj: Any) -> Any:
     return np.asarray(obj)
 
 
+def sniff_format(path: str | Path) -> str:
+    """The file's format from its first bytes, never its suffix (a timm ``model_best.pth.tar`` is a
+    torch zip, an official ``F0_haiku.npz`` a pickle): "safetensors" (8-byte header length, then
+    JSON), "torch" (a zip holding ``data.pkl``, or the legacy pickled format), "npz" (another zip), "pickle" (protocol 2+), else
+    "unknown"."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:4] == b"PK\x03\x04":
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+        return "torch" if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names) else "npz"
+    if len(head) > 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1:
+        return "safetensors"
+    if head[:4] == b"\x80\x02\x8a\x0a":  # torch.save's legacy format opens with a pickled magic number
+        return "torch"
+    if head[:1] == b"\x80" or head[:1] in (b"c", b"("):
+        return "pickle"
+    return "unknown"
+
+
+CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "params")  # training checkpoints
+
+
+def _unwrap(raw: Any) -> Any:
+    """A training checkpoint (timm's ``{"state_dict": ...}``, ours ``{"model": ...}``) -> its weights."""
+    while isinstance(raw, Mapping):
+        inner = next((raw[k] for k in CONTAINER_KEYS if isinstance(raw.get(k), Mapping)), None)
+        if inner is None:
+            return raw
+        raw = inner
+    return raw
+
+
+def strip_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop the ``module.`` (DataParallel / DDP) and ``_orig_mod.`` (``torch.compile``) prefixes."""
+    out = {}
+    for key, value in state.items():
+        while key.startswith(("module.", "_orig_mod.")):
+            key = key.split(".", 1)[1]
+        out[key] = value
+    return out
+
+
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read an official Haiku pickle, a flat ``.npz``, a timm ``.pth``/``.safetensors`` or one of
-    our own state dicts, and return it under our names."""
+    """Read an official Haiku pickle, a flat ``.npz``, a timm ``.pth``/``.pth.tar``/``.safetensors``
+    or one of our own state dicts or training checkpoints, and return it under our names."""
     path = Path(path)
-    if path.suffix == ".safetensors":
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    kind = sniff_format(path)
+    if kind == "safetensors":
         from safetensors.torch import load_file
         raw: Any = load_file(str(path))
-    elif path.suffix in (".pth", ".pt", ".bin"):
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-        raw = raw.get("state_dict", raw.get("model", raw))
-    elif zipfile.is_zipfile(path):  # a real .npz: flat keys "NFNet/~/stem_conv0/w"
+    elif kind == "npz":  # a real .npz: flat keys "NFNet/~/stem_conv0/w"
         with np.load(path, allow_pickle=False) as npz:
             raw = {}
             for key in npz.files:
                 module, _, name = key.rpartition("/")
                 raw.setdefault(module, {})[name] = npz[key]
-    else:
+    elif kind == "torch":
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    elif kind == "pickle":
         raw = _plain(_unpickle(path))
-    return convert(raw)
+    else:
+        raise ValueError(f"{path}: not a weights file nfrepro can read (expected a DeepMind pickle "
+                         f"or .npz, a torch .pth / .pth.tar, or a .safetensors file)")
+    return convert(_unwrap(raw))
 
 
 def convert(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Any supported parameter mapping -> our state dict (the format is recognised by its names)."""
+    raw = strip_prefixes(_unwrap(raw))
     keys = list(raw)
     if keys and all(k.startswith(HAIKU_ROOT) for k in keys):
         return from_haiku(raw)
     if any(k.startswith("stages.") for k in keys):
         return from_timm(raw)
-    if any(k.startswith("blocks.") for k in keys):
+    if any(k.startswith(("blocks.", "stem.")) for k in keys):
         return {k: torch.as_tensor(v) for k, v in raw.items()}
     raise ValueError(f"unrecognised checkpoint: keys such as {keys[:3]} are neither official Haiku "
                      "NFNet names, timm dm_nfnet names nor nfrepro names")
 
 
-def load_pretrained(model: nn.Module, source: str | Path | Mapping[str, Any]) -> nn.Module:
-    """Load weights into ``model`` (in place; returned) from a file path or an in-memory mapping."""
+def load_pretrained(model: nn.Module, source: str | Path | Mapping[str, Any],
+                    strict: bool = True) -> nn.Module:
+    """Load weights into ``model`` (in place; returned) from a file path or an in-memory mapping.
+
+    ``strict=True``: the checkpoint must match the model exactly (a mismatch raises a
+    ``ValueError`` saying what differs). ``strict=False`` (fine-tuning; what
+    ``create_model(name, pretrained=...)`` uses): every tensor that fits is loaded, the first conv
+    is adapted to other input channels, a classifier of another size stays freshly initialised,
+    and one ``logging`` line (logger ``nfrepro.models.pretrained``) says what was done.
+    """
     state = convert(source) if isinstance(source, Mapping) else read_checkpoint(source)
-    return load_state(model, state)
+    if strict:
+        return load_state(model, state)
+    report = load_fitting(model, state)
+    where = "a state dict" if isinstance(source, Mapping) else str(source)
+    parts = [f"loaded {len(report['loaded'])} tensors from {where}"]
+    if report["adapted"]:
+        parts.append(f"adapted {', '.join(report['adapted'])} to {model.state_dict()[report['adapted'][0]].shape[1]} "
+                     f"input channels")
+    if report["reinitialised"]:
+        parts.append(f"re-initialised the classifier ({', '.join(report['reinitialised'])}: other number of classes)")
+    if report["skipped"]:
+        parts.append(f"skipped {len(report['skipped'])} that do not fit ({', '.join(report['skipped'][:3])}...)")
+    if report["missing"]:
+        parts.append(f"{len(report['missing'])} model tensors not in the file keep their init "
+                     f"({', '.join(report['missing'][:3])}...)")
+    logger.info("; ".join(parts))
+    return model
 
 
 def save_haiku(model: nn.Module, path: str | Path) -> None:

@@ -1,4 +1,7 @@
-"""One registry for every model: ``create_model(name, **overrides)`` and ``list_models()``.
+"""One registry for every model: ``build_model(name, **overrides)`` and ``list_models()``.
+
+``nfrepro.create_model`` (:mod:`nfrepro.models.factory`) builds through :func:`build_model` and
+adds timm's creation options (weights file, ``features_only``, ``drop_path_rate``).
 
 Model modules register their named variants with :func:`register_variant` (one line per variant,
 shaped like the papers' tables); ``nfrepro.models`` imports every model module, so the registry
@@ -44,7 +47,7 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(name for name in _REGISTRY if fnmatch.fnmatch(name, pattern))
 
 
-def create_model(name: str, **overrides: Any) -> nn.Module:
+def build_model(name: str, **overrides: Any) -> nn.Module:
     """Build a registered model; ``overrides`` go to its constructor (``num_classes=10`` ...)."""
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)

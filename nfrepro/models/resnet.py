@@ -42,6 +42,9 @@ import torch.nn as nn
 
 from nfrepro.layers.gains import Activation, ScaledActivation, check_activation
 from nfrepro.layers.padding import SamePadMaxPool2d
+from nfrepro.models.features import FeatureInfo
+from nfrepro.models.head import ClassifierHead, new_classifier
+from nfrepro.models.protocol import imagenet_cfg
 from nfrepro.models.registry import register_variant
 from nfrepro.models.resnet_blocks import (
     BN_ORDERS,
@@ -70,7 +73,7 @@ FAMILIES = ("nf", "bn", "plain")
 _BLOCKS = {"nf": NFResBlock, "bn": BNBlock, "plain": PlainBlock}
 
 
-class ResNet(nn.Module):
+class ResNet(ClassifierHead, nn.Module):
     """A pre-activation ResNet of one family; build it through the registered constructors.
 
     Model contract (docs/DESIGN.md): ``stem`` (SPP index 0), ``blocks`` (flat ``nn.Sequential``,
@@ -131,12 +134,26 @@ class ResNet(nn.Module):
         else:
             self.final_act = Activation(activation)
         self.head_drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(ch, num_classes)
-        nn.init.normal_(self.fc.weight, 0.0, 0.01)  # official fc_init RandomNormal(0.01)
-        nn.init.zeros_(self.fc.bias)
+        self.fc = new_classifier(ch, num_classes)  # official fc_init RandomNormal(0.01)
 
-    def get_classifier(self) -> nn.Linear:
-        return self.fc
+        # timm conventions: the feature levels of features_only, the image protocol
+        stem_red = 1 if small_stem else 4
+        self.feature_info = FeatureInfo(
+            [dict(num_chs=stem_ch, reduction=stem_red, module="stem")]
+            + [dict(num_chs=w, reduction=stem_red * 2 ** s, module=f"stage{s}") for s, w in enumerate(widths)])
+        self.feature_info.levels[-1]["module"] = "final_act"
+        self.pretrained_cfg = (
+            {"input_size": (in_chans, 32, 32), "test_input_size": (in_chans, 32, 32), "crop_pct": 1.0,
+             "num_classes": num_classes, "first_conv": "stem.0", "classifier": "fc",
+             "mean": None, "std": None,  # the 28/32 px data sets normalise themselves (nfrepro.data)
+             "source": "not in the papers: CPU-sized nets for Fashion-MNIST / CIFAR-10"}
+            if small_stem else
+            imagenet_cfg(224, 224, in_chans=in_chans, num_classes=num_classes, first_conv="stem.0",
+                         source="NF-ResNet paper, ImageNet at 224 px"))
+
+    def final_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's output -> the unpooled map ``forward_features`` returns (final activation)."""
+        return self.final_act(x)
 
     def expected_block_variances(self) -> list[float]:
         """Theory line for the SPP: index 0 (stem) is 1, then each block's ``expected_var``.
@@ -147,15 +164,6 @@ class ResNet(nn.Module):
         ``block.stage`` and ``model.alpha`` alone; the two agree for the NF and BN families.
         """
         return [1.0] + [float(b.expected_var) for b in self.blocks]
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.final_act(self.blocks(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.head_drop(x.mean(dim=(2, 3))))  # N x C
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _check_switches(family: str, depths: Sequence[int], widths: Sequence[int], use_ws: bool,

@@ -187,8 +187,20 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         model = inner
 
 
+CLASSIFIER_MARK = "_nfrepro_classifier"  # set on a classifier weight (nfrepro.models.head, mark_classifier)
+
+
+def mark_classifier(model: nn.Module) -> None:
+    """Tag ``model.get_classifier().weight`` so that :class:`~nfrepro.optim.AGC` can warn when it is
+    handed every parameter of the model (the classifier included) instead of ``clip_parameters``."""
+    weight = getattr(unwrap_model(model).get_classifier(), "weight", None)
+    if isinstance(weight, torch.Tensor):
+        setattr(weight, CLASSIFIER_MARK, True)
+
+
 def clip_parameters(model: nn.Module, clip_classifier: bool = False, exclude_first_conv: bool = False,
-                    exclude_stages: Iterable[int] = (), exclude_skip_gains: bool = False) -> list[nn.Parameter]:
+                    exclude_stages: Iterable[int] = (), exclude_skip_gains: bool = False,
+                    exclude: Iterable[nn.Module | torch.Tensor] = ()) -> list[nn.Parameter]:
     """The parameters AGC should clip: all but the classifier weight (its bias is clipped).
 
     The classifier is ``model.get_classifier()`` (DESIGN.md model contract), matched by identity,
@@ -199,15 +211,27 @@ def clip_parameters(model: nn.Module, clip_classifier: bool = False, exclude_fir
     ``exclude_skip_gains`` leaves each block's SkipInit gain (``block.skip_gain``) unclipped: a
     departure from the paper, which clips them, for short runs in which a clipped gain that starts
     at 0 can hardly move (its norm is floored at ``eps``; notebook 02 measures what that costs).
+    ``exclude`` leaves the listed parameters, or every parameter of the listed modules, unclipped:
+    for a model without ``get_classifier()`` (a torchvision ResNet: ``exclude=[model.fc]``) it
+    names the classifier in its place.
     """
     base = unwrap_model(model)
     excluded: set[int] = set()
-    if not clip_classifier:
+    for item in exclude:
+        if isinstance(item, nn.Module):
+            excluded.update(id(p) for p in item.parameters())
+        elif isinstance(item, torch.Tensor):
+            excluded.add(id(item))
+        else:
+            raise TypeError(f"exclude takes modules or parameters, got {type(item).__name__}")
+    if not clip_classifier and not excluded:
         if not callable(getattr(base, "get_classifier", None)):
             raise TypeError(
-                f"{type(base).__name__} has no get_classifier(): AGC finds the classifier by "
-                f"identity, never by name or position (DESIGN.md). Add get_classifier() returning "
-                f"the final nn.Linear, or pass clip_classifier=True to clip every parameter.")
+                f"{type(base).__name__} has no get_classifier(), so AGC cannot tell which layer is "
+                f"the classifier (the paper leaves it unclipped). Pass it explicitly, e.g. "
+                f"clip_parameters(model, exclude=[model.fc]) or AGC.from_model(model, optimizer, "
+                f"exclude=[model.fc]), or pass clip_classifier=True to clip every parameter.")
+    if not clip_classifier and callable(getattr(base, "get_classifier", None)):
         weight = getattr(base.get_classifier(), "weight", None)  # None for nn.Identity heads
         if isinstance(weight, torch.Tensor):
             excluded.add(id(weight))
@@ -230,7 +254,7 @@ def clip_parameters(model: nn.Module, clip_classifier: bool = False, exclude_fir
     if wanted:
         blocks = getattr(base, "blocks", None)
         if not isinstance(blocks, nn.Module):
-            raise ValueError(f"exclude_stages needs model.blocks (DESIGN.md); "
+            raise ValueError(f"exclude_stages needs model.blocks (a flat sequence of residual blocks with .stage); "
                              f"{type(base).__name__} has none")
         found = set()
         for i, block in enumerate(blocks):

@@ -157,3 +157,20 @@ def test_ordinary_clipping_and_adamw_runs(tmp_path):
         tiny(tmp_path, clipping=0.01, clip_norm=1.0).validate()
     with pytest.raises(ConfigError, match="optimizer must be one of"):
         tiny(tmp_path, optimizer="lamb").validate()
+
+
+def test_on_step_callback_sees_every_update(tmp_path):
+    seen = []
+    train(tiny(tmp_path, epochs=1), on_step=lambda step, m: seen.append((step, float(m["loss"]))))
+    assert [s for s, _ in seen] == [1, 2, 3, 4] and all(loss > 0 for _, loss in seen)
+
+
+def test_tensorboard_needs_the_package_or_writes_events(tmp_path):
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install tensorboard"):
+            train(tiny(tmp_path, epochs=1, tensorboard=True))
+        return
+    train(tiny(tmp_path, epochs=1, tensorboard=True, log_every=1))
+    assert list((tmp_path / "run" / "tensorboard").glob("events.*"))

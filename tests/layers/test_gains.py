@@ -87,3 +87,14 @@ def test_unknown_activation_and_constant_function():
         check_activation("swish")
     with pytest.raises(ValueError, match="zero variance"):
         compute_gamma(lambda x: torch.ones_like(x))
+
+
+def test_activations_pickle():
+    """No lambdas in the table: a module holding an activation survives pickle (torch.save(model))."""
+    import pickle
+
+    from nfrepro.layers.gains import ACTIVATIONS, ScaledActivation
+    for name in ACTIVATIONS:
+        act = pickle.loads(pickle.dumps(ScaledActivation(name)))
+        x = torch.linspace(-3, 3, 7)
+        assert torch.equal(act(x), ScaledActivation(name)(x))

@@ -39,3 +39,14 @@ def test_same_max_pool_pads_like_tensorflow():
     out = SamePadMaxPool2d(3, 2)(x)
     # TF SAME on 4 px, k 3, s 2: pad 0 before, 1 after; windows rows/cols {0,1,2} and {2,3}
     assert out.flatten().tolist() == [-1.0, -3.0, -9.0, -11.0]
+
+
+def test_fx_symbolic_trace_keeps_the_values():
+    """pad_same is an FX leaf (torch.fx.wrap): tracing works and the traced module pads per input."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(SamePadConv2d(3, 4, 3, stride=2), SamePadMaxPool2d(3, 2))
+    traced = torch.fx.symbolic_trace(net)
+    assert any(n.target.__name__ == "pad_same" for n in traced.graph.nodes if n.op == "call_function")
+    for size in (8, 9):   # one graph, padding computed on each input's real shape
+        x = torch.randn(1, 3, size, size)
+        assert torch.equal(traced(x), net(x))

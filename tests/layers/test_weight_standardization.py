@@ -68,9 +68,30 @@ def test_fused_backward_matches_autograd_of_the_reference(floored):
         w[1] = 1.0 + 1e-5 * torch.randn(4, 3, 3, dtype=torch.float64)
     w.requires_grad_()
     g = torch.randn(5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda w, g: _StandardizeWeight.apply(w, g, WS_EPS), (w, g))
+    assert torch.autograd.gradcheck(lambda w, g: _StandardizeWeight.apply(w, g, WS_EPS)[0], (w, g))
     out, ref = standardize_weight(w, g), standardize_weight_reference(w, g)
     assert torch.allclose(out, ref, rtol=1e-12, atol=1e-14)
     dy = torch.randn_like(out)
     for a, b in zip(torch.autograd.grad(out, (w, g), dy), torch.autograd.grad(ref, (w, g), dy)):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_per_sample_gradients_with_torch_func():
+    """torch.func.grad under vmap runs the fused Function (setup_context + generated vmap rule)
+    and equals one backward per example."""
+    from torch.func import functional_call, grad, vmap
+
+    from nfrepro.layers.weight_standardization import WSConv2d
+    torch.manual_seed(0)
+    conv = WSConv2d(3, 4, 3).double()
+    x = torch.randn(5, 3, 6, 6, dtype=torch.float64)
+    params = {k: v.detach() for k, v in conv.named_parameters()}
+
+    def loss(p, xi):
+        return functional_call(conv, p, (xi[None],)).square().sum()
+
+    per_sample = vmap(grad(loss), in_dims=(None, 0))(params, x)
+    for i in range(5):
+        expected = torch.autograd.grad(loss(dict(conv.named_parameters()), x[i]), list(conv.parameters()))
+        for (name, _), e in zip(conv.named_parameters(), expected):
+            assert torch.allclose(per_sample[name][i], e, rtol=1e-10, atol=1e-12)

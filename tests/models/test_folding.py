@@ -6,13 +6,13 @@ from nfrepro.bench.harness import count_ops
 from nfrepro.layers.gains import ScaledActivation
 from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.weight_standardization import WSConv2d
+from nfrepro.models.factory import create_model
 from nfrepro.models.folding import (
     FoldedNFBlock,
     fold_for_inference,
     fold_weight_standardization,
 )
 from nfrepro.models.nfnet import NFNet
-from nfrepro.models.registry import create_model
 
 
 def tiny():

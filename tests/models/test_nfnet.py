@@ -94,7 +94,7 @@ def test_f0_block_structure():
     assert model.final_conv.out_channels == model.num_features == 3072
     assert isinstance(model.get_classifier(), nn.Linear) and model.get_classifier() is model.fc
     assert model.fc.in_features == 3072 and model.fc.out_features == 1000
-    assert model.variant is VARIANTS["F0"] and model.drop_rate == 0.2 and model.dropout.p == 0.2
+    assert model.variant is VARIANTS["F0"] and model.drop_rate == 0.2 and model.head_drop.p == 0.2
 
 
 def test_stochastic_depth_rates():
@@ -162,7 +162,7 @@ def test_switches():
     assert all(c.bias is not None for c in plain.modules() if isinstance(c, nn.Conv2d))
     relu = tiny(activation="relu", alpha=0.5, drop_rate=0.0, skip_gain_init=1.0)
     assert relu.blocks[0].act.gamma == GAMMAS["relu"] and relu.blocks[1].alpha == 0.5
-    assert relu.blocks[1].skip_gain.item() == 1.0 and relu.dropout.p == 0.0
+    assert relu.blocks[1].skip_gain.item() == 1.0 and relu.head_drop.p == 0.0
     assert relu.blocks[2].beta == pytest.approx(1 / math.sqrt(1.25))
     with pytest.raises(ValueError, match="unknown activation"):
         tiny(activation="swish")

@@ -212,3 +212,86 @@ def test_logits_match_timm_dm_nfnet_f0():
         expected, ours = reference(x), model(x)
     assert expected.abs().max() > 0.1
     assert (ours - expected).abs().max().item() < 1e-4
+
+
+# ---------------------------------------------------------------- fine-tuning loads, formats by content
+def test_to_timm_round_trips_timm_dm_nfnet_layout():
+    timm = pytest.importorskip("timm")
+    from nfrepro.models.pretrained import to_timm
+    torch.manual_seed(0)
+    reference = timm.create_model("dm_nfnet_f0", pretrained=False, num_classes=4)
+    sd = reference.state_dict()
+    back = to_timm(load_pretrained(NFNet("F0", num_classes=4), sd))
+    assert back.keys() == sd.keys()
+    assert all(back[k].shape == sd[k].shape and torch.equal(back[k], sd[k]) for k in sd)
+    reference.load_state_dict(back)   # timm takes it as its own
+
+
+def test_format_comes_from_content_and_prefixes_are_stripped(tmp_path, caplog):
+    from nfrepro.models.pretrained import sniff_format, to_timm
+    source = tiny(seed=0)
+    timm_state = {f"module._orig_mod.{k}": v for k, v in to_timm(source).items()}
+    path = tmp_path / "model_best.pth.tar"   # timm's training output: a torch zip with a "state_dict"
+    torch.save({"epoch": 3, "arch": "dm_nfnet_f0", "state_dict": timm_state}, path)
+    assert sniff_format(path) == "torch"
+    assert all(torch.equal(load_pretrained(tiny(seed=1), path).state_dict()[k], v)
+               for k, v in source.state_dict().items())
+    renamed = tmp_path / "weights.npz"       # a pickle behind an .npz suffix, an npz behind .bin
+    save_haiku(source, renamed)
+    assert sniff_format(renamed) == "pickle"
+    flat = {f"{m}/{p}": a for m, ps in to_haiku(source).items() for p, a in ps.items()}
+    np.savez(tmp_path / "flat.npz", **flat)
+    (tmp_path / "flat.npz").rename(tmp_path / "flat.bin")
+    assert sniff_format(tmp_path / "flat.bin") == "npz"
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "w.pth"))
+    assert sniff_format(tmp_path / "w.pth") == "safetensors"
+    assert load_pretrained(tiny(seed=1), tmp_path / "w.pth").blocks[0].conv0.weight.equal(
+        source.blocks[0].conv0.weight)
+
+
+@pytest.mark.parametrize("in_chans", [1, 3, 5])
+def test_create_model_fine_tunes_from_a_file(tmp_path, caplog, in_chans):
+    import logging
+
+    import nfrepro
+    from nfrepro.models.pretrained import adapt_input_conv
+    source = tiny(seed=0)
+    torch.save(source.state_dict(), tmp_path / "f0.pth")
+    with caplog.at_level(logging.INFO, logger="nfrepro.models.pretrained"):
+        model = nfrepro.create_model("nfnet_f0", pretrained=tmp_path / "f0.pth",
+                                     **{**TINY, "num_classes": 7, "in_chans": in_chans})
+    assert model.fc.out_features == 7 and model.stem.conv0.weight.shape[1] == in_chans
+    assert model.blocks[2].conv1.weight.equal(source.blocks[2].conv1.weight)
+    assert model.stem.conv0.weight.equal(adapt_input_conv(source.stem.conv0.weight, in_chans))
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "re-initialised the classifier" in line
+    assert ("adapted stem.conv0.weight" in line) == (in_chans != 3)
+
+
+def test_adapt_input_conv_follows_timm_rule():
+    w = torch.randn(4, 3, 3, 3)
+    assert adapt_input_conv_(w, 1).equal(w.sum(1, keepdim=True))
+    six = adapt_input_conv_(w, 6)
+    assert torch.allclose(six, torch.cat([w, w], 1) * 0.5)
+    grey = torch.randn(1, 1, 8, 8)   # a grey image through the 6-channel conv = through the RGB one
+    assert torch.allclose(torch.nn.functional.conv2d(grey.expand(1, 6, 8, 8), six),
+                          torch.nn.functional.conv2d(grey.expand(1, 3, 8, 8), w), atol=1e-5)
+
+
+def adapt_input_conv_(w, c):
+    from nfrepro.models.pretrained import adapt_input_conv
+    return adapt_input_conv(w, c)
+
+
+def test_plain_state_dicts_fine_tune_any_family():
+    import nfrepro
+    kw = dict(depths=(1, 1, 1, 1), widths=(16, 32, 32, 64))
+    source = nfrepro.create_model("bn_resnet26", num_classes=10, **kw)
+    model = nfrepro.create_model("bn_resnet26", pretrained={"module." + k: v for k, v in
+                                                             source.state_dict().items()},
+                                 num_classes=2, in_chans=1, **kw)
+    assert model.blocks[1].state_dict().keys() and all(
+        torch.equal(v, source.blocks[1].state_dict()[k]) for k, v in model.blocks[1].state_dict().items())
+    with pytest.raises(ValueError, match="shape mismatch for fc.weight.*strict=False"):
+        load_pretrained(nfrepro.create_model("bn_resnet26", num_classes=2, **kw), source.state_dict())

@@ -227,7 +227,7 @@ def test_ddp_two_processes_clip_identically(tmp_path):
 # scaler runs here (no mock). Its scale is a power of two, so unscaling is exact and a scaled run
 # must match an unscaled one.
 def test_clip_parameters_can_leave_the_skip_gains_unclipped():
-    from nfrepro.models.registry import create_model
+    from nfrepro.models.factory import create_model
 
     model = create_model("nf_resnet_small")
     gains = {id(b.skip_gain) for b in model.blocks}

@@ -158,3 +158,74 @@ def test_grad_scaler_skips_step_and_clip_on_inf():
     assert opt.last_stats is None  # step (and so the clip) skipped
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
     assert scaler.get_scale() == 2.0 ** 11
+
+
+# ---------------------------------------------------------------- hard to misuse
+def _tiny_nf():
+    import nfrepro
+    torch.manual_seed(0)
+    return nfrepro.create_model("nf_resnet_small", num_classes=3, widths=(4, 8, 8), depths=(1, 1, 1))
+
+
+def test_from_model_selects_all_but_the_classifier_weight():
+    from nfrepro.optim import AGC, clip_parameters
+    model = _tiny_nf()
+    agc = AGC.from_model(model, torch.optim.SGD(model.parameters(), lr=0.1), clipping=0.02)
+    assert [id(p) for p in agc._clip_params] == [id(p) for p in clip_parameters(model)]
+    assert all(p is not model.fc.weight for p in agc._clip_params) and agc.clipping == 0.02
+    frozen = AGC.from_model(model, torch.optim.SGD(model.fc.parameters(), lr=0.1))  # a frozen backbone
+    assert [id(p) for p in frozen._clip_params] == [id(model.fc.bias)]
+
+
+def test_every_parameter_warns_and_the_classifier_on_purpose_does_not():
+    import warnings
+
+    from nfrepro.models.head import CLASSIFIER_MARK as MODELS_MARK
+    from nfrepro.optim import AGC
+    from nfrepro.optim.agc import CLASSIFIER_MARK
+    assert MODELS_MARK == CLASSIFIER_MARK
+    model = _tiny_nf()
+    with pytest.warns(UserWarning, match="AGC.from_model"):
+        AGC(torch.optim.SGD(model.parameters(), lr=0.1), model.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        AGC(torch.optim.SGD(model.parameters(), lr=0.1), model.parameters(), clip_classifier=True)
+        AGC.from_model(model, torch.optim.SGD(model.parameters(), lr=0.1), clip_classifier=True)
+
+
+def test_models_without_get_classifier_need_an_explicit_exclude():
+    torchvision = pytest.importorskip("torchvision")
+    from nfrepro.optim import AGC
+    net = torchvision.models.resnet18(num_classes=3)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match=r"exclude=\[model.fc\]") as info:
+        AGC.from_model(net, opt)
+    assert "DESIGN" not in str(info.value)
+    agc = AGC.from_model(net, opt, exclude=[net.fc])
+    assert {id(p) for p in agc._clip_params} == {id(p) for n, p in net.named_parameters() if not n.startswith("fc.")}
+    agc = AGC.from_model(net, opt, exclude=[net.fc.weight])
+    assert any(p is net.fc.bias for p in agc._clip_params)
+
+
+def test_grad_scaler_stepping_the_inner_optimizer_raises():
+    from nfrepro.optim import AGC
+    from nfrepro.optim.agc_optimizer import InnerStepError
+    model = _tiny_nf()
+    inner = torch.optim.SGD(model.parameters(), lr=0.1)
+    agc = AGC.from_model(model, inner)
+    scaler = torch.amp.GradScaler("cpu")
+    x = torch.randn(4, 3, 8, 8)
+    scaler.scale(model(x).square().mean()).backward()
+    with pytest.raises(InnerStepError, match=r"scaler.step\(agc\)"):
+        scaler.step(inner)
+    with pytest.raises(InnerStepError):
+        inner.step()
+    scaler = torch.amp.GradScaler("cpu")
+    agc.zero_grad()
+    scaler.scale(model(x).square().mean()).backward()
+    scaler.step(agc)              # the right way: unscale, clip, step
+    scaler.update()
+    assert agc.last_stats is not None
+    clone = copy.deepcopy(agc)    # the guard survives a copy
+    with pytest.raises(InnerStepError):
+        clone.optimizer.step()

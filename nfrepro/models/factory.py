@@ -1,0 +1,47 @@
+"""``create_model``: a registered model, with timm's creation options on top.
+
+``create_model(name, pretrained=None, features_only=False, out_indices=None, drop_path_rate=None,
+**overrides)``:
+
+* ``overrides`` go to the model's constructor (``num_classes=10``, ``in_chans=1``, ``alpha=0.5`` ...);
+* ``drop_path_rate`` is timm's name for the stochastic-depth rate (``stochdepth_rate``);
+* ``pretrained`` is a weights file (or an in-memory state dict) loaded with
+  :func:`nfrepro.models.pretrained.load_pretrained` in fine-tuning mode: every tensor that fits
+  is kept, a classifier for another number of classes is re-initialised, a stem for another
+  number of input channels is adapted (one log line says which);
+* ``features_only=True`` returns a :class:`~nfrepro.models.features.FeatureExtractor` whose
+  forward gives the feature maps of ``out_indices`` (default: every level).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from os import PathLike
+from typing import Any, Sequence
+
+import torch.nn as nn
+
+from nfrepro.models.features import FeatureExtractor
+from nfrepro.models.pretrained import load_pretrained
+from nfrepro.models.registry import build_model
+
+
+def create_model(name: str, pretrained: str | PathLike | Mapping[str, Any] | None = None, *,
+                 features_only: bool = False, out_indices: Sequence[int] | None = None,
+                 drop_path_rate: float | None = None, **overrides: Any) -> nn.Module:
+    """Build the registered model ``name`` (``nfrepro.list_models()``); see the module docstring."""
+    if drop_path_rate is not None:
+        if overrides.get("stochdepth_rate", drop_path_rate) != drop_path_rate:
+            raise ValueError(f"drop_path_rate={drop_path_rate} and stochdepth_rate="
+                             f"{overrides['stochdepth_rate']} name the same rate: pass one of them")
+        overrides["stochdepth_rate"] = drop_path_rate
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices selects feature maps: pass features_only=True with it")
+    if isinstance(pretrained, bool):
+        raise ValueError("pretrained takes a weights file (DeepMind .npz / pickle, timm .pth / "
+                         ".safetensors, a state dict); nfrepro downloads nothing")
+    model = build_model(name, **overrides)
+    if pretrained is not None:
+        load_pretrained(model, pretrained, strict=False)
+    if features_only:
+        return FeatureExtractor(model, out_indices)
+    return model

@@ -1,0 +1,32 @@
+"""StepLogger: one CSV row every N steps; TensorBoard scalars when a writer is given."""
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from nfrepro.engine.step_log import STEP_COLUMNS, StepLogger
+
+
+class FakeWriter:
+    def __init__(self):
+        self.scalars = []
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+    def close(self):
+        pass
+
+
+def test_rows_every_n_steps_and_scalars(tmp_path):
+    writer = FakeWriter()
+    log = StepLogger(2, tmp_path / "steps.csv", writer)
+    for step in range(1, 6):
+        log(step, {"epoch": 1, "loss": torch.tensor(1.0 / step), "lr": 0.1, "frac_clipped": 0.0})
+    df = pd.read_csv(tmp_path / "steps.csv")
+    assert tuple(df.columns) == STEP_COLUMNS and df["step"].tolist() == [2, 4]
+    assert math.isclose(df["loss"].iloc[1], 0.25)
+    assert ("train/loss", 0.5, 2) in writer.scalars
+    with pytest.raises(ValueError, match=">= 1"):
+        StepLogger(0)
