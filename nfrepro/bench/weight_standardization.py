@@ -15,8 +15,11 @@ import pandas as pd
 import torch
 
 from nfrepro.bench.harness import compare, count_ops
-from nfrepro.layers.weight_standardization import (WSConv2d, _StandardizeWeight,
-                                                   standardize_weight_reference)
+from nfrepro.layers.weight_standardization import (
+    WSConv2d,
+    _StandardizeWeight,
+    standardize_weight_reference,
+)
 from nfrepro.models import create_model
 
 

@@ -237,23 +237,42 @@ def _plain(obj: Any) -> Any:
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an official Haiku pickle, a flat ``.npz``, a timm ``.pth``/``.safetensors`` or one of
-    our own state dicts, and return it under our names."""
+    our own state dicts, and return it under our names.
+
+    A missing file is a ``FileNotFoundError``; an empty, truncated or foreign one (text, an
+    image...) a ``ValueError`` naming the file, whatever the reader raised (pickle, zip, torch and
+    safetensors each raise their own types, some with an empty message)."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    try:
+        raw = _read_raw(path)
+    except ImportError:
+        raise  # its message says what to install
+    except Exception as err:
+        raise ValueError(f"{path} is empty, truncated or not a weights file ({type(err).__name__}); "
+                         f"expected an official Haiku pickle / .npz or a timm .pth / .safetensors") from err
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{path} holds a {type(raw).__name__}, not a mapping of parameter names to "
+                         f"arrays: not a weights file")
+    return convert(raw)
+
+
+def _read_raw(path: Path) -> Any:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
-        raw: Any = load_file(str(path))
-    elif path.suffix in (".pth", ".pt", ".bin"):
+        return load_file(str(path))
+    if path.suffix in (".pth", ".pt", ".bin"):
         raw = torch.load(path, map_location="cpu", weights_only=True)
-        raw = raw.get("state_dict", raw.get("model", raw))
-    elif zipfile.is_zipfile(path):  # a real .npz: flat keys "NFNet/~/stem_conv0/w"
+        return raw.get("state_dict", raw.get("model", raw)) if isinstance(raw, Mapping) else raw
+    if zipfile.is_zipfile(path):  # a real .npz: flat keys "NFNet/~/stem_conv0/w"
         with np.load(path, allow_pickle=False) as npz:
             raw = {}
             for key in npz.files:
                 module, _, name = key.rpartition("/")
                 raw.setdefault(module, {})[name] = npz[key]
-    else:
-        raw = _plain(_unpickle(path))
-    return convert(raw)
+        return raw
+    return _plain(_unpickle(path))
 
 
 def convert(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:

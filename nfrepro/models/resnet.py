@@ -42,7 +42,7 @@ import torch.nn as nn
 
 from nfrepro.layers.gains import Activation, ScaledActivation, check_activation
 from nfrepro.layers.padding import SamePadMaxPool2d
-from nfrepro.models.registry import register_variant
+from nfrepro.models.registry import check_common_args, register_variant
 from nfrepro.models.resnet_blocks import (
     BN_ORDERS,
     BNBlock,
@@ -83,6 +83,7 @@ class ResNet(nn.Module):
                  alpha: float, activation: str, drop_rate: float, stochdepth_rate: float,
                  se_ratio: float, order: str | None):
         super().__init__()
+        check_common_args(num_classes, in_chans, alpha)
         _check_switches(family, depths, widths, use_ws, order, drop_rate, stochdepth_rate, se_ratio)
         check_activation(activation)
         self.family, self.order, self.activation = family, order, activation
