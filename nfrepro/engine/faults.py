@@ -98,10 +98,11 @@ def atomic_write(path: str | os.PathLike, content: Content) -> Path:
 
 
 def check_output_dir(folder: str | os.PathLike) -> Path:
-    """Fail now, in one line, if ``folder`` cannot be created or written.
+    """Create ``folder`` now, or fail in one line saying why (:class:`OutputLocationError`).
 
-    Walks up to the nearest existing ancestor: a file there, or no write permission, is an
-    :class:`OutputLocationError` naming the path.
+    Walks up to the nearest existing ancestor first, so that a file in the way or a missing
+    write permission is named; creating it catches the rest (read-only or special file systems,
+    where ``os.access`` answers yes to root).
     """
     folder = Path(folder)
     probe = folder
@@ -115,6 +116,11 @@ def check_output_dir(folder: str | os.PathLike) -> Path:
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputLocationError(errno.EACCES, f"output folder {folder}: {probe} is not writable; "
                                   f"choose another location")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputLocationError(err.errno, f"output folder {folder} cannot be created "
+                                  f"({err.strerror or type(err).__name__}); choose another location") from None
     return folder
 
 
