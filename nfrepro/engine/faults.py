@@ -34,6 +34,9 @@ class FolderInUseError(RuntimeError):
 class OutputLocationError(OSError):
     """An output path cannot be written (it is a file, or permission is missing)."""
 
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 13]" prefix
+        return str(self.strerror)
+
 
 def error_line(err: BaseException, limit: int = 300) -> str:
     """One line that says what went wrong, never empty.
