@@ -212,3 +212,17 @@ def test_logits_match_timm_dm_nfnet_f0():
         expected, ours = reference(x), model(x)
     assert expected.abs().max() > 0.1
     assert (ours - expected).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("name, content", [("empty.pth", b""), ("empty.npz", b""), ("text.pkl", b"hello\n"),
+                                           ("text.safetensors", b"hello"), ("cut.pth", None)])
+def test_broken_weights_files_are_a_value_error_naming_the_file(tmp_path, name, content):
+    model = NFNet("F0", depths=(1, 1, 1, 1))
+    if content is None:
+        torch.save(model.state_dict(), tmp_path / "whole.pth")
+        content = (tmp_path / "whole.pth").read_bytes()[:3000]
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=f"{name} is empty, truncated or not a weights file"):
+        load_pretrained(model, tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="no weights file"):
+        load_pretrained(model, tmp_path / "missing.pth")
