@@ -9,8 +9,10 @@
 ``train`` and ``sweep`` take one option per :class:`~nfrepro.engine.training.TrainConfig` field
 (``--batch-size``, ``--clipping none`` ...; ``--model-arg drop_rate=0.2`` sets a model argument).
 Bad input (unknown model, lambda <= 0, a batch size the processes cannot share, missing data, a
-corrupt checkpoint) prints one line saying what to do and exits with status 2. Set
-``NFREPRO_DEBUG=1`` to see the traceback instead.
+corrupt checkpoint, a busy run folder...) prints one line saying what to do and exits with
+status 2, before any work where it can be known up front. Ctrl-C exits with status 130; the same
+command then resumes from the last finished epoch. Set ``NFREPRO_DEBUG=1`` to see the traceback
+instead.
 """
 from __future__ import annotations
 
@@ -32,8 +34,14 @@ from nfrepro.data.datasets import DataIntegrityError, DataNotFoundError
 from nfrepro.data.imagenet import image_folder
 from nfrepro.engine.checkpoint import CheckpointError
 from nfrepro.engine.config import ConfigError, TrainConfig
-from nfrepro.engine.device import AMP_MODES, autocast, resolve_device
+from nfrepro.engine.device import AMP_MODES, autocast, check_device
 from nfrepro.engine.distributed import cleanup
+from nfrepro.engine.faults import (
+    FolderInUseError,
+    OutputLocationError,
+    check_output_dir,
+    error_line,
+)
 from nfrepro.engine.sweep import run_sweep
 from nfrepro.engine.training import evaluate, train
 from nfrepro.models.factory import create_model
@@ -41,7 +49,7 @@ from nfrepro.models.pretrained import load_pretrained
 from nfrepro.models.registry import list_models
 
 USAGE_ERRORS = (ConfigError, DataNotFoundError, DataIntegrityError, CheckpointError, ValueError,
-                FileNotFoundError)
+                FileNotFoundError, FolderInUseError, OutputLocationError)
 HELP = {  # one line per TrainConfig field (test_cli checks that none is missing)
     "model": "registered model name (python -c 'import nfrepro; print(nfrepro.list_models())')",
     "dataset": "data set: fashion_mnist, cifar10 or synthetic",
@@ -116,8 +124,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
-        args = typing.get_args(hint)
-        optional = type(None) in args
+        args = typing.get_args(hint) if typing.get_origin(hint) is not list else ()
+        optional = type(None) in args  # list[int] has args (int,) too: only a Union is "optional"
         base = next((a for a in args if a is not type(None)), hint)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         text = HELP.get(f.name, "") + f" (default: {default})"
@@ -131,7 +139,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=default, help=text)
         elif typing.get_origin(base) is list:
-            parser.add_argument(flag, dest=f.name, type=int, nargs="*", default=default, help=text)
+            parser.add_argument(flag, dest=f.name, type=int, nargs="+", default=default, help=text)
         else:
             parser.add_argument(flag, dest=f.name, type=_typed(base, optional), default=default,
                                 help=text, metavar=base.__name__.upper(),
@@ -158,8 +166,6 @@ class LoadConfig(argparse.Action):
                 continue  # given on the command line
             if name == "model_kwargs":
                 value = [f"{k}={json.dumps(v)}" for k, v in value.items()]
-            elif name == "randaugment" and value is None:
-                value = []
             setattr(namespace, name, value)
 
 
@@ -172,11 +178,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise ConfigError(f"--model-arg {item!r}: write KEY=VALUE, e.g. --model-arg drop_rate=0.2")
         kwargs[key] = _parse_value(value)
     values["model_kwargs"] = kwargs
-    if values["randaugment"] == []:
-        values["randaugment"] = None
     config = TrainConfig(**values)
-    config.validate()
-    _check_model(config.model)
+    config.validate()  # the model, the data set's shape and the device included
     return config
 
 
@@ -201,8 +204,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as err:
         raise ConfigError(f"--grid is not JSON ({err.msg}): write e.g. "
                           "'{\"clipping\": [0.01, 0.04], \"seed\": [0, 1]}'") from err
-    if not isinstance(grid, dict):
-        raise ConfigError("--grid must be a JSON object of lists")
+    if not isinstance(grid, dict) or not grid:
+        raise ConfigError("--grid must be a non-empty JSON object of lists, e.g. "
+                          "'{\"clipping\": [0.01, 0.04]}'")
     df = run_sweep(grid, config_from_args(args), args.results, runs_dir=args.runs_dir,
                    progress=args.progress)
     print(f"{df['run'].nunique()} runs in {args.results}")
@@ -211,6 +215,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     _check_model(args.model)
+    device = check_device(args.device)
     model = create_model(args.model, **({"num_classes": args.num_classes} if args.num_classes else {}))
     if args.weights:
         load_pretrained(model, args.weights)
@@ -220,7 +225,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     dataset = image_folder(args.data, size)
     if args.limit:
         dataset = Subset(dataset, range(min(args.limit, len(dataset))))
-    device = resolve_device(args.device)
     model = model.to(device)
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
                         pin_memory=device.type == "cuda")
@@ -231,8 +235,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.profile is not None and args.out_dir is not None:
+        raise ConfigError("--profile only chooses the output folder (.scratch/smoke/results for "
+                          "smoke), which --out-dir replaces: give one of them")
+    check_device(args.device)
+    if args.out_dir is not None:
+        check_output_dir(args.out_dir)
     for name, path in runner.run_benchmarks(which=args.which, device=args.device, out_dir=args.out_dir,
-                                            profile=args.profile).items():
+                                             profile=args.profile or "cpu").items():
         print(f"{name} ({path}):")
         print(pd.read_csv(path).to_string(index=False) if Path(path).exists() else "(no rows)")
     return 0
@@ -271,9 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="benchmarks to run (default: agc); choices: " + ", ".join(runner.BENCHMARKS))
     bench.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU if any)")
     bench.add_argument("--out-dir", default=None, help="folder for the results CSVs (default: the "
-                       "profile's results folder)")
-    bench.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"),
-                       help="sizes and repeats (default: cpu); choices: smoke, cpu, gpu")
+                       "profile's results folder; not with --profile)")
+    bench.add_argument("--profile", default=None, choices=("smoke", "cpu", "gpu"),
+                       help="where the results go: smoke (a scratch folder), cpu or gpu (results/); "
+                            "default: cpu")
     bench.set_defaults(run=cmd_bench)
     return parser
 
@@ -285,7 +296,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USAGE_ERRORS as err:
         if os.environ.get("NFREPRO_DEBUG"):
             raise
-        print(f"nfrepro {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        print(f"nfrepro {args.command}: error: {error_line(err, 1000)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # checkpoints and results are written atomically: nothing is half-done
+        if os.environ.get("NFREPRO_DEBUG"):
+            raise
+        resume = " (the same command resumes from the last finished epoch)" if args.command in (
+            "train", "sweep") else ""
+        print(f"\nnfrepro {args.command}: interrupted{resume}", file=sys.stderr)
+        return 130
     finally:
         cleanup()

@@ -1,15 +1,25 @@
 """python -m nfrepro: help, the four commands, and bad input -> one line, exit status 2."""
 from __future__ import annotations
 
+import gzip
+import io
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
+from PIL import Image
 
 from nfrepro import cli
+from nfrepro.engine.faults import exclusive_lock
+from nfrepro.models.factory import create_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--model", "nf_resnet_small", "--model-arg", "depths=[1]", "--model-arg", "widths=[4]",
@@ -140,8 +150,141 @@ def test_train_logs_steps_to_csv(tmp_path):
 @pytest.mark.slow
 def test_bench_prints_its_table_and_nothing_else(tmp_path):
     """A real smoke benchmark in a fresh process: the table, and no profiler log lines (fd level)."""
-    proc = run_cli("bench", "--which", "agc", "--device", "cpu", "--profile", "smoke",
-                   "--out-dir", str(tmp_path), env={"NFREPRO_PROFILE": "smoke"})
+    proc = run_cli("bench", "--which", "agc", "--device", "cpu", "--out-dir", str(tmp_path),
+                   env={"NFREPRO_PROFILE": "smoke"})
     assert proc.returncode == 0, proc.stderr
     assert "USDT" not in proc.stdout + proc.stderr and "gpuGetDeviceCount" not in proc.stdout + proc.stderr
     assert proc.stdout.startswith("agc (") and len(proc.stdout.splitlines()) > 2
+
+
+# --- issue 18's battery: every bad input is one line and exit 2, before any work -------------
+TINY2 = [*TINY[:2], "--model-arg", "depths=[1,1]", "--model-arg", "widths=[4,8]", *TINY[6:]]
+OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+BATTERY = {
+    "model-arg unknown key": (["train", *TINY, "--model-arg", "colour=red"], {}, "takes no argument colour"),
+    "model-arg bad value": (["train", *TINY, "--model-arg", "alpha=-5"], {}, "alpha must be finite"),
+    "model-arg not KEY=VALUE": (["train", *TINY, "--model-arg", "alpha"], {}, "KEY=VALUE"),
+    "num_classes vs data": (["train", *TINY, "--model-arg", "num_classes=3"], {}, "disagrees"),
+    "label smoothing 2": (["train", *TINY, "--label-smoothing", "2"], {}, "label_smoothing"),
+    "randaugment one number": (["train", *TINY, "--randaugment", "2"], {}, "randaugment takes two"),
+    "randaugment three numbers": (["train", *TINY, "--randaugment", "2", "5", "1"], {}, "randaugment takes two"),
+    "device tpu": (["train", *TINY, "--device", "tpu"], {}, "device 'tpu'"),
+    "eval device tpu": (["eval", "--model", "nf_resnet_small", "--data", "{tmp}", "--device", "tpu"],
+                        {}, "device 'tpu'"),
+    "base-lr nan": (["train", *TINY, "--base-lr", "nan"], {}, "base_lr"),
+    "clipping inf": (["train", *TINY, "--clipping", "inf"], {}, "clipping"),
+    "train-subset -1": (["train", *TINY, "--train-subset", "-1"], {}, "train_subset"),
+    "warmup -3": (["train", *TINY, "--warmup-epochs", "-3"], {}, "warmup_epochs"),
+    "eval-batch-size 0": (["train", *TINY, "--eval-batch-size", "0"], {}, "eval_batch_size"),
+    "run dir is a file": (["train", *TINY, "--run-dir", "{tmp}/file"], {}, "is a file"),
+    "run dir not writable": (["train", *TINY, "--run-dir", "/proc/1/nfrepro-run"], {}, "choose another location"),
+    "sweep results under a file": (["sweep", *TINY, "--grid", '{"seed": [0]}', "--results",
+                                    "{tmp}/file/s.csv", "--runs-dir", "{tmp}/runs"], {}, "is a file"),
+    "download offline": (["train", *TINY, "--dataset", "cifar10", "--download", "--data-root", "{tmp}/data"],
+                         OFFLINE, "could not download CIFAR-10"),
+    "fashion-mnist not gzip": (["train", *TINY, "--dataset", "fashion_mnist"], {"NFREPRO_DATA": "{tmp}/notgz"},
+                               "not a gzip file"),
+    "fashion-mnist truncated gzip": (["train", *TINY, "--dataset", "fashion_mnist"],
+                                     {"NFREPRO_DATA": "{tmp}/cutgz"}, "truncated"),
+    "weights empty": (["eval", "--model", "nf_resnet_small", "--weights", "{tmp}/empty.pth", "--data", "{tmp}"],
+                      {}, "empty, truncated or not a weights file"),
+    "weights text": (["eval", "--model", "nf_resnet_small", "--weights", "{tmp}/text.pkl", "--data", "{tmp}"],
+                     {}, "empty, truncated or not a weights file"),
+    "weights truncated": (["eval", "--model", "nf_resnet_small", "--weights", "{tmp}/cut.pth", "--data", "{tmp}"],
+                          {}, "empty, truncated or not a weights file"),
+    "checkpoint empty": (["train", *TINY, "--run-dir", "{tmp}/ck_empty"], {}, "corrupt"),
+    "checkpoint text": (["train", *TINY, "--run-dir", "{tmp}/ck_text"], {}, "corrupt"),
+    "checkpoint truncated": (["train", *TINY, "--run-dir", "{tmp}/ck_cut"], {}, "corrupt"),
+    "corrupt image, no workers": (["eval", "--model", "nf_resnet_small", "--num-classes", "2", "--image-size",
+                                   "32", "--data", "{tmp}/images", "--workers", "0"], {}, "not a readable image"),
+    "corrupt image, in a worker": (["eval", "--model", "nf_resnet_small", "--num-classes", "2", "--image-size",
+                                    "32", "--data", "{tmp}/images", "--workers", "1"], {}, "not a readable image"),
+    "sweep grid wrong type": (["sweep", *TINY, "--grid", '{"batch_size": ["16"]}', "--results", "{tmp}/s.csv",
+                               "--runs-dir", "{tmp}/runs"], {}, "batch_size must be int"),
+    "sweep grid empty": (["sweep", *TINY, "--grid", "{}", "--results", "{tmp}/s.csv"], {}, "non-empty"),
+    "sweep typo in a later grid point": (["sweep", *TINY, "--grid", '{"model": ["nf_resnet_small", "nf_resnt"]}',
+                                          "--results", "{tmp}/s.csv", "--runs-dir", "{tmp}/runs"], {},
+                                         "unknown model 'nf_resnt'"),
+    "bench profile and out-dir": (["bench", "--profile", "smoke", "--out-dir", "{tmp}/bench"], {}, "give one of them"),
+    "bench device tpu": (["bench", "--device", "tpu", "--out-dir", "{tmp}/bench"], {}, "device 'tpu'"),
+}
+if not torch.cuda.is_available():
+    BATTERY["device cuda absent"] = (["train", *TINY, "--device", "cuda"], {}, "CUDA is not available")
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    """The broken files of the battery, made once: data, weights, checkpoints, images."""
+    tmp = tmp_path_factory.mktemp("battery")
+    (tmp / "file").write_text("a file where a folder should be")
+    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte"]
+    for folder, content in (("notgz", b"plain text, not gzip"), ("cutgz", gzip.compress(np.random.default_rng(0).bytes(5000))[:100])):
+        (tmp / folder).mkdir()
+        for name in names:
+            (tmp / folder / f"{name}.gz").write_bytes(content)
+    good = io.BytesIO()
+    torch.save(create_model("nf_resnet_small").state_dict(), good)
+    (tmp / "empty.pth").write_bytes(b"")
+    (tmp / "text.pkl").write_text("these are not weights\n")
+    (tmp / "cut.pth").write_bytes(good.getvalue()[:2000])
+    run = tmp / "ckpt_source"
+    assert cli.main(["train", *TINY, "--run-dir", str(run)]) == 0
+    for name, content in (("ck_empty", b""), ("ck_text", b"hello\n"),
+                          ("ck_cut", (run / "checkpoint.pt").read_bytes()[:3000])):
+        (tmp / name).mkdir()
+        (tmp / name / "checkpoint.pt").write_bytes(content)
+    for label in ("a", "b"):
+        (tmp / "images" / label).mkdir(parents=True)
+        Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp / "images" / label / "ok.png")
+    (tmp / "images" / "b" / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return tmp
+
+
+def _fill(items, tmp):
+    return [str(item).replace("{tmp}", str(tmp)) for item in items]
+
+
+@pytest.mark.parametrize("case", list(BATTERY))
+def test_battery_bad_input_is_one_line_and_exit_2(case, bad_files):
+    args, env, expected = BATTERY[case]
+    proc = run_cli(*_fill(args, bad_files), env=dict(zip(env, _fill(env.values(), bad_files))))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert 1 <= len(lines) <= 3 and expected in lines[-1], proc.stderr
+
+
+def test_a_busy_run_folder_is_one_line_and_exit_2(tmp_path):
+    with exclusive_lock(tmp_path / "run" / ".lock", f"run folder {tmp_path / 'run'}"):
+        proc = run_cli("train", *TINY, "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "is in use by pid" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("stages", [["0"], ["0", "1"]])
+def test_clip_exclude_stages_takes_one_or_more_indices(stages, tmp_path):
+    args = ["train", *TINY2, "--clipping", "0.01", "--clip-exclude-stages", *stages]
+    config = cli.config_from_args(cli.build_parser().parse_args(args))
+    assert config.clip_exclude_stages == [int(s) for s in stages]
+    assert cli.main([*args, "--run-dir", str(tmp_path / "run")]) == 0
+
+
+def test_sigint_says_the_run_resumes_and_exits_130(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", *TINY, "--epochs", "40", "--run-dir", str(run)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "nfrepro", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "same command resumes" in err and len(err.strip().splitlines()) <= 3
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    epoch = json.loads((run / "metrics.json").read_text())["epoch"]
+    assert 1 <= epoch < 40
+    assert cli.main(args) == 0  # the same command resumes and finishes
+    assert len(pd.read_csv(run / "metrics.csv")) == 40

@@ -31,6 +31,14 @@ def test_parameters_cell(path):
     assert names.get("profile") == "cpu", f"{path.name}: the default profile must be 'cpu'"
     # the very next code cell applies the NFREPRO_PROFILE override
     assert "resolve_profile(profile)" in code[tagged[0] + 1].source
+    # ... after refusing unknown papermill parameters, before it defines any value of its own
+    first = next(node for node in ast.parse(code[tagged[0] + 1].source).body
+                 if not isinstance(node, (ast.Import, ast.ImportFrom)))
+    check = getattr(first, "value", None)
+    assert isinstance(check, ast.Call) and ast.unparse(check.func).endswith("check_parameters"), \
+        f"{path.name}: the cell after 'parameters' must start with check_parameters(globals(), ...)"
+    known = ast.literal_eval(next(k.value for k in check.keywords if k.arg == "known"))
+    assert known == list(names), f"{path.name}: check_parameters' known list is not the parameters"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
 
 

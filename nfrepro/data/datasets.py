@@ -14,6 +14,7 @@ import hashlib
 import math
 import os
 import pickle
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ FASHION_MNIST_MD5 = {
 FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 DATASETS = ("fashion_mnist", "cifar10", "synthetic")
+# (channels, classes) of each data set, known without reading it: a run's model is checked
+# against them before any file is opened (nfrepro.engine.config)
+DATASET_SHAPES = {"fashion_mnist": (1, 10), "cifar10": (3, 10), "synthetic": (1, 10)}
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -82,18 +86,26 @@ def _find_idx(folder: Path, name: str) -> Path | None:
 
 def read_idx(path: Path, expected_md5: str | None = None) -> np.ndarray:
     """Read an IDX file (gzip or plain); check the md5 of the decompressed bytes."""
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:  # cut short, or not gzip at all
+        raise DataIntegrityError(f"{path} is truncated or not a gzip file ({type(err).__name__}); "
+                                 f"delete it and reinstall: {INSTALL_HINT}") from err
     if expected_md5 is not None and hashlib.md5(raw).hexdigest() != expected_md5:
         raise DataIntegrityError(
             f"{path} is corrupt or not the published file (md5 {hashlib.md5(raw).hexdigest()}, "
             f"expected {expected_md5}); delete it and reinstall: {INSTALL_HINT}")
     # header: two zero bytes, a dtype code (0x08 = uint8), the number of dims, then big-endian
     # uint32 sizes
-    if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
         raise DataIntegrityError(f"{path} is not a uint8 IDX file")
     ndim = raw[3]
-    shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    try:
+        shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+        return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    except ValueError as err:  # fewer bytes than its header promises
+        raise DataIntegrityError(f"{path} is truncated (its IDX header promises more bytes); "
+                                 f"delete it and reinstall: {INSTALL_HINT}") from err
 
 
 def locate_fashion_mnist(train: bool = True, root: str | os.PathLike | None = None) -> list[Path]:
@@ -135,7 +147,12 @@ def load_cifar10(train: bool = True, root: str | os.PathLike | None = None,
     folder = base / CIFAR10.base_folder
     files = CIFAR10.train_list if train else CIFAR10.test_list
     if download and not all((folder / name).is_file() for name, _ in files):
-        CIFAR10(str(base), train=train, download=True)
+        try:
+            CIFAR10(str(base), train=train, download=True)
+        except (OSError, RuntimeError) as err:  # URLError is an OSError; torchvision's md5 check a RuntimeError
+            raise DataNotFoundError(f"could not download CIFAR-10 into {base} ({type(err).__name__}): "
+                                    f"check the network access, or copy cifar-10-batches-py there "
+                                    f"and drop --download") from err
     images, labels = [], []
     for name, md5 in files:
         path = folder / name

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from nfrepro.data.datasets import DataNotFoundError
+from nfrepro.data.datasets import DataIntegrityError, DataNotFoundError
 from nfrepro.models.protocol import EVAL_RESIZE_MARGIN, IMAGENET_MEAN, IMAGENET_STD
 
 # The protocol's numbers (official dataset.MEAN_RGB / STDDEV_RGB / 'resize_crop_32') live with the
@@ -32,6 +32,18 @@ def imagenet_eval_transform(image_size: int, antialias: bool = False):
     ])
 
 
+def _load_image(path: str):
+    """torchvision's PIL loader, with a file that is not a readable image named in one line
+    (PIL raises ``UnidentifiedImageError`` or ``OSError`` for a truncated one)."""
+    from torchvision.datasets.folder import default_loader
+
+    try:
+        return default_loader(path)
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DataIntegrityError(f"{path} is not a readable image ({type(err).__name__}): "
+                                 f"remove or replace it") from None
+
+
 def image_folder(root: str | os.PathLike, image_size: int, antialias: bool = False):
     """An ImageNet-style folder (one sub-folder per class, sorted = class index) for evaluation."""
     from torchvision.datasets import ImageFolder
@@ -41,6 +53,7 @@ def image_folder(root: str | os.PathLike, image_size: int, antialias: bool = Fal
         raise DataNotFoundError(f"image folder {root} does not exist: pass a folder with one "
                                 f"sub-folder of images per class (e.g. ImageNet val, sorted by synset)")
     try:
-        return ImageFolder(str(root), transform=imagenet_eval_transform(image_size, antialias))
+        return ImageFolder(str(root), transform=imagenet_eval_transform(image_size, antialias),
+                           loader=_load_image)
     except FileNotFoundError as err:
         raise DataNotFoundError(f"no images under {root}: {err}") from err

@@ -3,8 +3,8 @@
 A checkpoint is one ``torch.save`` file holding everything the next step depends on: model,
 EMA, optimizer, scheduler, the data loader's generator and the augmentation generator, and the
 RNG states of torch (CPU and CUDA), numpy and Python (one set per process under DDP). It is
-written to a temporary file and moved into place with ``os.replace``, so a run killed while
-saving leaves the previous checkpoint intact. Loading uses ``weights_only=True``: a checkpoint
+written with :func:`nfrepro.engine.faults.atomic_write` (a temporary file moved into place), so a
+run killed while saving, or a full disk, leaves the previous checkpoint intact. Loading uses ``weights_only=True``: a checkpoint
 is plain tensors and containers, never arbitrary pickled code.
 """
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from nfrepro.engine.faults import atomic_write, error_line
 
 FORMAT = "nfrepro-checkpoint-v1"
 
@@ -48,12 +50,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, **state}, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
@@ -67,7 +64,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types (RuntimeError, EOFError, UnpicklingError)
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable "
-                              f"({type(err).__name__}: {str(err).splitlines()[0][:120]}): {hint}") from err
+                              f"({error_line(err, 120)}): {hint}") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an nfrepro checkpoint ({FORMAT}): {hint}")
     missing = [key for key in required if key not in state]

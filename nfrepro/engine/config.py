@@ -9,12 +9,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from nfrepro.data.augment import MIX_MODES, MIXUP_ALPHA
-from nfrepro.engine.device import AMP_MODES
+from nfrepro.data.datasets import DATASET_SHAPES
+from nfrepro.engine.device import AMP_MODES, check_device
+from nfrepro.engine.faults import error_line
+from nfrepro.models.factory import create_model
+from nfrepro.models.registry import model_parameters
 from nfrepro.optim.agc import EPS
 from nfrepro.optim.recipe import (
     BASE_LR,
@@ -85,15 +94,45 @@ class TrainConfig:
     tensorboard: bool = False         # the same scalars to RUN/tensorboard (the tensorboard package)
 
     def validate(self) -> None:
+        """Refuse, with a :class:`ConfigError` naming the field, any setting that cannot run or
+        would run silently wrong: types first (a sweep grid may hold anything), then ranges
+        (finite, positive ...), the device, and the model built once on the meta device with
+        the data set's channels and classes (no memory, no weights, no data read)."""
+        _check_types(self)
+        finite = math.isfinite
         checks = [
             (self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}"),
+            (self.eval_batch_size > 0, f"eval_batch_size must be positive, got {self.eval_batch_size}"),
             (self.epochs > 0 and (self.steps is None or self.steps > 0),
              "epochs and steps must be positive"),
-            (self.clipping is None or self.clipping > 0,
-             f"clipping (AGC lambda) must be > 0, got {self.clipping}; use None to turn AGC off"),
+            (all(n is None or n > 0 for n in (self.train_subset, self.test_subset)),
+             f"train_subset and test_subset must be positive (or None for all), got "
+             f"{self.train_subset}, {self.test_subset}"),
+            (finite(self.base_lr) and self.base_lr > 0, f"base_lr must be finite and > 0, got {self.base_lr}"),
+            (finite(self.warmup_epochs) and self.warmup_epochs >= 0,
+             f"warmup_epochs must be finite and >= 0, got {self.warmup_epochs}"),
+            (finite(self.weight_decay) and self.weight_decay >= 0,
+             f"weight_decay must be finite and >= 0, got {self.weight_decay}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.clipping is None or (finite(self.clipping) and self.clipping > 0),
+             f"clipping (AGC lambda) must be finite and > 0, got {self.clipping}; use None to turn AGC off"),
+            (finite(self.clip_eps) and self.clip_eps > 0, f"clip_eps must be finite and > 0, got {self.clip_eps}"),
+            (all(s >= 0 for s in self.clip_exclude_stages),
+             f"clip_exclude_stages are 0-based stage indices, got {self.clip_exclude_stages}"),
             (self.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}"),
             (self.mix in MIX_MODES, f"mix must be one of {MIX_MODES}, got {self.mix!r}"),
+            (finite(self.mixup_alpha) and self.mixup_alpha > 0, f"mixup_alpha must be > 0, got {self.mixup_alpha}"),
+            (self.crop_padding >= 0, f"crop_padding must be >= 0, got {self.crop_padding}"),
+            (self.randaugment is None or (len(self.randaugment) == 2 and self.randaugment[0] >= 1
+                                          and 0 <= self.randaugment[1] <= 10),
+             f"randaugment takes two numbers, [layers >= 1, level 0-10], got {self.randaugment}"),
             (self.ema_decay is None or 0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
+            (self.sam_rho is None or (finite(self.sam_rho) and self.sam_rho > 0),
+             f"sam_rho must be finite and > 0 (None turns SAM off), got {self.sam_rho}"),
+            (0 < self.sam_fraction <= 1, f"sam_fraction must be in (0, 1], got {self.sam_fraction}"),
+            (self.max_loss > 0, f"max_loss must be > 0, got {self.max_loss}"),
+            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
             (self.eval_every > 0 and self.check_every > 0, "eval_every, check_every must be > 0"),
             (self.optimizer in OPTIMIZERS,
              f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
@@ -101,10 +140,17 @@ class TrainConfig:
              f"clip_norm must be a finite number > 0, got {self.clip_norm}; use None to turn it off"),
             (self.clip_norm is None or self.clipping is None,
              "clip_norm (ordinary clipping) and clipping (AGC) exclude each other: set one of them"),
+            (self.dataset in DATASET_SHAPES,
+             f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASET_SHAPES)}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        try:
+            check_device(self.device)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        check_model(self.model, self.model_kwargs, self.dataset)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as in config.json
@@ -116,6 +162,61 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown TrainConfig field(s): {', '.join(sorted(unknown))}")
         return cls(**values)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has the annotated type (ints count as floats; bools are not numbers)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _check_types(config: TrainConfig) -> None:
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not _fits(value, hints[f.name]):
+            hint = hints[f.name]
+            wanted = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            wanted = wanted.replace("NoneType", "None")
+            raise ConfigError(f"{f.name} must be {wanted}, got {value!r} ({type(value).__name__})")
+
+
+def check_model(name: str, kwargs: dict[str, Any], dataset: str) -> None:
+    """The model ``name`` with ``kwargs`` can be built for ``dataset``: else a ConfigError that
+    names the argument. Builds it once on the meta device (shapes only, no memory)."""
+    channels, classes = DATASET_SHAPES[dataset]
+    for key, data_value in (("num_classes", classes), ("in_chans", channels)):
+        if key in kwargs and kwargs[key] != data_value:
+            raise ConfigError(f"model argument {key}={kwargs[key]!r} disagrees with {dataset}, which "
+                              f"has {data_value}: drop it (it is taken from the data)")
+    try:
+        accepted = model_parameters(name)
+    except ValueError as err:  # an unknown model, with close matches
+        raise ConfigError(error_line(err)) from None
+    unknown = sorted(set(kwargs) - set(accepted)) if accepted is not None else []
+    if unknown:
+        raise ConfigError(f"model {name} takes no argument {', '.join(unknown)}; it takes "
+                          f"{', '.join(sorted(accepted))}")
+    try:
+        with torch.device("meta"):
+            create_model(name, **{"num_classes": classes, "in_chans": channels, **kwargs})
+    except (TypeError, ValueError, RuntimeError, IndexError, KeyError) as err:
+        args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no arguments"
+        raise ConfigError(f"model {name} cannot be built with {args}: {error_line(err)}") from None
 
 
 # Fields added after run folders existed, with the value that reproduces the earlier behaviour:

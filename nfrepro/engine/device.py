@@ -28,6 +28,31 @@ def resolve_device(device: Any = "auto", local_rank: int = 0) -> torch.device:
     return dev
 
 
+def check_device(device: Any = "auto") -> torch.device:
+    """:func:`resolve_device`, refusing a device this machine does not have (``ValueError``).
+
+    Called before any work, so that ``--device tpu`` or ``cuda`` on a machine without CUDA is
+    one line up front rather than a traceback from the first tensor moved there.
+    """
+    hint = "use auto, cpu, cuda or cuda:N"
+    try:
+        dev = resolve_device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device {device!r} is not a device name: {hint}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available on this machine; use cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} "
+                             f"CUDA device(s), numbered from 0")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {device!r}: MPS is not available on this machine; use cpu or auto")
+    elif dev.type != "cpu":
+        raise ValueError(f"device {device!r}: nfrepro trains on cpu, cuda or mps; {hint}")
+    return dev
+
+
 def use_bf16(device: Any, amp: str | bool | None = "auto") -> bool:
     """Whether to autocast to bf16: ``"auto"``/None on CUDA only, ``"bf16"``/True, ``"off"``/False."""
     if amp is None or amp == "auto":

@@ -1,7 +1,8 @@
 """Results tables and the JSON run record written beside each of them.
 
 Every results CSV in ``results/`` has a sibling ``.json`` with the git commit, the parameters,
-the torch version, the device and the wall time, so a reader can tell how a number was made.
+the torch version, the device, the wall time and the number of rows, so a reader can tell how a
+number was made, and :func:`read_results` can tell a whole table from one cut short.
 """
 from __future__ import annotations
 
@@ -13,9 +14,15 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
+import pandas as pd
 import torch
 
+from nfrepro.engine.faults import atomic_write_all
 from nfrepro.engine.profiles import project_root
+
+
+class ResultsError(ValueError):
+    """A results table disagrees with its run record (cut short, emptied, or edited by hand)."""
 
 
 def git_commit() -> str:
@@ -72,10 +79,42 @@ def run_record(params: Mapping[str, Any], wall_time_s: float, device: Any = None
 
 def save_results(df, path: str | Path, params: Mapping[str, Any], wall_time_s: float,
                  device: Any = None, **extra: Any) -> Path:
-    """Write ``df`` to ``path`` (CSV) and its run record to ``path`` with a ``.json`` suffix."""
+    """Write ``df`` to ``path`` (CSV) and its run record to ``path`` with a ``.json`` suffix.
+
+    Both go through :func:`nfrepro.engine.faults.atomic_write_all`, the CSV renamed first: a kill
+    or a full disk leaves the previous pair, never a half-written table, and a record never
+    describes a table that is not there yet.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
     record = run_record(params, wall_time_s, device=device, rows=int(len(df)), **extra)
-    path.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    atomic_write_all([(path, df.to_csv(index=False)),
+                      (path.with_suffix(".json"), json.dumps(record, indent=2, default=str) + "\n")])
     return path
+
+
+def read_results(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``(table, record)`` of a results CSV written by :func:`save_results`, checked to agree.
+
+    A table that cannot be parsed (0 bytes: "No columns to parse"), or whose row count is not the
+    one its record states, raises :class:`ResultsError` rather than being trusted.
+    """
+    path = Path(path)
+    where = path.with_suffix(".json")
+    try:
+        record = json.loads(where.read_text())
+        rows = int(record["rows"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ResultsError(f"{path} has no readable run record {where.name} ({type(err).__name__}); "
+                           f"it was not written by nfrepro or was cut short: move both aside") from err
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as err:  # EmptyDataError and ParserError are ValueErrors
+        df = None
+        found = f"cannot be read ({type(err).__name__})"
+    else:
+        found = f"has {len(df)} rows"
+    if df is None or len(df) != rows:
+        raise ResultsError(f"{path} {found} but its record {where.name} says {rows}: the table was "
+                           f"cut short; move both aside and rerun (finished runs are read back "
+                           f"from their folders, not retrained)")
+    return df, record

@@ -13,6 +13,8 @@ runs outside this grid that the CSV already held are kept. Usable from a noteboo
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import os
 import time
@@ -23,8 +25,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from nfrepro.engine.faults import OutputLocationError, check_output_dir, exclusive_lock
 from nfrepro.engine.profiles import project_root
-from nfrepro.engine.records import save_results
+from nfrepro.engine.records import read_results, save_results
 from nfrepro.engine.training import ConfigError, RunResult, TrainConfig, run_name, train
 
 ID_COLUMNS = ["run", "model", "dataset", "batch_size", "clipping", "seed"]
@@ -34,6 +37,9 @@ METRICS = ("final_test_top1", "final_test_top1_ema", "best_test_top1", "final_tr
 
 def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Every combination of the grid's values, in key order (the last key varies fastest)."""
+    if not isinstance(grid, Mapping) or not grid:
+        raise ConfigError(f"the grid must be a non-empty mapping of TrainConfig fields to lists of "
+                          f"values, e.g. {{\"clipping\": [0.01, 0.04]}}; got {grid!r}")
     for key, values in grid.items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
             raise ConfigError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
@@ -91,16 +97,36 @@ def run_sweep(grid: Mapping[str, Sequence[Any]], base_config: TrainConfig | None
               results_csv: str | os.PathLike = "results/sweep.csv",
               runs_dir: str | os.PathLike | None = None, progress: bool = True,
               train_fn: Callable[[TrainConfig], RunResult] = train) -> pd.DataFrame:
-    """Train every combination of ``grid`` (see the module docstring); return the tidy table."""
+    """Train every combination of ``grid`` (see the module docstring); return the tidy table.
+
+    Every grid point is validated (types, ranges, its model built on the meta device) and the
+    output locations checked before the first run trains. An existing table is read with
+    :func:`~nfrepro.engine.records.read_results`, so one cut short is an error, never trusted.
+    The table is locked (``<results>.lock``) while the sweep runs: two sweeps into one table
+    would each drop the other's rows.
+    """
     base = base_config or TrainConfig()
     configs = [(o, apply_overrides(base, o, runs_dir)) for o in expand_grid(grid)]  # validate all first
     results_csv = Path(results_csv)
+    if results_csv.is_dir():
+        raise OutputLocationError(errno.EISDIR, f"results table {results_csv} is a folder: name a "
+                                  f".csv file in it")
+    for folder in {results_csv.parent, *(Path(c.run_dir).parent for _, c in configs)}:
+        check_output_dir(folder)
+    main = int(os.environ.get("RANK", "0")) == 0
+    with exclusive_lock(results_csv.with_name(results_csv.name + ".lock"),
+                        f"results table {results_csv}") if main else contextlib.nullcontext():
+        return _run_configs(configs, grid, base, results_csv, progress, main, train_fn)
+
+
+def _run_configs(configs: list[tuple[dict[str, Any], TrainConfig]], grid: Mapping[str, Sequence[Any]],
+                 base: TrainConfig, results_csv: Path, progress: bool, main: bool,
+                 train_fn: Callable[[TrainConfig], RunResult]) -> pd.DataFrame:
     ours = {Path(config.run_dir).name for _, config in configs}
     kept = pd.DataFrame()
     if results_csv.exists():
-        old = pd.read_csv(results_csv)
+        old, _ = read_results(results_csv)
         kept = old[~old["run"].isin(ours)] if "run" in old else pd.DataFrame()
-    main = int(os.environ.get("RANK", "0")) == 0
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     df = kept

@@ -19,7 +19,6 @@ import contextlib
 import functools
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -45,6 +44,12 @@ from nfrepro.engine.checkpoint import (
 )
 from nfrepro.engine.config import ConfigError, TrainConfig, check_same_config, run_name
 from nfrepro.engine.device import autocast, memory_format
+from nfrepro.engine.faults import (
+    atomic_write,
+    check_output_dir,
+    error_line,
+    exclusive_lock,
+)
 from nfrepro.engine.profiles import project_root
 from nfrepro.engine.records import save_results
 from nfrepro.engine.step_log import StepLogger, tensorboard_writer
@@ -104,7 +109,13 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
 
 
 def _finished(run_dir: Path, config: TrainConfig) -> RunResult | None:
-    """The result of a run that already completed or diverged in ``run_dir``, else None."""
+    """The result of a run that already completed or diverged in ``run_dir``, else None.
+
+    Finished means the record says so *and* the metrics CSV agrees with it (the rows it counts,
+    the same last epoch and status): the CSV is written first, so a kill between the two writes,
+    or a truncated CSV, reads as unfinished and the run resumes from its checkpoint, whose
+    progress rewrites both files.
+    """
     try:
         record = json.loads((run_dir / "metrics.json").read_text())
         metrics = pd.read_csv(run_dir / "metrics.csv")
@@ -112,17 +123,21 @@ def _finished(run_dir: Path, config: TrainConfig) -> RunResult | None:
         return None
     if record.get("status") not in FINISHED:
         return None
+    if (len(metrics) != record.get("rows") or list(metrics.columns) != METRIC_COLUMNS
+            or metrics["status"].iloc[-1] != record["status"]
+            or int(metrics["epoch"].iloc[-1]) != record.get("epoch", len(metrics))):
+        return None
     check_same_config(record.get("parameters", {}), config, run_dir)
     return RunResult(run_dir, record["status"], config, metrics, record.get("wall_time_s", 0.0))
 
 
 def _write_metrics(run_dir: Path, rows: list[dict], config: TrainConfig, wall: float,
                    status: str, device: torch.device, world_size: int) -> None:
+    """metrics.csv, then its record metrics.json (atomically, in that order: see :func:`_finished`)."""
     df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    tmp = save_results(df, run_dir / "metrics.tmp.csv", params=config.to_dict(), wall_time_s=wall,
-                       device=device, status=status, world_size=world_size)
-    os.replace(tmp.with_suffix(".json"), run_dir / "metrics.json")
-    os.replace(tmp, run_dir / "metrics.csv")
+    save_results(df, run_dir / "metrics.csv", params=config.to_dict(), wall_time_s=wall,
+                 device=device, status=status, world_size=world_size,
+                 epoch=int(df["epoch"].iloc[-1]) if len(df) else 0)
 
 
 @dataclass
@@ -203,7 +218,7 @@ def _resume(parts: _Parts, path: Path, config: TrainConfig, info: dist.DistInfo)
         parts.train_loader.load_state_dict(ck["loader"])
     except (RuntimeError, KeyError, ValueError, TypeError) as err:
         raise CheckpointError(f"checkpoint {path} does not fit this model / optimizer "
-                              f"({str(err).splitlines()[0][:120]}): delete it to start afresh") from err
+                              f"({error_line(err, 120)}): delete it to start afresh") from err
     states = ck["rng"]  # one per process; a different process count reuses rank 0's
     set_rng_state(states[info.rank] if len(states) == info.world_size else states[0])
     return {k: ck[k] for k in ("epoch", "step", "rows", "wall_time_s")} | {
@@ -314,15 +329,26 @@ def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None 
     """Train (or resume, or read back) the run ``config`` describes; see the module docstring.
 
     ``on_epoch_end(epoch, row)`` is called after each epoch's checkpoint is written;
-    ``on_step(step, metrics)`` after every update (``nfrepro.engine.step_log``).
+    ``on_step(step, metrics)`` after every update (``nfrepro.engine.step_log``). The run
+    folder is locked while this runs (``<run_dir>/.lock``): a second process aiming at the same
+    folder gets a :class:`~nfrepro.engine.faults.FolderInUseError` instead of a collision.
     """
     config.validate()
     world_size = dist.world_size_from_env()
     if config.batch_size % world_size:  # checked before joining the process group
         raise ConfigError(f"batch size {config.batch_size} is not divisible by the number of "
                           f"processes ({world_size}): use a multiple of {world_size}")
-    info = dist.setup(config.device)
     run_dir = Path(config.run_dir) if config.run_dir else project_root() / "runs" / run_name(config)
+    check_output_dir(run_dir)
+    info = dist.setup(config.device)
+    with (exclusive_lock(run_dir / ".lock", f"run folder {run_dir}") if info.is_main
+          else contextlib.nullcontext()):
+        return _train_locked(config, on_epoch_end, on_step, run_dir, info, world_size)
+
+
+def _train_locked(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None,
+                  on_step: Callable[[int, dict], None] | None, run_dir: Path, info: dist.DistInfo,
+                  world_size: int) -> RunResult:
     done = _finished(run_dir, config)
     if done is not None:
         return done
@@ -331,8 +357,7 @@ def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None 
     if ckpt_path.exists():
         progress = _resume(parts, ckpt_path, config, info)
     elif main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        atomic_write(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     rows, wall_before = progress["rows"], progress["wall_time_s"]
     started = time.perf_counter()
     bar = tqdm(total=parts.total_steps, initial=progress["step"], desc=run_dir.name,

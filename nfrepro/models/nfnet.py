@@ -55,7 +55,7 @@ from nfrepro.layers.weight_standardization import WSConv2d
 from nfrepro.models.features import FeatureInfo
 from nfrepro.models.head import ClassifierHead, new_classifier
 from nfrepro.models.protocol import imagenet_cfg
-from nfrepro.models.registry import register_variant
+from nfrepro.models.registry import check_common_args, register_variant
 from nfrepro.models.variance import expected_betas
 
 __all__ = ["VARIANTS", "Variant", "NFNet", "NFBlock"]
@@ -181,6 +181,7 @@ class NFNet(ClassifierHead, nn.Module):
                  se_ratio: float = 0.5, group_size: int = 128, bottleneck_ratio: float = 0.5,
                  extra_conv: bool = True, final_conv_mult: float = 2.0):
         super().__init__()
+        check_common_args(num_classes, in_chans, alpha)
         if variant not in VARIANTS:
             raise ValueError(f"unknown NFNet variant {variant!r}: choose one of {', '.join(VARIANTS)}")
         if norm not in ("none", "batch"):

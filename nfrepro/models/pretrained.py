@@ -383,28 +383,47 @@ def strip_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an official Haiku pickle, a flat ``.npz``, a timm ``.pth``/``.pth.tar``/``.safetensors``
-    or one of our own state dicts or training checkpoints, and return it under our names."""
+    or one of our own state dicts or training checkpoints, and return it under our names. The
+    format is read from the file's content (:func:`sniff_format`), not its suffix.
+
+    A missing file is a ``FileNotFoundError``; an empty, truncated or foreign one (text, an
+    image...) a ``ValueError`` naming the file, whatever the reader raised (pickle, zip, torch and
+    safetensors each raise their own types, some with an empty message)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
+        raise FileNotFoundError(f"no weights file at {path}")
+    try:
+        raw = _read_raw(path)
+    except ImportError:
+        raise  # its message says what to install
+    except Exception as err:
+        raise ValueError(f"{path} is empty, truncated or not a weights file ({type(err).__name__}); "
+                         f"expected a DeepMind pickle / .npz, a torch .pth / .pth.tar or a .safetensors "
+                         f"file") from err
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{path} holds a {type(raw).__name__}, not a mapping of parameter names to "
+                         f"arrays: not a weights file")
+    return convert(raw)
+
+
+def _read_raw(path: Path) -> Any:
     kind = sniff_format(path)
     if kind == "safetensors":
         from safetensors.torch import load_file
-        raw: Any = load_file(str(path))
-    elif kind == "npz":  # a real .npz: flat keys "NFNet/~/stem_conv0/w"
+        return load_file(str(path))
+    if kind == "npz":  # a real .npz: flat keys "NFNet/~/stem_conv0/w"
         with np.load(path, allow_pickle=False) as npz:
             raw = {}
             for key in npz.files:
                 module, _, name = key.rpartition("/")
                 raw.setdefault(module, {})[name] = npz[key]
-    elif kind == "torch":
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    elif kind == "pickle":
-        raw = _plain(_unpickle(path))
-    else:
-        raise ValueError(f"{path}: not a weights file nfrepro can read (expected a DeepMind pickle "
-                         f"or .npz, a torch .pth / .pth.tar, or a .safetensors file)")
-    return convert(_unwrap(raw))
+        return raw
+    if kind == "torch":
+        return torch.load(path, map_location="cpu", weights_only=True)
+    if kind == "pickle":
+        return _plain(_unpickle(path))
+    raise ValueError(f"{path}: not a weights file nfrepro can read (expected a DeepMind pickle or .npz, "
+                     f"a torch .pth / .pth.tar, or a .safetensors file)")
 
 
 def convert(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:

@@ -45,7 +45,7 @@ from nfrepro.layers.padding import SamePadMaxPool2d
 from nfrepro.models.features import FeatureInfo
 from nfrepro.models.head import ClassifierHead, new_classifier
 from nfrepro.models.protocol import imagenet_cfg
-from nfrepro.models.registry import register_variant
+from nfrepro.models.registry import check_common_args, register_variant
 from nfrepro.models.resnet_blocks import (
     BN_ORDERS,
     BNBlock,
@@ -86,6 +86,7 @@ class ResNet(ClassifierHead, nn.Module):
                  alpha: float, activation: str, drop_rate: float, stochdepth_rate: float,
                  se_ratio: float, order: str | None):
         super().__init__()
+        check_common_args(num_classes, in_chans, alpha)
         _check_switches(family, depths, widths, use_ws, order, drop_rate, stochdepth_rate, se_ratio)
         check_activation(activation)
         self.family, self.order, self.activation = family, order, activation

@@ -26,10 +26,19 @@ norms of every tensor are concatenated into one flat vector per (device, dtype),
 are computed on it in a handful of kernels, and one ``torch._foreach_mul_`` applies them. On the
 CPU, where reading a tensor costs no device sync, tensors with no clipped unit are skipped.
 
+Non-finite gradients are not repaired (neither the paper nor the official code does): a unit
+whose ``||G_i||`` is NaN fails the trigger and passes unchanged; one whose norm is inf is
+multiplied by ``lambda max(||W_i||, eps) / inf = 0``, so its inf entries become NaN and its finite
+ones 0. Either way the step that follows is poisoned, as it would be without clipping; the
+statistics count such units (``num_nonfinite``) so that a caller can skip the step or stop the
+run (the engine stops a run whose loss is not finite, :mod:`nfrepro.engine.training`).
+
 The optimizer wrapper that clips before every step is :class:`nfrepro.optim.agc_optimizer.AGC`.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from collections import defaultdict
 from typing import Any, Iterable
 
@@ -44,10 +53,13 @@ Params = torch.Tensor | Iterable[torch.Tensor]
 
 
 def _check_hyperparameters(clipping: float, eps: float) -> None:
-    if not clipping > 0:  # also rejects NaN
-        raise ValueError(f"AGC clipping (lambda) must be > 0, got {clipping!r}; the paper uses "
-                         f"0.01 at batch 1024-4096")
-    if not eps > 0:
+    for name, value in (("clipping", clipping), ("eps", eps)):
+        if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.Tensor)):
+            raise TypeError(f"AGC {name} must be a number, got {value!r} ({type(value).__name__})")
+    if not (clipping > 0 and math.isfinite(clipping)):  # also rejects NaN; inf would never clip
+        raise ValueError(f"AGC clipping (lambda) must be finite and > 0, got {clipping!r}; the paper "
+                         f"uses 0.01 at batch 1024-4096 (to turn AGC off, do not wrap the optimizer)")
+    if not (eps > 0 and math.isfinite(eps)):
         raise ValueError(f"AGC eps must be > 0 (it floors ||W_i|| so that zero-initialised "
                          f"parameters can move), got {eps!r}; the paper uses 1e-3")
 
@@ -77,9 +89,9 @@ def _row_shape(x: torch.Tensor) -> tuple[int, ...]:
     return (-1,) + (1,) * (x.ndim - 1) if x.ndim > 1 else (1,) * x.ndim
 
 
-def _stats(num_units: int, num_clipped: torch.Tensor) -> dict[str, Any]:
+def _stats(num_units: int, num_clipped: torch.Tensor, num_nonfinite: torch.Tensor) -> dict[str, Any]:
     return {"num_units": num_units, "num_clipped": num_clipped,
-            "frac_units_clipped": num_clipped / max(num_units, 1)}
+            "frac_units_clipped": num_clipped / max(num_units, 1), "num_nonfinite": num_nonfinite}
 
 
 @torch.no_grad()
@@ -90,7 +102,7 @@ def adaptive_grad_clip_reference_(parameters: Params, clipping: float = CLIPPING
     Same contract as :func:`adaptive_grad_clip_`; used by the tests and the benchmark.
     """
     _check_hyperparameters(clipping, eps)
-    num_units, num_clipped = 0, 0
+    num_units, num_clipped, num_nonfinite = 0, 0, 0
     for p in _with_grads(parameters):
         g = p.grad
         up = torch.float32 if _norm_dtype(p.dtype) else p.dtype  # fp16 / bf16 norms in fp32
@@ -103,7 +115,8 @@ def adaptive_grad_clip_reference_(parameters: Params, clipping: float = CLIPPING
         g.copy_(torch.where(trigger.view(shape), g * scale.view(shape), g))
         num_units += trigger.numel()
         num_clipped += int(trigger.sum())
-    return _stats(num_units, torch.tensor(num_clipped))
+        num_nonfinite += int((~torch.isfinite(g_norm)).sum())
+    return _stats(num_units, torch.tensor(num_clipped), torch.tensor(num_nonfinite))
 
 
 @torch.no_grad()
@@ -112,7 +125,8 @@ def adaptive_grad_clip_(parameters: Params, clipping: float = CLIPPING, eps: flo
     """Clip the gradients of ``parameters`` unit-wise in place (§4); vectorised.
 
     Parameters whose ``.grad`` is None are skipped. Returns ``{"num_units": int, "num_clipped":
-    0-d tensor, "frac_units_clipped": 0-d tensor}``: the counts stay on the parameters' device so
+    0-d tensor, "frac_units_clipped": 0-d tensor, "num_nonfinite": 0-d tensor}`` (units whose
+    gradient norm is NaN or inf: see the module docstring for what clipping does to them): the counts stay on the parameters' device so
     that clipping never waits for the GPU; ``float(stats["frac_units_clipped"])`` is the one sync
     a logger pays. ``stats=False`` returns ``{}`` and saves two small kernels per device.
     """
@@ -128,11 +142,11 @@ def adaptive_grad_clip_(parameters: Params, clipping: float = CLIPPING, eps: flo
     if not stats:
         return {}
     if not counts:
-        return _stats(0, torch.zeros((), dtype=torch.int64))
-    total = counts[0]
+        return _stats(0, torch.zeros((), dtype=torch.int64), torch.zeros((), dtype=torch.int64))
+    total = counts[0]  # (clipped, non-finite)
     for count in counts[1:]:
         total = total + count.to(total.device, non_blocking=True)
-    return _stats(num_units, total)
+    return _stats(num_units, total[0], total[1])
 
 
 def _unit_norms(tensors: list[torch.Tensor], num_nd: int, dtype: torch.dtype | None) -> torch.Tensor:
@@ -147,7 +161,8 @@ def _unit_norms(tensors: list[torch.Tensor], num_nd: int, dtype: torch.dtype | N
 
 def _clip_group_(params: list[torch.Tensor], clipping: float, eps: float,
                  norm_dtype: torch.dtype | None, stats: bool) -> tuple[int, torch.Tensor | None]:
-    """AGC on parameters sharing one device and dtype; returns (number of units, clipped count)."""
+    """AGC on parameters sharing one device and dtype; returns (number of units, counts of clipped
+    and of non-finite units as one 2-vector, or None when ``stats`` is False)."""
     params = [p for p in params if p.ndim > 1] + [p for p in params if p.ndim <= 1]
     num_nd = sum(p.ndim > 1 for p in params)
     grads = [p.grad for p in params]
@@ -168,6 +183,8 @@ def _clip_group_(params: list[torch.Tensor], clipping: float, eps: float,
     else:
         keep = range(len(params))
         count = trigger.sum() if stats else None
+    if stats:
+        count = torch.stack([count, (~torch.isfinite(g_norm)).sum()])
     if keep:
         scales = scale.split(sizes)  # views, no copies
         torch._foreach_mul_([grads[i] for i in keep],

@@ -93,3 +93,27 @@ def test_synthetic_is_deterministic_and_splits_differ():
     assert load_dataset("synthetic", subset=10).images.shape == (10, 1, 28, 28)
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("mnist")
+
+
+# --- broken files are one clear error (issue 18) ------------------------------------------------
+def test_broken_idx_files_are_data_integrity_errors(tmp_path):
+    payload = _idx_bytes(np.zeros((20, 28, 28), np.uint8))
+    cases = {"notgz.gz": b"plain text", "cut.gz": gzip.compress(np.random.default_rng(0).bytes(4000))[:80],
+             "empty.gz": b"", "short": payload[:500], "tiny": b"\x00\x00"}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(DataIntegrityError, match="truncated|not a gzip|not a uint8 IDX"):
+            read_idx(tmp_path / name)
+
+
+def test_download_without_network_is_a_clear_error(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", offline)
+    with pytest.raises(DataNotFoundError, match="could not download CIFAR-10.*network"):
+        load_dataset("cifar10", root=tmp_path, download=True)

@@ -31,3 +31,16 @@ def test_image_folder(tmp_path):
         Image.new("RGB", (40, 30)).save(tmp_path / cls / "0.png")
     ds = imagenet.image_folder(tmp_path, 32)
     assert len(ds) == 2 and ds[1][0].shape == (3, 32, 32) and ds[1][1] == 1
+
+
+def test_a_corrupt_image_is_named_in_one_line(tmp_path):
+    from PIL import Image
+
+    from nfrepro.data.datasets import DataIntegrityError
+
+    (tmp_path / "a").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a" / "good.png")
+    (tmp_path / "a" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    dataset = imagenet.image_folder(tmp_path, 16)
+    with pytest.raises(DataIntegrityError, match="bad.png is not a readable image"):
+        [dataset[i] for i in range(len(dataset))]

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import errno
 import json
 
 import pandas as pd
+import pytest
 import torch
 
-from nfrepro.engine import records
+from nfrepro.engine import faults, records
 
 
 def test_save_results_writes_csv_and_run_record(tmp_path):
@@ -18,3 +20,40 @@ def test_save_results_writes_csv_and_run_record(tmp_path):
     assert rec["torch_version"] == torch.__version__
     assert rec["device"].startswith("cpu") or torch.cuda.is_available()
     assert len(rec["git_commit"]) >= 7
+
+
+def _table(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"run": [f"r{i}" for i in range(n)], "metric": "top1", "value": range(n)})
+
+
+def test_read_results_trusts_only_a_table_that_matches_its_record(tmp_path):
+    path = records.save_results(_table(50), tmp_path / "r.csv", params={}, wall_time_s=0)
+    df, record = records.read_results(path)
+    assert len(df) == record["rows"] == 50
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:14]))  # cut short: 13 of 50 rows
+    with pytest.raises(records.ResultsError, match="has 13 rows but its record r.json says 50"):
+        records.read_results(path)
+    path.write_text("")  # 0 bytes: pandas' "No columns to parse"
+    with pytest.raises(records.ResultsError, match="cannot be read"):
+        records.read_results(path)
+    path.with_suffix(".json").unlink()
+    with pytest.raises(records.ResultsError, match="no readable run record"):
+        records.read_results(path)
+
+
+def test_a_full_disk_keeps_the_previous_table_and_record(tmp_path, monkeypatch):
+    path = records.save_results(_table(3), tmp_path / "r.csv", params={"v": 1}, wall_time_s=0)
+    before = path.read_text(), path.with_suffix(".json").read_text()
+    calls = []
+
+    def fsync(fd):  # the CSV is written, then the disk fills while writing the record
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(faults.os, "fsync", fsync)
+    with pytest.raises(OSError, match="No space"):
+        records.save_results(_table(5), path, params={"v": 2}, wall_time_s=0)
+    assert (path.read_text(), path.with_suffix(".json").read_text()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.json"]  # no temporary left

@@ -6,6 +6,8 @@ import json
 import pandas as pd
 import pytest
 
+from nfrepro.engine.faults import FolderInUseError, OutputLocationError, exclusive_lock
+from nfrepro.engine.records import ResultsError
 from nfrepro.engine.sweep import METRICS, apply_overrides, expand_grid, run_sweep
 from nfrepro.engine.training import ConfigError, TrainConfig, train
 
@@ -59,3 +61,57 @@ def test_sweep_writes_tidy_rows_skips_finished_and_keeps_other_rows(tmp_path):
     df3 = run_sweep({"clipping": [0.08], "seed": [0]}, BASE, csv, runs_dir=tmp_path / "runs",
                     progress=False)
     assert len(df3) == len(pd.read_csv(csv)) == 3 * len(METRICS)
+
+
+def _never_train(config):
+    raise AssertionError(f"trained {config.run_dir} although the sweep should have refused")
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({}, "non-empty mapping"),
+    ({"batch_size": ["16"]}, "batch_size must be int, got '16'"),
+    ({"clipping": [0.01, "0.04"]}, "clipping must be float | None"),
+    ({"model": ["nf_resnet_small", "nf_resnet_smal"]}, "unknown model 'nf_resnet_smal'"),
+    ({"dataset": ["synthetic", "mnist"]}, "unknown dataset 'mnist'"),
+    ({"model_kwargs.alpha": [0.2, float("inf")]}, "alpha must be finite"),
+    ({"model_kwargs.colour": ["red"]}, "takes no argument colour"),
+    ({"seed": [0, 1], "label_smoothing": [0.1, 2.0]}, "label_smoothing must be in"),
+])
+def test_every_grid_point_is_validated_before_the_first_run(tmp_path, grid, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        run_sweep(grid, BASE, tmp_path / "s.csv", runs_dir=tmp_path / "runs", progress=False,
+                  train_fn=_never_train)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "runs").exists()
+
+
+def test_a_cut_short_table_is_refused_not_trusted(tmp_path):
+    csv = tmp_path / "s.csv"
+    run_sweep({"seed": [0]}, BASE, csv, runs_dir=tmp_path / "runs", progress=False)
+    full = csv.read_text()
+    for broken in ("", full[: len(full) // 2]):  # 0 bytes ("No columns to parse"), half the rows
+        csv.write_text(broken)
+        with pytest.raises(ResultsError, match="s.json says"):
+            run_sweep({"seed": [0, 1]}, BASE, csv, runs_dir=tmp_path / "runs", progress=False,
+                      train_fn=_never_train)
+    csv.write_text(full)  # restored, the sweep goes on and keeps every row
+    assert len(run_sweep({"seed": [0, 1]}, BASE, csv, runs_dir=tmp_path / "runs",
+                         progress=False)) == 2 * len(METRICS)
+
+
+def test_output_locations_are_checked_before_the_first_run(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder.csv").mkdir()
+    for csv, runs in ((tmp_path / "file" / "s.csv", tmp_path / "runs"),
+                      (tmp_path / "s.csv", tmp_path / "file"),
+                      (tmp_path / "folder.csv", tmp_path / "runs")):
+        with pytest.raises(OutputLocationError, match="is a f"):
+            run_sweep({"seed": [0]}, BASE, csv, runs_dir=runs, progress=False, train_fn=_never_train)
+
+
+def test_a_results_table_in_use_by_another_sweep_is_refused(tmp_path):
+    csv = tmp_path / "s.csv"
+    with exclusive_lock(tmp_path / "s.csv.lock", "results table"):
+        with pytest.raises(FolderInUseError, match="in use by pid"):
+            run_sweep({"seed": [0]}, BASE, csv, runs_dir=tmp_path / "runs", progress=False,
+                      train_fn=_never_train)

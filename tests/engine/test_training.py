@@ -2,14 +2,18 @@
 Fashion-MNIST run (slow)."""
 from __future__ import annotations
 
+import errno
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
+from nfrepro.engine import faults
 from nfrepro.engine.checkpoint import CheckpointError, load_checkpoint
+from nfrepro.engine.faults import FolderInUseError, OutputLocationError, exclusive_lock
 from nfrepro.engine.training import (
     METRIC_COLUMNS,
     ConfigError,
@@ -174,3 +178,113 @@ def test_tensorboard_needs_the_package_or_writes_events(tmp_path):
         return
     train(tiny(tmp_path, epochs=1, tensorboard=True, log_every=1))
     assert list((tmp_path / "run" / "tensorboard").glob("events.*"))
+
+
+# --- faults: kill windows, a full disk, a second process (issue 18) ----------------------------
+class Killed(BaseException):
+    """Stands for SIGKILL: not an Exception, so no handler of ours swallows it."""
+
+
+def assert_same_weights(a_dir, b_dir):
+    a, b = load_checkpoint(a_dir / "checkpoint.pt"), load_checkpoint(b_dir / "checkpoint.pt")
+    for part in ("model", "ema"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+
+
+def record_of(run):
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_killed_between_the_last_metrics_csv_and_its_record_resumes_correctly(tmp_path, monkeypatch):
+    """The CSV is renamed first; a kill before the record is renamed must not freeze the run."""
+    train(tiny(tmp_path, "whole"))
+    real_replace, renamed = faults.os.replace, []
+
+    def replace(src, dst):
+        renamed.append(Path(dst).name)
+        if renamed.count("metrics.csv") == 2 and Path(dst).name == "metrics.json":
+            raise Killed  # epoch 2: metrics.csv (completed) is in place, metrics.json is epoch 1's
+        real_replace(src, dst)
+
+    monkeypatch.setattr(faults.os, "replace", replace)
+    with pytest.raises(Killed):
+        train(tiny(tmp_path, "run"))
+    monkeypatch.setattr(faults.os, "replace", real_replace)
+    run = tmp_path / "run"
+    assert record_of(run)["status"] == "running" and len(pd.read_csv(run / "metrics.csv")) == 2
+    result = train(tiny(tmp_path, "run"))
+    assert result.status == "completed" and record_of(run)["rows"] == 2
+    assert_same_weights(tmp_path / "whole", run)
+
+
+@pytest.mark.parametrize("damage", ["record_ahead_of_csv", "truncated_csv", "empty_csv"])
+def test_a_metrics_csv_that_disagrees_with_its_record_is_not_trusted(tmp_path, damage):
+    """The issue's frozen run: a finished record over an epoch-1 CSV would report epoch 1."""
+    whole = train(tiny(tmp_path))
+    run = tmp_path / "run"
+    csv = run / "metrics.csv"
+    lines = csv.read_text().splitlines(keepends=True)
+    csv.write_text({"record_ahead_of_csv": "".join(lines[:2]), "truncated_csv": "".join(lines)[:-30],
+                    "empty_csv": ""}[damage])
+    again = train(tiny(tmp_path))  # resumed from the completed checkpoint, files rewritten
+    columns = [c for c in METRIC_COLUMNS if c != "wall_time_s"]
+    pd.testing.assert_frame_equal(again.metrics[columns], whole.metrics[columns])
+    pd.testing.assert_frame_equal(pd.read_csv(csv)[columns], whole.metrics[columns])
+
+
+def test_killed_while_writing_a_checkpoint_resumes_bit_identical(tmp_path, monkeypatch):
+    train(tiny(tmp_path, "whole"))
+    real_save, saves = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        saves.append(1)
+        if len(saves) == 2:  # epoch 2's checkpoint, half written
+            f.write(b"half a checkpoint")
+            raise Killed
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(Killed):
+        train(tiny(tmp_path, "run"))
+    monkeypatch.setattr(torch, "save", real_save)
+    run = tmp_path / "run"
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 1  # the previous one, whole
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert train(tiny(tmp_path, "run")).status == "completed"
+    assert_same_weights(tmp_path / "whole", run)
+
+
+def test_a_full_disk_stops_the_run_and_keeps_the_previous_files(tmp_path, monkeypatch):
+    train(tiny(tmp_path, "whole"))
+    real_fsync, calls = faults.os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 5:  # config.json; epoch 1: checkpoint, metrics.csv, .json; epoch 2: checkpoint
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(faults.os, "fsync", fsync)
+    with pytest.raises(OSError, match="No space"):
+        train(tiny(tmp_path, "run"))
+    monkeypatch.setattr(faults.os, "fsync", real_fsync)
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoint.pt", "config.json",
+                                                      "metrics.csv", "metrics.json"]
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 1 and record_of(run)["rows"] == 1
+    assert train(tiny(tmp_path, "run")).status == "completed"  # space again: it resumes
+    assert_same_weights(tmp_path / "whole", run)
+
+
+def test_a_run_folder_in_use_is_refused(tmp_path):
+    with exclusive_lock(tmp_path / "run" / ".lock", "run folder"):
+        with pytest.raises(FolderInUseError, match="in use by pid"):
+            train(tiny(tmp_path))
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_run_folder_that_is_a_file_is_refused_before_training(tmp_path):
+    (tmp_path / "run").write_text("not a folder")
+    with pytest.raises(OutputLocationError, match="is a file"):
+        train(tiny(tmp_path))

@@ -295,3 +295,17 @@ def test_plain_state_dicts_fine_tune_any_family():
         torch.equal(v, source.blocks[1].state_dict()[k]) for k, v in model.blocks[1].state_dict().items())
     with pytest.raises(ValueError, match="shape mismatch for fc.weight.*strict=False"):
         load_pretrained(nfrepro.create_model("bn_resnet26", num_classes=2, **kw), source.state_dict())
+
+
+@pytest.mark.parametrize("name, content", [("empty.pth", b""), ("empty.npz", b""), ("text.pkl", b"hello\n"),
+                                           ("text.safetensors", b"hello"), ("cut.pth", None)])
+def test_broken_weights_files_are_a_value_error_naming_the_file(tmp_path, name, content):
+    model = NFNet("F0", depths=(1, 1, 1, 1))
+    if content is None:
+        torch.save(model.state_dict(), tmp_path / "whole.pth")
+        content = (tmp_path / "whole.pth").read_bytes()[:3000]
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=f"{name} is empty, truncated or not a weights file"):
+        load_pretrained(model, tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="no weights file"):
+        load_pretrained(model, tmp_path / "missing.pth")

@@ -93,3 +93,30 @@ def test_small_models_run_forward_passes(name):
     for train in (True, False):
         out = model.train(train)(x)
         assert out.shape == (2, num_classes) and torch.isfinite(out).all()
+
+
+# --- bad constructor arguments name themselves (issue 18) ---------------------------------------
+@pytest.mark.parametrize("name", ["nf_resnet_small", "bn_resnet_small", "plain_resnet_small", "nfnet_f0"])
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(in_chans=0), ValueError, "in_chans must be >= 1"),
+    (dict(in_chans=-3), ValueError, "in_chans"),
+    (dict(num_classes=-1), ValueError, "num_classes must be >= 0"),
+    (dict(num_classes="10"), TypeError, "num_classes must be an int"),
+    (dict(alpha=float("nan")), ValueError, "alpha must be finite"),
+    (dict(alpha=float("inf")), ValueError, "alpha must be finite"),
+    (dict(alpha=-5.0), ValueError, "alpha"),
+    (dict(alpha="0.2"), TypeError, "alpha must be a number"),
+])
+def test_bad_constructor_arguments_are_named(name, kwargs, error, match):
+    with torch.device("meta"), pytest.raises(error, match=match):
+        create_model(name, **kwargs)
+
+
+def test_model_parameters_lists_what_a_model_accepts():
+    from nfrepro.models.registry import model_parameters
+
+    accepted = model_parameters("nf_resnet_small")
+    assert {"alpha", "depths", "widths", "num_classes", "in_chans", "drop_rate"} <= accepted
+    assert "colour" not in accepted and "family" not in accepted  # bound by the variant
+    with pytest.raises(ValueError, match="Did you mean"):
+        model_parameters("nf_resnet_smal")

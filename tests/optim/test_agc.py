@@ -239,3 +239,33 @@ def test_clip_parameters_can_leave_the_skip_gains_unclipped():
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4, 2))  # no model.blocks
     with pytest.raises(ValueError, match="skip_gain"):
         clip_parameters(plain, clip_classifier=True, exclude_skip_gains=True)
+
+
+# ---------------------------------------------------------------- bad input (issue 18)
+@pytest.mark.parametrize("clipping, error", [(float("inf"), ValueError), (float("nan"), ValueError),
+                                             (0.0, ValueError), ("0.01", TypeError), (None, TypeError),
+                                             (True, TypeError)])
+def test_clipping_must_be_a_finite_positive_number(clipping, error):
+    p = nn.Parameter(torch.ones(3, 2))
+    p.grad = torch.ones(3, 2)
+    for clip in (adaptive_grad_clip_, adaptive_grad_clip_reference_):
+        with pytest.raises(error, match="clipping"):
+            clip([p], clipping)
+    with pytest.raises(error, match="clipping"):
+        AGC(torch.optim.SGD([p], lr=0.1), [p], clipping=clipping)
+
+
+def test_non_finite_gradients_are_counted_and_behave_as_documented():
+    """NaN units pass unchanged, inf units become NaN (0 x inf), finite units are clipped as usual."""
+    for clip in (adaptive_grad_clip_, adaptive_grad_clip_reference_):
+        w = nn.Parameter(torch.ones(4, 3))
+        g = torch.ones(4, 3)
+        g[1, 0], g[2, 2] = float("nan"), float("inf")
+        w.grad = g.clone()
+        stats = clip([w], 0.01)
+        assert int(stats["num_nonfinite"]) == 2 and stats["num_units"] == 4
+        assert torch.isnan(w.grad[1, 0]) and torch.equal(w.grad[1, 1:], g[1, 1:])  # NaN row unchanged
+        assert torch.isnan(w.grad[2, 2]) and torch.equal(w.grad[2, :2], torch.zeros(2))  # inf row x 0
+        assert torch.isfinite(w.grad[[0, 3]]).all() and int(stats["num_clipped"]) == 3
+    w.grad = torch.ones(4, 3)
+    assert int(adaptive_grad_clip_([w], 0.01)["num_nonfinite"]) == 0
