@@ -56,7 +56,8 @@ class _StandardizeWeight(torch.autograd.Function):
     where the ``u k`` term vanishes on rows whose floor is active (``s`` is then a constant).
     The backward below makes five weight-sized passes (one per line that touches ``d`` or ``unit``).
     Measured over NFNet-F0's 57 WS weights (46.5M elements), forward + backward, on this project's
-    2-core CPU: 0.70x and 0.76x (two runs) the time of autograd's derivation of the reference, and
+    2-core CPU: 0.70x, 0.76x and 0.72x (three runs; the last with the functorch-ready, out-of-place
+    backward) the time of autograd's derivation of the reference, and
     229 ATen ops against 1,255 (``python -m nfrepro bench --which weight_standardization``,
     ``results/bench_weight_standardization.csv``).
     """
