@@ -57,3 +57,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL in the resume tests: not an Exception, so no handler of ours swallows it."""
+
+
+def train_killed_after(config, epoch: int = 1):
+    """Run ``config`` until the end of ``epoch`` and stop it there, as a kill would."""
+    from nfrepro.engine.training import train
+
+    def kill(done, row):
+        if done == epoch:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(config, on_epoch_end=kill)

@@ -17,6 +17,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuB
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from conftest import train_killed_after  # noqa: E402
 
 import nfrepro  # noqa: E402
 from nfrepro.engine.checkpoint import load_checkpoint  # noqa: E402
@@ -149,16 +150,7 @@ def test_fifty_bf16_steps_resume_bit_identically(tmp_path):
                   clipping=0.05, ema_decay=0.9, device="cuda", amp="bf16", progress=False)
     whole = train(TrainConfig(**values, run_dir=str(tmp_path / "whole")))
     assert int(whole.metrics["step"].iloc[-1]) == 50
-
-    class Killed(Exception):
-        pass
-
-    def kill(epoch, row):
-        if epoch == 1:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(TrainConfig(**values, run_dir=str(tmp_path / "resumed")), on_epoch_end=kill)
+    train_killed_after(TrainConfig(**values, run_dir=str(tmp_path / "resumed")), epoch=1)
     train(TrainConfig(**values, run_dir=str(tmp_path / "resumed")))
     a = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")["model"]
     b = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["model"]

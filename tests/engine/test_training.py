@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import Killed, train_killed_after
 
 from nfrepro.engine import faults
 from nfrepro.engine.checkpoint import CheckpointError, load_checkpoint
@@ -94,16 +95,7 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path):
     kwargs = dict(model_kwargs={**TINY, "drop_rate": 0.3, "stochdepth_rate": 0.2},
                   clipping=0.05, crop_padding=2, flip=True, mix="mixup")
     whole = train(tiny(tmp_path, "whole", **kwargs))
-
-    class Killed(Exception):
-        pass
-
-    def kill(epoch, row):
-        if epoch == 1:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(tiny(tmp_path, "resumed", **kwargs), on_epoch_end=kill)
+    train_killed_after(tiny(tmp_path, "resumed", **kwargs), epoch=1)
     assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
     resumed = train(tiny(tmp_path, "resumed", **kwargs))
     a = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
@@ -181,10 +173,6 @@ def test_tensorboard_needs_the_package_or_writes_events(tmp_path):
 
 
 # --- faults: kill windows, a full disk, a second process (issue 18) ----------------------------
-class Killed(BaseException):
-    """Stands for SIGKILL: not an Exception, so no handler of ours swallows it."""
-
-
 def assert_same_weights(a_dir, b_dir):
     a, b = load_checkpoint(a_dir / "checkpoint.pt"), load_checkpoint(b_dir / "checkpoint.pt")
     for part in ("model", "ema"):
