@@ -2,6 +2,7 @@
 
     python -m nfrepro train --model nf_resnet_small --batch-size 1024 --clipping 0.04 --epochs 10
     torchrun --nproc_per_node=4 -m nfrepro train --batch-size 4096 ...   # data parallel
+    python -m nfrepro train --model nfnet_f0 --dataset folder --data-root /data/imagenet --mix mixup_cutmix
     python -m nfrepro eval --model nfnet_f0 --weights F0_haiku.npz --data /data/imagenet/val
     python -m nfrepro bench --which agc throughput
     python -m nfrepro sweep --grid '{"clipping": [0.01, 0.04], "seed": [0, 1]}' --epochs 5
@@ -52,8 +53,11 @@ USAGE_ERRORS = (ConfigError, DataNotFoundError, DataIntegrityError, CheckpointEr
                 FileNotFoundError, FolderInUseError, OutputLocationError)
 HELP = {  # one line per TrainConfig field (test_cli checks that none is missing)
     "model": "registered model name (python -c 'import nfrepro; print(nfrepro.list_models())')",
-    "dataset": "data set: fashion_mnist, cifar10 or synthetic",
-    "data_root": "folder holding the data sets (default: $NFREPRO_DATA, else /usr/share/datasets)",
+    "dataset": "data set: fashion_mnist, cifar10, synthetic, or folder (an ImageNet-style --data-root with train/ and val/)",
+    "data_root": "folder holding the data sets (default: $NFREPRO_DATA, else /usr/share/datasets); "
+                 "for --dataset folder: the folder with train/ and val/",
+    "image_size": "--dataset folder: training crop and test size in pixels (default: the model's training resolution)",
+    "loader_workers": "--dataset folder: image-decoding processes (the crops do not depend on it)",
     "download": "download CIFAR-10 if missing (needs network access)",
     "train_subset": "train on the first N training images only; none: all",
     "test_subset": "evaluate on the first N test images only; none: all",
@@ -96,7 +100,7 @@ HELP = {  # one line per TrainConfig field (test_cli checks that none is missing
     "optimizer": "sgd (the paper's, Nesterov) or adamw",
     "clip_norm": "ordinary global gradient-norm clipping threshold; 'none' turns it off (not with --clipping)",
 }
-CHOICES = {"dataset": ("fashion_mnist", "cifar10", "synthetic"), "amp": AMP_MODES}
+CHOICES = {"dataset": ("fashion_mnist", "cifar10", "synthetic", "folder"), "amp": AMP_MODES}
 
 
 def _parse_value(text: str) -> Any:

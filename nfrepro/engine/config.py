@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
+from nfrepro.data import folder
 from nfrepro.data.augment import MIX_MODES, MIXUP_ALPHA
-from nfrepro.data.datasets import DATASET_SHAPES
+from nfrepro.data.datasets import DATASET_SHAPES, DataNotFoundError
 from nfrepro.engine.device import AMP_MODES, check_device
 from nfrepro.engine.faults import error_line
 from nfrepro.models.factory import create_model
@@ -36,7 +37,8 @@ from nfrepro.optim.recipe import (
 
 # fields that do not change the numbers a run produces: free to differ when resuming
 NOT_TRAJECTORY = ("run_dir", "progress", "device", "eval_batch_size", "data_root", "download",
-                  "log_every", "tensorboard")
+                  "log_every", "tensorboard", "loader_workers")
+FOLDER = "folder"  # an ImageNet-style folder: data_root/train/<class>/*, data_root/val/<class>/*
 
 
 class ConfigError(ValueError):
@@ -92,6 +94,9 @@ class TrainConfig:
     clip_norm: float | None = None    # ordinary global-norm clipping (notebook 07's baseline), not with AGC
     log_every: int | None = None      # steps between rows of RUN/steps.csv (each read syncs the GPU)
     tensorboard: bool = False         # the same scalars to RUN/tensorboard (the tensorboard package)
+    image_size: int | None = None     # dataset "folder": training crop / test size (None: the model's
+    #                                   pretrained_cfg train resolution, e.g. 192 for nfnet_f0)
+    loader_workers: int = 0           # dataset "folder": image-decoding processes (the crops do not depend on it)
 
     def validate(self) -> None:
         """Refuse, with a :class:`ConfigError` naming the field, any setting that cannot run or
@@ -140,8 +145,10 @@ class TrainConfig:
              f"clip_norm must be a finite number > 0, got {self.clip_norm}; use None to turn it off"),
             (self.clip_norm is None or self.clipping is None,
              "clip_norm (ordinary clipping) and clipping (AGC) exclude each other: set one of them"),
-            (self.dataset in DATASET_SHAPES,
-             f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASET_SHAPES)}"),
+            (self.dataset in DATASET_SHAPES or self.dataset == FOLDER,
+             f"unknown dataset {self.dataset!r}: choose one of {', '.join([*DATASET_SHAPES, FOLDER])}"),
+            (self.image_size is None or self.image_size >= 8, f"image_size must be >= 8, got {self.image_size}"),
+            (self.loader_workers >= 0, f"loader_workers must be >= 0, got {self.loader_workers}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -150,7 +157,7 @@ class TrainConfig:
             check_device(self.device)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        check_model(self.model, self.model_kwargs, self.dataset)
+        check_model(self.model, self.model_kwargs, self.dataset, self.data_root)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as in config.json
@@ -195,10 +202,17 @@ def _check_types(config: TrainConfig) -> None:
             raise ConfigError(f"{f.name} must be {wanted}, got {value!r} ({type(value).__name__})")
 
 
-def check_model(name: str, kwargs: dict[str, Any], dataset: str) -> None:
+def check_model(name: str, kwargs: dict[str, Any], dataset: str, data_root: str | None = None) -> None:
     """The model ``name`` with ``kwargs`` can be built for ``dataset``: else a ConfigError that
-    names the argument. Builds it once on the meta device (shapes only, no memory)."""
-    channels, classes = DATASET_SHAPES[dataset]
+    names the argument. Builds it once on the meta device (shapes only, no memory). A folder data
+    set's classes are its class sub-folders (a missing folder is an error here, before any work)."""
+    if dataset == FOLDER:
+        try:
+            channels, classes = 3, folder.num_classes(data_root)
+        except DataNotFoundError as err:
+            raise ConfigError(error_line(err)) from None
+    else:
+        channels, classes = DATASET_SHAPES[dataset]
     for key, data_value in (("num_classes", classes), ("in_chans", channels)):
         if key in kwargs and kwargs[key] != data_value:
             raise ConfigError(f"model argument {key}={kwargs[key]!r} disagrees with {dataset}, which "
@@ -221,7 +235,7 @@ def check_model(name: str, kwargs: dict[str, Any], dataset: str) -> None:
 
 # Fields added after run folders existed, with the value that reproduces the earlier behaviour:
 # at that value they are left out of the trajectory, so the earlier folders keep their names.
-ADDED_LATER = {"clip_exclude_skip_gains": False, "optimizer": "sgd", "clip_norm": None}
+ADDED_LATER = {"clip_exclude_skip_gains": False, "optimizer": "sgd", "clip_norm": None, "image_size": None}
 
 
 def trajectory(values: dict[str, Any]) -> dict[str, Any]:

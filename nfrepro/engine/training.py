@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from nfrepro.data import folder
 from nfrepro.data.augment import Augment
 from nfrepro.data.datasets import load_dataset
 from nfrepro.data.loader import TensorLoader
@@ -42,7 +43,13 @@ from nfrepro.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from nfrepro.engine.config import ConfigError, TrainConfig, check_same_config, run_name
+from nfrepro.engine.config import (
+    FOLDER,
+    ConfigError,
+    TrainConfig,
+    check_same_config,
+    run_name,
+)
 from nfrepro.engine.device import autocast, memory_format
 from nfrepro.engine.faults import (
     atomic_write,
@@ -159,15 +166,18 @@ class _Parts:
 def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
     device = info.device
     channels_last = memory_format(device, config.channels_last) == torch.channels_last
-    train_data = load_dataset(config.dataset, True, config.data_root, config.download,
-                              config.train_subset)
-    test_data = load_dataset(config.dataset, False, config.data_root, config.download,
-                             config.test_subset)
+    if config.dataset == FOLDER:
+        classes, channels = folder.num_classes(config.data_root), 3
+    else:
+        train_data = load_dataset(config.dataset, True, config.data_root, config.download,
+                                  config.train_subset)
+        test_data = load_dataset(config.dataset, False, config.data_root, config.download,
+                                 config.test_subset)
+        classes, channels = train_data.num_classes, train_data.images.shape[1]
     torch.manual_seed(config.seed)  # same initial weights in every process
     random.seed(config.seed)
     np.random.seed(config.seed)
-    model = create_model(config.model, **{"num_classes": train_data.num_classes,
-                                          "in_chans": train_data.images.shape[1],
+    model = create_model(config.model, **{"num_classes": classes, "in_chans": channels,
                                           **config.model_kwargs})
     model = model.to(device, memory_format=torch.channels_last if channels_last
                      else torch.preserve_format)
@@ -175,14 +185,23 @@ def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
         torch.manual_seed(config.seed * 100_003 + info.rank)
     augment = None
     if config.crop_padding or config.flip or config.mix or config.randaugment:
-        augment = Augment(train_data.num_classes, config.crop_padding, config.flip, config.mix,
+        augment = Augment(classes, config.crop_padding, config.flip, config.mix,
                           config.mixup_alpha, tuple(config.randaugment) if config.randaugment
                           else None, seed=config.seed)
-    train_loader = TensorLoader(train_data, config.batch_size, True, config.seed, device, augment,
-                                info.rank, info.world_size, channels_last)
-    test_loader = TensorLoader(test_data, config.eval_batch_size * info.world_size, False,
-                               device=device, rank=info.rank, world_size=info.world_size,
-                               channels_last=channels_last)
+    if config.dataset == FOLDER:  # decoded and cropped from the files every epoch (data.folder)
+        size = config.image_size or model.pretrained_cfg["input_size"][-1]
+        common = dict(image_size=size, device=device, rank=info.rank, world_size=info.world_size,
+                      channels_last=channels_last, workers=config.loader_workers)
+        train_loader = folder.FolderLoader(config.data_root, True, batch_size=config.batch_size,
+                                           seed=config.seed, augment=augment, subset=config.train_subset, **common)
+        test_loader = folder.FolderLoader(config.data_root, False, batch_size=config.eval_batch_size * info.world_size,
+                                          subset=config.test_subset, **common)
+    else:
+        train_loader = TensorLoader(train_data, config.batch_size, True, config.seed, device, augment,
+                                    info.rank, info.world_size, channels_last)
+        test_loader = TensorLoader(test_data, config.eval_batch_size * info.world_size, False,
+                                   device=device, rank=info.rank, world_size=info.world_size,
+                                   channels_last=channels_last)
     per_epoch = len(train_loader)
     total = config.steps or config.epochs * per_epoch
     opt = make_optimizer(model, scaled_lr(config.base_lr, config.batch_size), config.weight_decay,
