@@ -276,3 +276,10 @@ def test_a_run_folder_that_is_a_file_is_refused_before_training(tmp_path):
     (tmp_path / "run").write_text("not a folder")
     with pytest.raises(OutputLocationError, match="is a file"):
         train(tiny(tmp_path))
+
+
+def test_progress_bar_leaves_its_final_line(tmp_path, capsys):
+    train(tiny(tmp_path, epochs=1, progress=True))
+    err = capsys.readouterr().err
+    final = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "run" in final and "4/4" in final  # the finished bar stays on screen: steps done / total
