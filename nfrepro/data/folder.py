@@ -16,10 +16,9 @@ from TensorFlow's ``sample_distorted_bounding_box`` with the official area range
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader
@@ -31,6 +30,7 @@ from nfrepro.data.imagenet import (
     _load_image,
     imagenet_eval_transform,
 )
+from nfrepro.data.loader import ShardedLoader
 
 SPLITS = {True: "train", False: "val"}
 
@@ -78,12 +78,12 @@ class _SeededImages:
             return self.dataset[index]
 
 
-class FolderLoader:
+class FolderLoader(ShardedLoader):
     """Batches of an ImageNet-style split on ``device``: normalised float images and class labels.
 
-    Training (``train=True``): a fresh permutation per epoch, the *global* ``batch_size`` split over
-    ranks as in :class:`~nfrepro.data.loader.TensorLoader`, then ``augment`` (0-255 floats) and the
-    ImageNet normalisation on the device. Evaluation: every image once, the protocol's transform.
+    Training (``train=True``): this epoch's permutation (:class:`~nfrepro.data.loader.ShardedLoader`),
+    each image decoded and cropped, then ``augment`` (0-255 floats) and the ImageNet normalisation on
+    the device. Evaluation: every image once, the protocol's transform (which normalises).
     ``subset``: the first N images of the split (sorted by class, then file name).
     """
 
@@ -93,63 +93,22 @@ class FolderLoader:
                  subset: int | None = None):
         from torchvision.datasets import ImageFolder
 
-        if batch_size % world_size:
-            raise ValueError(f"batch size {batch_size} is not divisible by the world size {world_size}")
         transform = train_transform(image_size) if train else imagenet_eval_transform(image_size)
         self.dataset = ImageFolder(str(split_folder(root, train)), transform=transform, loader=_load_image)
         self.num_classes = len(self.dataset.classes)
-        self.size = min(len(self.dataset), subset) if subset else len(self.dataset)
-        if train and batch_size > self.size:
-            raise ValueError(f"batch size {batch_size} is larger than the data set ({self.size} images)")
-        self.train, self.batch_size, self.workers = train, batch_size, workers
-        self.rank, self.world_size, self.augment = rank, world_size, augment
-        self.device = torch.device(device)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, -1, 1, 1) * 255
-        self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, -1, 1, 1) * 255
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        if self.train:
-            return self.size // self.batch_size
-        lo, hi = self._eval_range()
-        return math.ceil((hi - lo) / (self.batch_size // self.world_size))
-
-    def _eval_range(self) -> tuple[int, int]:
-        return self.size * self.rank // self.world_size, self.size * (self.rank + 1) // self.world_size
-
-    def _indices(self) -> tuple[list[int], int]:
-        """This rank's image indices for one pass, and the seed of this pass's random crops."""
-        if not self.train:
-            lo, hi = self._eval_range()
-            return list(range(lo, hi)), 0
-        local = self.batch_size // self.world_size
-        seed = int(torch.randint(2 ** 62, (1,), generator=self.generator))
-        perm = torch.randperm(self.size, generator=self.generator)
-        idx = [int(perm[i * self.batch_size + self.rank * local + j])
-               for i in range(len(self)) for j in range(local)]
-        return idx, seed
+        size = min(len(self.dataset), subset) if subset else len(self.dataset)
+        super().__init__(size, batch_size, train, seed, device, augment, rank, world_size, channels_last,
+                         IMAGENET_MEAN, IMAGENET_STD)
+        self.workers = workers
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        indices, seed = self._indices()
+        indices = [int(i) for batch in self._index_batches(torch.device("cpu")) for i in batch]
+        seed = int(torch.randint(2 ** 62, (1,), generator=self.generator)) if self.shuffle else 0
         loader = DataLoader(_SeededImages(self.dataset, indices, seed), batch_size=self.batch_size // self.world_size,
                             num_workers=self.workers, pin_memory=self.device.type == "cuda")
         for x, y in loader:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            if self.train:
-                x = x.float()
-                if self.augment is not None:
-                    x, y = self.augment(x, y, self.rank, self.world_size)
-                x = (x - self.mean) / self.std
-            yield x.contiguous(memory_format=self.memory_format), y
-
-    def state_dict(self) -> dict[str, Any]:
-        state = {"generator": self.generator.get_state()}
-        if self.augment is not None and hasattr(self.augment, "state_dict"):
-            state["augment"] = self.augment.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        if "augment" in state:
-            self.augment.load_state_dict(state["augment"])
+            if self.shuffle:  # uint8 crops: augment and normalise on the device
+                yield self._finish(x, y)
+            else:             # the eval transform normalised already
+                yield x.contiguous(memory_format=self.memory_format), y
