@@ -17,10 +17,10 @@ TEST_ENV := NFREPRO_PROFILE=smoke
 GPU_PYTHON ?= python3
 GPU_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
 
-.PHONY: help setup data reproduce test lab clean gpu-check
+.PHONY: help setup data browser reproduce test test-browser lab clean gpu-check
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m ipykernel install --sys-prefix --name nfrepro --display-name "nfrepro (.venv)" >/dev/null
 	touch $@
 
-setup: $(STAMP) data ## create .venv and install nfrepro, the notebook tools and the data set
+setup: $(STAMP) data browser ## create .venv and install nfrepro, the notebook tools, the data set and the test browser
 
 data: ## install Fashion-MNIST (Debian package dataset-fashion-mnist) when possible
 	@if [ -n "$$NFREPRO_DATA" ]; then \
@@ -46,6 +46,16 @@ data: ## install Fashion-MNIST (Debian package dataset-fashion-mnist) when possi
 	  echo "      or point NFREPRO_DATA at a folder holding the four Fashion-MNIST IDX files."; \
 	fi
 
+browser: ## install Chromium and chromedriver (Debian packages) for the browser test, when possible
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+	  echo "browser: chromium and chromedriver found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "browser: installing the Debian packages chromium and chromium-driver"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+	  echo "browser: Chromium is missing (the browser test will be skipped). Run:  sudo apt-get install chromium chromium-driver"; \
+	fi
+
 reproduce: setup ## run every notebook (default "cpu" profile), regenerating figures/ and results/
 	@cd notebooks && for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb"; start=$$(date +%s); \
@@ -58,6 +68,9 @@ test: setup ## run the tests, and nbval over the notebooks under the smoke profi
 
 gpu-check: ## on a GPU machine: CUDA tests and benchmarks into results/gpu (DRY=1: toy run on the CPU)
 	NFREPRO_COMMIT=$${NFREPRO_COMMIT:-$(GPU_COMMIT)} PYTHONPATH=. $(GPU_PYTHON) -m nfrepro.experiments.gpu_check $(if $(DRY),--dry) $(GPU_CHECK_ARGS)
+
+test-browser: setup ## open every notebook in JupyterLab in headless Chromium; screenshots in .scratch/browser
+	$(BIN)/python -m pytest -rs tests/test_browser.py
 
 lab: setup ## open the notebooks in JupyterLab with the project's kernel
 	$(BIN)/jupyter lab notebooks

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: no ipywidgets needed in a notebook, no TqdmWarning
 
 from nfrepro.data import folder
 from nfrepro.data.augment import Augment
