@@ -20,7 +20,7 @@ GPU_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
 .PHONY: help setup data browser reproduce test test-browser lab clean gpu-check
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
