@@ -63,7 +63,14 @@ def device_name(device: Any = None) -> str:
 
 def run_record(params: Mapping[str, Any], wall_time_s: float, device: Any = None,
                **extra: Any) -> dict[str, Any]:
-    """The run record: what made a results file and where."""
+    """The run record: what made a results file and where.
+
+    Besides the commit and the parameters it pins what floating-point results depend on (a
+    rounding-sized difference can flip a large-batch run): the torch version, the CPU's vector
+    instruction set as torch sees it (``cpu_capability``) and the intra-op threads of the process
+    that wrote the file (``threads``; parallel workers say their own ``threads_per_worker`` in
+    ``params``).
+    """
     record = {
         "git_commit": git_commit(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -71,6 +78,8 @@ def run_record(params: Mapping[str, Any], wall_time_s: float, device: Any = None
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "device": device_name(device),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
         "wall_time_s": round(float(wall_time_s), 3),
     }
     record.update(extra)

@@ -57,3 +57,12 @@ def test_a_full_disk_keeps_the_previous_table_and_record(tmp_path, monkeypatch):
         records.save_results(_table(5), path, params={"v": 2}, wall_time_s=0)
     assert (path.read_text(), path.with_suffix(".json").read_text()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.json"]  # no temporary left
+
+
+def test_run_record_pins_what_the_numbers_depend_on():
+    import torch
+
+    from nfrepro.engine.records import run_record
+    record = run_record({"threads_per_worker": 1}, wall_time_s=1.0)
+    assert record["threads"] == torch.get_num_threads() and record["cpu_capability"]
+    assert record["torch_version"] == torch.__version__ and record["parameters"]["threads_per_worker"] == 1
