@@ -71,3 +71,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}: {hint}")
     return state
+
+
+def checkpoint_epoch(path: str | os.PathLike) -> int | None:
+    """The epoch a checkpoint was written after, read without loading its tensors (``mmap``);
+    None when there is no readable nfrepro checkpoint at ``path``."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # missing, truncated, foreign: not a checkpoint this run can stand on
+        return None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        return None
+    return int(state.get("epoch", -1))

@@ -23,7 +23,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm  # plain text bars: no ipywidgets needed in a notebook, no TqdmWarning
+from tqdm import (
+    tqdm,  # plain text bars: no ipywidgets needed in a notebook, no TqdmWarning
+)
 
 from nfrepro.engine.faults import OutputLocationError, check_output_dir, exclusive_lock
 from nfrepro.engine.profiles import project_root

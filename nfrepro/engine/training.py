@@ -29,7 +29,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-from tqdm import tqdm  # plain text bars: no ipywidgets needed in a notebook, no TqdmWarning
+from tqdm import (
+    tqdm,  # plain text bars: no ipywidgets needed in a notebook, no TqdmWarning
+)
 
 from nfrepro.data import folder
 from nfrepro.data.augment import Augment
@@ -38,6 +40,7 @@ from nfrepro.data.loader import TensorLoader
 from nfrepro.engine import distributed as dist
 from nfrepro.engine.checkpoint import (
     CheckpointError,
+    checkpoint_epoch,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -119,9 +122,10 @@ def _finished(run_dir: Path, config: TrainConfig) -> RunResult | None:
     """The result of a run that already completed or diverged in ``run_dir``, else None.
 
     Finished means the record says so *and* the metrics CSV agrees with it (the rows it counts,
-    the same last epoch and status): the CSV is written first, so a kill between the two writes,
-    or a truncated CSV, reads as unfinished and the run resumes from its checkpoint, whose
-    progress rewrites both files.
+    the same last epoch and status) *and* the checkpoint does (written after the last epoch of a
+    completed run; a diverged run keeps its last good one, of an earlier epoch, or none): the CSV
+    is written first, so a kill between the two writes, a truncated CSV or a stale checkpoint
+    reads as unfinished and the run resumes from its checkpoint, whose progress rewrites both files.
     """
     try:
         record = json.loads((run_dir / "metrics.json").read_text())
@@ -133,6 +137,10 @@ def _finished(run_dir: Path, config: TrainConfig) -> RunResult | None:
     if (len(metrics) != record.get("rows") or list(metrics.columns) != METRIC_COLUMNS
             or metrics["status"].iloc[-1] != record["status"]
             or int(metrics["epoch"].iloc[-1]) != record.get("epoch", len(metrics))):
+        return None
+    saved = checkpoint_epoch(run_dir / "checkpoint.pt")
+    last = int(metrics["epoch"].iloc[-1])
+    if (saved != last) if record["status"] == "completed" else (saved is not None and saved > last):
         return None
     check_same_config(record.get("parameters", {}), config, run_dir)
     return RunResult(run_dir, record["status"], config, metrics, record.get("wall_time_s", 0.0))

@@ -36,7 +36,9 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm  # plain text bars: no ipywidgets needed in a notebook, no TqdmWarning
+from tqdm import (
+    tqdm,  # plain text bars: no ipywidgets needed in a notebook, no TqdmWarning
+)
 
 from nfrepro.engine.config import TrainConfig
 from nfrepro.engine.profiles import output_dirs

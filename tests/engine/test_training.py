@@ -283,3 +283,24 @@ def test_progress_bar_leaves_its_final_line(tmp_path, capsys):
     err = capsys.readouterr().err
     final = err.replace("\r", "\n").strip().splitlines()[-1]
     assert "run" in final and "4/4" in final  # the finished bar stays on screen: steps done / total
+
+
+def test_a_stale_checkpoint_makes_a_finished_run_resume(tmp_path):
+    """Metrics and record say completed, but the checkpoint is epoch 1's: not trusted as finished;
+    the run resumes from that checkpoint and ends where an uninterrupted run ends."""
+    import shutil
+
+    whole = train(tiny(tmp_path, "whole"))
+    stale = tmp_path / "epoch1.pt"
+
+    def keep(epoch, row):
+        if epoch == 1:
+            shutil.copy(tmp_path / "run" / "checkpoint.pt", stale)
+
+    train(tiny(tmp_path), on_epoch_end=keep)
+    shutil.copy(stale, tmp_path / "run" / "checkpoint.pt")
+    again = train(tiny(tmp_path))
+    assert again.model is not None  # trained, not read back
+    assert_same_weights(tmp_path / "whole", tmp_path / "run")
+    assert train(tiny(tmp_path)).model is None  # now everything agrees: read back
+    assert whole.status == again.status == "completed"
