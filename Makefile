@@ -56,8 +56,12 @@ browser: ## install Chromium and chromedriver (Debian packages) for the browser 
 	  echo "browser: Chromium is missing (the browser test will be skipped). Run:  sudo apt-get install chromium chromium-driver"; \
 	fi
 
+# Every run record of a reproduce names the commit it started from ("-dirty" when the tree had
+# uncommitted changes then), not the tree that papermill and the notebooks are rewriting meanwhile.
 reproduce: setup ## run every notebook (default "cpu" profile), regenerating figures/ and results/
-	@cd notebooks && for nb in $(NOTEBOOKS); do \
+	@export NFREPRO_COMMIT=$$(git rev-parse HEAD)$$(git diff --quiet HEAD -- . || echo -dirty); \
+	echo "== reproducing at $$NFREPRO_COMMIT"; \
+	cd notebooks && for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb"; start=$$(date +%s); \
 	  env -u NFREPRO_PROFILE ../$(BIN)/papermill --progress-bar --cwd . "$$nb" "$$nb" || exit 1; \
 	  echo "== $$nb done in $$(( $$(date +%s) - start )) s"; \

@@ -65,3 +65,15 @@ def test_make_test_forces_the_smoke_profile_and_runs_nbval():
 def test_every_results_csv_has_a_run_record():
     for csv in (ROOT / "results").glob("*.csv"):
         assert csv.with_suffix(".json").exists(), f"{csv.name} has no sibling .json run record"
+
+
+def test_reproduce_records_the_commit_it_started_from():
+    """papermill rewrites the notebooks in place and they rewrite results/: records made later in a
+    reproduce would all say "-dirty"; the Makefile pins the starting commit instead (records honour it)."""
+    import subprocess
+
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\nreproduce:", 1)[1].split("\n\n", 1)[0]
+    assert "export NFREPRO_COMMIT=$$(git rev-parse HEAD)" in recipe
+    out = subprocess.run(["make", "-n", "reproduce"], cwd=ROOT, capture_output=True, text=True)
+    assert "NFREPRO_COMMIT" in out.stdout
