@@ -33,8 +33,10 @@ from nfrepro.engine.records import read_results, save_results
 from nfrepro.engine.training import ConfigError, RunResult, TrainConfig, run_name, train
 
 ID_COLUMNS = ["run", "model", "dataset", "batch_size", "clipping", "seed"]
+# What a run's configuration (and the recorded environment) determines, and nothing else: the same
+# plan run twice gives the same table. A run's wall time is in its folder (metrics.json), not here.
 METRICS = ("final_test_top1", "final_test_top1_ema", "best_test_top1", "final_train_loss",
-           "mean_frac_clipped", "epochs", "steps", "wall_time_s", "diverged")
+           "mean_frac_clipped", "epochs", "steps", "diverged")
 
 
 def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -85,7 +87,6 @@ def tidy_rows(result: RunResult, overrides: Mapping[str, Any]) -> list[dict[str,
         "mean_frac_clipped": float(clipped.mean()) if len(clipped) else np.nan,
         "epochs": int(m["epoch"].iloc[-1]) if len(m) else 0,
         "steps": int(m["step"].iloc[-1]) if len(m) else 0,
-        "wall_time_s": float(result.wall_time_s),
         "diverged": float(result.status == "diverged"),
     }
     ids = {"run": Path(result.run_dir).name, "model": c.model, "dataset": c.dataset,

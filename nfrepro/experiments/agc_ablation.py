@@ -27,6 +27,7 @@ same unclipped NF net.
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -244,6 +245,16 @@ def run_plan(plan: pd.DataFrame, scale: Scale, runs_dir: str | Path, progress: b
               for r, spec in zip(rows, specs)]
     tidy = pd.concat(frames, ignore_index=True)
     return tidy[[*PLAN_COLUMNS, "run", "status", "metric", "value"]]
+
+
+def training_seconds(tidy: pd.DataFrame, runs_dir: str | Path) -> float:
+    """The wall time the runs of a tidy table trained for, in all, read from their run folders'
+    records (the tidy table itself holds no timing, so that the same plan gives the same table)."""
+    total = 0.0
+    for run in tidy["run"].unique():
+        record = Path(runs_dir) / run / "metrics.json"
+        total += float(json.loads(record.read_text()).get("wall_time_s", 0.0)) if record.exists() else 0.0
+    return total
 
 
 # the paper's side of the comparison (§4.1, Fig. 2; App. A), quoted, never measured

@@ -83,3 +83,17 @@ def test_run_plan_in_worker_processes_matches_the_plan(tmp_path):
 def test_smoke_runs_stay_in_the_scratch_folder():
     assert ".scratch" in A.sweep_dir("smoke").parts
     assert A.sweep_dir("cpu").parts[-3:] == ("runs", "agc_sweep", "cpu")
+
+
+def test_the_same_plan_run_twice_gives_identical_csvs(tmp_path):
+    """Issue 15: a results table depends only on the plan (and the recorded environment), so two
+    executions into two run folders write byte-identical CSVs; the wall time is in the run folders."""
+    from nfrepro.engine.records import save_results
+
+    plan = A.plan_batch_size(TINY, variants=(A.NF, A.AGC))
+    csvs = []
+    for attempt in ("a", "b"):
+        tidy = A.run_plan(plan, TINY, tmp_path / f"runs_{attempt}", progress=False)
+        csvs.append(save_results(tidy, tmp_path / f"{attempt}.csv", params={}, wall_time_s=0.0).read_bytes())
+        assert A.training_seconds(tidy, tmp_path / f"runs_{attempt}") > 0
+    assert csvs[0] == csvs[1] and b"wall_time_s" not in csvs[0]
