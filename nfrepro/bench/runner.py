@@ -32,7 +32,9 @@ def run_benchmarks(which=("agc",), device: Any = None, out_dir: str | Path | Non
     """Run the named benchmarks and save each as ``<out_dir>/bench_<name>.csv`` (+ JSON record).
 
     ``out_dir`` defaults to the profile's results folder (``.scratch/smoke/results`` under the
-    smoke profile); ``kwargs`` go to every benchmark function (``repeats=3`` ...).
+    smoke profile); ``kwargs`` go to every benchmark function (``repeats=3`` ...). A benchmark that
+    runs other threads or dtypes than the process default says so in ``df.attrs``
+    (``threads_per_worker``, ``dtype``), and the run record stores that.
     """
     unknown = [name for name in which if name not in BENCHMARKS]
     if unknown:
@@ -44,6 +46,7 @@ def run_benchmarks(which=("agc",), device: Any = None, out_dir: str | Path | Non
         start = time.perf_counter()
         df = BENCHMARKS[name](device=device, **kwargs)
         params = {"device": str(device), "threads": torch.get_num_threads(), **kwargs}
+        pinned = {k: df.attrs[k] for k in ("threads_per_worker", "dtype") if k in df.attrs}
         paths[name] = save_results(df, out_dir / f"bench_{name}.csv", params=params,
-                                   wall_time_s=time.perf_counter() - start, device=device)
+                                   wall_time_s=time.perf_counter() - start, device=device, **pinned)
     return paths

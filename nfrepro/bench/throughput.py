@@ -4,14 +4,16 @@ The paper's speed claim (T3, T6: the "-NF, +BN" NFNets are 20-40% slower to trai
 whole training steps. This benchmark times full steps, as :func:`nfrepro.engine.training.train` runs
 them, of the three small 28 px nets on Fashion-MNIST batches held on the device: forward,
 backward, AGC (lambda 0.01, NF net only: the paper's NF recipe clips, the baselines do not),
-SGD. Mixed precision and channels-last follow the training defaults (bf16 and channels-last on
-CUDA, neither on the CPU).
+SGD. Each model runs twice: in fp32 with the NCHW layout (what every measurement before the bf16
+default used) and with the training defaults (:mod:`nfrepro.engine.device`: bf16 autocast and
+channels-last where the device computes bf16 natively, fp32 elsewhere), so the speed-up of the
+default is a ratio within one run. On the CPU it runs one thread (the sweeps' workers do) and
+reports images per second per core.
 
 Protocol (``style.md`` §9): the models are timed in alternating order within each repeat, each
 repeat times ``steps`` consecutive steps after ``warmup`` untimed ones, and the table reports
 medians and the ratio to ``bn_resnet_small`` measured in the same run. Not a test: run it on a
-quiet machine (``python -m nfrepro bench --which throughput``); ``amp`` and ``channels_last`` follow
-the training defaults (:mod:`nfrepro.engine.device`).
+quiet machine (``python -m nfrepro bench --which throughput``).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import torch
 
 from nfrepro.data.datasets import load_dataset
 from nfrepro.data.loader import TensorLoader
-from nfrepro.engine.device import autocast, memory_format, resolve_device, synchronize
+from nfrepro.engine.device import autocast, compute_dtype, memory_format, resolve_device, synchronize
 from nfrepro.engine.training import train_step
 from nfrepro.models import create_model
 from nfrepro.optim.recipe import make_optimizer
@@ -34,6 +36,10 @@ MODELS = ("nf_resnet_small", "bn_resnet_small", "plain_resnet_small")
 BASELINE = "bn_resnet_small"
 BATCH_SIZES = (64, 256, 1024)
 NF_CLIPPING = 0.01
+# (label, amp, channels_last): the fp32 NCHW step every earlier measurement used, and the
+# training default (bf16 + channels_last where the device computes bf16 natively, else fp32 again)
+FP32 = ("float32, NCHW", "off", False)
+PRECISIONS = (FP32, ("default (amp auto)", "auto", None))
 
 
 class _Stepper:
@@ -62,36 +68,56 @@ class _Stepper:
 
 
 def measure_throughput(models: Sequence[str] = MODELS, batch_sizes: Sequence[int] = BATCH_SIZES,
-                       device: Any = None, steps: int = 10, warmup: int = 2, repeats: int = 3,
-                       dataset: str = "fashion_mnist", subset: int | None = None, amp: str = "auto",
-                       channels_last: bool | None = None) -> pd.DataFrame:
-    """Tidy table: one row per (model, batch size, metric) with the median over ``repeats``."""
+                       device: Any = None, steps: int = 8, warmup: int = 2, repeats: int = 3,
+                       dataset: str = "fashion_mnist", subset: int | None = 8192,
+                       precisions: Sequence[tuple[str, str, bool | None]] = PRECISIONS,
+                       threads: int | None = 1) -> pd.DataFrame:
+    """Tidy table: one row per (model, batch size, precision, metric), medians over ``repeats``.
+
+    Each precision is ``(label, amp, channels_last)``; every (model, precision) pair is timed in
+    alternating order within each repeat. ``threads`` (default 1: the sweeps' one thread per
+    worker) gives ``images_per_s_per_core``; ``speedup_vs_fp32`` is the first precision's step
+    time over this one's, same model and batch, same run. Each row names the dtype that ran.
+    """
     device = resolve_device(device)
     data = load_dataset(dataset, train=True, subset=subset)
+    saved_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    cores = torch.get_num_threads() if device.type == "cpu" else None
     rows = []
-    for batch_size in batch_sizes:
-        steppers = {m: _Stepper(m, data, batch_size, device, amp, channels_last) for m in models}
-        for stepper in steppers.values():
-            for _ in range(warmup):
-                stepper.step()
-        times: dict[str, list[float]] = {m: [] for m in models}
-        for r in range(repeats):
-            order = list(models[r % len(models):]) + list(models[:r % len(models)])  # alternate
-            for m in order:
-                synchronize(device)
-                start = time.perf_counter()
-                for _ in range(steps):
-                    steppers[m].step()
-                synchronize(device)
-                times[m].append((time.perf_counter() - start) / steps)
-        base = statistics.median(times[BASELINE]) if BASELINE in times else None
-        for m in models:
-            t = statistics.median(times[m])
-            rows += [{"model": m, "batch_size": batch_size, "metric": "ms_per_step", "value": 1e3 * t},
-                     {"model": m, "batch_size": batch_size, "metric": "images_per_s",
-                      "value": batch_size / t}]
-            if base is not None:
-                rows.append({"model": m, "batch_size": batch_size,
-                             "metric": f"step_time_ratio_vs_{BASELINE}", "value": t / base})
-        del steppers
-    return pd.DataFrame(rows)
+    try:
+        for batch_size in batch_sizes:
+            keys = [(m, p) for p in precisions for m in models]
+            steppers = {(m, p): _Stepper(m, data, batch_size, device, p[1], p[2]) for m, p in keys}
+            for stepper in steppers.values():
+                for _ in range(warmup):
+                    stepper.step()
+            times: dict[Any, list[float]] = {k: [] for k in keys}
+            for r in range(repeats):
+                for k in keys[r % len(keys):] + keys[:r % len(keys)]:  # alternate the order
+                    synchronize(device)
+                    start = time.perf_counter()
+                    for _ in range(steps):
+                        steppers[k].step()
+                    synchronize(device)
+                    times[k].append((time.perf_counter() - start) / steps)
+            for m, p in keys:
+                t = statistics.median(times[(m, p)])
+                row = {"model": m, "batch_size": batch_size, "precision": p[0],
+                       "dtype": compute_dtype(device, p[1]),
+                       "channels_last": memory_format(device, p[2]) == torch.channels_last}
+                values = {"ms_per_step": 1e3 * t, "images_per_s": batch_size / t}
+                if cores:
+                    values["images_per_s_per_core"] = batch_size / t / cores
+                if (BASELINE, p) in times:
+                    values[f"step_time_ratio_vs_{BASELINE}"] = t / statistics.median(times[(BASELINE, p)])
+                values["speedup_vs_fp32"] = statistics.median(times[(m, precisions[0])]) / t
+                rows += [{**row, "metric": k, "value": v} for k, v in values.items()]
+            del steppers
+    finally:
+        torch.set_num_threads(saved_threads)
+    df = pd.DataFrame(rows)
+    # what the run record pins (nfrepro.bench.runner reads these)
+    df.attrs.update(threads_per_worker=threads or saved_threads, dtype="per row (dtype column)")
+    return df

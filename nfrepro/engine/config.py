@@ -80,9 +80,9 @@ class TrainConfig:
     randaugment: list[int] | None = None  # [layers, level on the official 0-10 scale]
     seed: int = 0
     device: str = "auto"              # "auto": this process's GPU if any, else the CPU
-    amp: str = "auto"                 # "auto": bf16 on CUDA (the paper's bf16 activations and
-    #                                   gradients, fp32 params), off on the CPU (bf16 is slow there)
-    channels_last: bool | None = None  # None: on for CUDA (faster convs), off on the CPU
+    amp: str = "auto"                 # "auto": bf16 where native (CUDA, AVX512-BF16/AMX CPUs: the
+    #                                   paper's bf16 activations, fp32 params), fp32 elsewhere
+    channels_last: bool | None = None  # None: on wherever "auto" picks bf16, off elsewhere
     compile: bool = False             # torch.compile: worth it only for long GPU runs
     eval_every: int = 1               # epochs between test evaluations (the last one always)
     eval_batch_size: int = 1024

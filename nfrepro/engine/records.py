@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import pandas as pd
 import torch
 
+from nfrepro.engine.device import compute_dtype
 from nfrepro.engine.faults import atomic_write_all
 from nfrepro.engine.profiles import project_root
 
@@ -62,14 +63,17 @@ def device_name(device: Any = None) -> str:
 
 
 def run_record(params: Mapping[str, Any], wall_time_s: float, device: Any = None,
+               threads_per_worker: int | None = None, dtype: str | None = None,
                **extra: Any) -> dict[str, Any]:
     """The run record: what made a results file and where.
 
     Besides the commit and the parameters it pins what floating-point results depend on (a
     rounding-sized difference can flip a large-batch run): the torch version, the CPU's vector
-    instruction set as torch sees it (``cpu_capability``) and the intra-op threads of the process
-    that wrote the file (``threads``; parallel workers say their own ``threads_per_worker`` in
-    ``params``).
+    instruction set as torch sees it (``cpu_capability``), the intra-op threads of each process
+    that computed the numbers (``threads_per_worker``: a sweep's worker processes run one thread
+    each; default: this process's threads) and the dtype the activations were computed in
+    (``dtype``; default: what ``amp="auto"`` picks on ``device``,
+    :func:`nfrepro.engine.device.compute_dtype`). ``threads`` is the writing process's own.
     """
     record = {
         "git_commit": git_commit(),
@@ -80,6 +84,8 @@ def run_record(params: Mapping[str, Any], wall_time_s: float, device: Any = None
         "device": device_name(device),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
+        "threads_per_worker": int(threads_per_worker or torch.get_num_threads()),
+        "dtype": dtype or compute_dtype(device if device is not None else "auto"),
         "wall_time_s": round(float(wall_time_s), 3),
     }
     record.update(extra)

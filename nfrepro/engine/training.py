@@ -53,7 +53,7 @@ from nfrepro.engine.config import (
     check_same_config,
     run_name,
 )
-from nfrepro.engine.device import autocast, memory_format
+from nfrepro.engine.device import autocast, compute_dtype, memory_format
 from nfrepro.engine.faults import (
     atomic_write,
     check_output_dir,
@@ -152,6 +152,7 @@ def _write_metrics(run_dir: Path, rows: list[dict], config: TrainConfig, wall: f
     df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     save_results(df, run_dir / "metrics.csv", params=config.to_dict(), wall_time_s=wall,
                  device=device, status=status, world_size=world_size,
+                 threads_per_worker=torch.get_num_threads(), dtype=compute_dtype(device, config.amp),
                  epoch=int(df["epoch"].iloc[-1]) if len(df) else 0)
 
 

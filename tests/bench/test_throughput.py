@@ -1,11 +1,24 @@
 """The throughput benchmark (``nfrepro.bench.throughput``) runs the engine's step on the small nets."""
-from nfrepro.bench.throughput import BASELINE, measure_throughput
+import torch
+
+from nfrepro.bench.throughput import BASELINE, FP32, measure_throughput
+from nfrepro.engine.device import compute_dtype
 
 
-def test_measure_throughput_tidy_and_ratio_to_the_baseline():
-    df = measure_throughput(batch_sizes=(16,), steps=1, warmup=0, repeats=1, dataset="synthetic")
-    assert set(df["metric"]) == {"ms_per_step", "images_per_s", f"step_time_ratio_vs_{BASELINE}"}
+def test_measure_throughput_tidy_ratios_and_precisions():
+    threads = torch.get_num_threads()
+    df = measure_throughput(batch_sizes=(16,), steps=1, warmup=0, repeats=1, dataset="synthetic",
+                            subset=64)
+    assert torch.get_num_threads() == threads  # the benchmark's one thread is given back
+    assert set(df["metric"]) == {"ms_per_step", "images_per_s", "images_per_s_per_core",
+                                 f"step_time_ratio_vs_{BASELINE}", "speedup_vs_fp32"}
     ratio = df[(df["model"] == BASELINE) & (df["metric"] == f"step_time_ratio_vs_{BASELINE}")]["value"]
-    assert ratio.tolist() == [1.0]
+    assert ratio.tolist() == [1.0, 1.0]  # one per precision
+    fp32 = df[df["precision"] == FP32[0]]
+    assert (fp32["dtype"] == "float32").all() and not fp32["channels_last"].any()
+    assert fp32[fp32["metric"] == "speedup_vs_fp32"]["value"].tolist() == [1.0] * 3
+    default = df[df["precision"] != FP32[0]]
+    assert (default["dtype"] == compute_dtype("cpu")).all()
     assert (df["value"] > 0).all() and set(df["model"]) == {"nf_resnet_small", "bn_resnet_small",
                                                              "plain_resnet_small"}
+    assert df.attrs["threads_per_worker"] == 1

@@ -6,18 +6,25 @@ import torch
 
 from nfrepro.engine.device import (
     autocast,
+    compute_dtype,
     memory_format,
+    native_bf16,
     resolve_device,
     synchronize,
     use_bf16,
 )
 
 
-def test_auto_means_cpu_without_cuda_and_bf16_only_on_cuda():
+def test_auto_means_cpu_without_cuda_and_bf16_where_native():
     if not torch.cuda.is_available():
         assert resolve_device("auto") == torch.device("cpu") == resolve_device(None)
     assert resolve_device("cuda") == torch.device("cuda", 0)  # a bare "cuda" gets this rank's index
-    assert not use_bf16("cpu") and use_bf16("cuda") and use_bf16("cpu", "bf16") and not use_bf16("cuda", "off")
+    assert use_bf16("cuda") and use_bf16("cpu", "bf16") and not use_bf16("cuda", "off")
+    assert use_bf16("cpu") == native_bf16("cpu") == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert compute_dtype("cpu") == ("bfloat16" if native_bf16("cpu") else "float32")
+    assert compute_dtype("cpu", "off") == "float32" and compute_dtype("cpu", "bf16") == "bfloat16"
+    # channels_last goes with the bf16 default
+    assert (memory_format("cpu") == torch.channels_last) == native_bf16("cpu")
     assert use_bf16("cpu", True) and not use_bf16("cuda", False)
     with pytest.raises(ValueError, match="amp must be one of auto, bf16, off"):
         use_bf16("cpu", "fp16")
@@ -27,7 +34,8 @@ def test_autocast_runs_matmuls_in_bf16_when_asked():
     x = torch.randn(4, 4)
     with autocast("cpu", "bf16"):
         assert (x @ x).dtype == torch.bfloat16
-    assert isinstance(autocast("cpu"), contextlib.nullcontext)
-    assert memory_format("cpu") == torch.contiguous_format
+    assert isinstance(autocast("cpu", "off"), contextlib.nullcontext)
+    assert isinstance(autocast("cpu"), contextlib.nullcontext) != native_bf16("cpu")
+    assert memory_format("cpu", False) == torch.contiguous_format
     assert memory_format("cuda") == memory_format("cpu", True) == torch.channels_last
     synchronize("cpu")  # a no-op, no error
