@@ -198,7 +198,7 @@ def plot_relative_cost(df: pd.DataFrame, baseline: str, title: str | None = None
 
 
 # ----------------------------------------------------------------------------- AGC (NFNets §4.1)
-DIVERGED_Y = 0.03  # diverged runs are drawn as crosses this far up the axis (axes fraction)
+DIVERGED_BAND = 0.12  # the strip at the low end of an axis that holds diverged runs only
 
 
 def _seed_means(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -208,11 +208,44 @@ def _seed_means(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
             .sort_values(keys))
 
 
-def _mark_diverged(ax: plt.Axes, x, color, offset: float = 0.0) -> None:
-    """Crosses at the bottom of ``ax`` (x in data units, y in axes units): a run that diverged."""
+def _mark_diverged(ax: plt.Axes, x, color, offset: float = 0.0, vertical: bool = True) -> None:
+    """Crosses in the middle of the diverged strip (:func:`_diverged_band`): a run that diverged.
+
+    ``x`` is in data units along the other axis; ``vertical``: the strip is at the bottom (top-1
+    on y), else at the left (top-1 on x)."""
     if len(x):
-        ax.plot(np.asarray(x, dtype=float) + offset, [DIVERGED_Y] * len(x), "x", color=color, ms=8,
-                mew=2, transform=ax.get_xaxis_transform(), clip_on=False, zorder=4)
+        pos = np.asarray(x, dtype=float) + offset
+        mid = [DIVERGED_BAND / 2] * len(pos)
+        xy, transform = ((pos, mid), ax.get_xaxis_transform()) if vertical else \
+            ((mid, pos), ax.get_yaxis_transform())
+        ax.plot(*xy, "x", color=color, ms=8, mew=2, transform=transform, clip_on=False, zorder=4)
+
+
+def _diverged_band(axes: Sequence[plt.Axes], vertical: bool = True) -> None:
+    """Widen the top-1 axis so that no result falls in its lowest :data:`DIVERGED_BAND`, shade
+    that strip and label it "diverged": a diverged run drawn there cannot be read as a top-1
+    value (its crosses stand beside no tick). Call after everything else is drawn; axes that
+    share the top-1 axis are widened once."""
+    get, set_, ticks, set_ticks = (("get_ylim", "set_ylim", "get_yticks", "set_yticks") if vertical
+                                   else ("get_xlim", "set_xlim", "get_xticks", "set_xticks"))
+    for ax in axes:
+        lo, hi = getattr(ax, get)()
+        shown = [t for t in getattr(ax, ticks)() if lo <= t <= hi]
+        if not getattr(ax, "_nfrepro_band", False):
+            new_lo = lo - (hi - lo) * DIVERGED_BAND / (1 - DIVERGED_BAND)
+            for other in [ax, *(ax.get_shared_y_axes() if vertical else ax.get_shared_x_axes()).get_siblings(ax)]:
+                other._nfrepro_band = True
+            getattr(ax, set_)(new_lo, hi)
+            getattr(ax, set_ticks)(shown)  # no tick inside the strip
+        if vertical:
+            ax.fill_between([0, 1], 0, DIVERGED_BAND, transform=ax.transAxes, color="0.93", zorder=0, lw=0)
+            ax.text(0.005, DIVERGED_BAND / 2, "diverged", transform=ax.transAxes, va="center",
+                    ha="left", fontsize=7.5, color="0.35", style="italic")
+        else:
+            ax.fill_betweenx([0, 1], 0, DIVERGED_BAND, transform=ax.transAxes, color="0.93",
+                             zorder=0, lw=0)
+            ax.text(DIVERGED_BAND / 2, 1.0, "diverged", transform=ax.transAxes, va="bottom",
+                    ha="center", fontsize=7.5, color="0.35", style="italic")
 
 
 def _diverged_legend(ax: plt.Axes, any_diverged: bool, **legend) -> None:
@@ -232,7 +265,8 @@ def plot_agc_batch_size(points: pd.DataFrame, ax: plt.Axes | None = None, title:
     ``points``: one row per run, columns ``line``, ``batch_size``, ``seed``, ``top1``,
     ``diverged`` and optionally ``clipping`` (the lambda behind a clipped line, written beside its
     points). The line joins the mean over the seeds that completed; bars span their min to max and
-    dots are the seeds. Diverged runs are crosses at the bottom of the axis, never dropped.
+    dots are the seeds. Diverged runs are crosses in a shaded "diverged" strip below every result
+    (:func:`_diverged_band`), never dropped.
     ``styles``: matplotlib keywords per line (``color``, ``ls``); other lines take ``palette``.
     """
     lines = list(dict.fromkeys(points["line"]))
@@ -265,6 +299,8 @@ def plot_agc_batch_size(points: pd.DataFrame, ax: plt.Axes | None = None, title:
     ax.set_xlabel("batch size (log2 scale)")
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
+    if df["diverged"].astype(bool).any():
+        _diverged_band([ax])
     _diverged_legend(ax, bool(df["diverged"].astype(bool).any()), fontsize="small", loc="best")
     if title:
         ax.set_title(title)
@@ -279,7 +315,7 @@ def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None
 
     ``runs``: one row per run, columns ``panel`` (one axis per value), ``batch_size``,
     ``clipping``, ``seed``, ``top1``, ``diverged``. Lines join the mean over completed seeds; dots
-    are the seeds; diverged runs are crosses at the bottom. ``best`` (columns ``panel``,
+    are the seeds; diverged runs are crosses in a shaded strip below every result. ``best`` (columns ``panel``,
     ``batch_size``, ``clipping``) rings the best lambda of each line. ``grid_top``: the largest
     lambda of the paper's grid; the lambdas above it are shaded as an extension.
     """
@@ -318,6 +354,8 @@ def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None
         a.set_title(str(name))
         a.grid(True, alpha=0.3)
     axes[0][0].set_ylabel(ylabel)
+    if runs["diverged"].astype(bool).any():
+        _diverged_band(list(axes[0]))
     labels, handles = list(handles), list(handles.values())  # every batch size, from every panel
     if runs["diverged"].astype(bool).any():
         handles.append(plt.Line2D([], [], ls="", marker="x", color="gray", ms=8, mew=2))
@@ -333,7 +371,8 @@ def plot_agc_layers(runs: pd.DataFrame, order: Sequence[str] | None = None,
     """NFNets §4.1, which layers to clip: top-1 (x) of each clipping choice (y), one colour per variant.
 
     ``runs``: one row per run, columns ``variant``, ``layers``, ``seed``, ``top1``, ``diverged``.
-    Dots are seeds, a bar marks their mean; diverged runs are crosses at the left edge.
+    Dots are seeds, a bar marks their mean; diverged runs are crosses in a shaded strip left of
+    every result.
     """
     order = list(order) if order is not None else list(dict.fromkeys(runs["layers"]))
     variants = list(dict.fromkeys(runs["variant"]))
@@ -351,12 +390,13 @@ def plot_agc_layers(runs: pd.DataFrame, order: Sequence[str] | None = None,
         div = sub[sub["diverged"].astype(bool)]
         if len(div):
             any_div = True
-            ax.plot([DIVERGED_Y] * len(div), div["layers"].map(ypos) + dy, "x", color=colors[v],
-                    ms=8, mew=2, transform=ax.get_yaxis_transform(), clip_on=False)
+            _mark_diverged(ax, div["layers"].map(ypos), colors[v], dy, vertical=False)
     ax.set_yticks(range(len(order)), order)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     ax.grid(True, axis="x", alpha=0.3)
+    if any_div:
+        _diverged_band([ax], vertical=False)
     _diverged_legend(ax, any_div, fontsize="small", loc="best")
     if title:
         ax.set_title(title)
@@ -436,4 +476,72 @@ def plot_clipping_census(census: pd.DataFrame, palette: str = "colorblind") -> p
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("fraction of units clipped")
     axes[0][-1].legend(fontsize="small", loc="best")
+    return fig
+
+
+def plot_clip_fraction(trace: pd.DataFrame, title: str | None = None,
+                       palette: str = "viridis") -> plt.Figure:
+    """The fraction of units AGC clipped over training: one panel per ``variant``, one line per
+    ``batch_size`` (mean over seeds, the seeds' range shaded), x = ``progress`` (share of the
+    run's steps done, so that runs of different lengths line up).
+
+    ``trace``: one row per logged step: ``variant``, ``batch_size``, ``seed``, ``progress``,
+    ``frac_clipped`` (and optionally ``clipping``, written in the legend)."""
+    panels = list(dict.fromkeys(trace["variant"]))
+    batches = sorted(trace["batch_size"].unique())
+    colors = dict(zip(batches, sns.color_palette(palette, n_colors=max(len(batches), 1))))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 4.0), squeeze=False,
+                             sharey=True, constrained_layout=True)
+    bins = np.linspace(0, 1, 41)
+    for a, name in zip(axes[0], panels):
+        sub = trace[trace["variant"] == name]
+        for b in batches:
+            s = sub[sub["batch_size"] == b].assign(bin=lambda d: np.digitize(d["progress"], bins[1:-1]))
+            if s.empty:
+                continue
+            per_seed = s.groupby(["seed", "bin"])["frac_clipped"].mean().unstack("seed")
+            x = (bins[:-1] + bins[1:])[per_seed.index] / 2
+            lam = s["clipping"].iloc[0] if "clipping" in s else None
+            label = f"batch {b}" + (f", λ={lam:g}" if lam is not None and lam == lam else "")
+            a.plot(x, per_seed.mean(axis=1), color=colors[b], lw=1.6, label=label)
+            a.fill_between(x, per_seed.min(axis=1), per_seed.max(axis=1), color=colors[b], alpha=0.2, lw=0)
+        a.set_xlabel("share of the run's steps done")
+        a.set_title(str(name))
+        a.set_xlim(0, 1)
+        a.grid(True, alpha=0.3)
+        a.legend(fontsize="small", loc="best")
+    axes[0][0].set_ylabel("fraction of units clipped (per step)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_first_steps(traces: pd.DataFrame, clipping: float, title: str | None = None) -> plt.Figure:
+    """The first updates of a run with and without its first conv clipped (``traces``: one row
+    per ``layers``, ``seed``, ``step`` with ``loss``, ``first_conv_ratio``, ``others_ratio``;
+    :func:`nfrepro.experiments.agc_diagnosis.trace_first_steps`). Left: the loss (log scale);
+    right: the largest unit ratio ||G_i|| / max(||W_i||, eps) before clipping, of the first conv
+    (solid) and of every other clipped weight (dashed), with lambda drawn. One thin line per seed."""
+    settings = list(dict.fromkeys(traces["layers"]))
+    colors = dict(zip(settings, sns.color_palette("colorblind", n_colors=max(len(settings), 1))))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.0), constrained_layout=True)
+    for name in settings:
+        for seed, s in traces[traces["layers"] == name].groupby("seed"):
+            first = seed == traces["seed"].min()
+            left.plot(s["step"], s["loss"], color=colors[name], lw=1.2, alpha=0.8, label=name if first else None)
+            right.plot(s["step"], s["first_conv_ratio"], color=colors[name], lw=1.2, alpha=0.8,
+                       label=f"{name}: first conv" if first else None)
+            right.plot(s["step"], s["others_ratio"], color=colors[name], lw=1.0, ls="--", alpha=0.6,
+                       label=f"{name}: largest other layer" if first else None)
+    right.axhline(clipping, color="0.3", lw=1, ls=":", label=f"λ = {clipping:g}")
+    for a, ylabel in ((left, "training loss (log scale)"),
+                      (right, "largest unit ratio ‖G‖ / max(‖W‖, ε) before clipping (log)")):
+        a.set_yscale("log")
+        a.set_xlabel("update (step)")
+        a.set_ylabel(ylabel)
+        a.grid(True, alpha=0.3)
+    left.legend(fontsize="small", loc="upper left")
+    right.legend(fontsize="x-small", loc="upper left")
+    if title:
+        fig.suptitle(title)
     return fig

@@ -53,7 +53,7 @@ from nfrepro.engine.config import (
     check_same_config,
     run_name,
 )
-from nfrepro.engine.device import autocast, compute_dtype, memory_format
+from nfrepro.engine.device import autocast, check_device, compute_dtype, memory_format
 from nfrepro.engine.faults import (
     atomic_write,
     check_output_dir,
@@ -230,6 +230,14 @@ def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
     return _Parts(model, net, opt, sched, ema, train_loader, test_loader,
                   functools.partial(autocast, device, config.amp), total, math.ceil(total / per_epoch),
                   norm_clip)
+
+
+def build_run(config: TrainConfig) -> _Parts:
+    """Everything one single-process run of ``config`` steps (model, optimizer with AGC if on,
+    schedule, loaders, autocast), freshly initialised exactly as :func:`train` builds it, for
+    diagnostics that step a run by hand (``nfrepro.experiments.agc_diagnosis``); nothing is saved."""
+    dev = check_device(config.device)
+    return _build(config, dist.DistInfo(rank=0, world_size=1, local_rank=0, device=dev))
 
 
 def _resume(parts: _Parts, path: Path, config: TrainConfig, info: dist.DistInfo) -> dict[str, Any]:

@@ -101,6 +101,9 @@ class Scale:
     crop_padding: int = 0
     flip: bool = False
     ema_decay: float | None = 0.999
+    log_every: int = 2                    # steps between rows of RUN/steps.csv (frac clipped over training)
+    long_epochs: int | None = None        # notebook 02: the largest batch again, this many epochs
+    long_clipping: float = 0.01           # ... at the paper's lambda for batch 1024-4096 (§5.1)
     workers: int = 1                      # runs at a time (run_plan); 1 thread each when > 1
     threads: int | None = None            # torch threads of a single run (None: torch's default)
     extra: dict[str, Any] = field(default_factory=dict)  # any other TrainConfig field
@@ -117,7 +120,8 @@ class Scale:
                       flip=self.flip, ema_decay=self.ema_decay,
                       model_kwargs={"widths": list(self.widths), "depths": list(self.depths),
                                     "small_stem": self.small_stem},
-                      eval_every=self.epochs, progress=False)  # evaluate at the end only
+                      eval_every=self.epochs, progress=False,  # evaluate at the end only
+                      log_every=self.log_every)
         values.update(self.extra)
         values.update(overrides)
         return TrainConfig(**values)
@@ -131,15 +135,17 @@ SCALES: dict[str, Scale] = {
     "smoke": Scale(dataset="synthetic", widths=(4, 8, 16), depths=(1, 1, 1), epochs=2,
                    warmup_epochs=0.5, batch_sizes=(32, 128), clippings=(0.01, 0.16),
                    extra_clippings=(0.64,), batch_clippings=(0.01, 0.16), seeds=(0,),
-                   ema_decay=None, threads=1),
-    # 2-core CPU, about 20 minutes per notebook: Fashion-MNIST, the small nets with the ImageNet
-    # stem (28 px -> 7 px before the first block: 4x cheaper than the 3x3 stride-1 stem), 2 epochs,
-    # two runs at a time. Batch 4096 would get 14 steps per epoch, so the range is the paper's
-    # 16x span moved down one octave; notebook 02 searches every other lambda of the paper's grid.
+                   long_epochs=3, ema_decay=None, threads=1),
+    # 2-core CPU, notebooks 02 + 03 within 45 minutes: Fashion-MNIST, the small nets with the
+    # ImageNet stem (28 px -> 7 px before the first block: 4x cheaper than the 3x3 stride-1 stem),
+    # 2 epochs, five seeds (the paper's runs per point), two runs at a time. Batch 4096 would get
+    # 14 steps per epoch, so the range is the paper's 16x span moved down one octave; notebook 02
+    # searches every other lambda of the paper's grid and runs batch 2048 again for 8 epochs.
     "cpu": Scale(dataset="fashion_mnist", widths=(16, 32, 64), depths=(2, 2, 2), small_stem=False,
                  epochs=2, warmup_epochs=0.5, batch_sizes=(128, 512, 2048),
                  clippings=PAPER_CLIPPINGS, extra_clippings=(0.32,),
-                 batch_clippings=PAPER_CLIPPINGS[::2], seeds=(0, 1), workers=2),
+                 batch_clippings=PAPER_CLIPPINGS[::2], seeds=(0, 1, 2, 3, 4), long_epochs=8,
+                 workers=2),
     # one GPU: CIFAR-10, the small nets four times wider, the paper's five batch sizes and grid
     "gpu": Scale(dataset="cifar10", widths=(64, 128, 256), depths=(2, 2, 2), epochs=15,
                  warmup_epochs=1.0, batch_sizes=(256, 512, 1024, 2048, 4096),
@@ -175,6 +181,40 @@ def plan_layers(scale: Scale, clipping: Mapping[str, float], layers: Iterable[st
     return _plan({"variant": v, "layers": layer, "batch_size": max(scale.batch_sizes),
                   "clipping": lam, "seed": s}
                  for v, lam in clipping.items() for layer in layers for s in scale.seeds)
+
+
+def long_methods(scale: Scale) -> dict[str, dict[str, Any]]:
+    """The variants of :func:`plan_long`: BN and the clipped ones, trained ``scale.long_epochs``."""
+    e = scale.long_epochs
+    return {f"{v}, {e} epochs": {**METHODS[v], "epochs": e, "eval_every": e} for v in (BN, *CLIPPED)}
+
+
+def plan_long(scale: Scale) -> pd.DataFrame:
+    """Fig. 2a at the largest batch size with ``long_epochs`` (4x the steps at the cpu scale) and
+    the paper's lambda for large batches: do the SkipInit gains, clipped as published, open up
+    and let AGC catch BN once they have had the steps (``../shared/paper-facts.md``)? Run with
+    ``methods=long_methods(scale)``."""
+    methods = long_methods(scale)
+    return _plan({"variant": v, "layers": PAPER_LAYERS if "AGC" in v else "",
+                  "batch_size": max(scale.batch_sizes),
+                  "clipping": scale.long_clipping if "AGC" in v else np.nan, "seed": s}
+                 for v in methods for s in scale.seeds)
+
+
+FP32_SUFFIX = ", fp32"
+
+
+def fp32_methods(methods: Mapping[str, Mapping[str, Any]] = METHODS) -> dict[str, dict[str, Any]]:
+    """Each variant again in fp32 with the NCHW layout (the paired check that the bf16 default
+    does not change the conclusions), named ``"<variant>, fp32"``."""
+    return {f"{v}{FP32_SUFFIX}": {**o, "amp": "off", "channels_last": False} for v, o in methods.items()}
+
+
+def plan_fp32(points: pd.DataFrame) -> pd.DataFrame:
+    """The runs of ``points`` (a plan, or :func:`~nfrepro.experiments.agc_analysis.fig2a_points`)
+    again in fp32: same batch sizes, lambdas and seeds; run with ``methods=fp32_methods()``."""
+    return _plan({**{c: r[c] for c in PLAN_COLUMNS}, "variant": f"{r['variant']}{FP32_SUFFIX}"}
+                 for r in points.to_dict("records"))
 
 
 def run_overrides(spec: Mapping[str, Any], scale: Scale,
@@ -291,7 +331,8 @@ def departures(scale: Scale) -> pd.DataFrame:
         "clipping λ": f"notebook 02: {_join(scale.batch_clippings)}; notebook 03: "
                       f"{_join(scale.clippings)}" + (f", and beyond: {_join(scale.extra_clippings)}"
                                                      if scale.extra_clippings else ""),
-        "runs per point": f"{len(scale.seeds)} seed(s), mean of all (a diverged run scores "
+        "runs per point": f"{len(scale.seeds)} seed(s): verdicts from the mean over all with its "
+                          f"95% interval; the best 4 of 5 reported beside (a diverged run scores "
                           f"chance, 10%)",
         "skip gains": "clipped as in the paper, and a labelled variant that leaves them unclipped",
     }

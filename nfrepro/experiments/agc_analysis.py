@@ -15,9 +15,11 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from nfrepro.analysis import verdicts as V
 from nfrepro.engine.checkpoint import load_checkpoint
 from nfrepro.experiments.agc_ablation import (
     AGC,
+    AGC_FREE_GAINS,
     BN,
     CLIPPED,
     LAYERS,
@@ -80,58 +82,6 @@ def fig2a_points(runs: pd.DataFrame, clippings: Iterable[float] | None = None) -
                                                       ignore_index=True)
 
 
-def _mean_score(points: pd.DataFrame, line: str, batch: int) -> float:
-    sel = points[(points["line"] == line) & (points["batch_size"] == batch)]
-    return float(sel["score"].mean()) if len(sel) else float("nan")
-
-
-def verdict_fig2a(points: pd.DataFrame, agc: str = AGC, nf: str = NF,
-                  tolerance: float = TOLERANCE) -> dict[str, Any]:
-    """Fig. 2a's claim at the largest batch size, from :func:`fig2a_points`.
-
-    Part 1 (the problem): NF without clipping falls behind BN by at least ``tolerance`` points
-    (a diverged run scores chance). Part 2 (the fix): AGC gains at least ``tolerance`` over NF and
-    ends within ``tolerance`` of BN. Both: "reproduced"; one, or AGC helping without catching BN:
-    "partly"; neither: "not reproduced".
-    """
-    big, small = int(points["batch_size"].max()), int(points["batch_size"].min())
-    bn, nf_, agc_ = (_mean_score(points, x, big) for x in (BN, nf, agc))
-    at_big = points[(points["batch_size"] == big) & (points["line"] == nf)]
-    numbers = {"batch_size": big, "seeds": int(at_big["seed"].nunique()),
-               f"{nf} diverged": int(at_big["diverged"].sum()), "BN": bn, nf: nf_, agc: agc_,
-               "BN - NF (largest batch)": bn - nf_, "BN - NF (smallest batch)":
-               _mean_score(points, BN, small) - _mean_score(points, nf, small),
-               "AGC - NF": agc_ - nf_, "BN - AGC": bn - agc_}
-    problem = bn - nf_ >= tolerance
-    helps, catches_up = agc_ - nf_ >= tolerance, bn - agc_ <= tolerance
-    if problem and helps and catches_up:
-        verdict = "reproduced"
-    elif problem or helps:
-        verdict = "partly reproduced"
-    else:
-        verdict = "not reproduced"
-    return {"verdict": verdict, "problem": problem, "agc_helps": helps,
-            "agc_catches_up": catches_up, **numbers}
-
-
-def verdict_fig2b(best: pd.DataFrame, variant: str = AGC) -> dict[str, Any]:
-    """Fig. 2b's claim (the best lambda falls as the batch grows), from :func:`best_clipping`.
-
-    "reproduced": the best lambda never rises from one batch size to the next and ends lower
-    than it starts; "partly reproduced": it ends lower but rises somewhere; "not reproduced":
-    it ends at or above where it starts. ``censored`` counts batch sizes whose best lambda is the
-    top of the grid searched (the true best may be larger).
-    """
-    b = best[best["variant"] == variant].sort_values("batch_size")
-    lam = b["clipping"].to_numpy()
-    never_rises = bool(np.all(np.diff(lam) <= 0))
-    falls = bool(len(lam) > 1 and lam[-1] < lam[0])
-    verdict = ("reproduced" if falls and never_rises else
-               "partly reproduced" if falls else "not reproduced")
-    return {"verdict": verdict, "variant": variant, "best_clipping": dict(zip(b["batch_size"], lam)),
-            "falls": falls, "never_rises": never_rises, "censored": int(b["at_top"].sum())}
-
-
 def layer_effects(runs: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.DataFrame:
     """§4.1 layer choice: each layer setting against the paper's (all but the classifier).
 
@@ -152,31 +102,12 @@ def layer_effects(runs: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.DataFr
 
 
 # claim -> (layer setting, what the paper's text expects of it)
-LAYER_CLAIMS = {
+LAYER_CLAIMS = {  # (read by layer_claims)
     "never clip the final linear layer": ("also the classifier", "hurts"),
     "the first conv can be left unclipped": ("first conv unclipped", "no difference"),
     "every stage must be clipped (first)": ("first stage unclipped", "hurts"),
     "every stage must be clipped (last)": ("last stage unclipped", "hurts"),
 }
-
-
-def verdict_layers(effects: pd.DataFrame, variant: str = AGC) -> dict[str, Any]:
-    """Which of §4.1's layer claims hold here for ``variant`` (see :data:`LAYER_CLAIMS`).
-
-    A claim expecting "no difference" also holds when leaving the layer out helps. All hold:
-    "reproduced"; some: "partly reproduced"; none: "not reproduced".
-    """
-    e = effects[effects["variant"] == variant].set_index("layers")["effect"]
-    holds = {}
-    for claim, (layers, expected) in LAYER_CLAIMS.items():
-        if layers in e.index:
-            found = e[layers]
-            holds[claim] = found == expected or (expected == "no difference" and found == "helps")
-    n = sum(holds.values())
-    verdict = ("reproduced" if holds and n == len(holds) else
-               "partly reproduced" if n else "not reproduced")
-    return {"verdict": verdict, "variant": variant, "holds": holds}
-
 
 
 def skip_gains(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
@@ -188,7 +119,7 @@ def skip_gains(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
     the variant that leaves them unclipped shows how far they move otherwise.
     """
     rows = []
-    nf = runs[runs["variant"].isin([NF, *CLIPPED]) & ~runs["diverged"]]
+    nf = runs[~runs["variant"].str.startswith(BN) & ~runs["diverged"]]  # every NF variant, any length
     for r in nf.to_dict("records"):
         path = Path(runs_dir) / r["run"] / "checkpoint.pt"
         if not path.exists():
@@ -198,31 +129,6 @@ def skip_gains(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
         rows += [{**{c: r[c] for c in PLAN_COLUMNS}, "block": int(k.split(".")[1]), "skip_gain": g}
                  for k, g in gains]
     return pd.DataFrame(rows, columns=[*PLAN_COLUMNS, "block", "skip_gain"])
-
-
-def describe_fig2a(v: Mapping[str, Any], agc: str = AGC, nf: str = NF) -> str:
-    """One paragraph, in words, of :func:`verdict_fig2a`'s numbers (for a Markdown cell)."""
-    lag = v["BN - AGC"]
-    nf_div = (f" ({v[f'{nf} diverged']} of {v['seeds']} runs diverged, scored at chance)"
-              if v[f"{nf} diverged"] else "")
-    return (f"At batch {v['batch_size']}, BN reached {v['BN']:.1f}% and {nf} without clipping "
-            f"{v[nf]:.1f}%{nf_div}: BN ahead by {v['BN - NF (largest batch)']:.1f} points (at the "
-            f"smallest batch by {v['BN - NF (smallest batch)']:.1f}). {agc} at its best λ reached "
-            f"{v[agc]:.1f}%: {v['AGC - NF']:+.1f} points over {nf}, {abs(lag):.1f} "
-            f"{'behind' if lag > 0 else 'ahead of'} BN. NF falls behind BN at the largest batch: "
-            f"{'yes' if v['problem'] else 'no'}; AGC gains ≥ {TOLERANCE:g} point: "
-            f"{'yes' if v['agc_helps'] else 'no'}; AGC ends within {TOLERANCE:g} point of BN or "
-            f"above it: {'yes' if v['agc_catches_up'] else 'no'}. Verdict: **{v['verdict']}**.")
-
-
-def describe_fig2b(v: Mapping[str, Any]) -> str:
-    """One sentence of :func:`verdict_fig2b`'s finding (for a Markdown cell)."""
-    path = ", ".join(f"{b}: {lam:g}" for b, lam in v["best_clipping"].items())
-    note = (f" At {v['censored']} batch size(s) the best λ is the largest one tried, so the true "
-            f"best may lie higher." if v["censored"] else "")
-    return (f"{v['variant']}: best λ by batch size {path}. It falls with the batch: "
-            f"{'yes' if v['falls'] else 'no'}; never rises: {'yes' if v['never_rises'] else 'no'}."
-            f"{note} Verdict: **{v['verdict']}**.")
 
 
 def missing_runs(plan: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -236,8 +142,299 @@ def missing_runs(plan: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def line_summary(points: pd.DataFrame) -> pd.DataFrame:
-    """Per line and batch size: lambda, mean / min / max top-1 over completed seeds, diverged runs."""
+    """Per line and batch size: lambda, mean / min / max top-1 over completed seeds, diverged
+    runs, and the two summaries of the score (a diverged run at chance): the mean of all seeds
+    and the paper's mean of the best 4 of 5 (:func:`best_k_mean`)."""
     return (points.groupby(["line", "batch_size"], sort=False)
             .agg(clipping=("clipping", "first"), mean_top1=("top1", "mean"), min_top1=("top1", "min"),
-                 max_top1=("top1", "max"), seeds=("seed", "nunique"), diverged=("diverged", "sum"))
+                 max_top1=("top1", "max"), seeds=("seed", "nunique"), diverged=("diverged", "sum"),
+                 mean_score=("score", "mean"), best_4_of_5=("score", best_k_mean))
             .reset_index().sort_values(["line", "batch_size"], ignore_index=True))
+
+
+# ----------------------------------------------------------------------------- verdicts from intervals
+BEST_OF = (4, 5)  # the paper's points: the mean of the best 4 of 5 runs (§4.1)
+VERDICT_COLUMNS = ["claim", "estimate", "ci_low", "ci_high", "n", "verdict", "rule",
+                   "estimate_best_4_of_5"]
+DEPARTURE = " (a departure)"
+
+
+def best_k_mean(values: Iterable[float], k: int = BEST_OF[0]) -> float:
+    """The mean of the ``k`` largest values (all of them when there are fewer): the paper's
+    "best 4 of 5" (§4.1). A diverged run enters with its score (chance)."""
+    v = sorted((float(x) for x in values if x == x), reverse=True)
+    return float(np.mean(v[:k])) if v else float("nan")
+
+
+def _scores(runs: pd.DataFrame, **where: Any) -> pd.Series:
+    """Score per seed of the runs matching ``where`` (column == value; a float ``clipping`` is
+    matched to 6 decimals, NaN matches the unclipped)."""
+    sel = pd.Series(True, index=runs.index)
+    for col, val in where.items():
+        if col == "clipping":
+            sel &= runs[col].isna() if val is None or val != val else runs[col].round(6) == round(val, 6)
+        else:
+            sel &= runs[col] == val
+    return runs[sel].set_index("seed")["score"].sort_index()
+
+
+def difference_row(claim: str, a: pd.Series, b: pd.Series, kind: str = "greater",
+                   margin: float = 0.0, tolerance: float = TOLERANCE) -> dict[str, Any]:
+    """A verdict row (:data:`VERDICT_COLUMNS`) on ``a - b``, paired by seed (the index).
+
+    The estimate is the mean of the per-seed differences with its 95% t interval and the rule of
+    :func:`nfrepro.analysis.verdicts.claim_row`; ``estimate_best_4_of_5`` is the same difference
+    between the paper's summaries (best 4 of 5 of each side, unpaired). Seeds present on one side
+    only are left out of the pairing."""
+    seeds = a.index.intersection(b.index)
+    row = V.claim_row(claim, (a[seeds] - b[seeds]).tolist(), kind=kind, margin=margin,
+                      tolerance=tolerance)
+    row["estimate_best_4_of_5"] = best_k_mean(a[seeds]) - best_k_mean(b[seeds])
+    return row
+
+
+def rate_row(claim: str, events: Iterable[bool]) -> dict[str, Any]:
+    """A verdict row on "this happens in some runs" (a rate above 0): Wilson's 95% interval;
+    reproduced when its lower end is above 0, otherwise not resolved (no finite number of clean
+    runs proves a rate of 0)."""
+    e = [bool(x) for x in events]
+    rate, low, high = V.rate_ci(sum(e), len(e))
+    verdict = V.REPRODUCED if len(e) and low > 0 else V.NOT_RESOLVED
+    return {"claim": claim, "estimate": rate, "ci_low": low, "ci_high": high, "n": len(e),
+            "verdict": verdict, "rule": "95% Wilson interval of the rate > 0",
+            "estimate_best_4_of_5": float("nan")}
+
+
+def _label(variant: str) -> str:
+    return variant + (DEPARTURE if variant == AGC_FREE_GAINS else "")
+
+
+def fig2a_claims(points: pd.DataFrame, tolerance: float = TOLERANCE) -> list[dict[str, Any]]:
+    """The verdict rows of Fig. 2a from :func:`fig2a_points` (each clipped line at its best lambda).
+
+    * at the smallest batch NF without clipping matches BN: ``NF - BN`` within ±``tolerance``;
+    * at the largest, NF without clipping falls behind BN: ``BN - NF > 0``; and it diverges in
+      some runs (a rate);
+    * at every batch size each clipped variant keeps up with BN: ``AGC - BN > -tolerance``;
+    * at the largest batch each clipped variant improves on NF: ``AGC - NF > 0``.
+
+    The best lambda is picked on the same runs the verdict reads (the paper did the same), which
+    flatters the clipped lines slightly at small seed counts."""
+    small, big = int(points["batch_size"].min()), int(points["batch_size"].max())
+    at = lambda line, b: _scores(points, line=line, batch_size=b)  # noqa: E731
+    rows = [difference_row(f"Fig. 2a: at batch {small}, NF without clipping matches BN "
+                           f"(NF - BN, top-1 points)", at(NF, small), at(BN, small), "level",
+                           tolerance=tolerance),
+            difference_row(f"Fig. 2a: at batch {big}, NF without clipping falls behind BN "
+                           f"(BN - NF, top-1 points)", at(BN, big), at(NF, big)),
+            rate_row(f"Fig. 2a: at batch {big}, NF without clipping diverges in some runs "
+                     f"(rate of diverged runs)",
+                     points[(points["line"] == NF) & (points["batch_size"] == big)]["diverged"])]
+    for v in CLIPPED:
+        if v not in set(points["line"]):
+            continue
+        for b in sorted(points["batch_size"].unique()):
+            rows.append(difference_row(f"Fig. 2a: at batch {b}, {_label(v)} at its best λ keeps up "
+                                       f"with BN ({v} - BN > -{tolerance:g}, top-1 points)",
+                                       at(v, b), at(BN, b), margin=-tolerance))
+        rows.append(difference_row(f"Fig. 2a: at batch {big}, {_label(v)} at its best λ improves "
+                                   f"on NF without clipping ({v} - NF, top-1 points)",
+                                   at(v, big), at(NF, big)))
+    return rows
+
+
+def long_claims(long_runs: pd.DataFrame, epochs: int, tolerance: float = TOLERANCE) -> list[dict[str, Any]]:
+    """Fig. 2a again at the largest batch size with ``epochs`` epochs (``per_run`` of
+    :func:`~nfrepro.experiments.agc_ablation.plan_long`'s runs): does each clipped variant keep
+    up with BN once the skip gains have had the steps to grow?"""
+    bn = f"{BN}, {epochs} epochs"
+    big = int(long_runs["batch_size"].max())
+    rows = []
+    for v in CLIPPED:
+        name = f"{v}, {epochs} epochs"
+        if name not in set(long_runs["variant"]):
+            continue
+        lam = long_runs.loc[long_runs["variant"] == name, "clipping"].iloc[0]
+        rows.append(difference_row(f"Fig. 2a, {epochs} epochs: at batch {big}, {_label(v)} at "
+                                   f"λ = {lam:g} keeps up with BN ({v} - BN > -{tolerance:g}, "
+                                   f"top-1 points)", _scores(long_runs, variant=name),
+                                   _scores(long_runs, variant=bn), margin=-tolerance))
+    return rows
+
+
+def _best_log2_lambda(means: pd.DataFrame) -> pd.Series:
+    """Per batch size, log2 of the lambda with the highest mean score (ties: the smaller)."""
+    idx = means.sort_values(["batch_size", "clipping"]).groupby("batch_size")["score"].idxmax()
+    return np.log2(means.loc[idx].set_index("batch_size")["clipping"])
+
+
+def fig2b_claims(runs: pd.DataFrame, clippings: Iterable[float] | None = None,
+                 n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+    """Fig. 2b's claim per clipped variant: the best lambda falls as the batch grows.
+
+    The estimate is ``log2 best-lambda(smallest batch) - log2 best-lambda(largest batch)`` (an
+    octave per unit; > 0: the best lambda falls), the best picked by mean score over seeds. Its
+    95% interval is a percentile bootstrap over seeds (``n_boot`` resamples of the seeds, the same
+    seeds for every lambda and batch size, a fixed generator ``seed``: the same runs give the same
+    interval). Reproduced when the interval lies above 0, contradicted when below."""
+    df = runs[runs["variant"].isin(CLIPPED) & (runs["layers"] == PAPER_LAYERS)]
+    if clippings is not None:
+        df = df[df["clipping"].round(6).isin([round(c, 6) for c in clippings])]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for v, g in df.groupby("variant", sort=False):
+        table = g.pivot_table(index="seed", columns=["batch_size", "clipping"], values="score")
+        small, big = int(g["batch_size"].min()), int(g["batch_size"].max())
+
+        def drop(t: pd.DataFrame) -> float:
+            m = t.mean().rename("score").reset_index()
+            best = _best_log2_lambda(m)
+            return float(best[small] - best[big])
+
+        estimate, n = drop(table), len(table)
+        boots = [drop(table.iloc[rng.integers(0, n, n)]) for _ in range(n_boot)] if n > 1 else []
+        low, high = (np.percentile(boots, [2.5, 97.5]) if boots else (-np.inf, np.inf))
+        verdict = V.greater(low, high) if n > 1 else V.NOT_RESOLVED
+        rows.append({"claim": f"Fig. 2b: the best λ falls from batch {small} to {big}, {_label(v)} "
+                              f"(log2 λ*({small}) - log2 λ*({big}), octaves)",
+                     "estimate": estimate, "ci_low": float(low), "ci_high": float(high), "n": n,
+                     "verdict": verdict, "rule": "95% percentile bootstrap over seeds > 0",
+                     "estimate_best_4_of_5": float("nan")})
+    return rows
+
+
+def lambda_ties(runs: pd.DataFrame, clippings: Iterable[float] | None = None) -> pd.DataFrame:
+    """The best lambda per (clipped variant, batch size), and which lambdas tie with it.
+
+    A lambda ties with the best when the 95% t interval of its per-seed difference to the best
+    (paired by seed) contains 0. Columns: variant, batch_size, best (lambda), mean, mean_best_4_of_5,
+    tied (the lambdas that tie, the best included, as text)."""
+    df = runs[runs["variant"].isin(CLIPPED) & (runs["layers"] == PAPER_LAYERS)]
+    if clippings is not None:
+        df = df[df["clipping"].round(6).isin([round(c, 6) for c in clippings])]
+    rows = []
+    for (v, b), g in df.groupby(["variant", "batch_size"], sort=False):
+        table = g.pivot_table(index="seed", columns="clipping", values="score")
+        means = table.mean()
+        best = float(means[means == means.max()].index.min())
+        tied = []
+        for lam in table.columns:
+            _, low, high, n = V.mean_ci((table[lam] - table[best]).dropna())
+            if lam == best or n < 2 or low <= 0 <= high:
+                tied.append(lam)
+        rows.append({"variant": v, "batch_size": int(b), "best": best, "mean": float(means[best]),
+                     "mean_best_4_of_5": best_k_mean(table[best]),
+                     "tied": ", ".join(f"{x:g}" for x in sorted(tied))})
+    return pd.DataFrame(rows, columns=["variant", "batch_size", "best", "mean", "mean_best_4_of_5", "tied"])
+
+
+def layer_claims(layer_runs: pd.DataFrame, tolerance: float = TOLERANCE) -> list[dict[str, Any]]:
+    """§4.1's layer claims (:data:`LAYER_CLAIMS`) per clipped variant, each layer choice against
+    the paper's (every parameter but the classifier weight), paired by seed: "hurts" claims are
+    ``paper - choice > 0``; the first conv's "can be left unclipped" is ``choice - paper`` within
+    ±``tolerance`` (a diverged run scores chance, so a choice that diverges contradicts it)."""
+    rows = []
+    for v in [x for x in CLIPPED if x in set(layer_runs["variant"])]:
+        ref = _scores(layer_runs, variant=v, layers=PAPER_LAYERS)
+        lam = layer_runs.loc[layer_runs["variant"] == v, "clipping"].iloc[0]
+        for claim, (layers, expected) in LAYER_CLAIMS.items():
+            other = _scores(layer_runs, variant=v, layers=layers)
+            if other.empty:
+                continue
+            text = f"§4.1: {claim}, {_label(v)} at λ = {lam:g}"
+            if expected == "hurts":
+                rows.append(difference_row(f"{text} (paper's choice - '{layers}', top-1 points)", ref, other))
+            else:
+                rows.append(difference_row(f"{text} ('{layers}' - paper's choice, top-1 points)",
+                                           other, ref, "level", tolerance=tolerance))
+    return rows
+
+
+def verdict_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """The rows as a table with :data:`VERDICT_COLUMNS` (what ``results/agc_verdicts.csv`` holds)."""
+    return pd.DataFrame(list(rows), columns=VERDICT_COLUMNS)
+
+
+def precision_check(bf16: list[dict[str, Any]], fp32: list[dict[str, Any]]) -> pd.DataFrame:
+    """The same claims computed from bf16 runs and from their fp32 twins, side by side, and
+    whether the verdict is the same (``same_verdict``)."""
+    a, b = verdict_table(bf16), verdict_table(fp32)
+    out = a[["claim", "estimate", "ci_low", "ci_high", "verdict"]].merge(
+        b[["claim", "estimate", "ci_low", "ci_high", "verdict"]], on="claim", suffixes=("_bf16", "_fp32"))
+    out["same_verdict"] = out["verdict_bf16"] == out["verdict_fp32"]
+    return out
+
+
+def precision_shift(points: pd.DataFrame, fp32_runs: pd.DataFrame) -> pd.DataFrame:
+    """Per line: the per-seed change of top-1 score from bf16 to fp32 (fp32 - bf16, paired by
+    seed and lambda), mean with its 95% t interval."""
+    rows = []
+    fp32_runs = fp32_runs.assign(line=fp32_runs["variant"].str.replace(", fp32", "", regex=False))
+    for line, g in fp32_runs.groupby("line", sort=False):
+        for b, gb in g.groupby("batch_size"):
+            a = gb.set_index("seed")["score"]
+            ref = points[(points["line"] == line) & (points["batch_size"] == b)].set_index("seed")["score"]
+            seeds = a.index.intersection(ref.index)
+            mean, low, high, n = V.mean_ci((a[seeds] - ref[seeds]).tolist())
+            rows.append({"line": line, "batch_size": int(b), "fp32_minus_bf16": mean, "ci_low": low,
+                         "ci_high": high, "n": n, "diverged_bf16": int(points.loc[
+                             (points["line"] == line) & (points["batch_size"] == b), "diverged"].sum()),
+                         "diverged_fp32": int(gb["diverged"].sum())})
+    return pd.DataFrame(rows)
+
+
+def clip_fraction_trace(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
+    """The fraction of units AGC clipped over training, read from the clipped runs' ``steps.csv``
+    (``TrainConfig.log_every``): one row per logged step with the plan columns, ``step``,
+    ``progress`` (step / the run's steps) and ``frac_clipped``. Runs without the file (made
+    before it was logged) are left out."""
+    frames = []
+    clipped = runs[runs["variant"].isin(CLIPPED) & runs["clipping"].notna()]
+    for r in clipped.to_dict("records"):
+        path = Path(runs_dir) / r["run"] / "steps.csv"
+        if not path.exists():
+            continue
+        steps = pd.read_csv(path)
+        total = max(float(r["steps"]), float(steps["step"].max()))
+        frames.append(steps[["step", "frac_clipped"]].assign(
+            progress=steps["step"] / total, **{c: r[c] for c in PLAN_COLUMNS}))
+    if not frames:
+        return pd.DataFrame(columns=[*PLAN_COLUMNS, "step", "progress", "frac_clipped"])
+    return pd.concat(frames, ignore_index=True)[[*PLAN_COLUMNS, "step", "progress", "frac_clipped"]]
+
+
+def gain_growth(short: pd.DataFrame, long: pd.DataFrame, target: pd.DataFrame,
+                short_steps: int, long_steps: int) -> dict[str, Any]:
+    """How fast the clipped SkipInit gains grow, and how many steps they would need.
+
+    ``short`` / ``long``: :func:`skip_gains` rows of the same variant and lambda after
+    ``short_steps`` and ``long_steps`` updates; ``target``: the gains the unclipped-gains variant
+    reached. The mean |gain| over blocks and seeds is taken at each length; assuming it keeps
+    growing geometrically at the rate measured between the two lengths (AGC lets a gain grow by at
+    most a factor ``1 + lr * lambda`` per step once it is above eps, so geometric is the fastest
+    it can), ``steps_to_target`` is when it would reach the target's mean (inf when it did not
+    grow). A measured rate and an extrapolation, not a run of that length."""
+    g_short, g_long = float(short["skip_gain"].abs().mean()), float(long["skip_gain"].abs().mean())
+    g_target = float(target["skip_gain"].abs().mean())
+    rate = (g_long / g_short) ** (1.0 / (long_steps - short_steps)) if g_short > 0 else float("nan")
+    if g_long >= g_target:
+        needed = float(long_steps)
+    elif rate > 1:
+        needed = long_steps + float(np.log(g_target / g_long) / np.log(rate))
+    else:
+        needed = float("inf")
+    return {"mean |gain|, short": g_short, "mean |gain|, long": g_long, "target mean |gain|": g_target,
+            "short steps": short_steps, "long steps": long_steps, "growth per step": rate,
+            "steps to target": needed}
+
+
+def describe_claims(claims: pd.DataFrame) -> str:
+    """The verdict table in words (for a Markdown cell): a count per verdict, then one line per
+    claim with its estimate, interval, number of seeds and verdict, all read from ``claims``."""
+    counts = claims["verdict"].value_counts()
+    head = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in (V.REPRODUCED, V.CONTRADICTED, V.NOT_RESOLVED))
+    lines = [f"Of {len(claims)} claims: {head}."]
+    for r in claims.itertuples():
+        interval = f"[{r.ci_low:.2f}, {r.ci_high:.2f}]" if np.isfinite(r.ci_low) else "(one value: no interval)"
+        lines.append(f"- {r.claim}: {r.estimate:.2f} {interval}, n = {r.n}: **{r.verdict}**")
+    return "\n".join(lines)

@@ -215,6 +215,18 @@ def mark_classifier(model: nn.Module) -> None:
         setattr(weight, CLASSIFIER_MARK, True)
 
 
+def first_conv(model: nn.Module) -> nn.Conv2d:
+    """The first ``nn.Conv2d`` of ``model.stem`` (of the model when it has no stem): the layer
+    §4.1 says "can often be left unclipped"."""
+    base = unwrap_model(model)
+    stem = getattr(base, "stem", None)
+    search = stem if isinstance(stem, nn.Module) else base
+    conv = next((m for m in search.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        raise ValueError(f"exclude_first_conv: no nn.Conv2d in {type(search).__name__}")
+    return conv
+
+
 def clip_parameters(model: nn.Module, clip_classifier: bool = False, exclude_first_conv: bool = False,
                     exclude_stages: Iterable[int] = (), exclude_skip_gains: bool = False,
                     exclude: Iterable[nn.Module | torch.Tensor] = ()) -> list[nn.Parameter]:
@@ -253,12 +265,7 @@ def clip_parameters(model: nn.Module, clip_classifier: bool = False, exclude_fir
         if isinstance(weight, torch.Tensor):
             excluded.add(id(weight))
     if exclude_first_conv:
-        stem = getattr(base, "stem", None)
-        search = stem if isinstance(stem, nn.Module) else base
-        conv = next((m for m in search.modules() if isinstance(m, nn.Conv2d)), None)
-        if conv is None:
-            raise ValueError(f"exclude_first_conv: no nn.Conv2d in {type(search).__name__}")
-        excluded.update(id(p) for p in conv.parameters())
+        excluded.update(id(p) for p in first_conv(base).parameters())
     if exclude_skip_gains:
         blocks = getattr(base, "blocks", None)
         gains = [getattr(b, "skip_gain", None) for b in (blocks if isinstance(blocks, nn.Module) else ())]

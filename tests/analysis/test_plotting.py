@@ -134,3 +134,34 @@ def test_plot_agc_batch_size_takes_line_styles():
     fig = plotting.plot_agc_batch_size(points, styles={"BN": {"color": "red", "ls": "--"}})
     styled = [l for l in fig.axes[0].lines if l.get_color() == "red" and l.get_linestyle() == "--"]
     assert len(styled) == 1  # BN's mean line; the other lines keep the palette's solid lines
+
+
+def test_diverged_runs_sit_in_a_labelled_strip_below_every_result():
+    pts = pd.DataFrame({"line": ["BN"] * 3 + ["NF"] * 3, "batch_size": [128, 512, 2048] * 2,
+                        "seed": 0, "top1": [80.0, 78.0, 66.4, 80.0, 77.0, np.nan],
+                        "diverged": [False] * 5 + [True]})
+    fig = plotting.plot_agc_batch_size(pts)
+    ax = fig.axes[0]
+    lo, hi = ax.get_ylim()
+    strip_top = lo + plotting.DIVERGED_BAND * (hi - lo)
+    assert strip_top < 66.4  # no result inside the strip: a cross there reads as no value
+    assert all(t >= strip_top - 1e-9 for t in ax.get_yticks())  # no tick labels the strip
+    assert any(t.get_text() == "diverged" for t in ax.texts)
+    plt.close(fig)
+
+
+def test_plot_clip_fraction_and_first_steps():
+    trace = pd.DataFrame({"variant": "NF + AGC", "batch_size": [128] * 4 + [2048] * 4,
+                          "seed": [0, 0, 1, 1] * 2, "clipping": 0.01,
+                          "progress": [0.1, 0.9] * 4, "frac_clipped": [0.3, 0.1, 0.2, 0.1] * 2})
+    fig = plotting.plot_clip_fraction(trace)
+    assert fig.axes[0].get_ylabel().startswith("fraction of units clipped")
+    assert len(fig.axes[0].get_lines()) == 2
+    plt.close(fig)
+    steps = pd.DataFrame({"layers": ["a"] * 3 + ["b"] * 3, "seed": 0, "step": [1, 2, 3] * 2,
+                          "loss": [2.3, 2.0, 1.9, 2.3, 50.0, 1e6], "first_conv_ratio": 0.5,
+                          "others_ratio": 0.1})
+    fig = plotting.plot_first_steps(steps, 0.01)
+    assert [a.get_yscale() for a in fig.axes] == ["log", "log"]
+    assert all(a.get_xlabel() and a.get_ylabel() for a in fig.axes)
+    plt.close(fig)

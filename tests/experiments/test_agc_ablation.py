@@ -97,3 +97,18 @@ def test_the_same_plan_run_twice_gives_identical_csvs(tmp_path):
         csvs.append(save_results(tidy, tmp_path / f"{attempt}.csv", params={}, wall_time_s=0.0).read_bytes())
         assert A.training_seconds(tidy, tmp_path / f"runs_{attempt}") > 0
     assert csvs[0] == csvs[1] and b"wall_time_s" not in csvs[0]
+
+
+def test_long_and_fp32_plans():
+    from nfrepro.experiments import agc_ablation as A
+    scale = A.SCALES["cpu"]
+    long = A.plan_long(scale)
+    assert len(long) == 3 * len(scale.seeds) and set(long["batch_size"]) == {max(scale.batch_sizes)}
+    methods = A.long_methods(scale)
+    assert all(m["epochs"] == scale.long_epochs == m["eval_every"] for m in methods.values())
+    assert set(long["variant"]) == set(methods)
+    assert set(long.loc[long["variant"].str.contains("AGC"), "clipping"]) == {scale.long_clipping}
+    fp32 = A.plan_fp32(long.assign(variant=long["variant"].str.split(",").str[0]).head(2))
+    assert all(v.endswith(A.FP32_SUFFIX) for v in fp32["variant"])
+    assert all(o["amp"] == "off" and o["channels_last"] is False for o in A.fp32_methods().values())
+    assert len(scale.seeds) >= 5  # the paper's runs per point

@@ -1,0 +1,41 @@
+"""nfrepro.experiments.agc_diagnosis: the first updates stepped by hand, and their summary."""
+import math
+
+import pandas as pd
+
+from nfrepro.engine.sweep import apply_overrides
+from nfrepro.experiments import agc_ablation as A
+from nfrepro.experiments import agc_diagnosis as D
+
+
+def _config(tmp_path, layers, lam=0.01):
+    scale = A.SCALES["smoke"]
+    spec = {"variant": A.AGC, "layers": layers, "batch_size": 32, "clipping": lam, "seed": 0}
+    return apply_overrides(scale.base_config(), A.run_overrides(spec, scale), tmp_path)
+
+
+def test_trace_records_ratios_before_clipping(tmp_path):
+    trace = D.trace_first_steps(_config(tmp_path, A.PAPER_LAYERS), steps=3)
+    assert list(trace["step"]) == [1, 2, 3] and (trace["status"] == "finite").all()
+    assert (trace[["first_conv_ratio", "others_ratio", "first_conv_weight_norm"]] > 0).all().all()
+    # the ratios are read before AGC clips: above lambda is possible (and happens at init here)
+    assert trace["others_ratio"].max() > 0.01
+    facts = D.first_conv_facts(_config(tmp_path, A.PAPER_LAYERS))
+    assert facts["input channels"] == 1 and facts["first conv fan-in"] == 9
+
+
+def test_summary_finds_the_blow_up_step():
+    rows = []
+    for seed in (0, 1):
+        for step, loss in enumerate([2.3, 2.2, 30.0, float("inf")], start=1):
+            rows.append({"layers": "first conv unclipped", "seed": seed, "step": step, "loss": loss,
+                         "first_conv_ratio": 0.5 * step, "others_ratio": 0.1,
+                         "first_conv_weight_norm": float(step)})
+            rows.append({"layers": "paper", "seed": seed, "step": step, "loss": 2.3 - 0.1 * step,
+                         "first_conv_ratio": 0.2, "others_ratio": 0.1, "first_conv_weight_norm": 1.0})
+    s = D.summarize(pd.DataFrame(rows), clipping=0.1).set_index("layers")
+    assert s.loc["first conv unclipped", "blew_up"] == 2 and s.loc["first conv unclipped", "median_step"] == 3
+    assert math.isclose(s.loc["first conv unclipped", "first_conv_ratio_over_lambda"], 15.0)
+    assert s.loc["paper", "blew_up"] == 0 and s.loc["paper", "first_conv_weight_growth"] == 1.0
+    text = D.describe(s.reset_index(), 0.1)
+    assert "2 of 2 blew up" in text and "none of 2 blew up" in text
