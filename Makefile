@@ -58,14 +58,21 @@ browser: ## install Chromium and chromedriver (Debian packages) for the browser 
 
 # Every run record of a reproduce names the commit it started from ("-dirty" when the tree had
 # uncommitted changes then), not the tree that papermill and the notebooks are rewriting meanwhile.
+# The benchmarks' tables (results/bench_*.csv) are committed too, so the same run remakes them:
+# every results/*.json and figure names one commit (tests/test_provenance.py).
+BENCHMARKS := agc train_step inference throughput weight_standardization
 reproduce: setup ## run every notebook (default "cpu" profile), regenerating figures/ and results/
 	@export NFREPRO_COMMIT=$$(git rev-parse HEAD)$$(git diff --quiet HEAD -- . || echo -dirty); \
 	echo "== reproducing at $$NFREPRO_COMMIT"; \
+	case $$NFREPRO_COMMIT in *-dirty) echo "== uncommitted changes: every record will say -dirty and tests/test_provenance.py will fail; commit first to publish the outputs";; esac; \
 	cd notebooks && for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb"; start=$$(date +%s); \
 	  env -u NFREPRO_PROFILE ../$(BIN)/papermill --progress-bar --cwd . "$$nb" "$$nb" || exit 1; \
 	  echo "== $$nb done in $$(( $$(date +%s) - start )) s"; \
-	done
+	done; \
+	cd .. && echo "== benchmarks: $(BENCHMARKS)" && start=$$(date +%s) && \
+	env -u NFREPRO_PROFILE $(BIN)/python -m nfrepro bench --profile cpu --which $(BENCHMARKS) && \
+	echo "== benchmarks done in $$(( $$(date +%s) - start )) s"
 
 test: setup ## run the tests, and nbval over the notebooks under the smoke profile
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks

@@ -2,8 +2,9 @@
 
 This module imports no model, data or training code: a figure can always be redrawn from the
 saved tables without recomputing anything. Functions return the ``matplotlib`` figure and never
-call ``show()``, so they work under the non-interactive Agg backend; save with
-``fig.savefig(figures_dir / "<paper figure>.png")``.
+call ``show()``, so they work under the non-interactive Agg backend; notebooks save them with
+``nfrepro.engine.records.save_figure(fig, figures_dir / "<paper figure>.png")``, which stores the
+commit in the PNG.
 """
 from __future__ import annotations
 

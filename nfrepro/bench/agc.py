@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from nfrepro.bench.harness import compare, count_ops, make_batch, train_step_fn
+from nfrepro.bench.harness import compare, count_ops, import_timm, make_batch, train_step_fn
 from nfrepro.models import create_model
 from nfrepro.optim import agc
 
@@ -59,6 +59,7 @@ def bench_agc(device: Any = "cpu", model_name: str = "nfnet_f0", repeats: int = 
     share is much larger. Scenarios bound the work: ``all_clipped`` (every unit scaled) and
     ``none_clipped``.
     """
+    import_timm()
     from timm.utils.agc import (
         adaptive_clip_grad,  # optional dependency (the bench extra)
     )

@@ -16,6 +16,7 @@ import os
 import statistics
 import sys
 import time
+import warnings
 from typing import Any, Callable, Mapping
 
 import pandas as pd
@@ -94,20 +95,45 @@ def _native_output_silenced():
             os.close(fd)
 
 
-def count_ops(fn: Callable[[], Any]) -> int:
-    """Top-level ATen ops one call of ``fn`` dispatches (views included): a proxy, measurable on
-    the CPU, for the kernel launches it would cost on a GPU (where foreach ops fuse further).
-    The profiler's native log lines are silenced (:func:`_native_output_silenced`)."""
+@contextlib.contextmanager
+def quiet_profile(**kwargs: Any):
+    """``torch.profiler.profile(**kwargs)`` (default: CPU activity) as a context manager whose
+    native log lines at start and stop are silenced (:func:`_native_output_silenced`): in a
+    notebook they would land in the cell's stderr."""
+    kwargs.setdefault("activities", [ProfilerActivity.CPU])
     with _native_output_silenced():
-        prof = profile(activities=[ProfilerActivity.CPU])
+        prof = profile(**kwargs)
         prof.__enter__()
     try:
-        fn()
+        yield prof
     finally:
         with _native_output_silenced():
             prof.__exit__(None, None, None)
-            events = prof.events()
+
+
+def count_ops(fn: Callable[[], Any]) -> int:
+    """Top-level ATen ops one call of ``fn`` dispatches (views included): a proxy, measurable on
+    the CPU, for the kernel launches it would cost on a GPU (where foreach ops fuse further).
+    The profiler's native log lines are silenced (:func:`quiet_profile`)."""
+    with quiet_profile() as prof:
+        fn()
+    with _native_output_silenced():
+        events = prof.events()
     return sum(event.cpu_parent is None for event in events)
+
+
+def import_timm():
+    """``timm`` (the bench extra), imported without the one warning its import prints in Jupyter.
+
+    timm imports huggingface_hub, which imports ``tqdm.auto``; in a Jupyter kernel without
+    ipywidgets that import warns "TqdmWarning: IProgress not found" into the cell's stderr.
+    nfrepro never downloads through the hub, so no hub progress bar is ever drawn: this one
+    message is ignored, during this import only.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import timm  # optional dependency (the bench extra)
+    return timm
 
 
 def place(model: nn.Module, device: Any, channels_last: bool | None = None) -> nn.Module:
@@ -140,6 +166,7 @@ def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clip: str 
                          clipping=agc.CLIPPING if clip == "nfrepro" else None, stats=False)
     before_step = None
     if clip == "timm":
+        import_timm()
         from timm.utils.agc import (
             adaptive_clip_grad,  # optional dependency (the bench extra)
         )

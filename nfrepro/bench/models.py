@@ -31,6 +31,7 @@ import torch.nn as nn
 from nfrepro.bench.harness import (
     NUM_CLASSES,
     compare,
+    import_timm,
     inference_fn,
     make_batch,
     place,
@@ -93,8 +94,7 @@ def _f0_pair(timm_model: str, nfrepro_overrides: Mapping[str, Any] | None,
     The overrides (e.g. smaller ``depths`` / ``channels`` for the tests) go to each constructor;
     timm lays its keywords over the model's ``NfCfg``.
     """
-    import timm
-
+    timm = import_timm()
     ours = create_model("nfnet_f0", num_classes=NUM_CLASSES, **(nfrepro_overrides or {}))
     theirs = timm.create_model(timm_model, pretrained=False, num_classes=NUM_CLASSES,
                                drop_rate=VARIANTS["F0"].drop_rate, drop_path_rate=0.25, **(timm_overrides or {}))

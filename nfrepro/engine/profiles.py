@@ -74,6 +74,16 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as a notebook prints it: relative to :func:`project_root` (``results/x.csv``), so
+    no machine's folder layout ends up in a committed output; unchanged when outside the root."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(project_root()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def output_dirs(profile: str) -> tuple[Path, Path]:
     """``(figures_dir, results_dir)`` for a profile, created if missing.
 

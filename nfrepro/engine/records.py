@@ -1,16 +1,22 @@
-"""Results tables and the JSON run record written beside each of them.
+"""Results tables and the JSON run record written beside each of them, and figures that name
+the commit that drew them.
 
 Every results CSV in ``results/`` has a sibling ``.json`` with the git commit, the parameters,
 the torch version, the device, the wall time and the number of rows, so a reader can tell how a
-number was made, and :func:`read_results` can tell a whole table from one cut short.
+number was made, and :func:`read_results` can tell a whole table from one cut short. Every PNG in
+``figures/`` is written by :func:`save_figure`, which stores the same commit in the file's text
+chunks (``FIGURE_COMMIT_KEY``).
 """
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import os
 import platform
 import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,6 +26,10 @@ import torch
 from nfrepro.engine.device import compute_dtype
 from nfrepro.engine.faults import atomic_write_all
 from nfrepro.engine.profiles import project_root
+
+
+# The PNG text key under which :func:`save_figure` stores :func:`git_commit`.
+FIGURE_COMMIT_KEY = "nfrepro commit"
 
 
 class ResultsError(ValueError):
@@ -133,3 +143,33 @@ def read_results(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
                            f"cut short; move both aside and rerun (finished runs are read back "
                            f"from their folders, not retrained)")
     return df, record
+
+
+def save_figure(fig, path: str | Path, **savefig_kwargs: Any) -> None:
+    """Save the matplotlib figure ``fig`` as the PNG ``path``, with its provenance in the file.
+
+    The PNG's text chunks name the commit that drew it (``FIGURE_COMMIT_KEY``: :func:`git_commit`,
+    ``$NFREPRO_COMMIT`` under ``make reproduce``) and the software (nfrepro and matplotlib
+    versions), so a figure can be checked against the run records of the tables it was drawn
+    from. The file is replaced atomically (:func:`nfrepro.engine.faults.atomic_write_all`).
+    ``savefig_kwargs`` go to ``fig.savefig`` (``dpi``, ``bbox_inches``). Returns nothing, like
+    ``savefig``: a notebook cell that ends with it shows no path.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"save_figure writes PNG files (their text chunks hold the commit); got {path.name}")
+    matplotlib = sys.modules.get("matplotlib")
+    software = f"nfrepro {_package_version()}" + (
+        f", matplotlib {matplotlib.__version__}" if matplotlib is not None else "")
+    metadata = {"Software": software, FIGURE_COMMIT_KEY: git_commit(),
+                **savefig_kwargs.pop("metadata", {})}
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata=metadata, **savefig_kwargs)
+    atomic_write_all([(path, buffer.getvalue())])
+
+
+def _package_version() -> str:
+    try:
+        return version("nfrepro")
+    except PackageNotFoundError:
+        return "(not installed)"

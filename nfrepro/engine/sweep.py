@@ -23,12 +23,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm import (
-    tqdm,  # plain text bars: no ipywidgets needed in a notebook, no TqdmWarning
-)
 
 from nfrepro.engine.faults import OutputLocationError, check_output_dir, exclusive_lock
 from nfrepro.engine.profiles import project_root
+from nfrepro.engine.progress import progress_bar
 from nfrepro.engine.records import read_results, save_results
 from nfrepro.engine.training import ConfigError, RunResult, TrainConfig, run_name, train
 
@@ -133,7 +131,7 @@ def _run_configs(configs: list[tuple[dict[str, Any], TrainConfig]], grid: Mappin
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     df = kept
-    for overrides, config in tqdm(configs, desc="sweep", disable=not (progress and main)):
+    for overrides, config in progress_bar(configs, desc="sweep", disable=not (progress and main)):
         if not progress:
             config.progress = False
         rows += tidy_rows(train_fn(config), overrides)

@@ -29,9 +29,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-from tqdm import (
-    tqdm,  # plain text bars: no ipywidgets needed in a notebook, no TqdmWarning
-)
 
 from nfrepro.data import folder
 from nfrepro.data.augment import Augment
@@ -61,6 +58,7 @@ from nfrepro.engine.faults import (
     exclusive_lock,
 )
 from nfrepro.engine.profiles import project_root
+from nfrepro.engine.progress import progress_bar
 from nfrepro.engine.records import save_results
 from nfrepro.engine.step_log import StepLogger, tensorboard_writer
 from nfrepro.models.factory import create_model
@@ -396,8 +394,8 @@ def _train_locked(config: TrainConfig, on_epoch_end: Callable[[int, dict], None]
         atomic_write(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     rows, wall_before = progress["rows"], progress["wall_time_s"]
     started = time.perf_counter()
-    bar = tqdm(total=parts.total_steps, initial=progress["step"], desc=run_dir.name,
-               disable=not (config.progress and main), leave=True, dynamic_ncols=True)
+    bar = progress_bar(total=parts.total_steps, initial=progress["step"], desc=run_dir.name,
+                       disable=not (config.progress and main), dynamic_ncols=True)
     step_hook = _step_hook(config, run_dir, main, on_step)
     if progress["status"] == "completed" and main:  # killed between checkpoint and metrics
         _write_metrics(run_dir, rows, config, wall_before, "completed", info.device, world_size)

@@ -37,12 +37,10 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import (
-    tqdm,  # plain text bars: no ipywidgets needed in a notebook, no TqdmWarning
-)
 
 from nfrepro.engine.config import TrainConfig
 from nfrepro.engine.profiles import output_dirs
+from nfrepro.engine.progress import progress_bar
 from nfrepro.engine.sweep import apply_overrides, tidy_rows
 from nfrepro.engine.training import RunResult, train
 
@@ -268,7 +266,7 @@ def run_plan(plan: pd.DataFrame, scale: Scale, runs_dir: str | Path, progress: b
     specs = plan.drop_duplicates(PLAN_COLUMNS).to_dict("records")
     configs = [apply_overrides(base, run_overrides(spec, scale, methods), runs_dir) for spec in specs]
     rows: list[list[dict[str, Any]]] = [[] for _ in specs]
-    bar = tqdm(total=len(specs), desc="runs", disable=not progress, mininterval=30)  # a line / 30 s
+    bar = progress_bar(total=len(specs), desc="runs", disable=not progress)
     if workers > 1:
         # "spawn": a fresh interpreter per worker (forking a process that holds OpenMP threads can hang)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:

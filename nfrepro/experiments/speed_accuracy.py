@@ -20,6 +20,7 @@ from nfrepro.analysis.reference import paper_value
 from nfrepro.bench.harness import (
     NUM_CLASSES,
     compare,
+    import_timm,
     make_batch,
     place,
     release,
@@ -152,8 +153,7 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     library = CONTENDERS[name].library if name in CONTENDERS else None
     if library == "nfrepro" or (library is None and name in list_models()):
         return create_model(name, num_classes=NUM_CLASSES, **overrides)
-    import timm  # the baselines come from timm (the bench extra)
-
+    timm = import_timm()  # the baselines come from timm (the bench extra)
     return timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES, **overrides)
 
 

@@ -31,10 +31,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-from torch.profiler import ProfilerActivity, profile
 
 from nfrepro.analysis import verdicts
-from nfrepro.bench.harness import make_batch, train_step_fn
+from nfrepro.bench.harness import make_batch, quiet_profile, train_step_fn
 from nfrepro.data.datasets import load_dataset
 from nfrepro.data.loader import TensorLoader
 from nfrepro.engine.checkpoint import load_checkpoint
@@ -223,7 +222,7 @@ def batchnorm_share(model: nn.Module, batch_size: int = 256, px: int = 28, in_ch
     step()
     rows = []
     for r in range(repeats):
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with quiet_profile() as prof:  # no profiler log lines in the notebook
             for _ in range(steps):
                 step()
         events = prof.key_averages()

@@ -107,7 +107,7 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float = WEIGHT_DEC
     params = clip_parameters(model, clip_classifier=clip_classifier,
                              exclude_first_conv=exclude_first_conv, exclude_stages=exclude_stages,
                              exclude_skip_gains=exclude_skip_gains)
-    return AGC(opt, params, clipping=clipping, eps=eps, stats=stats)
+    return AGC(opt, params, clipping=clipping, eps=eps, stats=stats, clip_classifier=clip_classifier)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int,

@@ -65,3 +65,23 @@ def test_count_ops_prints_nothing(capfd):
     assert count_ops(lambda: torch.ones(3) + 1) >= 2
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+def test_quiet_profile_prints_nothing(capfd):
+    """notebook 06 profiles BatchNorm's share through it: no profiler log lines in its outputs."""
+    with bench.quiet_profile() as prof:
+        torch.ones(3) + 1
+    assert len(prof.key_averages()) > 0
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_import_timm_ignores_only_the_ipywidgets_warning(recwarn):
+    pytest.importorskip("timm")
+    import warnings
+
+    assert bench.import_timm().__name__ == "timm"
+    with warnings.catch_warnings(record=True) as caught:  # the filter ended with the import
+        warnings.simplefilter("always")
+        warnings.warn("IProgress not found")
+    assert len(caught) == 1

@@ -77,3 +77,11 @@ def test_papermill_refuses_an_unknown_parameter_at_once(tmp_path, monkeypatch):
                                    parameters={"profle": "smoke"}, kernel_name="python3",
                                    progress_bar=False, cwd=str(tmp_path))
     assert "this notebook takes profile, progress" in str(info.value)
+
+
+def test_shown_path_is_relative_to_the_project_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("NFREPRO_ROOT", str(tmp_path))
+    assert profiles.shown_path(tmp_path / "results" / "x.csv") == "results/x.csv"
+    assert profiles.shown_path(tmp_path) == "."
+    outside = tmp_path.parent / "elsewhere.csv"
+    assert profiles.shown_path(outside) == str(outside)  # outside the root: as given

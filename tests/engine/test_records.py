@@ -66,3 +66,22 @@ def test_run_record_pins_what_the_numbers_depend_on():
     record = run_record({"threads_per_worker": 1}, wall_time_s=1.0)
     assert record["threads"] == torch.get_num_threads() and record["cpu_capability"]
     assert record["torch_version"] == torch.__version__ and record["parameters"]["threads_per_worker"] == 1
+
+
+def test_save_figure_stores_the_commit_in_the_png(tmp_path, monkeypatch):
+    """Every figure names the commit that drew it, as the run records of its tables do."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    monkeypatch.setenv("NFREPRO_COMMIT", "0123abc")
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1])
+    assert records.save_figure(fig, tmp_path / "fig.png", dpi=40, bbox_inches="tight") is None
+    plt.close(fig)
+    text = Image.open(tmp_path / "fig.png").text
+    assert text[records.FIGURE_COMMIT_KEY] == "0123abc"
+    assert text["Software"].startswith("nfrepro ") and "matplotlib" in text["Software"]
+    with pytest.raises(ValueError, match="PNG"):
+        records.save_figure(fig, tmp_path / "fig.pdf")

@@ -126,3 +126,11 @@ def test_sam_ascent_on_a_fraction_and_weights_restored():
     assert seen == [2, 10]  # ascent on 20% of the batch, descent on all of it
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert not all(torch.allclose(a, b.grad) for a, b in zip(sam0, model.parameters()))
+
+
+def test_clipping_the_classifier_on_purpose_does_not_warn(recwarn):
+    """§4.1's layer ablation asks for the classifier to be clipped: AGC must not warn that it was
+    given the classifier by mistake (the warning landed in notebook 03's outputs)."""
+    model = nfrepro.create_model("nf_resnet_small", num_classes=10)
+    opt = recipe.make_optimizer(model, lr=0.1, clipping=0.01, clip_classifier=True)
+    assert isinstance(opt, AGC) and not [w for w in recwarn if "classifier" in str(w.message)]
