@@ -47,3 +47,25 @@ def test_final_line_keeps_what_a_terminal_would_show():
     assert stream.getvalue() == ""  # nothing until the bar ends its line
     out.write("\n\r\rb 9\n")
     assert stream.getvalue() == "a 2\nb 9\n"
+
+
+class _Handle:
+    def __init__(self):
+        self.shown = []
+
+    def update(self, data, raw=False):
+        assert raw
+        self.shown.append(data["text/plain"])
+
+
+def test_in_a_kernel_a_bar_is_one_display_updated_in_place():
+    """JupyterLab sees the bar move; the saved notebook keeps its last frame only."""
+    from nfrepro.engine.progress import DisplayLine
+    handle = _Handle()
+    line = DisplayLine(display=lambda data, raw, display_id: handle)
+    from tqdm import tqdm
+    for _ in tqdm(range(30), desc="runs", file=line, mininterval=0, miniters=1):
+        pass
+    assert len(handle.shown) > 3  # live: one update per redraw
+    assert handle.shown[-1].startswith("runs: 100%") and "30/30" in handle.shown[-1]
+    assert all("\r" not in s and "\n" not in s for s in handle.shown)
