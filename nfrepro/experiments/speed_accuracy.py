@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from nfrepro.analysis.reference import paper_value
+from nfrepro.analysis.reference import paper_reference, paper_value
 from nfrepro.bench.harness import (
     NUM_CLASSES,
     compare,
@@ -88,6 +88,32 @@ def _paper(quantity: str, label: str) -> float:
     return paper_value(quantity, label, missing=float("nan"))  # NaN: the paper gives no number
 
 
+def trained_with_sam(label: str) -> bool:
+    """Whether the paper's top-1 for ``label`` was reached with SAM (App. A.4: only F5/F6 may use
+    it; Table 3 marks F6's 86.5% "with SAM"), read from the reference table's note."""
+    rows = paper_reference(quantity="imagenet_top1", model=label)
+    return bool(rows["note"].str.contains("SAM").any())
+
+
+def family_rank(label: str) -> float:
+    """Position of ``label`` among the models of its family that the paper gives a top-1 for
+    (NFNet-F0..F6; EffNet-B0, B3..B7: B1 and B2 are not in Table 3); NaN if the paper gives none.
+
+    Two points of a family are joined by a line in Fig. 1 only when their ranks are consecutive,
+    so a line never bridges a model the paper reports but this run did not measure."""
+    family = contender_by_label(label).family
+    ranked = [c.label for c in CONTENDERS.values()
+              if c.family == family and _paper("imagenet_top1", c.label) == _paper("imagenet_top1", c.label)]
+    return float(ranked.index(label)) if label in ranked else float("nan")
+
+
+def contender_by_label(label: str) -> Contender:
+    for c in CONTENDERS.values():
+        if c.label == label:
+            return c
+    raise ValueError(f"no contender is labelled {label!r}")
+
+
 def speed_accuracy_table(latency: pd.DataFrame) -> pd.DataFrame:
     """One row per measured model: measured median step time beside the paper's top-1 and step times.
 
@@ -101,19 +127,23 @@ def speed_accuracy_table(latency: pd.DataFrame) -> pd.DataFrame:
     wide["paper_top1"] = [_paper("imagenet_top1", lab) for lab in wide["label"]]
     wide["paper_tpuv3_ms"] = [_paper("train_step_tpuv3", lab) for lab in wide["label"]]
     wide["paper_v100_ms"] = [_paper("train_step_v100", lab) for lab in wide["label"]]
+    wide["sam"] = [trained_with_sam(lab) for lab in wide["label"]]
+    wide["rank"] = [family_rank(lab) for lab in wide["label"]]
     return wide
 
 
 def paper_speed_accuracy(families: Iterable[str] = ("NFNet", "NFNet -NF +BN", "ResNet", "EfficientNet"),
                          ) -> pd.DataFrame:
-    """The paper's own Fig. 1 points: TPUv3 step time and top-1 of every contender it reports."""
+    """The paper's own Fig. 1 points: TPUv3 step time and top-1 of every contender it reports,
+    with ``sam`` (top-1 reached with SAM, :func:`trained_with_sam`) and ``rank`` (:func:`family_rank`)."""
     rows = []
     for c in CONTENDERS.values():
         if c.family in families:
             ms, top1 = _paper("train_step_tpuv3", c.label), _paper("imagenet_top1", c.label)
             if ms == ms and top1 == top1:  # both present (not NaN)
                 rows.append({"model": c.name, "label": c.label, "family": c.family,
-                             "latency_ms": ms, "top1": top1})
+                             "latency_ms": ms, "top1": top1, "sam": trained_with_sam(c.label),
+                             "rank": family_rank(c.label)})
     return pd.DataFrame(rows)
 
 

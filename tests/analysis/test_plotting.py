@@ -134,3 +134,42 @@ def test_plot_agc_batch_size_takes_line_styles():
     fig = plotting.plot_agc_batch_size(points, styles={"BN": {"color": "red", "ls": "--"}})
     styled = [l for l in fig.axes[0].lines if l.get_color() == "red" and l.get_linestyle() == "--"]
     assert len(styled) == 1  # BN's mean line; the other lines keep the palette's solid lines
+
+
+def _fig1_points() -> pd.DataFrame:
+    """Paper-like Fig. 1 points with two near-coincident labels (F3 / BN-F3) and a SAM point."""
+    rows = [("NFNet", "NFNet-F0", 73.3, 83.6, 0, False), ("NFNet", "NFNet-F3", 532.2, 85.7, 3, False),
+            ("NFNet", "NFNet-F6", 2774.1, 86.5, 6, True),
+            ("NFNet -NF +BN", "NFNet-F3 -NF +BN", 540.0, 85.6, 3, False),
+            ("EfficientNet", "EffNet-B0", 51.1, 77.1, 0, False), ("EfficientNet", "EffNet-B3", 129.5, 81.6, 1, False),
+            ("EfficientNet", "EffNet-B7", 1397.0, 84.7, 5, False)]
+    df = pd.DataFrame(rows, columns=["family", "label", "latency_ms", "top1", "rank", "sam"])
+    return pd.concat([df.assign(panel="paper", source="paper"),
+                      df.assign(panel="measured", source="measured", latency_ms=df["latency_ms"] * 3)],
+                     ignore_index=True)
+
+
+def test_plot_speed_accuracy_labels_do_not_overlap_and_sam_is_marked():
+    fig = plotting.plot_speed_accuracy(_fig1_points())
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        labels = [t for t in ax.texts if t.get_text()]
+        assert {t.get_text() for t in labels} >= {"F3", "BN-F3", "F6 (SAM)", "B0", "B7"}
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        assert not any(boxes[i].overlaps(boxes[j]) for i in range(len(boxes)) for j in range(i))
+        assert any("SAM" in t for t in ax.get_legend_handles_labels()[1])
+        assert all(a.get_xlabel().startswith("training step latency (ms") for a in fig.axes)
+
+
+def test_plot_speed_accuracy_breaks_lines_at_missing_models_and_styles_the_source():
+    fig = plotting.plot_speed_accuracy(_fig1_points())
+    for ax, hollow in zip(fig.axes, (True, False)):
+        eff = [ln for ln in ax.get_lines() if ln.get_color() == ax.get_lines()[-1].get_color()
+               and len(ln.get_xdata()) and 51.0 <= min(ln.get_xdata()) / (1 if hollow else 3) <= 52.0]
+        # B0 -> B3 are consecutive ranks (B1, B2 are not in Table 3): one line; B3 -> B7 skip
+        # B4..B6 (ranks 2..4): a separate one-point line, never a B3 - B7 segment
+        xs = sorted(tuple(ln.get_xdata()) for ln in ax.get_lines() if ln.get_linestyle() != "None")
+        assert not any(len(x) == 3 for x in xs), "a line bridged the missing B4..B6"
+        assert eff and (eff[0].get_markerfacecolor() == "white") == hollow
+        legend = ax.get_legend_handles_labels()[1]
+        assert any(("paper (T3/T6)" if hollow else "measured here") in lab for lab in legend)

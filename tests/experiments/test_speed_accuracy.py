@@ -82,3 +82,14 @@ def test_out_of_memory_is_recorded_not_raised(monkeypatch):
     df = speed_accuracy.train_step_latency(["efficientnet_b7"], device="cpu", progress=None)
     assert df["value"].isna().all() and set(df["note"]) == {"out of memory"}
     assert set(df["metric"]) == set(speed_accuracy._METRICS)
+
+
+def test_sam_and_family_rank_come_from_the_reference_table():
+    assert speed_accuracy.trained_with_sam("NFNet-F6") and not speed_accuracy.trained_with_sam("NFNet-F5")
+    assert not speed_accuracy.trained_with_sam("EffNet-B1")  # no top-1 at all
+    # Table 3 has EffNet-B0, B3..B7: B3 follows B0 directly, B1 has no rank
+    assert [speed_accuracy.family_rank(f"EffNet-B{i}") for i in (0, 3, 7)] == [0.0, 1.0, 5.0]
+    assert math.isnan(speed_accuracy.family_rank("EffNet-B1"))
+    assert speed_accuracy.family_rank("NFNet-F6") == 6.0 and math.isnan(speed_accuracy.family_rank("NFNet-F7"))
+    paper = speed_accuracy.paper_speed_accuracy().set_index("label")
+    assert paper.loc["NFNet-F6", "sam"] and paper["sam"].sum() == 1
