@@ -56,16 +56,57 @@ def _panel_log(values: list[np.ndarray], logy) -> bool:
     return pos.size > 0 and pos.max() / pos.min() > LOG_SPAN
 
 
+# A log panel shows at most this far down: below it, values are numerically zero for these plots
+# (a BN net's squared channel mean of 1e-14 is float rounding, not signal) and would squash the
+# curves that matter into the top of the axis. Points below are marked on the floor.
+LOG_FLOOR = 1e-4
+NF_THEORY_LABEL = r"NF theory $1 + k\alpha^2$"
+
+
+def _theory_lines(theory) -> dict[str, pd.Series]:
+    """Panel column -> predicted line, from a Series (the variance panel) or a frame with ``index``
+    and ``expected_var`` / ``predicted_var`` (variance panel) and ``predicted_res_var`` (residual panel)."""
+    if theory is None:
+        return {}
+    if isinstance(theory, pd.Series):
+        return {"avg_var": theory}
+    df = theory.set_index("index") if "index" in theory.columns else theory
+    out: dict[str, pd.Series] = {}
+    for col, panel in (("expected_var", "avg_var"), ("predicted_var", "avg_var"), ("predicted_res_var", "res_avg_var")):
+        if col in df.columns and panel not in out:
+            out[panel] = df[col].dropna()
+    return out
+
+
+def _floor_log_panel(a: plt.Axes, curves: list[tuple[np.ndarray, np.ndarray, Any]], floor: float) -> None:
+    """Clamp a log panel's lower limit at ``floor`` (if its data go below it) and mark the points
+    below with a triangle on the floor, so that no value silently disappears."""
+    pos = np.concatenate([y[np.isfinite(y) & (y > 0)] for _, y, _ in curves] or [np.array([])])
+    if not len(pos) or pos.min() >= floor or pos.max() <= floor:
+        return
+    a.set_ylim(bottom=floor, top=a.get_ylim()[1])
+    for x, y, color in curves:
+        low = np.isfinite(y) & (y < floor)
+        if low.any():
+            a.plot(x[low], np.full(low.sum(), floor), "v", color=color, ms=4, clip_on=False, zorder=4)
+    a.text(0.01, 0.01, f"▼ below {floor:g}, drawn on the axis floor", transform=a.transAxes, fontsize=7,
+           va="bottom", color="0.3")
+
+
 def plot_spp(data, theory=None, ax: Sequence[plt.Axes] | None = None, logy="auto",
-             title: str | None = None, palette: str = "colorblind") -> plt.Figure:
+             title: str | None = None, palette: str = "colorblind", theory_label: str = NF_THEORY_LABEL,
+             log_floor: float = LOG_FLOOR) -> plt.Figure:
     """The three panels of a Signal Propagation Plot, one line per network.
 
-    ``data``: see :func:`spp_frames`. ``theory``: the NF expected variance per SPP index (a
-    Series indexed by ``index``, or a frame with ``index`` and ``expected_var``), drawn dashed on
-    the variance panel. ``logy``: ``"auto"`` (log where a panel's values span more than
-    ``LOG_SPAN``, as an unnormalised net's exploding variance does), a bool, or one of those per
-    panel. Black dots mark the last block of each stage, as in the paper's figures.
-    ``ax``: three axes to draw into; a new 1 x 3 figure otherwise.
+    ``data``: see :func:`spp_frames`. ``theory``: the predicted variance per SPP index (a Series
+    indexed by ``index``, or a frame with ``index`` and ``expected_var`` or ``predicted_var``, plus
+    optionally ``predicted_res_var`` for the residual panel), drawn dashed, in the legend as
+    ``theory_label`` (default: the NF bookkeeping 1 + k alpha^2, NF-ResNet paper §4). ``logy``:
+    ``"auto"`` (log where a panel's values span more than ``LOG_SPAN``, as an unnormalised net's
+    exploding variance does), a bool, or one of those per panel; a log panel stops at
+    ``log_floor`` and marks the values below it (:func:`_floor_log_panel`). Black dots mark the
+    last block of each stage, as in the paper's figures. ``ax``: three axes to draw into; a new
+    1 x 3 figure otherwise.
     """
     frames = spp_frames(data)
     if ax is None:
@@ -77,26 +118,29 @@ def plot_spp(data, theory=None, ax: Sequence[plt.Axes] | None = None, logy="auto
         fig = axes[0].figure
     logys = list(logy) if isinstance(logy, (list, tuple)) else [logy] * 3
     colors = dict(zip(frames, sns.color_palette(palette, n_colors=max(len(frames), 1))))
+    lines = _theory_lines(theory)
 
     for panel, ((column, label), a, lg) in enumerate(zip(SPP_PANELS, axes, logys)):
-        values = []
+        values, curves = [], []
         for name, df in frames.items():
             df = df.sort_values("index")
             x, y = df["index"].to_numpy(), df[column].to_numpy(dtype=float)
             keep = np.isfinite(y)
             values.append(y[keep])
+            curves.append((x[keep], y[keep], colors[name]))
             a.plot(x[keep], y[keep], color=colors[name], lw=1.6, label=name or None)
             if "stage" in df.columns:  # black dots: the last block of each stage
                 ends = df[(df["stage"] >= 0) & (df["stage"] != df["stage"].shift(-1))]
                 ends = ends[np.isfinite(ends[column].to_numpy(dtype=float))]
                 a.plot(ends["index"], ends[column], "o", color="black", ms=3.5, zorder=3)
-        if theory is not None and column == "avg_var":
-            th = theory.set_index("index")["expected_var"] if isinstance(theory, pd.DataFrame) else theory
+        if column in lines:
+            th = lines[column]
             a.plot(th.index, th.to_numpy(dtype=float), "--", color="black", lw=1.1,
-                   label=r"NF theory $1 + k\alpha^2$")
+                   label=theory_label if column == "avg_var" else None)
             values.append(th.to_numpy(dtype=float))
         if _panel_log(values, lg):
             a.set_yscale("log")
+            _floor_log_panel(a, curves, log_floor)
         a.set_title(label)
         a.set_xlabel("Block index (0 = stem)")
         a.grid(True, which="major", alpha=0.3)

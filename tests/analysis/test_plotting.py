@@ -173,3 +173,25 @@ def test_plot_speed_accuracy_breaks_lines_at_missing_models_and_styles_the_sourc
         assert eff and (eff[0].get_markerfacecolor() == "white") == hollow
         legend = ax.get_legend_handles_labels()[1]
         assert any(("paper (T3/T6)" if hollow else "measured here") in lab for lab in legend)
+
+
+def test_plot_spp_log_panel_stops_at_the_floor_and_marks_values_below():
+    tiny = _spp_frame(1.04).assign(avg_sq_mean=[1e-14] * 7)      # float-rounding "means" of a BN net
+    big = _spp_frame(1.04, sq_mean=5.0)
+    fig = plotting.plot_spp({"tiny": tiny, "big": big})
+    a = fig.axes[0]
+    assert a.get_yscale() == "log" and a.get_ylim()[0] == pytest.approx(plotting.LOG_FLOOR)
+    floor_marks = [ln for ln in a.get_lines() if ln.get_marker() == "v"]
+    assert floor_marks and np.allclose(floor_marks[0].get_ydata(), plotting.LOG_FLOOR)
+    assert any("below" in t.get_text() for t in a.texts)
+
+
+def test_plot_spp_draws_a_predicted_frame_on_both_variance_panels_with_its_label():
+    pred = pd.DataFrame({"index": range(7), "predicted_var": np.linspace(1, 0.5, 7),
+                         "predicted_res_var": [np.nan] + [0.9] * 6})
+    fig = plotting.plot_spp({"net": _spp_frame(1.0)}, theory=pred, theory_label="ResNet-D prediction")
+    dashed = [[ln for ln in a.get_lines() if ln.get_linestyle() == "--"] for a in fig.axes]
+    assert [len(d) for d in dashed] == [0, 1, 1]
+    assert np.allclose(dashed[2][0].get_ydata(), 0.9)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "ResNet-D prediction" in labels and not any("alpha" in s for s in labels)
