@@ -53,7 +53,7 @@ def test_nfnet_prediction_follows_the_pooled_transitions():
     assert all(0.15 < var[i] / var[i - 1] < 0.32 for i in (2, 4, 10))
     df = spp.signal_propagation(model, torch.randn(4, 3, 256, 256, generator=torch.Generator().manual_seed(0)))
     assert claims.max_deviation_from(df, var) < 0.15                       # measured vs predicted
-    assert claims.max_deviation_from(df, spp.expected_variances(model)) > 5  # 1 + k alpha^2 is far off
+    assert claims.max_deviation_from(df, spp.expected_variances(model)) > 0.9  # 1 + k alpha^2: ~100x too high
 
 
 def test_evidence_over_seeds_gives_each_number_a_spread():
