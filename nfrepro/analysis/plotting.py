@@ -89,7 +89,7 @@ def _floor_log_panel(a: plt.Axes, curves: list[tuple[np.ndarray, np.ndarray, Any
         low = np.isfinite(y) & (y < floor)
         if low.any():
             a.plot(x[low], np.full(low.sum(), floor), "v", color=color, ms=4, clip_on=False, zorder=4)
-    a.text(0.01, 0.01, f"▼ below {floor:g}, drawn on the axis floor", transform=a.transAxes, fontsize=7,
+    a.text(0.01, 0.035, f"▼ below {floor:g}, drawn on the axis floor", transform=a.transAxes, fontsize=7,
            va="bottom", color="0.3")
 
 

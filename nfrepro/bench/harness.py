@@ -13,12 +13,12 @@ import contextlib
 import functools
 import gc
 import os
+import random
 import statistics
 import sys
 import time
 from typing import Any, Callable, Mapping
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -95,13 +95,18 @@ def paired_ratio(numerator: list[float], denominator: list[float], n_boot: int =
     a 95% percentile-bootstrap interval of that median (rounds resampled with replacement,
     ``n_boot`` times, fixed ``seed``), i.e. how stable the reported ratio is; ``rounds``.
     """
-    r = np.asarray(numerator, dtype=float) / np.asarray(denominator, dtype=float)
-    if r.ndim != 1 or len(r) == 0:
+    if len(numerator) != len(denominator) or not numerator:
         raise ValueError(f"need two equally long, non-empty lists of times, got {len(numerator)} and {len(denominator)}")
-    q25, med, q75 = np.percentile(r, [25, 50, 75])
-    rng = np.random.default_rng(seed)
-    boot = np.median(r[rng.integers(0, len(r), size=(n_boot, len(r)))], axis=1)
-    low, high = np.percentile(boot, [2.5, 97.5])
+    r = [n / d for n, d in zip(numerator, denominator)]
+
+    def pct(xs: list[float], cuts: int) -> list[float]:  # linear interpolation, as numpy's default
+        return statistics.quantiles(xs, n=cuts, method="inclusive") if len(xs) > 1 else [xs[0]] * (cuts - 1)
+
+    q25, med, q75 = pct(r, 4)
+    rng = random.Random(seed)
+    boot = [statistics.median(rng.choices(r, k=len(r))) for _ in range(n_boot)]
+    cut = pct(boot, 40)                   # 2.5% steps: the first and last cut bound 95%
+    low, high = cut[0], cut[-1]
     return dict(zip(RATIO_METRICS, map(float, (med, q25, q75, low, high, len(r)))))
 
 
