@@ -13,6 +13,7 @@ import contextlib
 import functools
 import gc
 import os
+import random
 import statistics
 import sys
 import time
@@ -33,17 +34,16 @@ from nfrepro.optim.recipe import BASE_LR, cross_entropy, make_optimizer, scaled_
 NUM_CLASSES = 1000  # ImageNet head: the classifier's size is part of the step
 
 
-def compare(fns: dict[str, Callable[[], Any]], baseline: str, repeats: int = 20, warmup: int = 3,
-            setup: Callable[[], Any] | None = None, device: Any = None) -> pd.DataFrame:
-    """Time each side of ``fns`` round-robin; one row per side with medians and ratios.
+def step_times(fns: dict[str, Callable[[], Any]], repeats: int = 20, warmup: int = 3,
+               setup: Callable[[], Any] | None = None, device: Any = None) -> dict[str, list[float]]:
+    """Seconds of every timed call of each side of ``fns``, timed round-robin.
 
     Every round runs each side once (warm-up rounds are not recorded), starting one side later
-    than the round before so that no side always follows the same neighbour. ``setup`` runs,
-    untimed, before every call (for example to restore gradients an in-place side modified).
-    ``ratio_vs_baseline`` = median(side) / median(baseline): below 1 is faster.
+    than the round before so that no side always follows the same neighbour; entry ``r`` of two
+    sides' lists was therefore timed in the same round, seconds apart (:func:`paired_ratio`).
+    ``setup`` runs, untimed, before every call (for example to restore gradients an in-place side
+    modified).
     """
-    if baseline not in fns:
-        raise ValueError(f"baseline {baseline!r} is not one of the sides {list(fns)}")
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
     names = list(fns)
@@ -59,15 +59,56 @@ def compare(fns: dict[str, Callable[[], Any]], baseline: str, repeats: int = 20,
             sync()
             if r >= warmup:
                 times[name].append(time.perf_counter() - start)
+    return times
+
+
+def compare(fns: dict[str, Callable[[], Any]], baseline: str, repeats: int = 20, warmup: int = 3,
+            setup: Callable[[], Any] | None = None, device: Any = None) -> pd.DataFrame:
+    """Time each side of ``fns`` round-robin (:func:`step_times`); one row per side with medians and ratios.
+
+    ``ratio_vs_baseline`` = median(side) / median(baseline): below 1 is faster.
+    """
+    if baseline not in fns:
+        raise ValueError(f"baseline {baseline!r} is not one of the sides {list(fns)}")
+    times = step_times(fns, repeats=repeats, warmup=warmup, setup=setup, device=device)
     base = statistics.median(times[baseline])
     rows = []
-    for name in names:
+    for name in fns:
         ms = [t * 1e3 for t in times[name]]
         q = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
         rows.append({"side": name, "median_ms": statistics.median(ms), "q25_ms": q[0],
                      "q75_ms": q[2], "min_ms": min(ms), "repeats": len(ms),
                      "baseline": baseline, "ratio_vs_baseline": statistics.median(times[name]) / base})
     return pd.DataFrame(rows)
+
+
+RATIO_METRICS = ("ratio_median", "ratio_q25", "ratio_q75", "ratio_ci_low", "ratio_ci_high", "rounds")
+
+
+def paired_ratio(numerator: list[float], denominator: list[float], n_boot: int = 2000,
+                 seed: int = 0) -> dict[str, float]:
+    """Summary of the per-round ratios ``numerator[r] / denominator[r]`` of two sides timed
+    alternately in the same rounds (:func:`step_times`), so that a slow spell of a busy machine
+    slows both terms of a ratio alike.
+
+    ``ratio_median``: the median of the per-round ratios; ``ratio_q25`` / ``ratio_q75``: their
+    interquartile range (how much one round's ratio varies); ``ratio_ci_low`` / ``ratio_ci_high``:
+    a 95% percentile-bootstrap interval of that median (rounds resampled with replacement,
+    ``n_boot`` times, fixed ``seed``), i.e. how stable the reported ratio is; ``rounds``.
+    """
+    if len(numerator) != len(denominator) or not numerator:
+        raise ValueError(f"need two equally long, non-empty lists of times, got {len(numerator)} and {len(denominator)}")
+    r = [n / d for n, d in zip(numerator, denominator)]
+
+    def pct(xs: list[float], cuts: int) -> list[float]:  # linear interpolation, as numpy's default
+        return statistics.quantiles(xs, n=cuts, method="inclusive") if len(xs) > 1 else [xs[0]] * (cuts - 1)
+
+    q25, med, q75 = pct(r, 4)
+    rng = random.Random(seed)
+    boot = [statistics.median(rng.choices(r, k=len(r))) for _ in range(n_boot)]
+    cut = pct(boot, 40)                   # 2.5% steps: the first and last cut bound 95%
+    low, high = cut[0], cut[-1]
+    return dict(zip(RATIO_METRICS, map(float, (med, q25, q75, low, high, len(r)))))
 
 
 @contextlib.contextmanager

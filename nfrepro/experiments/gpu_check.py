@@ -181,8 +181,9 @@ def committed_results(results_dir: str | Path | None = None) -> dict[str, Any] |
 def beside(ratios: pd.DataFrame, gpu: dict[str, Any] | None) -> pd.DataFrame:
     """Notebook 05's speed ratios (:func:`nfrepro.experiments.speed_accuracy.speed_ratios`, measured
     on this machine) with the paper's and, when a device check was committed, the GPU's beside them."""
-    out = ratios[["fast", "slow", "paper_tpuv3", "paper_v100", "paper_claim", "measured"]].rename(
-        columns={"measured": "measured_here"})
+    spread = [c for c in ("measured_q25", "measured_q75") if c in ratios.columns]  # the IQR, if paired
+    out = ratios[["fast", "slow", "paper_tpuv3", "paper_v100", "paper_claim", "measured", *spread]].rename(
+        columns={"measured": "measured_here", "measured_q25": "here_q25", "measured_q75": "here_q75"})
     if gpu is not None:
         r = gpu["tables"]["survey"]
         r = r[(r["table"] == "ratios") & (r["metric"] == "measured")][["fast", "slow", "value"]]

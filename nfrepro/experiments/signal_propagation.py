@@ -3,15 +3,24 @@ r"""Notebook 01: the shapes the SPPs of the NF-ResNet paper (Fig. 1 and 2) descr
 :func:`spp_checks` turns each claim about a signal-propagation plot (variance on the
 ``1 + k alpha^2`` line with Scaled WS, mean shift without it, exponential growth when unnormalised,
 the two BatchNorm orders) into a measured value and a bound; :func:`nfnet_checks` does the same for
-an NFNet-F0, whose ResNet-D shortcuts do not follow that line. The statistics themselves are
+an NFNet-F0, whose ResNet-D shortcuts do not follow that line; :func:`nfnet_prediction` computes
+the curve they follow instead. :func:`run_spps` measures the notebook's nets for one seed and
+:func:`evidence_over_seeds` / :func:`spread` give every number the notebook quotes as evidence
+with its spread over seeds (input noise and initialisation). The statistics themselves are
 :func:`nfrepro.analysis.spp.signal_propagation`.
 """
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
+import torch
+
+from nfrepro.analysis import spp
+from nfrepro.models import create_model
+from nfrepro.layers.gains import activation_variance
+from nfrepro.models.variance import propagated_variances
 
 RELU_SQ_MEAN_RATIO = 1.0 / (math.pi - 1.0)  # (1/pi) / (1 - 1/pi): squared mean over variance of a
 #   He-init conv fed by BN -> ReLU: E[relu(z)] = 1/sqrt(2 pi) and weights N(0, 2/fan_in) give channel
@@ -102,7 +111,7 @@ def _table(rows: list[tuple]) -> pd.DataFrame:
     return df
 
 
-def nfnet_checks(df: pd.DataFrame, alpha: float) -> pd.DataFrame:
+def nfnet_checks(df: pd.DataFrame, alpha: float, predicted: pd.Series | None = None) -> pd.DataFrame:
     """Checks for an NFNet SPP (skip gains 1), whose ResNet-D shortcuts break the 1 + k alpha^2 line.
 
     * no mean shift: squared channel means below 0.01 at every block;
@@ -110,7 +119,9 @@ def nfnet_checks(df: pd.DataFrame, alpha: float) -> pd.DataFrame:
       variance, ``sum(diff(avg_var)) / (alpha^2 * sum(res_avg_var))`` within 20% of 1 per stage;
     * the strided transitions: a 2 x 2 average pool of spatially uncorrelated N(0, 1) noise divides
       the variance by 4, so the variance falls across every strided transition (ratio < 0.5),
-      where the theory (written for a strided 1 x 1 conv shortcut) resets it to 1 + alpha^2.
+      where the theory (written for a strided 1 x 1 conv shortcut) resets it to 1 + alpha^2;
+    * with ``predicted`` (:func:`nfnet_prediction`'s ``predicted_var``): the variance within 20% of
+      that prediction at every block.
     """
     b = _blocks(df).set_index("index")
     var = df.set_index("index")["avg_var"]
@@ -119,7 +130,10 @@ def nfnet_checks(df: pd.DataFrame, alpha: float) -> pd.DataFrame:
     per = [g["added"].sum() / (alpha ** 2 * g["res_avg_var"].sum()) for _, g in inner.groupby("stage")
            if len(g) >= 2]
     drop = b.loc[(b["block_in_stage"] == 0) & (b["stage"] > 0), "after_before"]
-    return _table([
+    extra = [] if predicted is None else [
+        ("nfnet_var_vs_prediction", "NFNet: avg_var within 20% of the ResNet-D prediction at every block "
+         "(max relative deviation)", max_deviation_from(df, predicted), "<", 0.2)]
+    return _table(extra + [
         ("nfnet_no_mean_shift", "NFNet: squared channel means stay below 0.01",
          float(b["avg_sq_mean"].max()), "<", 0.01),
         ("nfnet_increments", "NFNet: variance added per block / (alpha^2 x residual variance), "
@@ -127,3 +141,106 @@ def nfnet_checks(df: pd.DataFrame, alpha: float) -> pd.DataFrame:
         ("nfnet_transition_drop", "NFNet: variance after / before each strided transition (max)",
          float(drop.max()), "<", 0.5),
     ])
+
+
+def nfnet_prediction(model: Any) -> pd.DataFrame:
+    """The variance an NFNet (skip gains 1) should carry on N(0, 1) input, block by block.
+
+    :func:`nfrepro.models.variance.propagated_variances` read off the model: each block's beta, its
+    shortcut (identity; 1x1 conv for the 128 -> 256 first block; 2 x 2 average pool then 1x1 conv at
+    the strided ResNet-D transitions, which keeps a quarter of the variance of uncorrelated pixels)
+    and its activation, whose variance at a non-unit input is computed by quadrature
+    (:func:`nfrepro.layers.gains.activation_variance`: GELU is not homogeneous). The branch has one
+    activation at its input and one after each conv but the last (4 with the second 3x3 conv of
+    NFNets §5.1, 3 without). Indexed like an SPP (``index`` 0 = the stem, taken as variance 1):
+    ``predicted_var`` (block output) and ``predicted_res_var`` (residual branch, before alpha).
+    """
+    _, blocks = spp.check_contract(model)
+    shortcuts = ["pool_conv" if getattr(b, "pool", None) is not None
+                 else "conv" if getattr(b, "conv_shortcut", None) is not None else "identity" for b in blocks]
+    act = blocks[0].act
+    acts = 1 + (3 if getattr(blocks[0], "conv1b", None) is not None else 2)
+    stream, residual = propagated_variances(
+        shortcuts, [b.beta for b in blocks], spp.model_alpha(model),
+        lambda v: activation_variance(act.name, round(v, 12), act.gamma), acts)
+    return pd.DataFrame({"predicted_var": [1.0] + stream, "predicted_res_var": [math.nan] + residual},
+                        index=pd.RangeIndex(len(blocks) + 1, name="index"))
+
+
+def max_deviation_from(df: pd.DataFrame, predicted: pd.Series, column: str = "avg_var") -> float:
+    """max over blocks (index >= 1) of ``|column / predicted - 1|``."""
+    b = _blocks(df)
+    return float(abs(b[column].to_numpy() / predicted.loc[b["index"]].to_numpy() - 1.0).max())
+
+
+# ------------------------------------------------------------------ seeds: the evidence with its spread
+def run_spps(nets: Mapping[str, tuple[str, dict]], depths, widths, batch: int, resolution: int, seed: int,
+             device: Any = "cpu", nfnet_width: float | None = None) -> dict[str, pd.DataFrame]:
+    """SPP frames of every net of ``nets`` (label -> (registered constructor, keyword switches)) for one
+    ``seed``: the N(0, 1) input batch and every net's initialisation are drawn from it. NF nets get
+    their ``expected_var`` (1 + k alpha^2). With ``nfnet_width``, an ``"NFNet-F0"`` frame (skip gains
+    1, that width fraction) is added, with :func:`nfnet_prediction`'s columns."""
+    x = torch.randn(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+    frames = {}
+    for label, (name, switches) in nets.items():
+        torch.manual_seed(seed)
+        model = create_model(name, depths=depths, widths=widths, **switches).to(device)
+        frames[label] = spp.signal_propagation(model, x)
+        if name.startswith("nf_"):
+            frames[label]["expected_var"] = spp.expected_variances(model).to_numpy()
+    if nfnet_width is not None:
+        torch.manual_seed(seed)
+        nfnet = create_model("nfnet_f0", skip_gain_init=1.0, width=nfnet_width).to(device)
+        f0 = spp.signal_propagation(nfnet, x)
+        frames["NFNet-F0"] = f0.join(nfnet_prediction(nfnet), on="index")
+    return frames
+
+
+def evidence(frames: Mapping[str, pd.DataFrame], alpha: float) -> pd.Series:
+    """Every number notebook 01 quotes as evidence, from one seed's :func:`run_spps` frames (labels
+    of the notebook: "NF, Scaled WS", "NF, He init (no WS)", "unnormalised", "BN-ReLU-Conv",
+    "ReLU-BN-Conv", "NFNet-F0"): the values of :func:`spp_checks` and :func:`nfnet_checks`, and the
+    descriptive numbers of the verdict table."""
+    ws, he, plain = frames["NF, Scaled WS"], frames["NF, He init (no WS)"], frames["unnormalised"]
+    brc, rbc, f0 = frames["BN-ReLU-Conv"], frames["ReLU-BN-Conv"], frames["NFNet-F0"]
+    checks = pd.concat([spp_checks({"nf_ws": ws, "nf_he": he, "plain": plain, "bn_relu_conv": brc,
+                                    "relu_bn_conv": rbc}, expected=ws.set_index("index")["expected_var"]),
+                        nfnet_checks(f0, alpha, f0.set_index("index")["predicted_var"])], ignore_index=True)
+    out = dict(zip(checks["check"], checks["value"]))
+    growth, r2 = log_linear_growth(plain)
+    last = lambda d: _blocks(d).groupby("stage")["avg_var"].last()  # noqa: E731
+    out.update({
+        "nf_he_sq_mean_block1": float(_blocks(he)["avg_sq_mean"].iloc[0]),
+        "nf_he_sq_mean_last": float(he["avg_sq_mean"].iloc[-1]),
+        "nf_he_var_last": float(he["avg_var"].iloc[-1]),
+        "plain_final_var": float(plain["avg_var"].iloc[-1]),
+        "relu_bn_conv_res_var_median": float(_blocks(rbc)["res_avg_var"].median()),
+        "bn_relu_conv_res_var_median": float(_blocks(brc)["res_avg_var"].median()),
+        **{f"relu_bn_conv_var_stage{int(s)}_end": float(v) for s, v in last(rbc).items()},
+        "nfnet_res_var_vs_prediction": max_deviation_from(f0, f0.set_index("index")["predicted_res_var"],
+                                                          "res_avg_var"),
+    })
+    return pd.Series(out, name="value")
+
+
+def evidence_over_seeds(run: Callable[[int], Mapping[str, pd.DataFrame]], seeds: Iterable[int], alpha: float,
+                        known: Mapping[int, Mapping[str, pd.DataFrame]] | None = None) -> pd.DataFrame:
+    """:func:`evidence` for every seed (``run(seed)`` -> frames; seeds in ``known`` are not re-run):
+    tidy, one row per seed and number (``seed``, ``name``, ``value``)."""
+    rows = []
+    for seed in seeds:
+        frames = (known or {}).get(seed) or run(seed)
+        rows += [{"seed": seed, "name": k, "value": v} for k, v in evidence(frames, alpha).items()]
+    return pd.DataFrame(rows)
+
+
+def spread(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Mean, min, max and the number of seeds of each number of :func:`evidence_over_seeds`
+    (the min-max range: with 3 to 5 seeds, a t interval would rest on too few draws to trust its width)."""
+    return per_seed.groupby("name", sort=False)["value"].agg(["mean", "min", "max", "count"])
+
+
+def with_spread(summary: pd.DataFrame, name: str, fmt: str = ".2f") -> str:
+    """``"mean [min, max]"`` of one number of :func:`spread`, each formatted with ``fmt``."""
+    r = summary.loc[name]
+    return f"{r['mean']:{fmt}} [{r['min']:{fmt}}, {r['max']:{fmt}}]"

@@ -5,25 +5,31 @@ NFNets of Table 6, ResNet-50, EfficientNet-B0..B7), its training resolution and 
 ``nfrepro/analysis/paper_reference.csv``. :func:`speed_accuracy_table` joins measured step times
 (:func:`train_step_latency`) with the paper's top-1 and step times;
 :func:`speed_ratios` sets the speed-ups the paper claims (F1 vs EfficientNet-B7; NF vs BN) beside ours.
-:func:`train_step_latency` times each contender's training step, one model after the other.
+:func:`train_step_latency` times each contender's training step, one model after the other;
+:func:`pair_latency` times the two models of each speed pair alternately, step by step, and gives
+the ratio with its interquartile range and a bootstrap interval.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
 
-from nfrepro.analysis.reference import paper_value
+from nfrepro.analysis.reference import paper_reference, paper_value
 from nfrepro.bench.harness import (
     NUM_CLASSES,
+    RATIO_METRICS,
     compare,
     import_timm,
     make_batch,
+    paired_ratio,
     place,
     release,
+    step_times,
     tidy_rows,
     train_step_fn,
 )
@@ -89,6 +95,32 @@ def _paper(quantity: str, label: str) -> float:
     return paper_value(quantity, label, missing=float("nan"))  # NaN: the paper gives no number
 
 
+def trained_with_sam(label: str) -> bool:
+    """Whether the paper's top-1 for ``label`` was reached with SAM (App. A.4: only F5/F6 may use
+    it; Table 3 marks F6's 86.5% "with SAM"), read from the reference table's note."""
+    rows = paper_reference(quantity="imagenet_top1", model=label)
+    return bool(rows["note"].str.contains("SAM").any())
+
+
+def family_rank(label: str) -> float:
+    """Position of ``label`` among the models of its family that the paper gives a top-1 for
+    (NFNet-F0..F6; EffNet-B0, B3..B7: B1 and B2 are not in Table 3); NaN if the paper gives none.
+
+    Two points of a family are joined by a line in Fig. 1 only when their ranks are consecutive,
+    so a line never bridges a model the paper reports but this run did not measure."""
+    family = contender_by_label(label).family
+    ranked = [c.label for c in CONTENDERS.values()
+              if c.family == family and _paper("imagenet_top1", c.label) == _paper("imagenet_top1", c.label)]
+    return float(ranked.index(label)) if label in ranked else float("nan")
+
+
+def contender_by_label(label: str) -> Contender:
+    for c in CONTENDERS.values():
+        if c.label == label:
+            return c
+    raise ValueError(f"no contender is labelled {label!r}")
+
+
 def speed_accuracy_table(latency: pd.DataFrame) -> pd.DataFrame:
     """One row per measured model: measured median step time beside the paper's top-1 and step times.
 
@@ -102,19 +134,23 @@ def speed_accuracy_table(latency: pd.DataFrame) -> pd.DataFrame:
     wide["paper_top1"] = [_paper("imagenet_top1", lab) for lab in wide["label"]]
     wide["paper_tpuv3_ms"] = [_paper("train_step_tpuv3", lab) for lab in wide["label"]]
     wide["paper_v100_ms"] = [_paper("train_step_v100", lab) for lab in wide["label"]]
+    wide["sam"] = [trained_with_sam(lab) for lab in wide["label"]]
+    wide["rank"] = [family_rank(lab) for lab in wide["label"]]
     return wide
 
 
 def paper_speed_accuracy(families: Iterable[str] = ("NFNet", "NFNet -NF +BN", "ResNet", "EfficientNet"),
                          ) -> pd.DataFrame:
-    """The paper's own Fig. 1 points: TPUv3 step time and top-1 of every contender it reports."""
+    """The paper's own Fig. 1 points: TPUv3 step time and top-1 of every contender it reports,
+    with ``sam`` (top-1 reached with SAM, :func:`trained_with_sam`) and ``rank`` (:func:`family_rank`)."""
     rows = []
     for c in CONTENDERS.values():
         if c.family in families:
             ms, top1 = _paper("train_step_tpuv3", c.label), _paper("imagenet_top1", c.label)
             if ms == ms and top1 == top1:  # both present (not NaN)
                 rows.append({"model": c.name, "label": c.label, "family": c.family,
-                             "latency_ms": ms, "top1": top1})
+                             "latency_ms": ms, "top1": top1, "sam": trained_with_sam(c.label),
+                             "rank": family_rank(c.label)})
     return pd.DataFrame(rows)
 
 
@@ -125,21 +161,39 @@ SPEED_PAIRS = (("NFNet-F1", "EffNet-B7"),
                ("NFNet-F2", "NFNet-F2 -NF +BN"), ("NFNet-F3", "NFNet-F3 -NF +BN"))
 
 
-def speed_ratios(table: pd.DataFrame, pairs: Iterable[tuple[str, str]] = SPEED_PAIRS) -> pd.DataFrame:
+def speed_ratios(table: pd.DataFrame, pairs: Iterable[tuple[str, str]] = SPEED_PAIRS,
+                 paired: pd.DataFrame | None = None) -> pd.DataFrame:
     """Speed-up ``slow / fast`` (step time) measured here beside the paper's, for each pair.
 
     ``table``: :func:`speed_accuracy_table`. ``paper_tpuv3`` is the ratio of the paper's TPUv3 step
     times (Tables 3 and 6); ``paper_claim`` the abstract's 8.7x where it applies. A pair whose two
     models were not both measured gets NaN in ``measured``. ``measured_time_saved`` = 1 - fast/slow
     (the form of the paper's "20 to 40%").
+
+    ``paired``: the tidy rows of :func:`pair_latency` (other rows are ignored). Where a pair was timed
+    there, ``measured`` is its median per-round ratio, with ``measured_q25`` / ``measured_q75`` (the
+    interquartile range of the per-round ratios), ``measured_ci_low`` / ``measured_ci_high`` (95%
+    bootstrap interval of the median) and ``rounds``; otherwise the ratio of the two separately
+    timed medians in ``table``, without a spread (NaN).
     """
     ms = dict(zip(table["label"], table["measured_ms"]))
+    spread: dict[tuple[str, str], dict[str, float]] = {}
+    if paired is not None and "fast" in paired.columns:
+        rows_p = paired[paired["metric"].isin(RATIO_METRICS) & paired["fast"].notna()]
+        for (fast, slow), g in rows_p.groupby(["fast", "slow"]):
+            spread[(fast, slow)] = dict(zip(g["metric"], g["value"]))
+    nan = float("nan")
     rows = []
     for fast, slow in pairs:
-        measured = ms[slow] / ms[fast] if fast in ms and slow in ms else float("nan")
+        measured = ms[slow] / ms[fast] if fast in ms and slow in ms else nan
+        s = spread.get((fast, slow), {})
+        measured = s.get("ratio_median", measured)
         paper = _paper("train_step_tpuv3", slow) / _paper("train_step_tpuv3", fast)
-        claim = _paper("train_speedup_vs_effnet_b7", fast) if slow == "EffNet-B7" else float("nan")
-        rows.append({"fast": fast, "slow": slow, "measured": measured, "paper_tpuv3": paper,
+        claim = _paper("train_speedup_vs_effnet_b7", fast) if slow == "EffNet-B7" else nan
+        rows.append({"fast": fast, "slow": slow, "measured": measured,
+                     "measured_q25": s.get("ratio_q25", nan), "measured_q75": s.get("ratio_q75", nan),
+                     "measured_ci_low": s.get("ratio_ci_low", nan), "measured_ci_high": s.get("ratio_ci_high", nan),
+                     "rounds": s.get("rounds", nan), "paper_tpuv3": paper,
                      "paper_v100": _paper("train_step_v100", slow) / _paper("train_step_v100", fast),
                      "paper_claim": claim, "measured_time_saved": 1 - 1 / measured,
                      "paper_tpuv3_time_saved": 1 - 1 / paper})
@@ -206,3 +260,65 @@ def _time_one(name: str, c: Contender, kwargs: dict[str, Any], ids: dict[str, An
     df = compare({name: step}, name, repeats=repeats, warmup=warmup, device=device)
     return [{k: v for k, v in r.items() if k not in ("side", "baseline")}
             for r in tidy_rows(df, batch_size, ids) if r["metric"] in _METRICS]
+
+
+def pair_latency(names: list[str], pairs: Iterable[tuple[str, str]] = SPEED_PAIRS, device: Any = None,
+                 batch_size: int = 32, res_scale: float = 1.0, rounds: int = 15, warmup: int = 2,
+                 amp: str | bool | None = "auto", channels_last: bool | None = None,
+                 progress: Callable[[str], None] | None = print,
+                 overrides: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """The speed-up ``slow / fast`` of each pair of :data:`SPEED_PAIRS` (paper labels) whose two models
+    are both in ``names``, with its spread (NFNets Fig. 1 / abstract: F1 vs EffNet-B7; Table 6: NF vs BN).
+
+    The two models of a pair are built together and their training steps alternate, one step each
+    per round (:func:`nfrepro.bench.harness.step_times`), ``warmup`` untimed rounds then ``rounds``
+    timed ones; the statistic is the per-round ratio ``slow step / fast step``
+    (:func:`nfrepro.bench.harness.paired_ratio`): its median, its interquartile range
+    (``ratio_q25``, ``ratio_q75``) and a 95% bootstrap interval of the median over rounds
+    (``ratio_ci_low``, ``ratio_ci_high``). Also each side's median step (``fast_median_ms``,
+    ``slow_median_ms``). Tidy rows: ``fast``, ``slow`` (labels), ``family`` "pair", ``metric``,
+    ``value``. A pair that runs out of GPU memory gets NaN and ``note = "out of memory"``.
+    """
+    device = resolve_device(device)
+    by_label = {contender(n).label: n for n in names}
+    rows = []
+    for fast, slow in pairs:
+        if fast not in by_label or slow not in by_label:
+            continue
+        ids = {"model": f"{by_label[fast]} | {by_label[slow]}", "label": f"{slow} / {fast}", "family": "pair",
+               "fast": fast, "slow": slow, "batch_size": batch_size, "note": ""}
+        if progress:
+            progress(f"{slow} / {fast}: {warmup} warm-up + {rounds} timed rounds, alternating")
+        try:
+            stats, pxs = _time_pair(fast, slow, by_label, overrides, device, batch_size, res_scale, rounds,
+                                    warmup, amp, channels_last)
+            stats.update(fast_px=float(pxs[0]), slow_px=float(pxs[1]))  # resolution stays per model
+            rows += [{**ids, "metric": k, "value": v} for k, v in stats.items()]
+        except torch.cuda.OutOfMemoryError:
+            if progress:
+                progress(f"{slow} / {fast}: out of GPU memory; recorded as NaN")
+            rows += [{**ids, "metric": m, "value": float("nan"), "note": "out of memory"}
+                     for m in (*RATIO_METRICS, "fast_median_ms", "slow_median_ms")]
+        release(device)  # both models went out of scope with _time_pair's frame
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["device"] = str(device)
+    return out
+
+
+def _time_pair(fast: str, slow: str, by_label: Mapping[str, str], overrides, device: torch.device,
+               batch_size: int, res_scale: float, rounds: int, warmup: int, amp, channels_last,
+               ) -> tuple[dict[str, float], tuple[int, int]]:
+    steps, pxs = {}, []
+    for label in (fast, slow):
+        name = by_label[label]
+        c = contender(name)
+        pxs.append(scaled_px(c.train_px, res_scale))
+        model = place(build_model(name, **dict((overrides or {}).get(name, {}))), device, channels_last)
+        x, y = make_batch(batch_size, pxs[-1], device, channels_last)
+        steps[label] = train_step_fn(model, x, y, clip="nfrepro" if c.agc else None, amp=amp)
+    times = step_times(steps, repeats=rounds, warmup=warmup, device=device)
+    stats = paired_ratio(times[slow], times[fast])
+    stats["fast_median_ms"] = 1e3 * float(np.median(times[fast]))
+    stats["slow_median_ms"] = 1e3 * float(np.median(times[slow]))
+    return stats, (pxs[0], pxs[1])

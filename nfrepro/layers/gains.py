@@ -98,6 +98,20 @@ def activation_second_moment(name: str, gamma: float = 1.0) -> float:
     return gaussian_moments(lambda z: fn(z) * gamma)[1]
 
 
+@functools.lru_cache(maxsize=4096)
+def activation_variance(name: str, var: float, gamma: float | None = None) -> float:
+    r""":math:`\operatorname{Var}[\gamma\, g(\sigma z)]` for :math:`z \sim N(0, 1)`, :math:`\sigma^2` = ``var``:
+    the variance after a gamma-scaled activation of a zero-mean Gaussian input that is *not* unit
+    variance. At ``var = 1`` it is 1 by the choice of gamma (NFNets §3); ReLU is homogeneous, so
+    there it is exactly ``var``; GELU is not (about ``0.72 var`` for small ``var``).
+    ``gamma``: default, the official constant of ``name``."""
+    fn = ACTIVATIONS[check_activation(name)]
+    g = float(GAMMAS[name] if gamma is None else gamma)
+    sd = math.sqrt(var)
+    mean, second = gaussian_moments(lambda z: fn(z * sd) * g, num_points=20_001)
+    return second - mean * mean
+
+
 def check_activation(name: str) -> str:
     """Return ``name`` if it is a key of the gamma table, else raise a helpful ``ValueError``."""
     if name not in GAMMAS:

@@ -12,11 +12,16 @@ multiplied by, :math:`1 / \sqrt{\operatorname{Var}(h_i)}`.
 
 One recursion serves the NF-ResNets and NFNets (their betas), the BatchNorm twins (their theory
 line) and the signal-propagation plots (``nfrepro.analysis.spp``).
+
+:func:`propagated_variances` follows the variance a network *actually* carries when a shortcut
+does not restart it at 1: an NFNet's ResNet-D transitions average 2 x 2 pixels before their 1x1
+conv (NFNets §4.1, official ``nfnet.NFBlock``), which on spatially uncorrelated input keeps a
+quarter of the variance, while its betas still follow :func:`expected_variances`.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 def expected_variances(depths: Sequence[int], alpha: float) -> list[float]:
@@ -44,3 +49,41 @@ def depths_of(stages: Sequence[int]) -> list[int]:
             depths.append(0)
         depths[-1] += 1
     return depths
+
+
+POOL_2X2 = 0.25  # a 2 x 2 average of uncorrelated pixels keeps 1/4 of their variance
+
+
+def propagated_variances(shortcuts: Sequence[str], betas: Sequence[float], alpha: float,
+                         act_variance: Callable[[float], float], branch_acts: int,
+                         stem_var: float = 1.0, pool: float = POOL_2X2) -> tuple[list[float], list[float]]:
+    r"""``(stream, residual)``: the predicted variance of each block's output and of its residual branch.
+
+    Block ``i`` reads ``h`` (variance ``v``) and computes ``a = act(h) * beta_i``, of variance
+    ``act_variance(v) * beta_i^2``. Its shortcut is ``shortcuts[i]``: ``"identity"`` (variance
+    ``v``), ``"conv"`` (a Scaled-WS 1x1 conv of ``a``: its rows have zero mean and unit norm, so it
+    removes the channels' common mean and keeps the variance of uncorrelated channels,
+    ``act_variance(v) beta_i^2``) or ``"pool_conv"``
+    (ResNet-D: the same after a 2 x 2 average pool, times ``pool``). The residual branch applies
+    ``branch_acts - 1`` more activations, each after a variance-preserving WS conv, so its output
+    has ``act_variance`` composed on ``a``'s variance; the block outputs
+    ``shortcut + alpha^2 * residual``. Assumptions: channels and pixels uncorrelated (N(0, 1) input
+    at initialisation), squeeze-excite gates ``2 sigmoid(.)`` close to 1, skip gains 1.
+    With ReLU (homogeneous) and plain strided-conv shortcuts this reduces to
+    :func:`expected_variances`.
+    """
+    if len(shortcuts) != len(betas):
+        raise ValueError(f"{len(shortcuts)} shortcuts but {len(betas)} betas")
+    v, stream, residual = stem_var, [], []
+    for kind, beta in zip(shortcuts, betas):
+        a = act_variance(v) * beta ** 2                       # act(h) * beta
+        r = a
+        for _ in range(branch_acts - 1):                      # conv -> act, conv -> act, ...
+            r = act_variance(r)
+        short = {"identity": v, "conv": a, "pool_conv": pool * a}.get(kind)
+        if short is None:
+            raise ValueError(f"unknown shortcut {kind!r}: 'identity', 'conv' or 'pool_conv'")
+        v = short + alpha ** 2 * r
+        stream.append(v)
+        residual.append(r)
+    return stream, residual

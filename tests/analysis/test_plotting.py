@@ -165,3 +165,64 @@ def test_plot_clip_fraction_and_first_steps():
     assert [a.get_yscale() for a in fig.axes] == ["log", "log"]
     assert all(a.get_xlabel() and a.get_ylabel() for a in fig.axes)
     plt.close(fig)
+
+
+def _fig1_points() -> pd.DataFrame:
+    """Paper-like Fig. 1 points with two near-coincident labels (F3 / BN-F3) and a SAM point."""
+    rows = [("NFNet", "NFNet-F0", 73.3, 83.6, 0, False), ("NFNet", "NFNet-F3", 532.2, 85.7, 3, False),
+            ("NFNet", "NFNet-F6", 2774.1, 86.5, 6, True),
+            ("NFNet -NF +BN", "NFNet-F3 -NF +BN", 540.0, 85.6, 3, False),
+            ("EfficientNet", "EffNet-B0", 51.1, 77.1, 0, False), ("EfficientNet", "EffNet-B3", 129.5, 81.6, 1, False),
+            ("EfficientNet", "EffNet-B7", 1397.0, 84.7, 5, False)]
+    df = pd.DataFrame(rows, columns=["family", "label", "latency_ms", "top1", "rank", "sam"])
+    return pd.concat([df.assign(panel="paper", source="paper"),
+                      df.assign(panel="measured", source="measured", latency_ms=df["latency_ms"] * 3)],
+                     ignore_index=True)
+
+
+def test_plot_speed_accuracy_labels_do_not_overlap_and_sam_is_marked():
+    fig = plotting.plot_speed_accuracy(_fig1_points())
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        labels = [t for t in ax.texts if t.get_text()]
+        assert {t.get_text() for t in labels} >= {"F3", "BN-F3", "F6 (SAM)", "B0", "B7"}
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        assert not any(boxes[i].overlaps(boxes[j]) for i in range(len(boxes)) for j in range(i))
+        assert any("SAM" in t for t in ax.get_legend_handles_labels()[1])
+        assert all(a.get_xlabel().startswith("training step latency (ms") for a in fig.axes)
+
+
+def test_plot_speed_accuracy_breaks_lines_at_missing_models_and_styles_the_source():
+    fig = plotting.plot_speed_accuracy(_fig1_points())
+    for ax, hollow in zip(fig.axes, (True, False)):
+        eff = [ln for ln in ax.get_lines() if ln.get_color() == ax.get_lines()[-1].get_color()
+               and len(ln.get_xdata()) and 51.0 <= min(ln.get_xdata()) / (1 if hollow else 3) <= 52.0]
+        # B0 -> B3 are consecutive ranks (B1, B2 are not in Table 3): one line; B3 -> B7 skip
+        # B4..B6 (ranks 2..4): a separate one-point line, never a B3 - B7 segment
+        xs = sorted(tuple(ln.get_xdata()) for ln in ax.get_lines() if ln.get_linestyle() != "None")
+        assert not any(len(x) == 3 for x in xs), "a line bridged the missing B4..B6"
+        assert eff and (eff[0].get_markerfacecolor() == "white") == hollow
+        legend = ax.get_legend_handles_labels()[1]
+        assert any(("paper (T3/T6)" if hollow else "measured here") in lab for lab in legend)
+
+
+def test_plot_spp_log_panel_stops_at_the_floor_and_marks_values_below():
+    tiny = _spp_frame(1.04).assign(avg_sq_mean=[1e-14] * 7)      # float-rounding "means" of a BN net
+    big = _spp_frame(1.04, sq_mean=5.0)
+    fig = plotting.plot_spp({"tiny": tiny, "big": big})
+    a = fig.axes[0]
+    assert a.get_yscale() == "log" and a.get_ylim()[0] == pytest.approx(plotting.LOG_FLOOR)
+    floor_marks = [ln for ln in a.get_lines() if ln.get_marker() == "v"]
+    assert floor_marks and np.allclose(floor_marks[0].get_ydata(), plotting.LOG_FLOOR)
+    assert any("below" in t.get_text() for t in a.texts)
+
+
+def test_plot_spp_draws_a_predicted_frame_on_both_variance_panels_with_its_label():
+    pred = pd.DataFrame({"index": range(7), "predicted_var": np.linspace(1, 0.5, 7),
+                         "predicted_res_var": [np.nan] + [0.9] * 6})
+    fig = plotting.plot_spp({"net": _spp_frame(1.0)}, theory=pred, theory_label="ResNet-D prediction")
+    dashed = [[ln for ln in a.get_lines() if ln.get_linestyle() == "--"] for a in fig.axes]
+    assert [len(d) for d in dashed] == [0, 1, 1]
+    assert np.allclose(dashed[2][0].get_ydata(), 0.9)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "ResNet-D prediction" in labels and not any("alpha" in s for s in labels)

@@ -85,3 +85,26 @@ def test_import_timm_ignores_only_the_ipywidgets_warning(recwarn):
         warnings.simplefilter("always")
         warnings.warn("IProgress not found")
     assert len(caught) == 1
+
+
+def test_paired_ratio_median_iqr_and_bootstrap_interval():
+    from nfrepro.bench.harness import paired_ratio
+
+    slow = [2.0, 2.2, 1.8, 4.0, 2.0]     # a slow spell in round 3 hits both sides alike
+    fast = [1.0, 1.1, 0.9, 2.0, 1.0]
+    s = paired_ratio(slow, fast)
+    assert s["ratio_median"] == pytest.approx(2.0) and s["ratio_q25"] == s["ratio_q75"] == pytest.approx(2.0)
+    assert s["ratio_ci_low"] == pytest.approx(2.0) and s["rounds"] == 5
+    noisy = paired_ratio([1.0, 1.2, 1.4, 1.6, 1.8], [1.0] * 5)
+    assert noisy["ratio_q25"] == pytest.approx(1.2) and noisy["ratio_q75"] == pytest.approx(1.6)
+    assert noisy["ratio_ci_low"] < 1.4 < noisy["ratio_ci_high"]
+    with pytest.raises(ValueError):
+        paired_ratio([], [])
+
+
+def test_step_times_alternates_sides_and_keeps_rounds_paired():
+    from nfrepro.bench.harness import step_times
+
+    order = []
+    times = step_times({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=1)
+    assert order == ["a", "b", "b", "a", "a", "b", "b", "a"] and [len(t) for t in times.values()] == [3, 3]

@@ -82,3 +82,31 @@ def test_out_of_memory_is_recorded_not_raised(monkeypatch):
     df = speed_accuracy.train_step_latency(["efficientnet_b7"], device="cpu", progress=None)
     assert df["value"].isna().all() and set(df["note"]) == {"out of memory"}
     assert set(df["metric"]) == set(speed_accuracy._METRICS)
+
+
+def test_sam_and_family_rank_come_from_the_reference_table():
+    assert speed_accuracy.trained_with_sam("NFNet-F6") and not speed_accuracy.trained_with_sam("NFNet-F5")
+    assert not speed_accuracy.trained_with_sam("EffNet-B1")  # no top-1 at all
+    # Table 3 has EffNet-B0, B3..B7: B3 follows B0 directly, B1 has no rank
+    assert [speed_accuracy.family_rank(f"EffNet-B{i}") for i in (0, 3, 7)] == [0.0, 1.0, 5.0]
+    assert math.isnan(speed_accuracy.family_rank("EffNet-B1"))
+    assert speed_accuracy.family_rank("NFNet-F6") == 6.0 and math.isnan(speed_accuracy.family_rank("NFNet-F7"))
+    paper = speed_accuracy.paper_speed_accuracy().set_index("label")
+    assert paper.loc["NFNet-F6", "sam"] and paper["sam"].sum() == 1
+
+
+def test_pair_latency_alternates_and_reports_the_ratio_with_its_spread():
+    names = ["nfnet_f0", "nfnet_bn_f0", "efficientnet_b0"]
+    small = {m: {"width": 0.125, "depths": (1, 1, 1, 1)} for m in names[:2]}
+    pairs = speed_accuracy.pair_latency(names, device="cpu", batch_size=2, res_scale=0.2, rounds=3, warmup=0,
+                                        progress=None, overrides=small)
+    # only F0 vs BN-F0 has both models in `names`
+    assert set(zip(pairs["fast"], pairs["slow"])) == {("NFNet-F0", "NFNet-F0 -NF +BN")}
+    v = pairs.set_index("metric")["value"]
+    assert v["rounds"] == 3 and v["ratio_q25"] <= v["ratio_median"] <= v["ratio_q75"]
+    assert v["ratio_ci_low"] <= v["ratio_median"] <= v["ratio_ci_high"] and v["fast_median_ms"] > 0
+    table = speed_accuracy.speed_accuracy_table(_latency(nfnet_f0=50.0, nfnet_bn_f0=80.0))
+    ratios = speed_accuracy.speed_ratios(table, paired=pairs).set_index("slow")
+    assert ratios.loc["NFNet-F0 -NF +BN", "measured"] == pytest.approx(v["ratio_median"])  # paired wins
+    assert ratios.loc["NFNet-F0 -NF +BN", "rounds"] == 3
+    assert math.isnan(ratios.loc["EffNet-B7", "measured_q25"])

@@ -98,3 +98,13 @@ def test_activations_pickle():
         act = pickle.loads(pickle.dumps(ScaledActivation(name)))
         x = torch.linspace(-3, 3, 7)
         assert torch.equal(act(x), ScaledActivation(name)(x))
+
+
+def test_activation_variance_is_one_at_unit_input_and_homogeneous_only_for_relu():
+    from nfrepro.layers.gains import RELU_GAMMA_CLOSED_FORM, activation_variance
+
+    assert activation_variance("relu", 1.0, RELU_GAMMA_CLOSED_FORM) == pytest.approx(1.0, abs=1e-6)
+    assert activation_variance("relu", 0.25, RELU_GAMMA_CLOSED_FORM) == pytest.approx(0.25, abs=1e-6)
+    assert activation_variance("gelu", 1.0) == pytest.approx(1.0, abs=1e-3)   # the official, empirical gamma
+    small = activation_variance("gelu", 0.01)
+    assert 0.6 < small / 0.01 < 0.8           # GELU ~ x/2 near 0: gamma^2 / 4 = 0.72 of the input variance

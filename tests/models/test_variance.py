@@ -52,3 +52,23 @@ def test_nf_expected_variance_resets_at_transitions():
             std = math.sqrt(std ** 2 + 0.2 ** 2)
             expected.append(std ** 2)
     assert expected_variances((3, 2), 0.2) == pytest.approx(expected)
+
+
+def test_propagated_variances_reduce_to_the_bookkeeping_for_relu_and_conv_shortcuts():
+    from nfrepro.models.variance import expected_betas, expected_variances, propagated_variances
+
+    depths, alpha = (2, 3), 0.2
+    kinds = ["conv", "identity", "conv", "identity", "identity"]
+    stream, residual = propagated_variances(kinds, expected_betas(depths, alpha), alpha, lambda v: v, 3)
+    assert stream == pytest.approx(expected_variances(depths, alpha)) and residual == pytest.approx([1.0] * 5)
+
+
+def test_propagated_variances_quarter_at_a_pooled_transition():
+    from nfrepro.models.variance import propagated_variances
+
+    stream, residual = propagated_variances(["conv", "pool_conv", "identity"], [1.0, 1.0, 1.0], 0.2,
+                                            lambda v: v, 2)
+    assert stream[0] == pytest.approx(1.04) and stream[1] == pytest.approx(1.04 / 4 + 0.04 * 1.04)
+    assert stream[2] == pytest.approx(stream[1] * 1.04) and residual[2] == pytest.approx(stream[1])
+    with pytest.raises(ValueError):
+        propagated_variances(["maxpool"], [1.0], 0.2, lambda v: v, 2)
