@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "nfrepro"
 DESIGN = (ROOT / "docs" / "DESIGN.md").read_text()
 # imported inside a function body only: the optional dependencies (extras), nothing of our own
-OPTIONAL = {"timm", "torchvision", "safetensors", "matplotlib", "seaborn", "dill", "tensorboard"}
+OPTIONAL = {"timm", "torchvision", "safetensors", "matplotlib", "seaborn", "dill", "tensorboard",
+            "IPython"}  # IPython: only inside a Jupyter kernel (the notebooks extra's ipykernel brings it)
 # the one lazy first-party import: nfrepro.signal_propagation needs pandas, not a core dependency
 LAZY_OURS = {("nfrepro", "nfrepro.analysis.spp")}
 

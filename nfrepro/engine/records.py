@@ -94,6 +94,9 @@ def run_record(params: Mapping[str, Any], wall_time_s: float, device: Any = None
         "device": device_name(device),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
+        # oneDNN's kernels follow this cap (unset: the CPU's best); with cpu_capability it names the
+        # instruction set the numbers were computed with (an AVX2 and an AVX-512 machine differ)
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "native"),
         "threads_per_worker": int(threads_per_worker or torch.get_num_threads()),
         "dtype": dtype or compute_dtype(device if device is not None else "auto"),
         "wall_time_s": round(float(wall_time_s), 3),
