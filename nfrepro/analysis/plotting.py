@@ -144,6 +144,7 @@ def plot_spp(data, theory=None, ax: Sequence[plt.Axes] | None = None, logy="auto
             _floor_log_panel(a, curves, log_floor)
         a.set_title(label)
         a.set_xlabel("Block index (0 = stem)")
+        a.set_ylabel(f"{label.lower()} (unit-variance input)")
         a.grid(True, which="major", alpha=0.3)
     handles, labels = axes[1].get_legend_handles_labels()
     if labels and ax is None:

@@ -23,10 +23,31 @@ def _spp_frame(growth: float, sq_mean: float = 0.0) -> pd.DataFrame:
                          "res_avg_var": [np.nan] + [1.0] * 6})
 
 
+def _unlabelled_axes() -> list[str]:
+    """Axes of the open figures that show data but lack an x or a y label (colour bars and empty
+    axes aside): every figure a reader sees says what each axis is, with its unit."""
+    missing = []
+    for num in plt.get_fignums():
+        for ax in plt.figure(num).axes:
+            if not (ax.lines or ax.collections or ax.patches or ax.images) or ax.get_label() == "<colorbar>":
+                continue
+            shared_y = ax.get_ylabel() or any(o.get_ylabel() for o in ax.get_shared_y_axes().get_siblings(ax))
+            row_label = len(ax.get_yticklabels()) and all(t.get_text() and not t.get_text()[0].isdigit()
+                                                          for t in ax.get_yticklabels() if t.get_text())
+            column = [o for o in ax.figure.axes if o.get_xlim() == ax.get_xlim() and o.get_xlabel()]
+            if not ax.get_xlabel() and not column and not ax.figure.get_supxlabel():
+                missing.append(f"figure {num}, axes '{ax.get_title()}': no x label")
+            if not (shared_y or row_label or ax.figure.get_supylabel()):
+                missing.append(f"figure {num}, axes '{ax.get_title()}': no y label")
+    return missing
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield
+    missing = _unlabelled_axes()
     plt.close("all")
+    assert not missing, missing
 
 
 def test_plot_spp_draws_three_panels_with_theory_and_log_axis(tmp_path):
