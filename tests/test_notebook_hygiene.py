@@ -67,17 +67,18 @@ def error_outputs(nb, name: str = "notebook") -> list[str]:
             for i, c in _code_cells(nb) for o in c.get("outputs", []) if o["output_type"] == "error"]
 
 
+def _outputs_matching(nb, name: str, pattern: re.Pattern, what: str, todo: str) -> list[str]:
+    """One message per output text of a code cell in which ``pattern`` occurs."""
+    return [f"{_where(name, i, c)} prints {what}: {_snippet(text, m)}; {todo}"
+            for i, c in _code_cells(nb) for o in c.get("outputs", []) for text in _output_texts(o)
+            if (m := pattern.search(text))]
+
+
 def warning_outputs(nb, name: str = "notebook") -> list[str]:
     """A warning printed into an output (``FutureWarning``, ``TqdmWarning``, ``warnings.warn`` ...)."""
-    problems = []
-    for i, c in _code_cells(nb):
-        for o in c.get("outputs", []):
-            for text in _output_texts(o):
-                if m := WARNING.search(text):
-                    problems.append(f"{_where(name, i, c)} prints a warning: {_snippet(text, m)}; remove "
-                                    f"its cause, or silence this one warning where the package triggers it "
-                                    f"(a targeted filter with a comment saying why)")
-    return problems
+    return _outputs_matching(nb, name, WARNING, "a warning",
+                             "remove its cause, or silence this one warning where the package triggers "
+                             "it (a targeted filter with a comment saying why)")
 
 
 def stderr_outputs(nb, name: str = "notebook") -> list[str]:
@@ -116,15 +117,8 @@ def stderr_outputs(nb, name: str = "notebook") -> list[str]:
 
 def machine_paths(nb, name: str = "notebook") -> list[str]:
     """An absolute path of the machine that ran the notebook (``/work/...``, ``site-packages``)."""
-    problems = []
-    for i, c in _code_cells(nb):
-        for o in c.get("outputs", []):
-            for text in _output_texts(o):
-                if m := MACHINE_PATH.search(text):
-                    problems.append(f"{_where(name, i, c)} prints a machine path: {_snippet(text, m)}; "
-                                    f"print paths relative to the project root "
-                                    f"(nfrepro.engine.profiles.shown_path)")
-    return problems
+    return _outputs_matching(nb, name, MACHINE_PATH, "a machine path",
+                             "print paths relative to the project root (nfrepro.engine.profiles.shown_path)")
 
 
 def debug_leftovers(nb, name: str = "notebook") -> list[str]:

@@ -15,6 +15,7 @@ One home for the device-dependent defaults that training, evaluation and the ben
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import torch
@@ -59,8 +60,13 @@ def check_device(device: Any = "auto") -> torch.device:
 
 def native_bf16(device: Any = "auto") -> bool:
     """Whether ``device`` computes bf16 natively: a CUDA GPU that supports bf16, or a CPU whose
-    oneDNN reports bf16 support (AVX512-BF16 / AMX instructions)."""
-    dev = resolve_device(device)
+    oneDNN reports bf16 support (AVX512-BF16 / AMX instructions). Asked once per device: the
+    training step's autocast reads it at every step."""
+    return _native_bf16(resolve_device(device))
+
+
+@functools.lru_cache(maxsize=None)
+def _native_bf16(dev: torch.device) -> bool:
     try:
         if dev.type == "cuda":  # asked without a GPU here (tests, planning): assume a bf16 GPU
             return not torch.cuda.is_available() or bool(torch.cuda.is_bf16_supported())

@@ -22,6 +22,7 @@ from nfrepro.experiments.agc_ablation import (
     AGC_FREE_GAINS,
     BN,
     CLIPPED,
+    FP32_SUFFIX,
     LAYERS,
     NF,
     PAPER_LAYERS,
@@ -167,14 +168,10 @@ def best_k_mean(values: Iterable[float], k: int = BEST_OF[0]) -> float:
 
 
 def _scores(runs: pd.DataFrame, **where: Any) -> pd.Series:
-    """Score per seed of the runs matching ``where`` (column == value; a float ``clipping`` is
-    matched to 6 decimals, NaN matches the unclipped)."""
+    """Score per seed of the runs whose columns equal ``where``'s values."""
     sel = pd.Series(True, index=runs.index)
     for col, val in where.items():
-        if col == "clipping":
-            sel &= runs[col].isna() if val is None or val != val else runs[col].round(6) == round(val, 6)
-        else:
-            sel &= runs[col] == val
+        sel &= runs[col] == val
     return runs[sel].set_index("seed")["score"].sort_index()
 
 
@@ -262,10 +259,14 @@ def long_claims(long_runs: pd.DataFrame, epochs: int, tolerance: float = TOLERAN
     return rows
 
 
+def _best(means: pd.Series) -> float:
+    """The lambda (index) with the highest mean score; ties go to the smaller lambda."""
+    return float(means[means == means.max()].index.min())
+
+
 def _best_log2_lambda(means: pd.DataFrame) -> pd.Series:
     """Per batch size, log2 of the lambda with the highest mean score (ties: the smaller)."""
-    idx = means.sort_values(["batch_size", "clipping"]).groupby("batch_size")["score"].idxmax()
-    return np.log2(means.loc[idx].set_index("batch_size")["clipping"])
+    return np.log2(means.groupby("batch_size").apply(lambda g: _best(g.set_index("clipping")["score"])))
 
 
 def fig2b_claims(runs: pd.DataFrame, clippings: Iterable[float] | None = None,
@@ -316,7 +317,7 @@ def lambda_ties(runs: pd.DataFrame, clippings: Iterable[float] | None = None) ->
     for (v, b), g in df.groupby(["variant", "batch_size"], sort=False):
         table = g.pivot_table(index="seed", columns="clipping", values="score")
         means = table.mean()
-        best = float(means[means == means.max()].index.min())
+        best = _best(means)
         tied = []
         for lam in table.columns:
             _, low, high, n = V.mean_ci((table[lam] - table[best]).dropna())
@@ -369,7 +370,7 @@ def precision_shift(points: pd.DataFrame, fp32_runs: pd.DataFrame) -> pd.DataFra
     """Per line: the per-seed change of top-1 score from bf16 to fp32 (fp32 - bf16, paired by
     seed and lambda), mean with its 95% t interval."""
     rows = []
-    fp32_runs = fp32_runs.assign(line=fp32_runs["variant"].str.replace(", fp32", "", regex=False))
+    fp32_runs = fp32_runs.assign(line=fp32_runs["variant"].str.replace(FP32_SUFFIX, "", regex=False))
     for line, g in fp32_runs.groupby("line", sort=False):
         for b, gb in g.groupby("batch_size"):
             a = gb.set_index("seed")["score"]

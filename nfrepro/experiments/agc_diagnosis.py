@@ -11,6 +11,7 @@ the loss once it is left free, is the diagnosis notebook 03 shows.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,7 @@ def trace_first_steps(config: TrainConfig, steps: int = 30) -> pd.DataFrame:
     its weight (``first_conv_weight_norm``), the largest ratio over every other weight AGC clips
     (``others_ratio``) and the share of the first conv's units above lambda (``first_conv_above``).
     Stops early (and says so in ``status``) once the loss is not finite."""
-    torch.manual_seed(config.seed)
-    parts = build_run(config)
+    parts = build_run(config)  # seeded from config.seed, as train() builds it
     model = parts.model
     conv = first_conv(model)
     weight = conv.weight
@@ -58,11 +58,11 @@ def trace_first_steps(config: TrainConfig, steps: int = 30) -> pd.DataFrame:
         parts.sched.step()
         rows.append({"step": step + 1, "loss": loss, "lr": lr, **seen,
                      "first_conv_weight_norm": float(unitwise_norm(weight.detach()).norm())})
-        if not torch.isfinite(torch.tensor(loss)):
+        if not math.isfinite(loss):
             break
     df = pd.DataFrame(rows)
-    df["status"] = "diverged" if len(df) and not torch.isfinite(torch.tensor(df["loss"].iloc[-1])) \
-        or (len(df) and df["loss"].iloc[-1] > config.max_loss) else "finite"
+    last = df["loss"].iloc[-1] if len(df) else 0.0
+    df["status"] = "finite" if math.isfinite(last) and last <= config.max_loss else "diverged"
     return df
 
 
