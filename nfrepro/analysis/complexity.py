@@ -61,5 +61,6 @@ def count_macs(model: nn.Module, image_size: int | tuple[int, int], in_chans: in
     return counter.get_total_flops() // 2  # FlopCounterMode: 2 FLOPs per multiply-add
 
 
-def _raw_weight(conv: WSConv2d) -> Callable[[], torch.Tensor]:
-    return lambda: conv.weight
+def _raw_weight(conv: WSConv2d) -> Callable[..., torch.Tensor]:
+    """Stands in for ``conv.standardized_weight(input_scale=1.0)``: same shape, no arithmetic."""
+    return lambda input_scale=1.0: conv.weight

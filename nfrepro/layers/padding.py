@@ -32,6 +32,8 @@ def pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
     """
     top, bottom = same_padding(x.shape[-2], kernel[0], stride[0], dilation[0])
     left, right = same_padding(x.shape[-1], kernel[1], stride[1], dilation[1])
+    if not (top or bottom or left or right):
+        return x  # e.g. a 1x1 stride-2 conv on an even input: F.pad would copy x for nothing
     return F.pad(x, (left, right, top, bottom), value=value)
 
 
@@ -60,8 +62,12 @@ class SamePadConv2d(nn.Conv2d):
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         return pad_same(x, self.kernel_size, self.stride, self.dilation) if self.tf_same else x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(self._pad(x), self.weight, self.bias)
+    def forward(self, x: torch.Tensor, input_scale: float = 1.0) -> torch.Tensor:
+        """``conv(input_scale * x)``, computed as ``conv(x)`` with the weight times ``input_scale``
+        (exact: zero padding commutes with the scaling and the bias does not see it), so that a
+        constant factor of the input costs a weight-sized multiply, not an activation-sized one."""
+        weight = self.weight if input_scale == 1.0 else self.weight * input_scale
+        return self._conv_forward(self._pad(x), weight, self.bias)
 
 
 class SamePadMaxPool2d(nn.Module):

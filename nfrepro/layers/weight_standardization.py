@@ -68,30 +68,61 @@ class _StandardizeWeight(torch.autograd.Function):
 
     @staticmethod
     def forward(weight: torch.Tensor, gain: torch.Tensor, eps: float):
-        rows = weight.reshape(weight.shape[0], -1)                       # O x N
+        cl = _channels_last(weight)
+        rows = _rows(weight, cl)                                         # O x N
         centred = rows - rows.mean(dim=1, keepdim=True)
         sq_norm = centred.square().sum(dim=1, keepdim=True)              # N var, O x 1
         scale = torch.rsqrt(torch.clamp(sq_norm, min=eps))
         unit = centred * scale                                           # u: rows of unit norm
-        return (unit * gain.view(-1, 1)).view_as(weight), unit, scale, sq_norm >= eps
+        return _unrows(unit * gain.view(-1, 1), weight, cl), unit, scale, sq_norm >= eps
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        _, gain, _ = inputs
+        weight, gain, _ = inputs
         _, unit, scale, active = output
         ctx.mark_non_differentiable(unit, scale, active)
         ctx.save_for_backward(unit, scale, gain, active)
+        ctx.channels_last = _channels_last(weight)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor, *_unused):
         unit, scale, gain, active = ctx.saved_tensors
-        d = grad_out.reshape(unit.shape)
+        d = _rows(grad_out, ctx.channels_last)
         k = (d * unit).sum(dim=1, keepdim=True)                          # <dout, u>, O x 1
         gs = gain.view(-1, 1) * scale
         # g s (d - mean(d) - u k), with k dropped where the floor holds s constant
         grad_w = (d - d.mean(dim=1, keepdim=True) - unit * (k * active)) * gs
-        return grad_w.view_as(grad_out), k.view_as(gain), None
+        return _unrows(grad_w, grad_out, ctx.channels_last), k.view_as(gain), None
+
+
+# Channels-last conv weights (a model moved with ``memory_format=torch.channels_last``) are
+# standardised in their own memory order, ``O x (kh kw C_in)``, and handed back with the
+# parameter's strides. The row statistics do not depend on the order of a row's elements; the
+# layout does matter to the convolution: an NCHW weight among channels-last maps makes the
+# convolution pick its output layout from the weight whenever the input's is ambiguous (a
+# 1-channel image), and the whole network then ran NCHW.
+def _channels_last(weight: torch.Tensor) -> bool:
+    """Whether a 4-d weight has exactly the channels-last strides (and they are not the NCHW ones)."""
+    if weight.ndim != 4:
+        return False
+    o, i, h, w = weight.shape
+    return weight.stride() == (h * w * i, 1, w * i, i) != (i * h * w, h * w, w, 1)
+
+
+def _rows(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``t`` as ``O x N`` rows, in channels-last order (a view) or NCHW order."""
+    if channels_last:
+        t = t.permute(0, 2, 3, 1)
+    return t.reshape(t.shape[0], -1)
+
+
+def _unrows(rows: torch.Tensor, like: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """Inverse of :func:`_rows`: the rows back in ``like``'s shape, channels-last strides if asked."""
+    if channels_last:
+        o, i, h, w = like.shape
+        return rows.view(o, h, w, i).permute(0, 3, 1, 2)
+    return rows.view(like.shape)
 
 
 def standardize_weight(weight: torch.Tensor, gain: torch.Tensor | None = None,
@@ -130,9 +161,13 @@ class WSConv2d(SamePadConv2d):
         """Weights N(0, 1/fan_in), bias 0 (replaces nn.Conv2d's kaiming-uniform: one init, not two)."""
         fan_in_normal_(self)
 
-    def standardized_weight(self) -> torch.Tensor:
-        """``W_hat = gain * (W - mean) / sqrt(max(N var, eps))``."""
-        return standardize_weight(self.weight, self.gain, self.eps)
+    def standardized_weight(self, input_scale: float = 1.0) -> torch.Tensor:
+        """``W_hat = gain * (W - mean) / sqrt(max(N var, eps))``, times ``input_scale`` if given
+        (folded into the gain: an ``O``-sized multiply)."""
+        gain = self.gain if input_scale == 1.0 else self.gain * input_scale
+        return standardize_weight(self.weight, gain, self.eps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(self._pad(x), self.standardized_weight(), self.bias)
+    def forward(self, x: torch.Tensor, input_scale: float = 1.0) -> torch.Tensor:
+        """``conv(input_scale * x)`` with the standardized weight; the scale goes into the weight
+        (see :meth:`SamePadConv2d.forward`)."""
+        return self._conv_forward(self._pad(x), self.standardized_weight(input_scale), self.bias)

@@ -26,6 +26,16 @@ unnormalised   g (unscaled)            plain, bias, He init        1            
 
 ``block.residual_out`` (an ``nn.Identity``) sees the branch output after SE and before
 stochastic depth, the skip gain and alpha: the official ``res_avg_var`` point (``NFResBlock``).
+
+Implementation, not a departure from the method: the NF block's constant factors are not
+applied to the activation maps. Each scaled activation's gamma (times beta at the block's head)
+goes into the weights of the convs that read its output (``conv(s h) = conv_{sW}(h)``, exact in
+real arithmetic: the zero "SAME" padding commutes with the scaling and the bias does not see
+it), and ``shortcut + alpha * s * f`` is one ``addcmul``. That saves one pass over an
+activation-sized tensor per activation, forward and backward: a bf16 training step of
+``nf_resnet_small`` at batch 256 took 0.93x and (under the profiler) 0.87x the time of the
+unfolded block, one thread on this project's CPU. The rounding differs from multiplying the maps. ``pre`` and ``acts`` stay the modules the paper
+names, and calling one alone (``block.acts[0](h)``) still returns ``gamma * g(h)``.
 """
 from __future__ import annotations
 
@@ -108,19 +118,28 @@ class PreActBlock(nn.Module):
     def expected_std(self) -> float:
         return math.sqrt(self.expected_var)
 
+    @staticmethod
+    def _activate(act: nn.Module, x: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, float]:
+        """``act(x) * scale`` as ``(map, factor)``: a scaled activation returns the bare ``g(x)``
+        and hands back ``gamma * scale``, which the convolutions that read the map fold into their
+        weights (``conv(s h) = conv_{sW}(h)``). Same function, one activation-sized multiply less
+        forward and backward per activation; the rounding differs from multiplying the map."""
+        if isinstance(act, ScaledActivation):
+            return act.fn(x), act.gamma * scale
+        return act(x), scale
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.pre(x)
-        if self.beta != 1.0:
-            out = out * self.beta          # beta = 1 / sqrt(Var(x)) expected at init
-        shortcut = x if self.shortcut is None else self.shortcut(out)
-        out = self.convs[0](out)
+        out, scale = self._activate(self.pre, x, self.beta)  # beta = 1 / sqrt(Var(x)) at init
+        shortcut = x if self.shortcut is None else self.shortcut(out, input_scale=scale)
+        out = self.convs[0](out, input_scale=scale)
         for act, conv in zip(self.acts, self.convs[1:]):
-            out = conv(act(out))
+            out, scale = self._activate(act, out)
+            out = conv(out, input_scale=scale)
         out = self.residual_out(self.se(out))
         out = self.stoch_depth(out)
-        if self.skip_gain is not None:
-            out = out * self.skip_gain     # SkipInit (De & Smith 2020)
-        return shortcut + self.alpha * out
+        if self.skip_gain is not None:     # SkipInit (De & Smith 2020): shortcut + alpha g out, one op
+            return torch.addcmul(shortcut, out, self.skip_gain, value=self.alpha)
+        return torch.add(shortcut, out, alpha=self.alpha)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels} -> {self.out_channels}, stride={self.stride}, "

@@ -50,3 +50,11 @@ def test_fx_symbolic_trace_keeps_the_values():
     for size in (8, 9):   # one graph, padding computed on each input's real shape
         x = torch.randn(1, 3, size, size)
         assert torch.equal(traced(x), net(x))
+
+
+def test_no_padding_needed_returns_the_input_itself():
+    """A 1x1 stride-2 window on an even input needs no "SAME" padding: no copy of the input."""
+    from nfrepro.layers.padding import pad_same
+    x = torch.randn(2, 3, 8, 8)
+    assert pad_same(x, (1, 1), (2, 2)) is x
+    assert pad_same(x, (3, 3), (2, 2)).shape[-1] == 9

@@ -95,3 +95,39 @@ def test_per_sample_gradients_with_torch_func():
         expected = torch.autograd.grad(loss(dict(conv.named_parameters()), x[i]), list(conv.parameters()))
         for (name, _), e in zip(conv.named_parameters(), expected):
             assert torch.allclose(per_sample[name][i], e, rtol=1e-10, atol=1e-12)
+
+
+def test_standardized_weight_keeps_the_parameters_memory_format():
+    """A channels-last parameter gives a channels-last standardized weight, forward and gradient,
+    with the same values as the NCHW one: a reshaped O x N result would hand the conv an NCHW
+    weight (which made a 1-channel stem, and everything after it, run NCHW)."""
+    torch.manual_seed(0)
+    for shape in [(16, 1, 3, 3), (16, 8, 3, 3), (32, 16, 1, 1)]:
+        w = torch.randn(*shape, dtype=torch.float64)
+        g = torch.rand(shape[0], dtype=torch.float64) + 0.5
+        w_cl = w.to(memory_format=torch.channels_last).requires_grad_()
+        w_nchw = w.clone().requires_grad_()
+        out_cl, out = standardize_weight(w_cl, g), standardize_weight(w_nchw, g)
+        assert out_cl.stride() == w_cl.stride()
+        assert torch.allclose(out_cl, out, rtol=1e-12, atol=1e-14)
+        dy = torch.randn_like(out)
+        (grad_cl,), (grad,) = torch.autograd.grad(out_cl, w_cl, dy), torch.autograd.grad(out, w_nchw, dy)
+        assert torch.allclose(grad_cl, grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_input_scale_is_folded_into_the_weight(stride):
+    """``conv(x, input_scale=s) == conv(s * x)`` for the WS conv and the plain TF-SAME conv (zero
+    padding commutes with the scaling; the bias does not see it), and so are the gradients."""
+    from nfrepro.layers.padding import SamePadConv2d
+    torch.manual_seed(0)
+    for conv in (WSConv2d(3, 4, 3, stride=stride).double(), SamePadConv2d(3, 4, 3, stride=stride).double()):
+        with torch.no_grad():
+            conv.bias.uniform_(-1, 1)
+        x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+        out, ref = conv(x, input_scale=1.7), conv(1.7 * x)
+        assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
+        dy = torch.randn_like(out)
+        for a, b in zip(torch.autograd.grad(out, list(conv.parameters()), dy),
+                        torch.autograd.grad(ref, list(conv.parameters()), dy)):
+            assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)

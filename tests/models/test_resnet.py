@@ -220,6 +220,43 @@ def test_residual_out_sees_the_branch_before_skip_gain_and_alpha():
     assert torch.allclose(out, x + 0.5 * 0.25 * seen["r"], atol=1e-6)
 
 
+@pytest.mark.parametrize("family", R.FAMILIES)
+@pytest.mark.parametrize("index", [0, 2])  # identity shortcut; projection shortcut at a transition
+def test_block_forward_equals_the_paper_formula(family, index):
+    """The block folds each scaled activation's constant (gamma, and beta at the block's head)
+    into the convs that read it; the result is the formula with the multiplies where the paper
+    puts them: h = beta * pre(x), shortcut(h) or x, f = conv(act(conv(h))), x+ = shortcut + alpha s f."""
+    torch.manual_seed(0)
+    model = {"nf": R.nf_resnet, "bn": R.bn_resnet, "plain": R.plain_resnet}[family](
+        **TINY, alpha=0.5, skip_gain_init=None if family != "nf" else 0.7).double().eval()
+    block = model.blocks[index]
+    x = torch.randn(2, block.in_channels, 8, 8, dtype=torch.float64)
+    h = block.pre(x) * block.beta
+    shortcut = x if block.shortcut is None else block.shortcut(h)
+    f = block.convs[0](h)
+    for act, conv in zip(block.acts, block.convs[1:]):
+        f = conv(act(f))
+    gain = block.alpha * (1.0 if block.skip_gain is None else block.skip_gain)
+    expected = shortcut + gain * f
+    if family == "nf" and index == 2:
+        assert block.beta != 1.0  # the transition block: beta is folded too
+    assert torch.allclose(block(x), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_channels_last_model_runs_channels_last_from_a_one_channel_stem():
+    """With a channels-last model, every conv of a 1-channel (Fashion-MNIST) NF net reads and
+    writes channels-last maps: the stem's standardized weight keeps the parameter's layout."""
+    model = R.nf_resnet_small(in_chans=1).to(memory_format=torch.channels_last)
+    seen = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d) and name != "stem.0":
+            m.register_forward_pre_hook(lambda m, a, n=name: seen.append(
+                (n, a[0].is_contiguous(memory_format=torch.channels_last) and not a[0].is_contiguous())))
+    x = torch.randn(4, 1, 28, 28)  # a 1-channel batch is both layouts at once
+    model(x)
+    assert seen and all(ok for _, ok in seen), [n for n, ok in seen if not ok]
+
+
 def test_nf_signal_propagation_matches_theory():
     """§4: with Scaled WS and skip gains 1, Var(block output) = 1 + k alpha^2 (reset at
     transitions), channel means stay near 0 and the residual branch has variance near 1."""
