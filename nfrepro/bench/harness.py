@@ -179,7 +179,7 @@ def import_timm():
 
 def place(model: nn.Module, device: Any, channels_last: bool | None = None) -> nn.Module:
     """Move ``model`` to ``device``; channels_last on CUDA by default (tensor-core friendly)."""
-    return model.to(device=device, memory_format=memory_format(device, channels_last))
+    return model.to(device=device, memory_format=memory_format(device, channels_last, model))
 
 
 def make_batch(batch_size: int, px: int, device: Any, channels_last: bool | None = None,

@@ -69,11 +69,12 @@ class _Stepper:
                  channels_last: bool | None, seed: int = 0):
         torch.manual_seed(seed)
         model = create_model(name, num_classes=data.num_classes, in_chans=data.images.shape[1])
-        self.model = model.to(device, memory_format=memory_format(device, channels_last)).train()
+        layout = memory_format(device, channels_last, model)
+        self.model = model.to(device, memory_format=layout).train()
         self.opt = make_optimizer(self.model, lr=0.01,
                                   clipping=NF_CLIPPING if name.startswith("nf_") else None)
         self.loader = TensorLoader(data, batch_size, shuffle=True, seed=seed, device=device,
-                                   channels_last=memory_format(device, channels_last) == torch.channels_last)
+                                   channels_last=layout == torch.channels_last)
         self.batches = iter(self.loader)
         self.autocast = functools.partial(autocast, device, amp)
 

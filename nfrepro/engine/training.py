@@ -172,7 +172,6 @@ class _Parts:
 
 def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
     device = info.device
-    channels_last = memory_format(device, config.channels_last) == torch.channels_last
     if config.dataset == FOLDER:
         classes, channels = folder.num_classes(config.data_root), 3
     else:
@@ -186,6 +185,7 @@ def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
     np.random.seed(config.seed)
     model = create_model(config.model, **{"num_classes": classes, "in_chans": channels,
                                           **config.model_kwargs})
+    channels_last = memory_format(device, config.channels_last, model) == torch.channels_last
     model = model.to(device, memory_format=torch.channels_last if channels_last
                      else torch.preserve_format)
     if info.rank > 0:  # own dropout / stochastic-depth masks per process

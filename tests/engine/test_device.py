@@ -39,3 +39,19 @@ def test_autocast_runs_matmuls_in_bf16_when_asked():
     assert memory_format("cpu", False) == torch.contiguous_format
     assert memory_format("cuda") == memory_format("cpu", True) == torch.channels_last
     synchronize("cpu")  # a no-op, no error
+
+
+def test_cpu_channels_last_default_skips_nets_with_narrow_convolutions():
+    """The CPU's channels-last default (where bf16 is native) keeps a net NCHW when a conv has a
+    channel count that is not a multiple of 16 (heap corruption measured with 4 and 8 channels);
+    the small nets (16/32/64) keep the default; an explicit choice is honoured."""
+    from nfrepro.engine.device import cpu_channels_last_safe, memory_format, native_bf16
+    from nfrepro.models import create_model
+
+    narrow = create_model("nf_resnet_small", in_chans=1, widths=(8, 16, 32))
+    small = create_model("nf_resnet_small", in_chans=1)
+    assert not cpu_channels_last_safe(narrow) and cpu_channels_last_safe(small)
+    default = torch.channels_last if native_bf16("cpu") else torch.contiguous_format
+    assert memory_format("cpu", None, small) == default == memory_format("cpu")
+    assert memory_format("cpu", None, narrow) == torch.contiguous_format
+    assert memory_format("cpu", True, narrow) == torch.channels_last
