@@ -8,8 +8,9 @@ One home for the device-dependent defaults that training, evaluation and the ben
   native bf16 kernels (AVX512-BF16 or AMX; :func:`native_bf16`). Elsewhere fp32: emulated bf16 is
   slower than fp32. Which one ran is recorded (:func:`compute_dtype`, in every run record);
 * ``channels_last=None``: on wherever bf16 autocast is (tensor-core convolutions on CUDA; on an
-  AVX512-BF16 CPU measured 0.52x the fp32 NCHW step time of ``nf_resnet_small`` at batch 256 with
-  bf16 + channels_last, against 0.53x with bf16 alone), off otherwise;
+  AVX512-BF16 CPU measured 0.46x the fp32 NCHW step time of ``nf_resnet_small`` at batch 256 with
+  bf16 + channels_last, against 0.59x with bf16 alone, one thread), off otherwise; on the CPU only
+  for nets whose convolutions have multiples of 16 channels (:func:`cpu_channels_last_safe`);
 * :func:`synchronize` before reading a clock (a no-op on the CPU).
 """
 from __future__ import annotations
