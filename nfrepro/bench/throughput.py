@@ -69,12 +69,13 @@ class _Stepper:
                  channels_last: bool | None, seed: int = 0):
         torch.manual_seed(seed)
         model = create_model(name, num_classes=data.num_classes, in_chans=data.images.shape[1])
-        layout = memory_format(device, channels_last, model)
-        self.model = model.to(device, memory_format=layout).train()
+        self.channels_last = memory_format(device, channels_last, model) == torch.channels_last
+        self.model = model.to(device, memory_format=torch.channels_last if self.channels_last
+                              else torch.contiguous_format).train()
         self.opt = make_optimizer(self.model, lr=0.01,
                                   clipping=NF_CLIPPING if name.startswith("nf_") else None)
         self.loader = TensorLoader(data, batch_size, shuffle=True, seed=seed, device=device,
-                                   channels_last=layout == torch.channels_last)
+                                   channels_last=self.channels_last)
         self.batches = iter(self.loader)
         self.autocast = functools.partial(autocast, device, amp)
 
@@ -213,7 +214,7 @@ def measure_throughput(models: Sequence[str] = MODELS, batch_sizes: Sequence[int
                 t = statistics.median(times[(m, p)])
                 row = {"model": m, "batch_size": batch_size, "precision": p[0],
                        "dtype": compute_dtype(device, p[1]),
-                       "channels_last": memory_format(device, p[2]) == torch.channels_last}
+                       "channels_last": (m, p) in steppers and steppers[(m, p)].channels_last}
                 values = {"ms_per_step": 1e3 * t, "images_per_s": batch_size / t}
                 if cores:
                     values["images_per_s_per_core"] = batch_size / t / cores

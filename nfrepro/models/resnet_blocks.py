@@ -34,8 +34,9 @@ real arithmetic: the zero "SAME" padding commutes with the scaling and the bias 
 it), and ``shortcut + alpha * s * f`` is one ``addcmul``. That saves one pass over an
 activation-sized tensor per activation, forward and backward: a bf16 training step of
 ``nf_resnet_small`` at batch 256 took 0.93x and (under the profiler) 0.87x the time of the
-unfolded block, one thread on this project's CPU. The rounding differs from multiplying the maps. ``pre`` and ``acts`` stay the modules the paper
-names, and calling one alone (``block.acts[0](h)``) still returns ``gamma * g(h)``.
+unfolded block, one thread on this project's CPU. The rounding differs from multiplying the
+maps. ``pre`` and ``acts`` stay the modules the paper names, and calling one alone
+(``block.acts[0](h)``) still returns ``gamma * g(h)``.
 """
 from __future__ import annotations
 
