@@ -60,7 +60,8 @@ def lab(tmp_path_factory):
     env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings),
            "JUPYTER_RUNTIME_DIR": str(tmp_path_factory.mktemp("lab-runtime"))}
     proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-                             f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+                             f"--port={port}", "--ServerApp.ip=127.0.0.1",
+                             f"--IdentityProvider.token={token}",
                              f"--ServerApp.root_dir={ROOT / 'notebooks'}", "--ServerApp.open_browser=False"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -126,8 +127,10 @@ def test_notebook_renders_in_jupyterlab(lab, browser, path):
               ".map(i => i.complete && i.naturalWidth > 0)")
     wait.until(lambda d: len(d.execute_script(script)) >= want and all(d.execute_script(script)))
     assert len(browser.execute_script(script)) == want, f"{path.name}: not every figure rendered"
-    errors = browser.find_elements(By.CSS_SELECTOR, f'{PANEL} [data-mime-type="application/vnd.jupyter.error"]')
+    error_mime = '[data-mime-type="application/vnd.jupyter.error"]'
+    errors = browser.find_elements(By.CSS_SELECTOR, f'{PANEL} {error_mime}')
     text = "\n".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, f"{PANEL} .jp-OutputArea-output"))
-    assert not errors and "Traceback (most recent call last)" not in text, f"{path.name} shows an error output"
+    assert not errors and "Traceback (most recent call last)" not in text, \
+        f"{path.name} shows an error output"
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SHOTS / f"{path.stem}.png"))

@@ -68,7 +68,7 @@ def test_bf16_channels_last_matches_fp32(family, no_tf32):
         torch.nn.functional.cross_entropy(out.float(), y).backward()
     scale = float(logits.abs().max())
     assert float((out.float() - logits).abs().max()) < 0.05 * scale
-    for (n, p), q in zip(ref.named_parameters(), fast.parameters()):
+    for (n, p), q in zip(ref.named_parameters(), fast.parameters(), strict=True):
         if p.grad is not None and float(p.grad.norm()) > 1e-8:
             cos = torch.nn.functional.cosine_similarity(p.grad.flatten(), q.grad.float().flatten(), dim=0)
             assert float(cos) > 0.98, (family, n, float(cos))
@@ -82,12 +82,12 @@ def test_agc_on_cuda_equals_the_cpu_reference(no_tf32):
     cpu = clip_parameters(model)
     gpu_model = nfrepro.create_model("nfnet_f0", num_classes=10, **NFNET).cuda()
     gpu_model.load_state_dict(model.state_dict())
-    for p, q in zip(model.parameters(), gpu_model.parameters()):
+    for p, q in zip(model.parameters(), gpu_model.parameters(), strict=True):
         q.grad = p.grad.cuda()
     stats = adaptive_grad_clip_(clip_parameters(gpu_model), 0.01)
     ref = adaptive_grad_clip_reference_(cpu, 0.01)
     assert int(stats["num_clipped"]) == int(ref["num_clipped"]) > 0
-    for p, q in zip(model.parameters(), gpu_model.parameters()):
+    for p, q in zip(model.parameters(), gpu_model.parameters(), strict=True):
         torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-5, atol=1e-7)
 
 

@@ -17,7 +17,7 @@ def _name(req: str) -> str:
 def test_environment_yml_names_the_same_packages_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pip_reqs = list(project["dependencies"])
-    for name, extra in project["optional-dependencies"].items():
+    for extra in project["optional-dependencies"].values():
         pip_reqs += [r for r in extra if not r.startswith("nfrepro[")]  # "all" names the others
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda_pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
@@ -39,7 +39,8 @@ def test_core_needs_torch_and_numpy_only_and_all_installs_every_extra():
 
 
 def test_reference_table_and_py_typed_ship_as_package_data():
-    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["nfrepro"]
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+    data = tool["setuptools"]["package-data"]["nfrepro"]
     for name in data:
         assert (ROOT / "nfrepro" / name).is_file(), name
     assert {"py.typed", "analysis/paper_reference.csv"} <= set(data)

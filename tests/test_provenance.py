@@ -148,6 +148,7 @@ def _outputs(tmp_path, records: dict[str, dict], figures: dict[str, str | None],
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from nfrepro.engine.records import save_figure
 
     results, figs, nbs = tmp_path / "results", tmp_path / "figures", tmp_path / "notebooks"
@@ -186,8 +187,10 @@ def test_outputs_from_two_commits_disagree(tmp_path, monkeypatch):
     where = _outputs(tmp_path, {"a.json": _record(), "b.json": _record(), "c.json": _record(OTHER)},
                      {"a.png": OTHER})
     (problem,) = provenance_problems(*where)
-    assert "come from 2 commits" in problem and f"{SHA[:12]}: 2 file(s) (results/a.json, results/b.json)" in problem
-    assert f"{OTHER[:12]}: 2 file(s) (results/c.json, figures/a.png)" in problem and "make reproduce" in problem
+    assert "come from 2 commits" in problem
+    assert f"{SHA[:12]}: 2 file(s) (results/a.json, results/b.json)" in problem
+    assert f"{OTHER[:12]}: 2 file(s) (results/c.json, figures/a.png)" in problem
+    assert "make reproduce" in problem
 
 
 def test_a_notebook_naming_another_commit_disagrees(tmp_path, monkeypatch):

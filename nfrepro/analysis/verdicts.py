@@ -84,7 +84,8 @@ def claim_row(claim: str, differences: Iterable[float], kind: str = "greater", m
     """One row of a verdict table (:data:`COLUMNS`) for per-seed ``differences``."""
     estimate, low, high, n = mean_ci(differences)
     if kind == "greater":
-        verdict, rule = (greater(low, high, margin) if n > 1 else NOT_RESOLVED), f"95% t interval > {margin:g}"
+        verdict = greater(low, high, margin) if n > 1 else NOT_RESOLVED
+        rule = f"95% t interval > {margin:g}"
     elif kind == "level":
         verdict, rule = (level(low, high, tolerance) if n > 1 else NOT_RESOLVED), \
             f"95% t interval within ±{tolerance:g}"

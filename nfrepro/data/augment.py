@@ -74,7 +74,8 @@ def cutmix(x: torch.Tensor, y: torch.Tensor, boxes: torch.Tensor) -> tuple[torch
 
 
 class Augment:
-    """Callable ``(x, labels, rank, world_size) -> (x, targets)`` for :class:`~nfrepro.data.loader.TensorLoader`.
+    """Callable ``(x, labels, rank, world_size) -> (x, targets)`` for
+    :class:`~nfrepro.data.loader.TensorLoader`.
 
     ``x`` is a float batch in 0-255 units; targets stay integer labels unless ``mix`` is set,
     then they are soft N x K rows (the loss takes either).

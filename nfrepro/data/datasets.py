@@ -149,7 +149,8 @@ def load_cifar10(train: bool = True, root: str | os.PathLike | None = None,
     if download and not all((folder / name).is_file() for name, _ in files):
         try:
             CIFAR10(str(base), train=train, download=True)
-        except (OSError, RuntimeError) as err:  # URLError is an OSError; torchvision's md5 check a RuntimeError
+        # URLError is an OSError; torchvision's md5 check raises a RuntimeError
+        except (OSError, RuntimeError) as err:
             raise DataNotFoundError(f"could not download CIFAR-10 into {base} ({type(err).__name__}): "
                                     f"check the network access, or copy cifar-10-batches-py there "
                                     f"and drop --download") from err

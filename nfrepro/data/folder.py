@@ -57,7 +57,8 @@ def train_transform(image_size: int):
     from torchvision.transforms import InterpolationMode, v2
 
     return v2.Compose([v2.ToImage(),
-                       v2.RandomResizedCrop(image_size, interpolation=InterpolationMode.BICUBIC, antialias=True),
+                       v2.RandomResizedCrop(image_size, interpolation=InterpolationMode.BICUBIC,
+                                            antialias=True),
                        v2.RandomHorizontalFlip(), v2.ToDtype(torch.uint8)])
 
 
@@ -104,7 +105,8 @@ class FolderLoader(ShardedLoader):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         indices = [int(i) for batch in self._index_batches(torch.device("cpu")) for i in batch]
         seed = int(torch.randint(2 ** 62, (1,), generator=self.generator)) if self.shuffle else 0
-        loader = DataLoader(_SeededImages(self.dataset, indices, seed), batch_size=self.batch_size // self.world_size,
+        loader = DataLoader(_SeededImages(self.dataset, indices, seed),
+                            batch_size=self.batch_size // self.world_size,
                             num_workers=self.workers, pin_memory=self.device.type == "cuda")
         for x, y in loader:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

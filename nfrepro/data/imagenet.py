@@ -1,4 +1,7 @@
-"""ImageNet-style class folders with the paper's evaluation protocol (NFNets App. A; official ``dataset.py``)."""
+"""ImageNet-style class folders with the paper's evaluation protocol.
+
+NFNets App. A; official ``dataset.py``.
+"""
 from __future__ import annotations
 
 import os

@@ -4,8 +4,8 @@ A checkpoint is one ``torch.save`` file holding everything the next step depends
 EMA, optimizer, scheduler, the data loader's generator and the augmentation generator, and the
 RNG states of torch (CPU and CUDA), numpy and Python (one set per process under DDP). It is
 written with :func:`nfrepro.engine.faults.atomic_write` (a temporary file moved into place), so a
-run killed while saving, or a full disk, leaves the previous checkpoint intact. Loading uses ``weights_only=True``: a checkpoint
-is plain tensors and containers, never arbitrary pickled code.
+run killed while saving, or a full disk, leaves the previous checkpoint intact. Loading uses
+``weights_only=True``: a checkpoint is plain tensors and containers, never arbitrary pickled code.
 """
 from __future__ import annotations
 

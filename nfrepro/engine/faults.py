@@ -123,7 +123,8 @@ def check_output_dir(folder: str | os.PathLike) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputLocationError(err.errno, f"output folder {folder} cannot be created "
-                                  f"({err.strerror or type(err).__name__}); choose another location") from None
+                                  f"({err.strerror or type(err).__name__}); choose another location"
+                                  ) from None
     return folder
 
 

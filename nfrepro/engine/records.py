@@ -27,7 +27,6 @@ from nfrepro.engine.device import compute_dtype
 from nfrepro.engine.faults import atomic_write_all
 from nfrepro.engine.profiles import project_root
 
-
 # The PNG text key under which :func:`save_figure` stores :func:`git_commit`.
 FIGURE_COMMIT_KEY = "nfrepro commit"
 

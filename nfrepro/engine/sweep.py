@@ -45,7 +45,7 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     for key, values in grid.items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
             raise ConfigError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
-    return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+    return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
 
 def apply_overrides(base: TrainConfig, overrides: Mapping[str, Any],

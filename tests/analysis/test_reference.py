@@ -36,7 +36,8 @@ def test_nfnet_rows_match_the_facts_file():
     if not FACTS.exists():
         pytest.skip(f"{FACTS} not present (it is only beside the repository on project machines)")
     text = FACTS.read_text()
-    rows = re.findall(r"^\| (F\d) \| ([\d,]+) \| (\d+) \| (\d+) \| ([\d.]+) \| .*? \| ([\d.]+)M \| ([\d.]+)B \|",
+    rows = re.findall(r"^\| (F\d) \| ([\d,]+) \| (\d+) \| (\d+) \| ([\d.]+) \| .*? "
+                      r"\| ([\d.]+)M \| ([\d.]+)B \|",
                       text, flags=re.M)
     assert len(rows) == 8
     for v, depths, train, test, drop, params, flops in rows:

@@ -33,7 +33,8 @@ def test_loader_crops_shards_and_resumes_the_same_batches(image_root):
     assert first[0][0].shape == (8, 3, 16, 16) and first[0][0].dtype == torch.float32
     loader.load_state_dict(state)
     again = list(loader)
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+               for a, b in zip(first, again, strict=True))
     workers = FolderLoader(image_root, True, image_size=16, batch_size=8, seed=3, workers=2)
     assert torch.equal(next(iter(workers))[0], first[0][0])  # the crops do not depend on the workers
     halves = [FolderLoader(image_root, True, image_size=16, batch_size=8, seed=3, rank=r, world_size=2)
@@ -44,7 +45,8 @@ def test_loader_crops_shards_and_resumes_the_same_batches(image_root):
 
 
 def test_train_on_a_folder_resumes_bit_identically(image_root, tmp_path):
-    values = dict(model="nf_resnet_small", model_kwargs={"depths": [1, 1], "widths": [4, 8], "small_stem": False},
+    values = dict(model="nf_resnet_small",
+                  model_kwargs={"depths": [1, 1], "widths": [4, 8], "small_stem": False},
                   dataset="folder", data_root=str(image_root), image_size=16, batch_size=8, epochs=2,
                   base_lr=0.4, warmup_epochs=0.5, clipping=0.05, mix="mixup", ema_decay=0.9, progress=False)
     whole = train(TrainConfig(**values, run_dir=str(tmp_path / "whole")))
@@ -70,7 +72,8 @@ def test_folder_problems_are_caught_before_any_work(image_root, tmp_path):
 def test_cli_trains_on_a_folder(image_root, tmp_path, capsys):
     from nfrepro import cli
     assert cli.main(["train", "--model", "nf_resnet_small", "--model-arg", "depths=[1,1]", "--model-arg",
-                     "widths=[4,8]", "--dataset", "folder", "--data-root", str(image_root), "--image-size", "16",
+                     "widths=[4,8]", "--dataset", "folder", "--data-root", str(image_root),
+                     "--image-size", "16",
                      "--batch-size", "8", "--epochs", "1", "--crop-padding", "0", "--no-progress",
                      "--run-dir", str(tmp_path / "run")]) == 0
     assert "completed" in capsys.readouterr().out

@@ -17,7 +17,8 @@ def test_imagenet_eval_transform_squashes_then_centre_crops():
     assert out.shape == (3, 32, 32)
     x = F.to_dtype(F.to_image(img), torch.float32, scale=True)
     x = F.resize(x, [64, 64], InterpolationMode.BICUBIC, antialias=False)[:, 16:48, 16:48]
-    mean, std = torch.tensor(imagenet.IMAGENET_MEAN)[:, None, None], torch.tensor(imagenet.IMAGENET_STD)[:, None, None]
+    mean = torch.tensor(imagenet.IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(imagenet.IMAGENET_STD)[:, None, None]
     torch.testing.assert_close(out, (x - mean) / std)
 
 

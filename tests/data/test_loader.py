@@ -13,11 +13,11 @@ def test_loader_shuffles_deterministically_and_drops_the_last_partial_batch():
     epoch1 = [y for _, y in loader]
     assert len(epoch1) == 3 and all(len(y) == 32 for y in epoch1)
     again = TensorLoader(ds, 32, shuffle=True, seed=3)
-    assert all(torch.equal(u, v) for u, v in zip(epoch1, (y for _, y in again)))
+    assert all(torch.equal(u, v) for u, v in zip(epoch1, (y for _, y in again), strict=True))
     state = loader.state_dict()
     epoch2 = [y for _, y in loader]
     loader.load_state_dict(state)
-    assert all(torch.equal(u, v) for u, v in zip(epoch2, (y for _, y in loader)))
+    assert all(torch.equal(u, v) for u, v in zip(epoch2, (y for _, y in loader), strict=True))
     x, _ = next(iter(loader))
     assert x.dtype == torch.float32 and abs(x.mean()) < 1.0  # normalised
 

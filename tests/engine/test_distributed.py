@@ -22,7 +22,8 @@ ARGS = ["train", "--model", "nf_resnet_small", "--model-arg", "depths=[1,1]",
         "--model-arg", "widths=[4,8]", "--dataset", "synthetic", "--train-subset", "64",
         "--test-subset", "32", "--batch-size", "16", "--epochs", "2", "--base-lr", "0.4",
         "--warmup-epochs", "0.5", "--clipping", "0.05", "--crop-padding", "2", "--flip",
-        "--ema-decay", "0.9", "--device", "cpu", "--amp", "off", "--no-progress"]  # fp32: rank-sum vs single-process rounding
+        "--ema-decay", "0.9", "--device", "cpu", "--amp", "off", "--no-progress"]
+    # fp32 (--amp off): rank-sum vs single-process rounding
 
 # runs the CLI under torchrun and saves each process's final weights
 LAUNCHER = textwrap.dedent("""
