@@ -53,7 +53,7 @@ def pytest_collection_modifyitems(config, items):
     """Tests marked ``cuda`` run only where CUDA is present; elsewhere they are skipped, visibly."""
     if torch.cuda.is_available():
         return
-    skip = pytest.mark.skip(reason="needs CUDA: run `make gpu-check` on a GPU machine (issue 17)")
+    skip = pytest.mark.skip(reason="needs CUDA: run `make gpu-check` on a GPU machine")
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)

@@ -1,4 +1,4 @@
-"""CUDA checks (issue 17): run by ``make gpu-check`` on a GPU machine, skipped with a reason elsewhere.
+"""CUDA checks: run by ``make gpu-check`` on a GPU machine, skipped with a reason elsewhere.
 
 Tolerances, stated once: bf16 autocast keeps 8 bits of mantissa (relative rounding 2^-8 = 0.4% per
 op), so a shallow net's bf16 + channels_last logits are compared with its fp32 logits at 5% of their

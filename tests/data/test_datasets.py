@@ -95,7 +95,7 @@ def test_synthetic_is_deterministic_and_splits_differ():
         load_dataset("mnist")
 
 
-# --- broken files are one clear error (issue 18) ------------------------------------------------
+# --- broken files are one clear error ------------------------------------------------------------
 def test_broken_idx_files_are_data_integrity_errors(tmp_path):
     payload = _idx_bytes(np.zeros((20, 28, 28), np.uint8))
     cases = {"notgz.gz": b"plain text", "cut.gz": gzip.compress(np.random.default_rng(0).bytes(4000))[:80],
