@@ -39,13 +39,18 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
+    """Restore :func:`rng_state`'s output; a damaged state is one :class:`CheckpointError`."""
+    try:
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    except (TypeError, ValueError, RuntimeError, KeyError, IndexError, OverflowError) as err:
+        raise CheckpointError(f"the checkpoint's RNG state is damaged ({error_line(err, 120)}): delete "
+                              f"the checkpoint to restart that run from scratch") from None
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:

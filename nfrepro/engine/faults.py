@@ -5,7 +5,9 @@ one line per error.
   metrics, results tables and their records, ``config.json``) goes to a temporary file in the same
   folder and is renamed into place. A kill or a full disk at any moment leaves the previous file
   whole (``os.replace`` is atomic within one file system) and no temporary file behind, except
-  after SIGKILL, which nothing can clean up (such leftovers are named ``.<name>.<pid>.tmp``).
+  after SIGKILL (such leftovers are named ``.<name>.<pid>.<hex>.tmp``;
+  :func:`remove_temp_files` clears them when the run folder is next taken). A write that fails
+  (a full disk, a read-only file system) is one :class:`OutputLocationError` line.
 * :func:`exclusive_lock`: a run folder (or a results table) belongs to one process at a time;
   ``fcntl.flock`` is released by the kernel when its holder dies, so a killed run never leaves a
   stale lock. Linux (and macOS) only, the platforms we target.
@@ -19,6 +21,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import socket
 import uuid
 from pathlib import Path
@@ -59,6 +62,45 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
+_TMP_PATTERN = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def remove_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed writers of ours left in ``folder``; return them.
+
+    Only names of :func:`_tmp_name`'s form whose process is gone are removed: call it while holding
+    the folder's lock, so no live writer of ours can be writing there.
+    """
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        match = _TMP_PATTERN.match(path.name)
+        if match and not _alive(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def write_failed(target: Path, err: OSError) -> OutputLocationError:
+    """The one-line error for a write that failed: what, why, and that the old file is intact."""
+    why = err.strerror or type(err).__name__
+    hint = ("free some space" if err.errno == errno.ENOSPC else
+            "choose a writable location" if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else
+            "check the location")
+    return OutputLocationError(err.errno or errno.EIO, f"could not write {target} ({why}); any "
+                               f"previous version is intact: {hint} and run the same command again")
+
+
 def atomic_write_all(files: Sequence[tuple[str | os.PathLike, Content]]) -> list[Path]:
     """Write every ``(path, content)`` to a temporary file first, then rename them into place in
     the given order.
@@ -70,6 +112,7 @@ def atomic_write_all(files: Sequence[tuple[str | os.PathLike, Content]]) -> list
     error, a full disk included, the temporary files are removed and the targets are untouched.
     """
     done: list[tuple[Path, Path]] = []
+    target = Path(files[0][0]) if files else Path()
     try:
         for target, content in files:
             target = Path(target)
@@ -88,6 +131,10 @@ def atomic_write_all(files: Sequence[tuple[str | os.PathLike, Content]]) -> list
             tmp, target = done[0]
             os.replace(tmp, target)
             done.pop(0)
+    except OutputLocationError:
+        raise
+    except OSError as err:  # a full disk, a read-only file system: one line, the old files intact
+        raise write_failed(Path(target), err) from None
     finally:
         for tmp, _ in done:  # only what was not renamed: after an error, or an interrupt
             with contextlib.suppress(OSError):
@@ -136,8 +183,11 @@ def exclusive_lock(lock_path: str | os.PathLike, what: str) -> Iterator[None]:
     runs interleaving their checkpoints. ``what`` names the locked thing in that message.
     """
     lock_path = Path(lock_path)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(lock_path, "a+")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")
+    except OSError as err:
+        raise write_failed(lock_path, err) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -146,10 +196,13 @@ def exclusive_lock(lock_path: str | os.PathLike, what: str) -> Iterator[None]:
             holder = handle.read().strip() or "another process"
             raise FolderInUseError(f"{what} is in use by {holder}: wait for it to finish, or "
                                    f"use another folder") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
+        except OSError as err:  # a full disk: the run could not write its checkpoints either
+            raise write_failed(lock_path, err) from None
         yield
     finally:
         handle.close()  # closing releases the flock

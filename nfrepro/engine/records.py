@@ -3,13 +3,18 @@ the commit that drew them.
 
 Every results CSV in ``results/`` has a sibling ``.json`` with the git commit, the parameters,
 the torch version, the device, the wall time and the number of rows, so a reader can tell how a
-number was made, and :func:`read_results` can tell a whole table from one cut short. Every PNG in
+number was made, and :func:`read_results` can tell a whole table from one cut short. The record
+holds the table's SHA-256 and is renamed into place last, after a copy of it (``<name>.json.next``)
+that :func:`read_results` promotes when a kill fell between the two renames: any kill leaves the
+old pair or the new pair readable. Every PNG in
 ``figures/`` is written by :func:`save_figure`, which stores the same commit in the file's text
 chunks (``FIGURE_COMMIT_KEY``).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import hashlib
 import io
 import json
 import os
@@ -31,6 +36,11 @@ from nfrepro.engine.profiles import project_root
 FIGURE_COMMIT_KEY = "nfrepro commit"
 
 
+# how to rebuild a table that cannot be trusted without losing any of its rows
+REBUILD = ("move the table and its record aside, then rerun every sweep that wrote into it (finished "
+           "runs are read back from their run folders, not retrained)")
+
+
 class ResultsError(ValueError):
     """A results table disagrees with its run record (cut short, emptied, or edited by hand)."""
 
@@ -39,19 +49,22 @@ def git_commit() -> str:
     """The current commit of the repository (with ``-dirty`` if the tree has changes), or "unknown".
 
     ``$NFREPRO_COMMIT`` wins when set: a copy of the working tree without ``.git`` (the GPU machine
-    of ``make gpu-check``) is told the commit it was copied from.
+    of ``make gpu-check``) is told the commit it was copied from. Otherwise git is asked in the
+    checkout that holds the running nfrepro code first (the code's commit, wherever the outputs
+    go), then in :func:`~nfrepro.engine.profiles.project_root`.
     """
     if os.environ.get("NFREPRO_COMMIT"):
         return os.environ["NFREPRO_COMMIT"]
-    root = project_root()
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    for root in dict.fromkeys((Path(__file__).resolve().parents[2], project_root())):
+        try:
+            sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                 text=True, check=True, timeout=10).stdout.strip()
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                   capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+            return sha + ("-dirty" if dirty else "")
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return "unknown"
 
 
 def device_name(device: Any = None) -> str:
@@ -104,19 +117,65 @@ def run_record(params: Mapping[str, Any], wall_time_s: float, device: Any = None
     return record
 
 
+def _is_record(path: Path) -> bool:
+    """Whether ``path`` holds a run record of ours (a JSON object with our keys)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"git_commit", "rows", "parameters"} <= record.keys()
+
+
+def check_results_path(path: str | Path) -> Path:
+    """Refuse a results path whose table or record would clobber a file nfrepro did not write.
+
+    A table is a ``.csv`` whose record is the same name with ``.json``; an existing table is
+    replaced only when its record is ours, and an existing ``.json`` only when it is a record.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        raise ValueError(f"results table {path}: name a .csv file (its run record is written beside "
+                         f"it with the suffix .json)")
+    record = path.with_suffix(".json")
+    if record.exists() and not _is_record(record):
+        raise ValueError(f"{record} exists and is not an nfrepro run record: the table {path.name} "
+                         f"would overwrite it; choose another name or move it aside")
+    if path.exists() and not record.exists():
+        raise ValueError(f"{path} exists without an nfrepro run record beside it ({record.name}), so "
+                         f"nfrepro did not write it: choose another name or move it aside")
+    return path
+
+
 def save_results(df, path: str | Path, params: Mapping[str, Any], wall_time_s: float,
                  device: Any = None, **extra: Any) -> Path:
     """Write ``df`` to ``path`` (CSV) and its run record to ``path`` with a ``.json`` suffix.
 
-    Both go through :func:`nfrepro.engine.faults.atomic_write_all`, the CSV renamed first: a kill
-    or a full disk leaves the previous pair, never a half-written table, and a record never
-    describes a table that is not there yet.
+    Paths are checked first (:func:`check_results_path`). Every file is written in full before the
+    first rename (:func:`nfrepro.engine.faults.atomic_write_all`); then the record's copy
+    ``.json.next``, the table and the record are renamed in that order, so a kill or a full disk
+    leaves the old pair or the new one, and :func:`read_results` reads whichever it is.
     """
-    path = Path(path)
-    record = run_record(params, wall_time_s, device=device, rows=int(len(df)), **extra)
-    atomic_write_all([(path, df.to_csv(index=False)),
-                      (path.with_suffix(".json"), json.dumps(record, indent=2, default=str) + "\n")])
+    path = check_results_path(path)
+    table = df.to_csv(index=False)
+    record = run_record(params, wall_time_s, device=device, rows=int(len(df)),
+                        table_sha256=hashlib.sha256(table.encode()).hexdigest(), **extra)
+    text = json.dumps(record, indent=2, default=str) + "\n"
+    pending = _pending(path)
+    atomic_write_all([(pending, text), (path, table), (path.with_suffix(".json"), text)])
+    with contextlib.suppress(OSError):
+        pending.unlink()
     return path
+
+
+def _pending(path: Path) -> Path:
+    return path.with_name(path.with_suffix("").name + ".json.next")
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def read_results(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -126,7 +185,12 @@ def read_results(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     one its record states, raises :class:`ResultsError` rather than being trusted.
     """
     path = Path(path)
-    where = path.with_suffix(".json")
+    where, pending = path.with_suffix(".json"), _pending(path)
+    if pending.exists():  # a save was cut short: the pair that agrees wins, the other record goes
+        promote = _is_record(pending) and (
+            json.loads(pending.read_text()).get("table_sha256") == _sha256(path))
+        with contextlib.suppress(OSError):
+            os.replace(pending, where) if promote else pending.unlink()
     try:
         record = json.loads(where.read_text())
         rows = int(record["rows"])
@@ -142,8 +206,10 @@ def read_results(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         found = f"has {len(df)} rows"
     if df is None or len(df) != rows:
         raise ResultsError(f"{path} {found} but its record {where.name} says {rows}: the table was "
-                           f"cut short; move both aside and rerun (finished runs are read back "
-                           f"from their folders, not retrained)")
+                           f"cut short: {REBUILD}")
+    if "table_sha256" in record and record["table_sha256"] != _sha256(path):
+        raise ResultsError(f"{path} does not match its record {where.name} (edited by hand or cut "
+                           f"short): {REBUILD}")
     return df, record
 
 

@@ -7,6 +7,10 @@ writes the same scalars to ``RUN/tensorboard`` (needs the ``tensorboard`` packag
 ``pip install nfrepro[tensorboard]``). ``train(config, on_step=fn)`` calls
 ``fn(step, metrics)`` after every update with the metrics still on the device (the caller chooses
 when to read them).
+
+A run resumed from a checkpoint logs the steps after it again: :meth:`StepLogger.resume_at`
+first drops the rows (and TensorBoard events, via ``purge_step``) past the checkpoint's step, so
+``steps.csv`` holds each step once after any number of kills.
 """
 from __future__ import annotations
 
@@ -16,18 +20,24 @@ import math
 from pathlib import Path
 from typing import Any
 
+from nfrepro.engine.faults import atomic_write
+
 STEP_COLUMNS = ("step", "epoch", "loss", "lr", "frac_clipped")
 
 
-def tensorboard_writer(log_dir: str | Path):
-    """A TensorBoard ``SummaryWriter`` for ``log_dir``, or one clear error if the package is missing."""
+def tensorboard_writer(log_dir: str | Path, purge_step: int | None = None):
+    """A TensorBoard ``SummaryWriter`` for ``log_dir``, or one clear error if the package is missing.
+
+    ``purge_step``: events at or after this step, left by a run that was killed, are dropped.
+    """
     try:
         import tensorboard  # noqa: F401  (the optional package behind torch's writer)
     except ImportError as err:
         raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard "
                           "(or nfrepro[tensorboard])") from err
     # torch's bridge to it, loaded only now (importing it without tensorboard fails)
-    return importlib.import_module("torch.utils.tensorboard").SummaryWriter(str(log_dir))
+    writer = importlib.import_module("torch.utils.tensorboard").SummaryWriter
+    return writer(str(log_dir), purge_step=purge_step)
 
 
 class StepLogger:
@@ -40,6 +50,17 @@ class StepLogger:
         if csv_path is not None and not csv_path.exists():
             csv_path.parent.mkdir(parents=True, exist_ok=True)
             csv_path.write_text(",".join(STEP_COLUMNS) + "\n")
+
+    def resume_at(self, step: int) -> None:
+        """Keep only the rows of steps ``<= step`` (the checkpoint's): the rest are logged again."""
+        if self.csv_path is None or not self.csv_path.exists():
+            return
+        with open(self.csv_path, newline="") as f:
+            rows = list(csv.reader(f))
+        kept = [row for row in rows[1:] if row and int(float(row[0])) <= step]
+        if len(kept) < len(rows) - 1:
+            lines = [",".join(STEP_COLUMNS)] + [",".join(row) for row in kept]
+            atomic_write(self.csv_path, "\n".join(lines) + "\n")
 
     def __call__(self, step: int, metrics: dict[str, Any]) -> None:
         if step % self.every:

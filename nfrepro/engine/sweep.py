@@ -16,14 +16,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from nfrepro.engine.distributed import is_main_process
 from nfrepro.engine.faults import OutputLocationError, check_output_dir, exclusive_lock
 from nfrepro.engine.profiles import project_root
 from nfrepro.engine.progress import progress_bar
@@ -33,6 +36,11 @@ from nfrepro.engine.training import ConfigError, RunResult, TrainConfig, run_nam
 ID_COLUMNS = ["run", "model", "dataset", "batch_size", "clipping", "seed"]
 # What a run's configuration (and the recorded environment) determines, and nothing else: the same
 # plan run twice gives the same table. A run's wall time is in its folder (metrics.json), not here.
+# Fields the sweep sets itself for every run: a grid that names them would be silently overridden.
+SWEEP_CONTROLLED = ("run_dir",)
+# A grid beyond this many runs is a warning before the first one trains (a typo'd range is likely).
+LARGE_GRID = 2000
+
 METRICS = ("final_test_top1", "final_test_top1_ema", "best_test_top1", "final_train_loss",
            "mean_frac_clipped", "epochs", "steps", "diverged")
 
@@ -43,8 +51,21 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         raise ConfigError(f"the grid must be a non-empty mapping of TrainConfig fields to lists of "
                           f"values, e.g. {{\"clipping\": [0.01, 0.04]}}; got {grid!r}")
     for key, values in grid.items():
+        if key in SWEEP_CONTROLLED:
+            raise ConfigError(f"grid key {key!r} is set by the sweep for every run (one folder each): "
+                              f"choose where the run folders go with runs_dir= (--runs-dir) instead")
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
             raise ConfigError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
+        seen: list[Any] = []
+        for value in values:
+            if any(value == other and type(value) is type(other) for other in seen):
+                raise ConfigError(f"grid[{key!r}] lists {value!r} twice: each run would be counted "
+                                  f"twice in the table; list every value once")
+            seen.append(value)
+    sizes = [len(values) for values in grid.values()]
+    if math.prod(sizes) > LARGE_GRID:
+        warnings.warn(f"this grid has {math.prod(sizes):,} runs ({' x '.join(map(str, sizes))}): "
+                      f"check its ranges before it starts", stacklevel=2)
     return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
 
@@ -114,7 +135,7 @@ def run_sweep(grid: Mapping[str, Sequence[Any]], base_config: TrainConfig | None
                                   f".csv file in it")
     for folder in {results_csv.parent, *(Path(c.run_dir).parent for _, c in configs)}:
         check_output_dir(folder)
-    main = int(os.environ.get("RANK", "0")) == 0
+    main = is_main_process()
     with exclusive_lock(results_csv.with_name(results_csv.name + ".lock"),
                         f"results table {results_csv}") if main else contextlib.nullcontext():
         return _run_configs(configs, grid, base, results_csv, progress, main, train_fn)

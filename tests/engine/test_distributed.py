@@ -9,9 +9,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 from nfrepro import cli
+from nfrepro.engine.distributed import ranks_from_env
 from nfrepro.engine.training import train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,3 +63,31 @@ def test_two_gloo_processes_match_each_other_and_one_process(tmp_path):
         torch.testing.assert_close(rank0[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
     ddp_metrics = (tmp_path / "ddp" / "metrics.csv").read_text().splitlines()
     assert len(ddp_metrics) == 3  # header + 2 epochs, written once (by rank 0)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"RANK": "1"}, "RANK=1 but WORLD_SIZE=1"),
+    ({"RANK": "2", "WORLD_SIZE": "2"}, "RANK=2 but WORLD_SIZE=2"),
+    ({"WORLD_SIZE": "2"}, "no RANK"),
+    ({"WORLD_SIZE": "0"}, "WORLD_SIZE='0'"),
+    ({"RANK": "one"}, "RANK='one'"),
+])
+def test_a_stale_or_inconsistent_torchrun_environment_is_refused(env, message):
+    with pytest.raises(ValueError, match=message):
+        ranks_from_env(env)
+
+
+def test_consistent_torchrun_environments():
+    assert ranks_from_env({}) == (0, 1, 0)
+    assert ranks_from_env({"RANK": "0"}) == (0, 1, 0)
+    assert ranks_from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}) == (1, 2, 1)
+
+
+def test_train_refuses_a_stale_rank_before_any_work(tmp_path, monkeypatch):
+    from nfrepro.engine.config import TrainConfig
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    config = TrainConfig(model="nf_resnet_small", dataset="synthetic", run_dir=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="RANK=1 but WORLD_SIZE=1"):
+        train(config)
+    assert not (tmp_path / "run").exists()

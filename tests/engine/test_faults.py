@@ -95,3 +95,36 @@ def test_error_line_is_one_non_empty_line():
                         "Original Traceback (most recent call last):\n  File \"x.py\", line 1\n"
                         "nfrepro.data.datasets.DataIntegrityError: a.png is not a readable image\n")
     assert error_line(worker) == "nfrepro.data.datasets.DataIntegrityError: a.png is not a readable image"
+
+
+def test_a_failed_write_is_one_line_that_names_the_file_and_the_fix(tmp_path, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(faults.os, "fsync", full)
+    with pytest.raises(OutputLocationError) as info:
+        atomic_write(tmp_path / "checkpoint.pt", b"x")
+    message = str(info.value)
+    assert "checkpoint.pt" in message and "free some space" in message and "\n" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # no chained traceback
+
+
+def test_a_lock_on_a_read_only_location_is_one_line(tmp_path, monkeypatch):
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("builtins.open", read_only)
+    with pytest.raises(OutputLocationError, match="run.lock .*Read-only.*writable location"):
+        with exclusive_lock(tmp_path / "run.lock", "run folder"):
+            pass
+
+
+def test_remove_temp_files_takes_only_dead_writers_leftovers(tmp_path):
+    dead = 2 ** 22 + 12345  # above the default pid_max: no such process
+    ours_dead = tmp_path / f".checkpoint.pt.{dead}.0123abcd.tmp"
+    ours_alive = tmp_path / f".checkpoint.pt.{os.getpid()}.0123abcd.tmp"
+    foreign = tmp_path / ".notes.tmp"
+    for path in (ours_dead, ours_alive, foreign):
+        path.write_text("x")
+    assert faults.remove_temp_files(tmp_path) == [ours_dead]
+    assert leftovers(tmp_path) == sorted([ours_alive.name, foreign.name])

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -85,3 +87,54 @@ def test_save_figure_stores_the_commit_in_the_png(tmp_path, monkeypatch):
     assert text["Software"].startswith("nfrepro ") and "matplotlib" in text["Software"]
     with pytest.raises(ValueError, match="PNG"):
         records.save_figure(fig, tmp_path / "fig.pdf")
+
+
+@pytest.mark.parametrize("renamed", [0, 1, 2])
+def test_any_kill_between_the_renames_leaves_a_readable_pair(tmp_path, monkeypatch, renamed):
+    """A kill after ``renamed`` of the three renames (record copy, table, record): the old pair or
+    the new pair is read back whole, never a refusal that would cost the table's rows."""
+    path = records.save_results(_table(3), tmp_path / "r.csv", params={"v": 1}, wall_time_s=0)
+    real_replace, calls = os.replace, []
+
+    def killed(src, dst):
+        if len(calls) == renamed:
+            raise KeyboardInterrupt  # stands for the kill
+        calls.append(dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(faults.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        records.save_results(_table(5), path, params={"v": 2}, wall_time_s=0)
+    monkeypatch.setattr(faults.os, "replace", real_replace)
+    df, record = records.read_results(path)
+    assert (len(df), record["parameters"]["v"]) == ((3, 1) if renamed < 2 else (5, 2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.json"]
+
+
+def test_an_edited_table_is_refused_with_advice_that_keeps_every_row(tmp_path):
+    path = records.save_results(_table(3), tmp_path / "r.csv", params={}, wall_time_s=0)
+    path.write_text(path.read_text().replace("r1,top1,1", "r1,top1,7"))  # same rows, one value changed
+    with pytest.raises(records.ResultsError, match="does not match its record .* rerun every sweep"):
+        records.read_results(path)
+
+
+@pytest.mark.parametrize("name, present, message", [
+    ("out.json", {}, "name a .csv file"),
+    ("report.csv", {"report.json": '{"mine": 1}'}, "report.json exists and is not an nfrepro run record"),
+    ("report.csv", {"report.csv": "a,b\n1,2\n"}, "without an nfrepro run record beside it"),
+])
+def test_a_table_never_clobbers_a_file_nfrepro_did_not_write(tmp_path, name, present, message):
+    for file, text in present.items():
+        (tmp_path / file).write_text(text)
+    with pytest.raises(ValueError, match=message):
+        records.save_results(_table(2), tmp_path / name, params={}, wall_time_s=0)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == present
+
+
+def test_the_commit_is_the_code_checkout_s_wherever_the_outputs_go(tmp_path, monkeypatch):
+    monkeypatch.delenv("NFREPRO_COMMIT", raising=False)
+    monkeypatch.setenv("NFREPRO_ROOT", str(tmp_path))  # outputs outside any checkout
+    root = Path(records.__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        pytest.skip("nfrepro is not imported from a git checkout here (an installed copy)")
+    assert records.git_commit() != "unknown"

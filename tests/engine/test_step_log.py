@@ -30,3 +30,18 @@ def test_rows_every_n_steps_and_scalars(tmp_path):
     assert ("train/loss", 0.5, 2) in writer.scalars
     with pytest.raises(ValueError, match=">= 1"):
         StepLogger(0)
+
+
+def test_a_resumed_run_logs_each_step_once(tmp_path):
+    path = tmp_path / "steps.csv"
+    metrics = {"epoch": 1, "loss": 1.0, "lr": 0.1, "frac_clipped": 0.0}
+    log = StepLogger(1, path)
+    for step in range(1, 9):  # killed after step 8; the checkpoint was written after step 5
+        log(step, metrics)
+    for kill in range(3):  # every resume replays steps 6.. and is killed again
+        log = StepLogger(1, path)
+        log.resume_at(5)
+        for step in range(6, 9 + kill):
+            log(step, metrics)
+    assert pd.read_csv(path)["step"].tolist() == list(range(1, 11))
+    StepLogger(1, tmp_path / "new.csv").resume_at(3)  # nothing logged yet: nothing to do

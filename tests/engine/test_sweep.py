@@ -115,3 +115,19 @@ def test_a_results_table_in_use_by_another_sweep_is_refused(tmp_path):
         with pytest.raises(FolderInUseError, match="in use by pid"):
             run_sweep({"seed": [0]}, BASE, csv, runs_dir=tmp_path / "runs", progress=False,
                       train_fn=_never_train)
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"seed": [0, 1, 0]}, r"lists 0 twice"),
+    ({"clipping": [0.01, None, 0.01]}, r"lists 0.01 twice"),
+    ({"run_dir": ["a", "b"]}, r"set by the sweep .* runs_dir"),
+])
+def test_grids_whose_values_would_be_ignored_or_counted_twice_are_refused(grid, message):
+    with pytest.raises(ConfigError, match=message):
+        expand_grid(grid)
+
+
+def test_a_huge_grid_is_a_warning_before_anything_is_built():
+    grid = {"seed": list(range(100)), "batch_size": list(range(1, 101))}  # 10,000 runs
+    with pytest.warns(UserWarning, match="10,000 runs \\(100 x 100\\)"):
+        assert len(expand_grid(grid)) == 10_000
