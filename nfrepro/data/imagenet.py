@@ -55,6 +55,10 @@ def image_folder(root: str | os.PathLike, image_size: int, antialias: bool = Fal
     if not root.is_dir():
         raise DataNotFoundError(f"image folder {root} does not exist: pass a folder with one "
                                 f"sub-folder of images per class (e.g. ImageNet val, sorted by synset)")
+    splits = [name for name in ("train", "val") if (root / name).is_dir()]
+    if len(splits) == 2:  # the data set's root, not a split: its two splits would be two "classes"
+        raise DataNotFoundError(f"{root} holds train/ and val/, so it is a data set's root, not one "
+                                f"split: pass {root / 'val'} (one sub-folder per class)")
     try:
         return ImageFolder(str(root), transform=imagenet_eval_transform(image_size, antialias),
                            loader=_load_image)

@@ -45,3 +45,13 @@ def test_a_corrupt_image_is_named_in_one_line(tmp_path):
     dataset = imagenet.image_folder(tmp_path, 16)
     with pytest.raises(DataIntegrityError, match="bad.png is not a readable image"):
         [dataset[i] for i in range(len(dataset))]
+
+
+def test_a_data_set_root_with_train_and_val_is_refused(tmp_path):
+    from PIL import Image
+    for split in ("train", "val"):
+        (tmp_path / split / "cat").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / split / "cat" / "a.png")
+    with pytest.raises(DataNotFoundError, match="holds train/ and val/.*pass .*val"):
+        imagenet.image_folder(tmp_path, 8)
+    assert len(imagenet.image_folder(tmp_path / "val", 8).classes) == 1
