@@ -18,7 +18,6 @@ import pandas as pd
 from nfrepro.analysis import verdicts as V
 from nfrepro.engine.checkpoint import load_checkpoint
 from nfrepro.experiments.agc_ablation import (
-    AGC,
     AGC_FREE_GAINS,
     BN,
     CLIPPED,
@@ -63,7 +62,7 @@ def best_clipping(runs: pd.DataFrame, clippings: Iterable[float] | None = None) 
                .agg(mean_top1=("score", "mean"), seeds=("seed", "nunique"),
                     diverged=("diverged", "sum")).reset_index())
     rows = []
-    for (variant, batch), g in grouped.groupby(["variant", "batch_size"]):
+    for _, g in grouped.groupby(["variant", "batch_size"]):
         g = g.sort_values("clipping")
         best = g.loc[g["mean_top1"].idxmax()]  # idxmax keeps the first (smallest lambda) of ties
         rows.append({**best.to_dict(), "at_top": best["clipping"] == g["clipping"].max()})
@@ -287,7 +286,7 @@ def fig2b_claims(runs: pd.DataFrame, clippings: Iterable[float] | None = None,
         table = g.pivot_table(index="seed", columns=["batch_size", "clipping"], values="score")
         small, big = int(g["batch_size"].min()), int(g["batch_size"].max())
 
-        def drop(t: pd.DataFrame) -> float:
+        def drop(t: pd.DataFrame, small: int = small, big: int = big) -> float:
             m = t.mean().rename("score").reset_index()
             best = _best_log2_lambda(m)
             return float(best[small] - best[big])
@@ -436,6 +435,7 @@ def describe_claims(claims: pd.DataFrame) -> str:
     head = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in (V.REPRODUCED, V.CONTRADICTED, V.NOT_RESOLVED))
     lines = [f"Of {len(claims)} claims: {head}."]
     for r in claims.itertuples():
-        interval = f"[{r.ci_low:.2f}, {r.ci_high:.2f}]" if np.isfinite(r.ci_low) else "(one value: no interval)"
+        interval = (f"[{r.ci_low:.2f}, {r.ci_high:.2f}]" if np.isfinite(r.ci_low)
+                    else "(one value: no interval)")
         lines.append(f"- {r.claim}: {r.estimate:.2f} {interval}, n = {r.n}: **{r.verdict}**")
     return "\n".join(lines)
