@@ -60,7 +60,8 @@ def test_run_plan_shares_runs_between_plans_and_reads_skip_gains(tmp_path):
     assert len(N.missing_runs(A.plan_clipping(A.AgcScale(**{**TINY.__dict__, "clippings": (0.08,)}),
                                                variants=[A.AGC]), runs)) == 1
     # notebook 03's plan holds the AGC run of notebook 02's: read back, not retrained
-    again = A.run_plan(A.plan_clipping(TINY, variants=[A.AGC]), TINY, tmp_path, progress=False, train_fn=counting_train)
+    again = A.run_plan(A.plan_clipping(TINY, variants=[A.AGC]), TINY, tmp_path, progress=False,
+                       train_fn=counting_train)
     assert len(calls) == 2 and set(again["run"]) <= set(tidy["run"])
     gains = N.skip_gains(runs, tmp_path)
     assert len(gains) == 2 * sum(TINY.depths) and set(gains["variant"]) == {A.NF, A.AGC}
