@@ -113,7 +113,7 @@ def stderr_outputs(nb, name: str = "notebook") -> list[str]:
 def machine_paths(nb, name: str = "notebook") -> list[str]:
     """An absolute path of the machine that ran the notebook (``/work/...``, ``site-packages``)."""
     return _outputs_matching(nb, name, MACHINE_PATH, "a machine path",
-                             "print paths relative to the project root (nfrepro.engine.profiles.shown_path)")
+                             "print paths relative to the project root (nfrepro.notebook.shown_path)")
 
 
 def debug_leftovers(nb, name: str = "notebook") -> list[str]:
