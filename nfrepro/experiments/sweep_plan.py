@@ -6,8 +6,9 @@ A notebook's runs are a *plan*: a table with one row per run (:data:`PLAN_COLUMN
 many run at a time); every setting it does not name is the paper's recipe, the
 :class:`~nfrepro.engine.config.TrainConfig` defaults. :func:`run_plan` trains (or reads back) every
 planned run in its own folder, so plans that share runs share them on disk, and returns one tidy
-table, one row per run and metric. An experiment module keeps only its own arms (label ->
-TrainConfig overrides), its sizes and its claims.
+table, one row per run and metric; :func:`per_run` reads it back as one row per run. An
+experiment module keeps only its own arms (label -> TrainConfig overrides), its sizes and its
+claims.
 
 An arm may name ``threshold_field``: the TrainConfig field the plan's ``clipping`` column sets
 (default ``"clipping"``, AGC's lambda; ordinary norm clipping sets ``"clip_norm"``).
@@ -32,6 +33,7 @@ from nfrepro.engine.sweep import apply_overrides, tidy_rows
 from nfrepro.engine.training import RunResult, train
 
 PLAN_COLUMNS = ["variant", "layers", "batch_size", "clipping", "seed"]
+CHANCE_TOP1 = 10.0  # 10 classes (Fashion-MNIST, CIFAR-10): how a diverged run is scored
 Arms = Mapping[str, Mapping[str, Any]]  # label -> TrainConfig overrides ("model_kwargs.<name>": one argument)
 
 
@@ -156,3 +158,18 @@ def training_seconds(tidy: pd.DataFrame, runs_dir: str | Path) -> float:
         record = Path(runs_dir) / run / "metrics.json"
         total += float(json.loads(record.read_text()).get("wall_time_s", 0.0)) if record.exists() else 0.0
     return total
+
+
+def per_run(tidy: pd.DataFrame, metric: str = "final_test_top1") -> pd.DataFrame:
+    """One row per run: plan columns, ``status``, ``diverged``, ``top1`` (NaN when diverged),
+    ``steps`` and ``score`` (top-1, with a diverged run scored at chance: 100 / 10 classes)."""
+    keys = [*PLAN_COLUMNS, "run", "status"]
+    tidy = tidy.assign(layers=tidy["layers"].fillna(""))  # a CSV reads the empty label as NaN
+    wide = tidy.pivot_table(index="run", columns="metric", values="value", aggfunc="first")
+    out = tidy.drop_duplicates("run")[keys].reset_index(drop=True)
+    wide = wide.reindex(out["run"]).reset_index(drop=True)
+    out["diverged"] = wide["diverged"].astype(bool).to_numpy() | (out["status"] == "diverged")
+    out["top1"] = wide[metric].where(~out["diverged"])
+    out["steps"] = wide["steps"]
+    out["score"] = out["top1"].fillna(CHANCE_TOP1)
+    return out

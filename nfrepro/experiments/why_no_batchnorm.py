@@ -38,9 +38,8 @@ from nfrepro.data.datasets import load_dataset
 from nfrepro.data.loader import TensorLoader
 from nfrepro.engine.checkpoint import load_checkpoint
 from nfrepro.engine.config import TrainConfig
-from nfrepro.experiments import agc_analysis
 from nfrepro.experiments.agc_ablation import BN, METHODS, NF
-from nfrepro.experiments.sweep_plan import Scale, make_plan
+from nfrepro.experiments.sweep_plan import Scale, make_plan, per_run
 from nfrepro.models import create_model
 
 FAMILIES = (BN, NF)
@@ -75,7 +74,7 @@ def plan(scale: Scale) -> pd.DataFrame:
 def batch_table(tidy: pd.DataFrame) -> pd.DataFrame:
     """Per batch size and family: mean final top-1 over seeds with its 95% interval, and NF - BN
     paired by seed with its interval."""
-    runs = agc_analysis.per_run(tidy)
+    runs = per_run(tidy)
     rows = []
     for batch, g in runs.groupby("batch_size"):
         by = {v: g[g["variant"] == v].set_index("seed")["score"] for v in FAMILIES}
@@ -92,7 +91,7 @@ def batch_table(tidy: pd.DataFrame) -> pd.DataFrame:
 
 def batch_claims(tidy: pd.DataFrame, tolerance: float = TOLERANCE) -> list[dict]:
     """The batch-size claim at the smallest batch (NF ahead) and at the largest (level)."""
-    runs = agc_analysis.per_run(tidy)
+    runs = per_run(tidy)
     small, large = runs["batch_size"].min(), runs["batch_size"].max()
 
     def diff(batch: int) -> pd.Series:

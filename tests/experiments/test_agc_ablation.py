@@ -55,7 +55,7 @@ def test_run_plan_shares_runs_between_plans_and_reads_skip_gains(tmp_path):
     plan = A.plan_batch_size(TINY, variants=[A.NF, A.AGC])
     tidy = A.run_plan(plan, TINY, tmp_path, progress=False, train_fn=counting_train)
     assert len(calls) == 2 and list(tidy.columns[:5]) == A.PLAN_COLUMNS
-    runs = N.per_run(tidy)
+    runs = sweep_plan.per_run(tidy)
     assert N.missing_runs(plan, runs).empty
     assert len(N.missing_runs(A.plan_clipping(A.AgcScale(**{**TINY.__dict__, "clippings": (0.08,)}),
                                                variants=[A.AGC]), runs)) == 1
@@ -77,7 +77,7 @@ def test_departures_table_sets_each_setting_beside_the_paper():
 def test_run_plan_in_worker_processes_matches_the_plan(tmp_path):
     plan = A.plan_batch_size(TINY, variants=[A.BN, A.AGC])
     tidy = A.run_plan(plan, TINY, tmp_path, progress=False, workers=2)
-    runs = N.per_run(tidy)
+    runs = sweep_plan.per_run(tidy)
     assert N.missing_runs(plan, runs).empty and list(runs["variant"]) == [A.BN, A.AGC]
     assert (tmp_path / runs["run"][0] / "metrics.csv").exists()
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from contract_nets import TinyNet, backward
 
-from nfrepro.experiments import agc_analysis
 from nfrepro.experiments import gradient_clipping as gc
+from nfrepro.experiments import sweep_plan
 from nfrepro.optim.agc import clip_parameters, unitwise_norm
 
 
@@ -52,7 +52,7 @@ def test_transfer_loss_and_claims():
                        (gc.NORM_SGD, 1024, 0.25, seed): 77 + e, (gc.NORM_SGD, 1024, 4.0, seed): 10 + 3 * e,
                        (gc.AGC_ADAMW, 1024, 0.001, seed): 75 + e,
                        (gc.AGC_ADAMW, 1024, 0.01, seed): 40 + 2 * e})
-    runs = agc_analysis.per_run(_tidy(scores))
+    runs = sweep_plan.per_run(_tidy(scores))
     best = gc.best_thresholds(runs)
     picks = best[best["best"]].set_index(["variant", "batch_size"])["clipping"]
     assert picks[(gc.AGC_SGD, 128)] == picks[(gc.AGC_SGD, 1024)] == 0.01
