@@ -17,7 +17,7 @@ TEST_ENV := NFREPRO_PROFILE=smoke
 GPU_PYTHON ?= python3
 GPU_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
 
-.PHONY: help setup data browser reproduce test test-browser lab clean gpu-check
+.PHONY: help setup data browser reproduce test test-browser lab clean gpu-check throughput-before
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -78,7 +78,11 @@ test: setup ## run the tests, and nbval over the notebooks under the smoke profi
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks
 
 gpu-check: ## on a GPU machine: CUDA tests and benchmarks into results/gpu (DRY=1: toy run on the CPU)
-	NFREPRO_COMMIT=$${NFREPRO_COMMIT:-$(GPU_COMMIT)} PYTHONPATH=. $(GPU_PYTHON) -m nfrepro.experiments.gpu_check $(if $(DRY),--dry) $(GPU_CHECK_ARGS)
+	NFREPRO_COMMIT=$${NFREPRO_COMMIT:-$(GPU_COMMIT)} PYTHONPATH=. $(GPU_PYTHON) tools/gpu_check.py $(if $(DRY),--dry) $(GPU_CHECK_ARGS)
+
+throughput-before: setup ## optional: today's small-net throughput beside COMMIT's own step (COMMIT=<rev>)
+	@test -n "$(COMMIT)" || { echo "throughput-before: name the earlier commit, e.g. make throughput-before COMMIT=00eeab5"; exit 1; }
+	PYTHONPATH=. $(BIN)/python tools/throughput_before.py $(COMMIT)
 
 test-browser: setup ## open every notebook in JupyterLab in headless Chromium; screenshots in .scratch/browser
 	$(BIN)/python -m pytest -rs tests/test_browser.py

@@ -29,16 +29,20 @@ def test_parameters_cell(path):
             f"{path.name}: the parameters cell holds plain assignments only"
         names[node.targets[0].id] = ast.literal_eval(node.value)  # raises if not a literal
     assert names.get("profile") == "cpu", f"{path.name}: the default profile must be 'cpu'"
-    # the very next code cell applies the NFREPRO_PROFILE override
-    assert "resolve_profile(profile)" in code[tagged[0] + 1].source
-    # ... after refusing unknown papermill parameters, before it defines any value of its own
-    first = next(node for node in ast.parse(code[tagged[0] + 1].source).body
-                 if not isinstance(node, (ast.Import, ast.ImportFrom)))
-    check = getattr(first, "value", None)
-    assert isinstance(check, ast.Call) and ast.unparse(check.func).endswith("check_parameters"), \
-        f"{path.name}: the cell after 'parameters' must start with check_parameters(globals(), ...)"
-    known = ast.literal_eval(next(k.value for k in check.keywords if k.arg == "known"))
-    assert known == list(names), f"{path.name}: check_parameters' known list is not the parameters"
+    # the other profiles' sizes are literal too, and name only this cell's parameters
+    for profile, sizes in names.get("profile_sizes", {}).items():
+        assert profile in ("smoke", "gpu") and set(sizes) <= set(names) - {"profile", "profile_sizes"}, \
+            f"{path.name}: profile_sizes[{profile!r}] sets a name the parameters cell does not define"
+    # the very next code cell calls the one notebook helper, with every parameter, before it defines
+    # any value of its own (imports only above it)
+    body = ast.parse(code[tagged[0] + 1].source).body
+    first = next(node for node in body if not isinstance(node, (ast.Import, ast.ImportFrom)))
+    call = getattr(first, "value", None)
+    assert isinstance(call, ast.Call) and ast.unparse(call.func) == "nfrepro.notebook.start", \
+        f"{path.name}: the cell after 'parameters' must call nfrepro.notebook.start(globals(), known=...)"
+    known = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "known"))
+    assert known == list(names), f"{path.name}: start's known list is not the parameters"
+    assert len(code[tagged[0] + 1].source.splitlines()) <= 30, f"{path.name}: the set-up cell is not short"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
 
 

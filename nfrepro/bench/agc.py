@@ -84,7 +84,7 @@ def bench_agc(device: Any = "cpu", model_name: str = "nfnet_f0", repeats: int = 
             torch._foreach_copy_(grads, saved)
             ops[name] = count_ops(fn)
         df = compare(sides, "timm", repeats=repeats, warmup=warmup, device=device,
-                     setup=lambda: torch._foreach_copy_(grads, saved))
+                     setup=lambda grads=grads, saved=saved: torch._foreach_copy_(grads, saved))
         floor = float(df.loc[df["side"] == "read_only", "median_ms"].iloc[0])
         for r in df.itertuples():
             metrics = {"median_ms": r.median_ms, "q25_ms": r.q25_ms, "q75_ms": r.q75_ms,

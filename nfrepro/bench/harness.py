@@ -1,6 +1,6 @@
 """The benchmark harness: every timing is a ratio against a baseline measured in the same run.
 
-Rule (style.md, 9): sides are timed alternately, round-robin, and summarised by their medians,
+Rule (benchmarks are not tests): sides are timed alternately, round-robin, and summarised by their medians,
 so that a machine busy with other work slows every side alike (:func:`compare`). Absolute
 milliseconds are kept in the results for context only. The pieces every benchmark shares live
 here: a batch already on the device (:func:`make_batch`, App. A.2: data on the device), the
@@ -97,8 +97,9 @@ def paired_ratio(numerator: list[float], denominator: list[float], n_boot: int =
     ``n_boot`` times, fixed ``seed``), i.e. how stable the reported ratio is; ``rounds``.
     """
     if len(numerator) != len(denominator) or not numerator:
-        raise ValueError(f"need two equally long, non-empty lists of times, got {len(numerator)} and {len(denominator)}")
-    r = [n / d for n, d in zip(numerator, denominator)]
+        raise ValueError(f"need two equally long, non-empty lists of times, got {len(numerator)} and "
+                         f"{len(denominator)}")
+    r = [n / d for n, d in zip(numerator, denominator, strict=True)]
 
     def pct(xs: list[float], cuts: int) -> list[float]:  # linear interpolation, as numpy's default
         return statistics.quantiles(xs, n=cuts, method="inclusive") if len(xs) > 1 else [xs[0]] * (cuts - 1)
@@ -108,7 +109,7 @@ def paired_ratio(numerator: list[float], denominator: list[float], n_boot: int =
     boot = [statistics.median(rng.choices(r, k=len(r))) for _ in range(n_boot)]
     cut = pct(boot, 40)                   # 2.5% steps: the first and last cut bound 95%
     low, high = cut[0], cut[-1]
-    return dict(zip(RATIO_METRICS, map(float, (med, q25, q75, low, high, len(r)))))
+    return dict(zip(RATIO_METRICS, map(float, (med, q25, q75, low, high, len(r))), strict=True))
 
 
 @contextlib.contextmanager
@@ -231,7 +232,8 @@ def train_step_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
-def inference_fn(model: nn.Module, x: torch.Tensor, amp: str | bool | None = "auto") -> Callable[[], torch.Tensor]:
+def inference_fn(model: nn.Module, x: torch.Tensor, amp: str | bool | None = "auto",
+                 ) -> Callable[[], torch.Tensor]:
     """One eval-mode forward pass without autograd, as a closure."""
     model.eval()
 
@@ -250,7 +252,8 @@ def release(device: Any) -> None:
         torch.cuda.empty_cache()
 
 
-def tidy_rows(df: pd.DataFrame, batch_size: int, ids: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+def tidy_rows(df: pd.DataFrame, batch_size: int, ids: Mapping[str, Any] | None = None,
+              ) -> list[dict[str, Any]]:
     """:func:`compare`'s wide rows -> tidy rows (one per side and metric), with images per second."""
     rows = []
     for r in df.itertuples():

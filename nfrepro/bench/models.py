@@ -9,10 +9,10 @@ the batch, resolution and number of steps, and every result records them.
 Two benchmarks (``python -m nfrepro bench --which train_step inference``), each a ratio
 against timm's port (``dm_nfnet_f0``, random init) timed alternately in the same run:
 
-* ``bench_train_step`` (P1): one NFNet-F0 training step, nfrepro vs timm, same batch, resolution,
+* ``bench_train_step``: one NFNet-F0 training step, nfrepro vs timm, same batch, resolution,
   threads, optimizer and AGC parameter set (each side clips with its own library's AGC).
   Goal: nfrepro / timm <= 0.85.
-* ``bench_inference`` (P3): NFNet-F0 inference at the test resolution, nfrepro with the weight
+* ``bench_inference``: NFNet-F0 inference at the test resolution, nfrepro with the weight
   standardization and the signal-propagation gains folded (``nfrepro.models.folding``) vs timm in eval
   mode, which standardizes its weights on every forward; the WS-only fold is timed beside them.
   Goal: nfrepro / timm <= 0.7.
@@ -45,8 +45,8 @@ from nfrepro.models import create_model
 from nfrepro.models.folding import fold_for_inference, fold_weight_standardization
 from nfrepro.models.nfnet import VARIANTS
 
-GOAL_TRAIN_STEP = 0.85  # P1: nfrepro F0 training step / timm dm_nfnet_f0
-GOAL_INFERENCE = 0.70   # P3: folded nfrepro F0 inference / timm dm_nfnet_f0 (eval)
+GOAL_TRAIN_STEP = 0.85  # nfrepro F0 training step / timm dm_nfnet_f0
+GOAL_INFERENCE = 0.70   # folded nfrepro F0 inference / timm dm_nfnet_f0 (eval)
 
 
 def compare_train_steps(models: Mapping[str, nn.Module], baseline: str, batch_size: int, px: int,
@@ -66,9 +66,10 @@ def compare_train_steps(models: Mapping[str, nn.Module], baseline: str, batch_si
     return out
 
 
-# ---------------------------------------------------------------- benchmarks P1 and P3
+# ---------------------------------------------------------------- training step and inference vs timm
 def _default_batch(device: torch.device) -> int:
-    return 32 if torch.device(device).type == "cuda" else 4  # the paper's 32 per device; a few images on 2 CPU cores
+    # the paper's 32 per device; a few images on 2 CPU cores
+    return 32 if torch.device(device).type == "cuda" else 4
 
 
 def _with_ratio(df: pd.DataFrame, benchmark: str, scenario: str, model: str, batch_size: int, px: int,
@@ -76,7 +77,7 @@ def _with_ratio(df: pd.DataFrame, benchmark: str, scenario: str, model: str, bat
     """Tidy rows; every side but timm gets ``ratio_vs_timm``, the headline side "nfrepro" the goal."""
     rows = [r for r in tidy_rows(df, batch_size) if r["metric"] != "ratio_vs_baseline"]
     rows += [{"side": side, "baseline": "timm", "metric": "ratio_vs_timm", "value": float(ratio)}
-             for side, ratio in zip(df["side"], df["ratio_vs_baseline"]) if side != "timm"]
+             for side, ratio in zip(df["side"], df["ratio_vs_baseline"], strict=True) if side != "timm"]
     rows.append({"side": "nfrepro", "baseline": "timm", "metric": "goal_ratio_vs_timm", "value": goal})
     out = pd.DataFrame(rows).drop(columns=["baseline"])
     for i, (k, v) in enumerate({"benchmark": benchmark, "scenario": scenario, "model": model}.items()):
@@ -97,7 +98,8 @@ def _f0_pair(timm_model: str, nfrepro_overrides: Mapping[str, Any] | None,
     timm = import_timm()
     ours = create_model("nfnet_f0", num_classes=NUM_CLASSES, **(nfrepro_overrides or {}))
     theirs = timm.create_model(timm_model, pretrained=False, num_classes=NUM_CLASSES,
-                               drop_rate=VARIANTS["F0"].drop_rate, drop_path_rate=0.25, **(timm_overrides or {}))
+                               drop_rate=VARIANTS["F0"].drop_rate, drop_path_rate=0.25,
+                               **(timm_overrides or {}))
     return ours, theirs
 
 
@@ -107,7 +109,7 @@ def bench_train_step(device: Any = "cpu", batch_size: int | None = None, px: int
                      nfrepro_overrides: Mapping[str, Any] | None = None,
                      timm_overrides: Mapping[str, Any] | None = None, compile: bool = False,
                      peak_flops: float | None = None) -> pd.DataFrame:
-    """P1: an NFNet-F0 training step, nfrepro vs timm, alternating sides (goal ratio <= 0.85).
+    """An NFNet-F0 training step, nfrepro vs timm, alternating sides (goal ratio <= 0.85).
 
     Same images (``batch_size`` x ``px``; default 32 x 192 on CUDA, 4 x 192 on the CPU), SGD with
     Nesterov momentum, AGC on every parameter but the classifier weight (nfrepro's ``AGC`` on our
@@ -141,7 +143,8 @@ def bench_train_step(device: Any = "cpu", batch_size: int | None = None, px: int
             ms = float(df.loc[df["side"] == side, "median_ms"].iloc[0])
             extra.append({"side": side, "metric": "mfu", "value": f / (ms / 1e3) / peak_flops})
     fixed = out.iloc[0][["benchmark", "scenario", "model", "batch_size", "resolution", "threads"]].to_dict()
-    out = pd.concat([out, pd.DataFrame([{**fixed, **r} for r in extra])], ignore_index=True)[list(out.columns)]
+    out = pd.concat([out, pd.DataFrame([{**fixed, **r} for r in extra])],
+                    ignore_index=True)[list(out.columns)]
     del sides, models, ours, theirs
     release(device)
     return out
@@ -152,15 +155,16 @@ def bench_inference(device: Any = "cpu", batch_size: int | None = None, px: int 
                     amp: str | bool | None = "auto", channels_last: bool | None = None,
                     nfrepro_overrides: Mapping[str, Any] | None = None,
                     timm_overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """P3: NFNet-F0 inference, folded nfrepro vs timm eval mode (goal ratio <= 0.7).
+    """NFNet-F0 inference, folded nfrepro vs timm eval mode (goal ratio <= 0.7).
 
-    Three sides, timed alternately: ``nfrepro`` (the headline: :func:`~nfrepro.models.folding.fold_for_inference`,
-    WS and every gain folded), ``nfrepro_ws_folded`` (:func:`~nfrepro.models.folding.fold_weight_standardization`
-    only, the module-for-module counterpart of timm) and ``timm`` (standardizes its weights on every
-    forward). Default ``px``: F0's test resolution (256); batch as in :func:`bench_train_step`. All
-    run under ``torch.inference_mode``. Same rows as :func:`bench_train_step`, with a
-    ``ratio_vs_timm`` for both nfrepro sides; each folded model is checked to give the unfolded
-    model's logits first (a fast wrong model is no result).
+    Three sides, timed alternately: ``nfrepro`` (the headline:
+    :func:`~nfrepro.models.folding.fold_for_inference`, WS and every gain folded),
+    ``nfrepro_ws_folded`` (:func:`~nfrepro.models.folding.fold_weight_standardization` only, the
+    module-for-module counterpart of timm) and ``timm`` (standardizes its weights on every forward).
+    Default ``px``: F0's test resolution (256); batch as in :func:`bench_train_step`. All run
+    under ``torch.inference_mode``. Same rows as :func:`bench_train_step`, with a ``ratio_vs_timm``
+    for both nfrepro sides; each folded model is checked to give the unfolded model's logits first
+    (a fast wrong model is no result).
     """
     device = torch.device(device)
     batch_size = batch_size or _default_batch(device)
@@ -170,7 +174,8 @@ def bench_inference(device: Any = "cpu", batch_size: int | None = None, px: int 
         for block in ours.blocks:
             block.skip_gain.fill_(1.0)
     ours, theirs = place(ours.eval(), device, channels_last), place(theirs.eval(), device, channels_last)
-    folded = {"nfrepro": fold_for_inference(ours), "nfrepro_ws_folded": fold_weight_standardization(ours).eval()}
+    folded = {"nfrepro": fold_for_inference(ours),
+              "nfrepro_ws_folded": fold_weight_standardization(ours).eval()}
     x, _ = make_batch(batch_size, px, device, channels_last)
     with torch.inference_mode():
         ref = ours(x[:1]).float()

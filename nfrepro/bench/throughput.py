@@ -10,15 +10,12 @@ channels-last where the device computes bf16 natively, fp32 elsewhere), so the s
 default is a ratio within one run. On the CPU it runs one thread (the sweeps' workers do) and
 reports images per second per core.
 
-Before and after (issue 15's "2x today's"): with ``before=`` a commit (default
-:data:`BEFORE_COMMIT`, the code before the bf16 / channels-last / folding work), the same table
-also times that commit's own fp32 step of ``nf_resnet_small``: the commit's ``nfrepro`` is
-exported (``git archive``) to a temporary folder and stepped by a one-thread worker process,
-taking its turn in the same round-robin as the in-process sides, so that
-``speedup_vs_before`` is a ratio within one run. Without git or without that commit the side
-is left out, with a warning.
+Before and after: ``before=`` takes a factory of an outside stepper (one per batch size) that
+joins the same round-robin as the in-process sides, so that ``speedup_vs_before`` is a ratio
+within one run. ``tools/throughput_before.py`` (``make throughput-before``) passes one that steps
+an earlier commit's own code in a worker process; the package itself never reads git history.
 
-Protocol (``style.md`` §9): the models are timed in alternating order within each repeat, each
+Protocol (benchmarks are not tests): the models are timed in alternating order within each repeat, each
 repeat times ``steps`` consecutive steps after ``warmup`` untimed ones, and the table reports
 medians and the ratio to ``bn_resnet_small`` measured in the same run. Not a test: run it on a
 quiet machine (``python -m nfrepro bench --which throughput``).
@@ -26,17 +23,9 @@ quiet machine (``python -m nfrepro bench --which throughput``).
 from __future__ import annotations
 
 import functools
-import io
-import os
 import statistics
-import subprocess
-import sys
-import tarfile
-import tempfile
 import time
-import warnings
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import pandas as pd
 import torch
@@ -56,9 +45,16 @@ NF_CLIPPING = 0.01
 # training default (bf16 + channels_last where the device computes bf16 natively, else fp32 again)
 FP32 = ("float32, NCHW", "off", False)
 PRECISIONS = (FP32, ("default (amp auto)", "auto", None))
-# main when issue 15 was filed: fp32 NCHW was the CPU default, WS reshaped its weights to O x N
-BEFORE_COMMIT = "00eeab5"
-BEFORE_MODEL = "nf_resnet_small"
+
+
+class OutsideStepper(Protocol):
+    """A side timed outside this process (an earlier commit's code, in ``tools/throughput_before.py``)."""
+    label: str   # its ``precision`` in the table
+    model: str   # the model it steps: every row of that model gets ``speedup_vs_before``
+
+    def time_steps(self, steps: int) -> float: ...  # seconds of ``steps`` consecutive steps
+
+    def close(self) -> None: ...
 
 
 class _Stepper:
@@ -88,92 +84,21 @@ class _Stepper:
         train_step(self.model, self.opt, x, y, self.autocast)
 
 
-# The worker that steps an exported commit's code: one line "model batch_size steps" in, the
-# seconds those steps took out. It uses that commit's own _Stepper (same signature since the
-# benchmark was written), fp32 and NCHW.
-_WORKER = """
-import sys, time, torch
-torch.set_num_threads(1)
-from nfrepro.bench.throughput import _Stepper
-from nfrepro.data.datasets import load_dataset
-data = load_dataset(sys.argv[1], train=True, subset=int(sys.argv[2]) if sys.argv[2] != "None" else None)
-steppers = {}
-print("ready", flush=True)
-for line in sys.stdin:
-    model, batch_size, steps = line.split()
-    key = (model, int(batch_size))
-    if key not in steppers:
-        steppers[key] = _Stepper(model, data, key[1], torch.device("cpu"), "off", False)
-    start = time.perf_counter()
-    for _ in range(int(steps)):
-        steppers[key].step()
-    print(time.perf_counter() - start, flush=True)
-"""
-
-
-class _CommitStepper:
-    """Steps ``model`` with the ``nfrepro`` of an earlier commit, in a one-thread worker process."""
-
-    def __init__(self, commit: str, model: str, batch_size: int, dataset: str, subset: int | None):
-        self.model, self.batch_size = model, batch_size
-        self.tmp = tempfile.TemporaryDirectory(prefix=f"nfrepro-{commit}-")
-        root = Path(__file__).resolve().parents[2]
-        archive = subprocess.run(["git", "-C", str(root), "archive", commit, "nfrepro"],
-                                 capture_output=True, check=True).stdout
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(self.tmp.name, filter="data")
-        env = {**os.environ, "PYTHONPATH": self.tmp.name, "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-c", _WORKER, dataset, str(subset)], env=env,
-                                     cwd=self.tmp.name, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
-        if self.proc.stdout.readline().strip() != "ready":
-            self.close()
-            raise RuntimeError(f"the worker for commit {commit} did not start")
-
-    def time_steps(self, steps: int) -> float:
-        """Seconds of ``steps`` steps (the worker's own clock; the pipe round trip is outside it)."""
-        self.proc.stdin.write(f"{self.model} {self.batch_size} {steps}\n")
-        self.proc.stdin.flush()
-        return float(self.proc.stdout.readline())
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=60)
-        self.tmp.cleanup()
-
-
-def _before_stepper(before: str | None, device: torch.device, batch_size: int, dataset: str,
-                    subset: int | None) -> _CommitStepper | None:
-    """The earlier commit's worker, or None (with a warning) where it cannot be had."""
-    if before is None:
-        return None
-    if device.type != "cpu":
-        warnings.warn(f"throughput: the side of commit {before} is timed on the CPU only; left out",
-                      stacklevel=3)
-        return None
-    try:
-        return _CommitStepper(before, BEFORE_MODEL, batch_size, dataset, subset)
-    except (OSError, subprocess.CalledProcessError, RuntimeError) as err:
-        warnings.warn(f"throughput: cannot step commit {before} ({err}); its side is left out "
-                      f"(it needs git and that commit in this clone's history)", stacklevel=3)
-        return None
-
-
 def measure_throughput(models: Sequence[str] = MODELS, batch_sizes: Sequence[int] = BATCH_SIZES,
                        device: Any = None, steps: int = 8, warmup: int = 2, repeats: int = 3,
                        dataset: str = "fashion_mnist", subset: int | None = 8192,
                        precisions: Sequence[tuple[str, str, bool | None]] = PRECISIONS,
-                       threads: int | None = 1, before: str | None = BEFORE_COMMIT) -> pd.DataFrame:
+                       threads: int | None = 1,
+                       before: Callable[[int], OutsideStepper | None] | None = None) -> pd.DataFrame:
     """Tidy table: one row per (model, batch size, precision, metric), medians over ``repeats``.
 
     Each precision is ``(label, amp, channels_last)``; every (model, precision) pair is timed in
     alternating order within each repeat. ``threads`` (default 1: the sweeps' one thread per
     worker) gives ``images_per_s_per_core``; ``speedup_vs_fp32`` is the first precision's step
     time over this one's, same model and batch, same run. Each row names the dtype that ran.
-    ``before``: a commit whose own fp32 step of :data:`BEFORE_MODEL` joins the round-robin (see
-    the module docstring; ``None`` leaves it out); its rows have ``precision`` "float32, NCHW at
-    <commit>" and every row of that model gets ``speedup_vs_before``.
+    ``before(batch_size)``: an :class:`OutsideStepper` (or None) that joins the round-robin (see
+    the module docstring); its rows have its ``label`` as ``precision``, and every row of its
+    model gets ``speedup_vs_before``.
     """
     device = resolve_device(device)
     data = load_dataset(dataset, train=True, subset=subset)
@@ -189,8 +114,8 @@ def measure_throughput(models: Sequence[str] = MODELS, batch_sizes: Sequence[int
             for stepper in steppers.values():
                 for _ in range(warmup):
                     stepper.step()
-            old = _before_stepper(before, device, batch_size, dataset, subset) if BEFORE_MODEL in models else None
-            old_key = (BEFORE_MODEL, (f"float32, NCHW at {before}", "off", False))
+            old = before(batch_size) if before is not None else None
+            old_key = (old.model, (old.label, "off", False)) if old is not None else None
             if old is not None:
                 old.time_steps(warmup)
                 keys.append(old_key)
@@ -221,7 +146,7 @@ def measure_throughput(models: Sequence[str] = MODELS, batch_sizes: Sequence[int
                 if (BASELINE, p) in times:
                     values[f"step_time_ratio_vs_{BASELINE}"] = t / statistics.median(times[(BASELINE, p)])
                 values["speedup_vs_fp32"] = statistics.median(times[(m, precisions[0])]) / t
-                if old_key in times and m == BEFORE_MODEL:
+                if old_key in times and m == old_key[0]:
                     values["speedup_vs_before"] = statistics.median(times[old_key]) / t
                 rows += [{**row, "metric": k, "value": v} for k, v in values.items()]
             del steppers

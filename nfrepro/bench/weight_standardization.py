@@ -35,9 +35,9 @@ def bench_weight_standardization(device: Any = "cpu", model_name: str = "nfnet_f
 
     def side(fn):
         def run():
-            for w, g in zip(weights, gains):
+            for w, g in zip(weights, gains, strict=True):
                 w.grad, g.grad = None, None
-            outs = [fn(w, g) for w, g in zip(weights, gains)]
+            outs = [fn(w, g) for w, g in zip(weights, gains, strict=True)]
             torch.autograd.backward(outs, upstream)
         return run
 

@@ -12,11 +12,12 @@ runs. What it claims:
 * text: never clip the final linear layer; the first convolution can often be left unclipped;
   at batch 4096 every stage must be clipped.
 
-Notebooks 02 and 03 share everything here: the scale of each profile (:data:`SCALES`), the
-variants (literal tables), the planned runs (``plan_*``), running them in one resumable sweep
-folder (:func:`run_plan`: a run that already finished is read back, so 03 reuses the runs of
-02; several runs at a time on a multi-core CPU). The numbers behind the verdicts are computed in
-:mod:`nfrepro.experiments.agc_analysis`, the figures drawn by :mod:`nfrepro.analysis.plotting`.
+Notebooks 02 and 03 share everything here: the scale of each profile (:data:`SCALES`, with the
+lambda grids), the variants (literal tables) and the planned runs (``plan_*``), which
+:func:`run_plan` runs in one resumable sweep folder through :mod:`nfrepro.experiments.sweep_plan`
+(a run that already finished is read back, so 03 reuses the runs of 02). The numbers behind the
+verdicts are computed in :mod:`nfrepro.experiments.agc_analysis`, the figures drawn by
+:mod:`nfrepro.analysis.plotting`.
 
 Departure, on purpose: with a few hundred steps, clipping the zero-initialised skip gains freezes
 them (their norm is floored at ``eps``), so a small-lambda run trains as a shallow net
@@ -27,22 +28,17 @@ same unclipped NF net.
 """
 from __future__ import annotations
 
-import json
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-import torch
 
 from nfrepro.engine.config import TrainConfig
-from nfrepro.engine.profiles import output_dirs
-from nfrepro.engine.progress import progress_bar
-from nfrepro.engine.sweep import apply_overrides, tidy_rows
 from nfrepro.engine.training import RunResult, train
+from nfrepro.experiments import sweep_plan
+from nfrepro.experiments.sweep_plan import PLAN_COLUMNS, Scale, make_plan
 
 # ----------------------------------------------------------------------------- the variants
 BN, NF, AGC = "BN", "NF", "NF + AGC"
@@ -56,7 +52,6 @@ METHODS: dict[str, dict[str, Any]] = {
 }
 UNCLIPPED = (BN, NF)
 CLIPPED = (AGC, AGC_FREE_GAINS)  # swept over lambda
-TWIN = {AGC: NF, AGC_FREE_GAINS: NF}  # the unclipped net each clipped variant is compared with
 # figure styles (matplotlib keywords): colour = normaliser / clipping, dashes = the departure
 STYLES: dict[str, dict[str, str]] = {
     BN: {"color": "tab:blue"}, NF: {"color": "tab:orange"}, AGC: {"color": "tab:green"},
@@ -74,63 +69,24 @@ LAYERS: dict[str, dict[str, Any]] = {
     "last stage unclipped": {"clip_exclude_stages": [LAST_STAGE]},
 }
 
-PLAN_COLUMNS = ["variant", "layers", "batch_size", "clipping", "seed"]
-
 
 # ----------------------------------------------------------------------------- the scale
-@dataclass(frozen=True)
-class Scale:
-    """How big a profile's runs are; every setting not named here is the paper's recipe
-    (:class:`~nfrepro.engine.config.TrainConfig` defaults: SGD-Nesterov, lr 0.1 B/256, warmup then
-    cosine, weight decay 2e-5, label smoothing 0.1)."""
-    dataset: str
-    widths: tuple[int, ...]
-    depths: tuple[int, ...]
-    epochs: int
-    warmup_epochs: float
-    batch_sizes: tuple[int, ...]
+@dataclass(frozen=True, kw_only=True)
+class AgcScale(Scale):
+    """A :class:`~nfrepro.experiments.sweep_plan.Scale` with the lambda grids of notebooks 02 / 03."""
     clippings: tuple[float, ...]          # notebook 03: the paper's grid (part of it at smoke scale)
     extra_clippings: tuple[float, ...]    # notebook 03: beyond the paper's grid
     batch_clippings: tuple[float, ...]    # notebook 02: the lambdas searched per batch size
-    seeds: tuple[int, ...]
-    small_stem: bool = True               # False: the ImageNet stem (7x7/2 conv, 3x3/2 max-pool)
-    train_subset: int | None = None
-    test_subset: int | None = None
-    crop_padding: int = 0
-    flip: bool = False
-    ema_decay: float | None = 0.999
-    log_every: int = 2                    # steps between rows of RUN/steps.csv (frac clipped over training)
     long_epochs: int | None = None        # notebook 02: the largest batch again, this many epochs
     long_clipping: float = 0.01           # ... at the paper's lambda for batch 1024-4096 (§5.1)
-    workers: int = 1                      # runs at a time (run_plan); 1 thread each when > 1
-    threads: int | None = None            # torch threads of a single run (None: torch's default)
-    extra: dict[str, Any] = field(default_factory=dict)  # any other TrainConfig field
-
-    @property
-    def num_stages(self) -> int:
-        return len(self.widths)
-
-    def base_config(self, **overrides: Any) -> TrainConfig:
-        """The TrainConfig every run of this scale starts from (variants override the model)."""
-        values = dict(dataset=self.dataset, train_subset=self.train_subset,
-                      test_subset=self.test_subset, epochs=self.epochs,
-                      warmup_epochs=self.warmup_epochs, crop_padding=self.crop_padding,
-                      flip=self.flip, ema_decay=self.ema_decay,
-                      model_kwargs={"widths": list(self.widths), "depths": list(self.depths),
-                                    "small_stem": self.small_stem},
-                      eval_every=self.epochs, progress=False,  # evaluate at the end only
-                      log_every=self.log_every)
-        values.update(self.extra)
-        values.update(overrides)
-        return TrainConfig(**values)
 
 
 PAPER_CLIPPINGS = (0.01, 0.02, 0.04, 0.08, 0.16)  # §4.1, also in nfrepro/analysis/paper_reference.csv
 
-SCALES: dict[str, Scale] = {
+SCALES: dict[str, AgcScale] = {
     # toy: a synthetic data set, two batch sizes, the ends of the lambda grid, one seed, one
     # thread (for nets this small two threads cost more than they save, far more on a busy CPU)
-    "smoke": Scale(dataset="synthetic", widths=(4, 8, 16), depths=(1, 1, 1), epochs=2,
+    "smoke": AgcScale(dataset="synthetic", widths=(4, 8, 16), depths=(1, 1, 1), epochs=2,
                    warmup_epochs=0.5, batch_sizes=(32, 128), clippings=(0.01, 0.16),
                    extra_clippings=(0.64,), batch_clippings=(0.01, 0.16), seeds=(0,),
                    long_epochs=3, ema_decay=None, threads=1),
@@ -139,13 +95,13 @@ SCALES: dict[str, Scale] = {
     # 2 epochs, five seeds (the paper's runs per point), two runs at a time. Batch 4096 would get
     # 14 steps per epoch, so the range is the paper's 16x span moved down one octave; notebook 02
     # searches every other lambda of the paper's grid and runs batch 2048 again for 8 epochs.
-    "cpu": Scale(dataset="fashion_mnist", widths=(16, 32, 64), depths=(2, 2, 2), small_stem=False,
+    "cpu": AgcScale(dataset="fashion_mnist", widths=(16, 32, 64), depths=(2, 2, 2), small_stem=False,
                  epochs=2, warmup_epochs=0.5, batch_sizes=(128, 512, 2048),
                  clippings=PAPER_CLIPPINGS, extra_clippings=(0.32,),
                  batch_clippings=PAPER_CLIPPINGS[::2], seeds=(0, 1, 2, 3, 4), long_epochs=8,
                  workers=2),
     # one GPU: CIFAR-10, the small nets four times wider, the paper's five batch sizes and grid
-    "gpu": Scale(dataset="cifar10", widths=(64, 128, 256), depths=(2, 2, 2), epochs=15,
+    "gpu": AgcScale(dataset="cifar10", widths=(64, 128, 256), depths=(2, 2, 2), epochs=15,
                  warmup_epochs=1.0, batch_sizes=(256, 512, 1024, 2048, 4096),
                  clippings=PAPER_CLIPPINGS, extra_clippings=(0.32, 0.64),
                  batch_clippings=PAPER_CLIPPINGS, seeds=(0, 1), crop_padding=4, flip=True),
@@ -153,47 +109,42 @@ SCALES: dict[str, Scale] = {
 
 
 # ----------------------------------------------------------------------------- plans
-def _plan(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    df = pd.DataFrame(list(rows), columns=PLAN_COLUMNS)
-    df["clipping"] = df["clipping"].astype(float)  # NaN: not clipped
-    return df
-
-
-def plan_batch_size(scale: Scale, variants: Iterable[str] = (*UNCLIPPED, *CLIPPED)) -> pd.DataFrame:
+def plan_batch_size(scale: AgcScale, variants: Iterable[str] = (*UNCLIPPED, *CLIPPED)) -> pd.DataFrame:
     """Fig. 2a: every variant at every batch size and seed; the clipped ones at each ``batch_clippings``."""
-    return _plan({"variant": v, "layers": PAPER_LAYERS if v in CLIPPED else "", "batch_size": b,
+    return make_plan({"variant": v, "layers": PAPER_LAYERS if v in CLIPPED else "", "batch_size": b,
                   "clipping": c, "seed": s}
                  for v in variants for b in scale.batch_sizes
                  for c in (scale.batch_clippings if v in CLIPPED else [np.nan]) for s in scale.seeds)
 
 
-def plan_clipping(scale: Scale, variants: Iterable[str] = CLIPPED) -> pd.DataFrame:
+def plan_clipping(scale: AgcScale, variants: Iterable[str] = CLIPPED) -> pd.DataFrame:
     """Fig. 2b: the clipped variants over the paper's grid and its extension, every batch size."""
-    return _plan({"variant": v, "layers": PAPER_LAYERS, "batch_size": b, "clipping": c, "seed": s}
+    return make_plan({"variant": v, "layers": PAPER_LAYERS, "batch_size": b, "clipping": c, "seed": s}
                  for v in variants for b in scale.batch_sizes
                  for c in (*scale.clippings, *scale.extra_clippings) for s in scale.seeds)
 
 
-def plan_layers(scale: Scale, clipping: Mapping[str, float], layers: Iterable[str] = LAYERS) -> pd.DataFrame:
+def plan_layers(scale: AgcScale, clipping: Mapping[str, float],
+                layers: Iterable[str] = LAYERS) -> pd.DataFrame:
     """§4.1 layer choice: at the largest batch size, each clipped variant at its ``clipping[variant]``."""
-    return _plan({"variant": v, "layers": layer, "batch_size": max(scale.batch_sizes),
+    return make_plan({"variant": v, "layers": layer, "batch_size": max(scale.batch_sizes),
                   "clipping": lam, "seed": s}
                  for v, lam in clipping.items() for layer in layers for s in scale.seeds)
 
 
-def long_methods(scale: Scale) -> dict[str, dict[str, Any]]:
+def long_methods(scale: AgcScale) -> dict[str, dict[str, Any]]:
     """The variants of :func:`plan_long`: BN and the clipped ones, trained ``scale.long_epochs``."""
     e = scale.long_epochs
     return {f"{v}, {e} epochs": {**METHODS[v], "epochs": e, "eval_every": e} for v in (BN, *CLIPPED)}
 
 
-def plan_long(scale: Scale) -> pd.DataFrame:
+def plan_long(scale: AgcScale) -> pd.DataFrame:
     """Fig. 2a at the largest batch size with ``long_epochs`` (4x the steps at the cpu scale) and
     the paper's lambda for large batches: do the SkipInit gains, clipped as published, open up
-    and let AGC catch BN once they have had the steps (``../shared/paper-facts.md``)? Run with
+    and let AGC catch BN once they have had the steps? Run with
     ``methods=long_methods(scale)``."""
     methods = long_methods(scale)
-    return _plan({"variant": v, "layers": PAPER_LAYERS if "AGC" in v else "",
+    return make_plan({"variant": v, "layers": PAPER_LAYERS if "AGC" in v else "",
                   "batch_size": max(scale.batch_sizes),
                   "clipping": scale.long_clipping if "AGC" in v else np.nan, "seed": s}
                  for v in methods for s in scale.seeds)
@@ -211,88 +162,36 @@ def fp32_methods(methods: Mapping[str, Mapping[str, Any]] = METHODS) -> dict[str
 def plan_fp32(points: pd.DataFrame) -> pd.DataFrame:
     """The runs of ``points`` (a plan, or :func:`~nfrepro.experiments.agc_analysis.fig2a_points`)
     again in fp32: same batch sizes, lambdas and seeds; run with ``methods=fp32_methods()``."""
-    return _plan({**{c: r[c] for c in PLAN_COLUMNS}, "variant": f"{r['variant']}{FP32_SUFFIX}"}
+    return make_plan({**{c: r[c] for c in PLAN_COLUMNS}, "variant": f"{r['variant']}{FP32_SUFFIX}"}
                  for r in points.to_dict("records"))
+
+
+def layer_overrides(scale: Scale) -> dict[str, dict[str, Any]]:
+    """:data:`LAYERS` for this scale: :data:`LAST_STAGE` becomes the net's last stage."""
+    return {label: {key: [scale.num_stages - 1 if s == LAST_STAGE else s for s in value]
+                    if key == "clip_exclude_stages" else value for key, value in overrides.items()}
+            for label, overrides in LAYERS.items()}
 
 
 def run_overrides(spec: Mapping[str, Any], scale: Scale,
                   methods: Mapping[str, Mapping[str, Any]] = METHODS) -> dict[str, Any]:
-    """The TrainConfig overrides of one planned run (a row of a plan).
-
-    The plan's ``clipping`` column is AGC's lambda, or, for a method that names a
-    ``threshold_field`` (notebook 07's ordinary clipping: ``"clip_norm"``), that field's value.
-    """
-    out = dict(methods[spec["variant"]])
-    field = out.pop("threshold_field", "clipping")
-    for key, value in LAYERS.get(spec["layers"], {}).items():
-        out[key] = [scale.num_stages - 1 if s == LAST_STAGE else s for s in value] \
-            if key == "clip_exclude_stages" else value
-    clipping = spec["clipping"]
-    out.update({"batch_size": int(spec["batch_size"]), "seed": int(spec["seed"]),
-                field: None if clipping is None or np.isnan(clipping) else float(clipping)})
-    return out
+    """The TrainConfig overrides of one planned run (a row of a plan): its variant's, its layer
+    choice's and the row's batch size, seed and lambda (:func:`sweep_plan.run_overrides`)."""
+    return sweep_plan.run_overrides(spec, methods, layer_overrides(scale))
 
 
-# ----------------------------------------------------------------------------- running
 def sweep_dir(profile: str) -> Path:
-    """The run folders notebooks 02 and 03 share: ``runs/agc_sweep/<profile>`` (git-ignored);
-    for "smoke", ``.scratch/smoke/runs/agc_sweep/smoke``, beside the other smoke outputs."""
-    return output_dirs(profile)[1].parent / "runs" / "agc_sweep" / profile
-
-
-def _train_rows(values: dict[str, Any], threads: int | None) -> list[dict[str, Any]]:
-    """Train one run in a worker process; its tidy rows (:func:`nfrepro.engine.sweep.tidy_rows`)."""
-    if threads:
-        torch.set_num_threads(threads)
-    return tidy_rows(train(TrainConfig.from_dict(values)), {})
+    """The run folders notebooks 02 and 03 share: ``runs/agc_sweep/<profile>`` (git-ignored)."""
+    return sweep_plan.runs_dir("agc_sweep", profile)
 
 
 def run_plan(plan: pd.DataFrame, scale: Scale, runs_dir: str | Path, progress: bool = True,
              workers: int = 1, train_fn: Callable[[TrainConfig], RunResult] = train,
              methods: Mapping[str, Mapping[str, Any]] = METHODS) -> pd.DataFrame:
-    """Run (or read back) every planned run; the tidy table, one row per run and metric.
-
-    Each run has its own folder in ``runs_dir``, named by :func:`nfrepro.engine.training.run_name`
-    (:func:`nfrepro.engine.sweep.apply_overrides`), so plans that share runs share them on disk: a
-    finished run (completed or diverged) is read back by :func:`~nfrepro.engine.training.train`, a
-    cut-off one resumes. ``workers > 1`` trains that many runs at a time in separate processes,
-    one thread each: on a 2-core CPU two single-thread runs of these small nets finish sooner than
-    one run on two threads. A script that calls this with ``workers > 1`` needs the usual
-``if __name__ == "__main__":`` guard (the workers are spawned); notebooks do not.
-``train_fn`` (tests) applies with ``workers=1`` only. ``methods``: the variants' overrides
-(:data:`METHODS`; notebook 07 passes its own).
-    """
-    runs_dir, base = Path(runs_dir), scale.base_config()
-    specs = plan.drop_duplicates(PLAN_COLUMNS).to_dict("records")
-    configs = [apply_overrides(base, run_overrides(spec, scale, methods), runs_dir) for spec in specs]
-    rows: list[list[dict[str, Any]]] = [[] for _ in specs]
-    bar = progress_bar(total=len(specs), desc="runs", disable=not progress)
-    if workers > 1:
-        # "spawn": a fresh interpreter per worker (forking a process that holds OpenMP threads can hang)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_train_rows, c.to_dict(), 1): i for i, c in enumerate(configs)}
-            for future in as_completed(futures):
-                rows[futures[future]] = future.result()
-                bar.update()
-    else:
-        for i, config in enumerate(configs):
-            rows[i] = tidy_rows(train_fn(config), {})
-            bar.update()
-    bar.close()
-    frames = [pd.DataFrame(r)[["run", "status", "metric", "value"]].assign(**spec)
-              for r, spec in zip(rows, specs)]
-    tidy = pd.concat(frames, ignore_index=True)
-    return tidy[[*PLAN_COLUMNS, "run", "status", "metric", "value"]]
-
-
-def training_seconds(tidy: pd.DataFrame, runs_dir: str | Path) -> float:
-    """The wall time the runs of a tidy table trained for, in all, read from their run folders'
-    records (the tidy table itself holds no timing, so that the same plan gives the same table)."""
-    total = 0.0
-    for run in tidy["run"].unique():
-        record = Path(runs_dir) / run / "metrics.json"
-        total += float(json.loads(record.read_text()).get("wall_time_s", 0.0)) if record.exists() else 0.0
-    return total
+    """:func:`nfrepro.experiments.sweep_plan.run_plan` with this module's variants and layer
+    choices: run (or read back) every planned run; the tidy table, one row per run and metric."""
+    return sweep_plan.run_plan(plan, scale, runs_dir, methods, layer_overrides(scale), progress=progress,
+                               workers=workers, train_fn=train_fn)
 
 
 # the paper's side of the comparison (§4.1, Fig. 2; App. A), quoted, never measured
@@ -311,7 +210,7 @@ def _join(values: Iterable[float]) -> str:
     return ", ".join(f"{v:g}" for v in values)
 
 
-def departures(scale: Scale) -> pd.DataFrame:
+def departures(scale: AgcScale) -> pd.DataFrame:
     """The paper's setup (:data:`PAPER_SETUP`) beside this profile's, row by row."""
     data = "Fashion-MNIST (60k, 28 px)" if scale.dataset == "fashion_mnist" else \
         "CIFAR-10 (50k, 32 px)" if scale.dataset == "cifar10" else f"{scale.dataset} (toy)"

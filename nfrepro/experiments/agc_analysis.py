@@ -1,7 +1,7 @@
 """The numbers behind the verdicts of notebooks 02 and 03 (NFNets §4.1: Fig. 2a, Fig. 2b, layers).
 
-Everything here reads the tidy run tables that :func:`nfrepro.experiments.agc_ablation.run_plan` returns and
-the notebooks save (one row per run and metric), so a verdict can be recomputed from the CSVs in
+Everything here reads the tidy run tables that :func:`nfrepro.experiments.agc_ablation.run_plan`
+returns and the notebooks save (one row per run and metric), so a verdict can be recomputed from the CSVs in
 ``results/`` without training. Rules, stated once: a run's result is its final test top-1; a
 diverged run is *shown* as diverged and, where a mean must decide something (the best lambda, a
 verdict), *scored* at chance (10% for 10 classes); differences under :data:`TOLERANCE` points
@@ -18,7 +18,6 @@ import pandas as pd
 from nfrepro.analysis import verdicts as V
 from nfrepro.engine.checkpoint import load_checkpoint
 from nfrepro.experiments.agc_ablation import (
-    AGC,
     AGC_FREE_GAINS,
     BN,
     CLIPPED,
@@ -31,27 +30,12 @@ from nfrepro.experiments.agc_ablation import (
 )
 
 TOLERANCE = 1.0  # points of top-1: smaller differences count as "no difference" in the verdicts
-CHANCE_TOP1 = 10.0  # 10 classes (Fashion-MNIST, CIFAR-10): how a diverged run is scored
-
-def per_run(tidy: pd.DataFrame, metric: str = "final_test_top1") -> pd.DataFrame:
-    """One row per run: plan columns, ``status``, ``diverged``, ``top1`` (NaN when diverged),
-    ``steps`` and ``score`` (top-1, with a diverged run scored at chance: 100 / 10 classes)."""
-    keys = [*PLAN_COLUMNS, "run", "status"]
-    tidy = tidy.assign(layers=tidy["layers"].fillna(""))  # a CSV reads the empty label as NaN
-    wide = tidy.pivot_table(index="run", columns="metric", values="value", aggfunc="first")
-    out = tidy.drop_duplicates("run")[keys].reset_index(drop=True)
-    wide = wide.reindex(out["run"]).reset_index(drop=True)
-    out["diverged"] = wide["diverged"].astype(bool).to_numpy() | (out["status"] == "diverged")
-    out["top1"] = wide[metric].where(~out["diverged"])
-    out["steps"] = wide["steps"]
-    out["score"] = out["top1"].fillna(CHANCE_TOP1)
-    return out
-
 
 def best_clipping(runs: pd.DataFrame, clippings: Iterable[float] | None = None) -> pd.DataFrame:
     """Best lambda per (clipped variant, batch size): the highest mean score over seeds.
 
-    ``runs`` as :func:`per_run` returns (only runs with ``layers == PAPER_LAYERS`` count);
+    ``runs`` as :func:`~nfrepro.experiments.sweep_plan.per_run` returns (only runs with
+    ``layers == PAPER_LAYERS`` count);
     ``clippings`` restricts the search (e.g. to the paper's grid). Ties go to the smaller lambda.
     Columns: variant, batch_size, clipping, mean_top1 (mean score), seeds, diverged (runs),
     at_top (the best is the largest lambda searched: the true best may lie above).
@@ -63,7 +47,7 @@ def best_clipping(runs: pd.DataFrame, clippings: Iterable[float] | None = None) 
                .agg(mean_top1=("score", "mean"), seeds=("seed", "nunique"),
                     diverged=("diverged", "sum")).reset_index())
     rows = []
-    for (variant, batch), g in grouped.groupby(["variant", "batch_size"]):
+    for _, g in grouped.groupby(["variant", "batch_size"]):
         g = g.sort_values("clipping")
         best = g.loc[g["mean_top1"].idxmax()]  # idxmax keeps the first (smallest lambda) of ties
         rows.append({**best.to_dict(), "at_top": best["clipping"] == g["clipping"].max()})
@@ -133,7 +117,8 @@ def skip_gains(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
 
 
 def missing_runs(plan: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """The planned runs that :func:`per_run` does not hold as completed or diverged (empty: none)."""
+    """The planned runs that :func:`~nfrepro.experiments.sweep_plan.per_run` does not hold as
+    completed or diverged (empty: none)."""
     def keys(df: pd.DataFrame) -> pd.Series:
         d = df[PLAN_COLUMNS].fillna({"clipping": -1.0, "layers": ""})
         return d.astype(str).agg("|".join, axis=1)
@@ -241,7 +226,8 @@ def fig2a_claims(points: pd.DataFrame, tolerance: float = TOLERANCE) -> list[dic
 
 
 def long_claims(long_runs: pd.DataFrame, epochs: int, tolerance: float = TOLERANCE) -> list[dict[str, Any]]:
-    """Fig. 2a again at the largest batch size with ``epochs`` epochs (``per_run`` of
+    """Fig. 2a again at the largest batch size with ``epochs`` epochs
+    (:func:`~nfrepro.experiments.sweep_plan.per_run` of
     :func:`~nfrepro.experiments.agc_ablation.plan_long`'s runs): does each clipped variant keep
     up with BN once the skip gains have had the steps to grow?"""
     bn = f"{BN}, {epochs} epochs"
@@ -287,7 +273,7 @@ def fig2b_claims(runs: pd.DataFrame, clippings: Iterable[float] | None = None,
         table = g.pivot_table(index="seed", columns=["batch_size", "clipping"], values="score")
         small, big = int(g["batch_size"].min()), int(g["batch_size"].max())
 
-        def drop(t: pd.DataFrame) -> float:
+        def drop(t: pd.DataFrame, small: int = small, big: int = big) -> float:
             m = t.mean().rename("score").reset_index()
             best = _best_log2_lambda(m)
             return float(best[small] - best[big])
@@ -436,6 +422,7 @@ def describe_claims(claims: pd.DataFrame) -> str:
     head = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in (V.REPRODUCED, V.CONTRADICTED, V.NOT_RESOLVED))
     lines = [f"Of {len(claims)} claims: {head}."]
     for r in claims.itertuples():
-        interval = f"[{r.ci_low:.2f}, {r.ci_high:.2f}]" if np.isfinite(r.ci_low) else "(one value: no interval)"
+        interval = (f"[{r.ci_low:.2f}, {r.ci_high:.2f}]" if np.isfinite(r.ci_low)
+                    else "(one value: no interval)")
         lines.append(f"- {r.claim}: {r.estimate:.2f} {interval}, n = {r.n}: **{r.verdict}**")
     return "\n".join(lines)

@@ -46,7 +46,8 @@ def trace_first_steps(config: TrainConfig, steps: int = 30) -> pd.DataFrame:
     def before_step() -> None:  # gradients complete, AGC not applied yet
         r = _ratio(weight, config.clip_eps)
         seen.update(first_conv_ratio=float(r.max()), first_conv_above=float((r > lam).float().mean()),
-                    others_ratio=max(float(_ratio(p, config.clip_eps).max()) for p in others if p.grad is not None))
+                    others_ratio=max(float(_ratio(p, config.clip_eps).max())
+                                     for p in others if p.grad is not None))
 
     model.train()
     for step, (x, y) in enumerate(parts.train_loader):
@@ -117,6 +118,7 @@ def describe(summary: pd.DataFrame, clipping: float) -> str:
                      f"{r.first_conv_ratio_over_lambda:.1f} λ and the largest of every other clipped weight "
                      f"{r.others_ratio_over_lambda:.1f} λ (medians over seeds); the first conv's weight norm "
                      f"grew {r.first_conv_weight_growth:.2f}-fold.")
-    return " ".join(parts) + (f" λ = {clipping:g}. A weight-standardized convolution's output does not depend "
+    return " ".join(parts) + (f" λ = {clipping:g}. A weight-standardized convolution's output does not "
+                              f"depend "
                               f"on its weight's norm, but its step does: an unclipped step of ratio r moves "
                               f"each unit by about lr·r of its norm.")

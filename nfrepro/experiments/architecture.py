@@ -69,7 +69,8 @@ def model_size(name: str, px: int, **overrides: Any) -> dict[str, float]:
     return {"params": float(count_params(model)), "macs": float(count_macs(model, px))}
 
 
-def complexity_table(variants: Iterable[str] = ("F0", "F1", "F2", "F3", "F4", "F5", "F6", "F7")) -> pd.DataFrame:
+def complexity_table(variants: Iterable[str] = ("F0", "F1", "F2", "F3", "F4", "F5", "F6", "F7"),
+                     ) -> pd.DataFrame:
     """Parameters and multiply-adds (at the test resolution, one image) of NFNet variants.
 
     Tidy: one row per variant and metric, ``label`` as in the paper reference table (``NFNet-F0``).
@@ -78,13 +79,15 @@ def complexity_table(variants: Iterable[str] = ("F0", "F1", "F2", "F3", "F4", "F
     for v in variants:
         px = VARIANTS[v].test_px
         size = model_size(f"nfnet_{v.lower().replace('+', '_plus')}", px)
-        rows += [{"label": f"NFNet-{v}", "resolution": px, "metric": k, "value": val} for k, val in size.items()]
+        rows += [{"label": f"NFNet-{v}", "resolution": px, "metric": k, "value": val}
+                 for k, val in size.items()]
     return pd.DataFrame(rows)
 
 
 def table2_models(**common: Any) -> dict[str, nn.Module]:
     """The three Table 2 architectures, built with ``common`` keyword arguments (e.g. ``num_classes``)."""
-    return {label: create_model("nfnet_f0", **{**common, **overrides}) for label, overrides in TABLE2_STEPS.items()}
+    return {label: create_model("nfnet_f0", **{**common, **overrides})
+            for label, overrides in TABLE2_STEPS.items()}
 
 
 def table2_complexity(px: int | None = None) -> pd.DataFrame:
@@ -118,7 +121,7 @@ def scaling_table(variants: Iterable[str] = ("F0", "F1", "F2", "F3", "F4", "F5",
                 if quantity != "depth_multiplier" else float("nan")
             rows.append({"variant": v, "quantity": quantity, "ours": float(value), "paper (T1)": paper})
     out = pd.DataFrame(rows)
-    out["agree"] = [None if p != p else o == p for o, p in zip(out["ours"], out["paper (T1)"])]
+    out["agree"] = [None if p != p else o == p for o, p in zip(out["ours"], out["paper (T1)"], strict=True)]
     return out
 
 
@@ -136,11 +139,13 @@ RECIPE = [
      "0.99999 averages over ~100k steps; a run of a few thousand steps needs ~0.999"),
     ("recipe_batch_size", "batch size", float("nan"), TrainConfig().batch_size,
      "4096 needs an accelerator pod; the lr follows the batch by the linear rule"),
-    ("recipe_epochs", "epochs", float("nan"), TrainConfig().epochs, "360 ImageNet epochs are out of reach here"),
+    ("recipe_epochs", "epochs", float("nan"), TrainConfig().epochs,
+     "360 ImageNet epochs are out of reach here"),
     ("recipe_mixup_alpha", "MixUp alpha (half the batch; CutMix the other half)", MIXUP_ALPHA,
      TrainConfig().mixup_alpha, "augmentation is off by default in TrainConfig (mix=None): the small "
      "studies compare normalisers and clipping, which augmentation would blur"),
-    ("recipe_sam_ascent_batch_fraction", "SAM ascent on a fraction of the batch (F5, F6)", recipe.SAM_FRACTION,
+    ("recipe_sam_ascent_batch_fraction", "SAM ascent on a fraction of the batch (F5, F6)",
+     recipe.SAM_FRACTION,
      TrainConfig().sam_fraction, "SAM is off unless sam_rho is set"),
 ]
 

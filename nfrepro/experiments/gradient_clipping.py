@@ -14,13 +14,13 @@ the same ratio per layer; AGC clips the gradient with it, per unit, instead). Th
    (Adam's update is normalised per coordinate, so its step is not :math:`\eta G`: the ratio AGC
    bounds no longer is the relative size of the step).
 
-Runs go through the AGC ablation's machinery (one resumable folder per run, single-thread workers).
+Runs go through the sweep layer (:mod:`nfrepro.experiments.sweep_plan`: one resumable folder per
+run, single-thread workers).
 Departures: Fashion-MNIST, the small NF ResNet with the ImageNet stem, 2 epochs on 20,000 images;
 the paper's ablations are on ImageNet with NF-ResNet-50/200.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,14 +31,14 @@ import torch.nn as nn
 from nfrepro.analysis import verdicts
 from nfrepro.data.datasets import load_dataset
 from nfrepro.data.loader import TensorLoader
-from nfrepro.engine.profiles import output_dirs
 from nfrepro.engine.training import train_step
-from nfrepro.experiments.agc_ablation import Scale
+from nfrepro.experiments.sweep_plan import Scale, make_plan
 from nfrepro.models import create_model
 from nfrepro.optim.agc import EPS, clip_parameters, unitwise_norm
 from nfrepro.optim.recipe import make_optimizer, scaled_lr
 
-AGC_SGD, NORM_SGD, AGC_ADAMW, ADAMW = "NF + AGC (SGD)", "NF + clip_grad_norm_ (SGD)", "NF + AGC (AdamW)", "NF (AdamW)"
+AGC_SGD, NORM_SGD = "NF + AGC (SGD)", "NF + clip_grad_norm_ (SGD)"
+AGC_ADAMW, ADAMW = "NF + AGC (AdamW)", "NF (AdamW)"
 ADAMW_BASE_LR = 1e-3  # per 256 images (AdamW's usual 1e-3 at batch 256), scaled linearly like SGD's
 METHODS: dict[str, dict[str, Any]] = {
     AGC_SGD: {"model": "nf_resnet_small"},
@@ -48,27 +48,22 @@ METHODS: dict[str, dict[str, Any]] = {
 }
 THRESHOLDS = {  # what each method sweeps, per profile
     "smoke": {AGC_SGD: (0.01, 0.16), NORM_SGD: (0.25, 4.0), AGC_ADAMW: (0.001, 0.01)},
-    "cpu": {AGC_SGD: (0.01, 0.04, 0.16), NORM_SGD: (0.25, 1.0, 4.0), AGC_ADAMW: (0.001, 0.004, 0.01, 0.04, 0.16)},
+    "cpu": {AGC_SGD: (0.01, 0.04, 0.16), NORM_SGD: (0.25, 1.0, 4.0),
+            AGC_ADAMW: (0.001, 0.004, 0.01, 0.04, 0.16)},
     "gpu": {AGC_SGD: (0.01, 0.02, 0.04, 0.08, 0.16), NORM_SGD: (0.1, 0.25, 1.0, 4.0, 16.0),
             AGC_ADAMW: (0.0005, 0.001, 0.004, 0.01, 0.04, 0.16)},
 }
 SCALES: dict[str, Scale] = {
     "smoke": Scale(dataset="synthetic", widths=(4, 8, 16), depths=(1, 1, 1), epochs=1, warmup_epochs=0.25,
-                   batch_sizes=(16, 64), clippings=(), extra_clippings=(), batch_clippings=(), seeds=(0, 1),
-                   train_subset=128, test_subset=128, ema_decay=None, threads=1),
+                   batch_sizes=(16, 64), seeds=(0, 1), train_subset=128, test_subset=128, ema_decay=None,
+                   threads=1),
     "cpu": Scale(dataset="fashion_mnist", widths=(16, 32, 64), depths=(2, 2, 2), small_stem=False, epochs=2,
-                 warmup_epochs=0.25, batch_sizes=(128, 1024), clippings=(), extra_clippings=(), batch_clippings=(),
-                 seeds=(0, 1, 2), train_subset=20000, ema_decay=None, workers=2),
+                 warmup_epochs=0.25, batch_sizes=(128, 1024), seeds=(0, 1, 2), train_subset=20000,
+                 ema_decay=None, workers=2),
     "gpu": Scale(dataset="cifar10", widths=(64, 128, 256), depths=(2, 2, 2), epochs=10, warmup_epochs=1.0,
-                 batch_sizes=(256, 2048), clippings=(), extra_clippings=(), batch_clippings=(), seeds=(0, 1, 2),
-                 crop_padding=4, flip=True, ema_decay=None),
+                 batch_sizes=(256, 2048), seeds=(0, 1, 2), crop_padding=4, flip=True, ema_decay=None),
 }
-PLAN_COLUMNS = ["variant", "layers", "batch_size", "clipping", "seed"]
-
-
-def runs_dir(profile: str) -> Path:
-    """``runs/gradient_clipping/<profile>`` beside the profile's results (git-ignored)."""
-    return output_dirs(profile)[1].parent / "runs" / "gradient_clipping" / profile
+RUNS = "gradient_clipping"  # the sweep's folder: sweep_plan.runs_dir(RUNS, profile)
 
 
 # ----------------------------------------------------------------------------- 1. which units get clipped
@@ -123,9 +118,10 @@ def track_clipping(scale: Scale, batch_size: int, clipping: float = 0.01, every:
     for step, (x, y) in enumerate(loader):
         if max_steps is not None and step >= max_steps:
             break
-        take = step % every == 0
-        train_step(model, opt, x, y, before_step=(lambda s=step: frames.append(census(model, clipping).assign(step=s)))
-                   if take else None)
+        def record(s: int = step) -> None:  # the gradients of step s, before the optimizer's step
+            frames.append(census(model, clipping).assign(step=s))
+
+        train_step(model, opt, x, y, before_step=record if step % every == 0 else None)
     df = pd.concat(frames, ignore_index=True)
     long = df.melt(id_vars=["step", "kind", "parameter", "units"], value_vars=["unit", "tensor", "global"],
                    var_name="rule", value_name="clipped")
@@ -143,10 +139,9 @@ def plan(scale: Scale, profile: str) -> pd.DataFrame:
     big = max(scale.batch_sizes)
     rows += [{"variant": AGC_ADAMW, "layers": "", "batch_size": big, "clipping": c, "seed": s}
              for c in grid[AGC_ADAMW] for s in scale.seeds]
-    rows += [{"variant": ADAMW, "layers": "", "batch_size": big, "clipping": np.nan, "seed": s} for s in scale.seeds]
-    df = pd.DataFrame(rows, columns=PLAN_COLUMNS)
-    df["clipping"] = df["clipping"].astype(float)
-    return df
+    rows += [{"variant": ADAMW, "layers": "", "batch_size": big, "clipping": np.nan, "seed": s}
+             for s in scale.seeds]
+    return make_plan(rows)
 
 
 def best_thresholds(runs: pd.DataFrame) -> pd.DataFrame:
@@ -155,7 +150,7 @@ def best_thresholds(runs: pd.DataFrame) -> pd.DataFrame:
     g = (runs.dropna(subset=["clipping"]).groupby(["variant", "batch_size", "clipping"])
          .agg(mean_top1=("score", "mean"), seeds=("seed", "nunique"), diverged=("diverged", "sum"))
          .reset_index())
-    rates = [verdicts.rate_ci(int(d), int(n)) for d, n in zip(g["diverged"], g["seeds"])]
+    rates = [verdicts.rate_ci(int(d), int(n)) for d, n in zip(g["diverged"], g["seeds"], strict=True)]
     g["divergence_ci_low"], g["divergence_ci_high"] = [r[1] for r in rates], [r[2] for r in rates]
     best = g.groupby(["variant", "batch_size"])["mean_top1"].transform("max")
     g["best"] = g["mean_top1"] == best
@@ -183,7 +178,8 @@ def claims(runs: pd.DataFrame, best: pd.DataFrame) -> list[dict]:
     """The verdict rows of notebook 07 (rule: :mod:`nfrepro.analysis.verdicts`)."""
     rows = [verdicts.claim_row("clip_grad_norm_'s best threshold transfers worse across batch sizes than "
                                "AGC's lambda (top-1 lost, clip_grad_norm_ minus AGC, per seed)",
-                               (transfer_loss(runs, NORM_SGD, best) - transfer_loss(runs, AGC_SGD, best)).dropna(),
+                               (transfer_loss(runs, NORM_SGD, best)
+                                - transfer_loss(runs, AGC_SGD, best)).dropna(),
                                "greater")]
     big = runs["batch_size"].max()
 
@@ -205,7 +201,8 @@ def describe(best: pd.DataFrame) -> list[str]:
     lines = []
     for (variant, batch), g in best.groupby(["variant", "batch_size"], sort=False):
         pick = g[g["best"]].iloc[0]
-        div = ", ".join(f"{c:g}: {int(d)}/{int(n)}" for c, d, n in zip(g["clipping"], g["diverged"], g["seeds"]))
+        div = ", ".join(f"{c:g}: {int(d)}/{int(n)}"
+                        for c, d, n in zip(g["clipping"], g["diverged"], g["seeds"], strict=True))
         lines.append(f"{variant}, batch {batch}: best threshold {pick['clipping']:g} "
                      f"({pick['mean_top1']:.1f}% mean top-1); diverged runs per threshold: {div}")
     return lines

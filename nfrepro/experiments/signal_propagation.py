@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 
 from nfrepro.analysis import spp
-from nfrepro.models import create_model
 from nfrepro.layers.gains import activation_variance
+from nfrepro.models import create_model
 from nfrepro.models.variance import propagated_variances
 
 RELU_SQ_MEAN_RATIO = 1.0 / (math.pi - 1.0)  # (1/pi) / (1 - 1/pi): squared mean over variance of a
@@ -107,7 +107,8 @@ def spp_checks(frames: Mapping[str, pd.DataFrame], expected: pd.Series) -> pd.Da
 
 def _table(rows: list[tuple]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["check", "claim", "value", "op", "bound"])
-    df["ok"] = [(v < b) if op == "<" else (v > b) for v, op, b in zip(df["value"], df["op"], df["bound"])]
+    df["ok"] = [(v < b) if op == "<" else (v > b)
+                for v, op, b in zip(df["value"], df["op"], df["bound"], strict=True)]
     return df
 
 
@@ -206,7 +207,7 @@ def evidence(frames: Mapping[str, pd.DataFrame], alpha: float) -> pd.Series:
     checks = pd.concat([spp_checks({"nf_ws": ws, "nf_he": he, "plain": plain, "bn_relu_conv": brc,
                                     "relu_bn_conv": rbc}, expected=ws.set_index("index")["expected_var"]),
                         nfnet_checks(f0, alpha, f0.set_index("index")["predicted_var"])], ignore_index=True)
-    out = dict(zip(checks["check"], checks["value"]))
+    out = dict(zip(checks["check"], checks["value"], strict=True))
     growth, r2 = log_linear_growth(plain)
     last = lambda d: _blocks(d).groupby("stage")["avg_var"].last()  # noqa: E731
     out.update({

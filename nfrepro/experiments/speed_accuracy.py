@@ -7,11 +7,14 @@ NFNets of Table 6, ResNet-50, EfficientNet-B0..B7), its training resolution and 
 :func:`speed_ratios` sets the speed-ups the paper claims (F1 vs EfficientNet-B7; NF vs BN) beside ours.
 :func:`train_step_latency` times each contender's training step, one model after the other;
 :func:`pair_latency` times the two models of each speed pair alternately, step by step, and gives
-the ratio with its interquartile range and a bootstrap interval.
+the ratio with its interquartile range and a bootstrap interval. :func:`committed_results` reads what
+``make gpu-check`` measured on a GPU (``results/gpu``); :func:`beside` sets it beside the rest.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
@@ -34,6 +37,7 @@ from nfrepro.bench.harness import (
     train_step_fn,
 )
 from nfrepro.engine.device import resolve_device
+from nfrepro.engine.profiles import project_root
 from nfrepro.models import create_model, list_models
 from nfrepro.models.nfnet import VARIANTS
 
@@ -176,12 +180,12 @@ def speed_ratios(table: pd.DataFrame, pairs: Iterable[tuple[str, str]] = SPEED_P
     bootstrap interval of the median) and ``rounds``; otherwise the ratio of the two separately
     timed medians in ``table``, without a spread (NaN).
     """
-    ms = dict(zip(table["label"], table["measured_ms"]))
+    ms = dict(zip(table["label"], table["measured_ms"], strict=True))
     spread: dict[tuple[str, str], dict[str, float]] = {}
     if paired is not None and "fast" in paired.columns:
         rows_p = paired[paired["metric"].isin(RATIO_METRICS) & paired["fast"].notna()]
         for (fast, slow), g in rows_p.groupby(["fast", "slow"]):
-            spread[(fast, slow)] = dict(zip(g["metric"], g["value"]))
+            spread[(fast, slow)] = dict(zip(g["metric"], g["value"], strict=True))
     nan = float("nan")
     rows = []
     for fast, slow in pairs:
@@ -192,7 +196,8 @@ def speed_ratios(table: pd.DataFrame, pairs: Iterable[tuple[str, str]] = SPEED_P
         claim = _paper("train_speedup_vs_effnet_b7", fast) if slow == "EffNet-B7" else nan
         rows.append({"fast": fast, "slow": slow, "measured": measured,
                      "measured_q25": s.get("ratio_q25", nan), "measured_q75": s.get("ratio_q75", nan),
-                     "measured_ci_low": s.get("ratio_ci_low", nan), "measured_ci_high": s.get("ratio_ci_high", nan),
+                     "measured_ci_low": s.get("ratio_ci_low", nan),
+                     "measured_ci_high": s.get("ratio_ci_high", nan),
                      "rounds": s.get("rounds", nan), "paper_tpuv3": paper,
                      "paper_v100": _paper("train_step_v100", slow) / _paper("train_step_v100", fast),
                      "paper_claim": claim, "measured_time_saved": 1 - 1 / measured,
@@ -234,9 +239,11 @@ def train_step_latency(names: list[str], device: Any = None, batch_size: int = 3
             progress(f"{name}: {batch_size} x {px} px, {warmup} warm-up + {repeats} timed steps")
         kwargs = dict((overrides or {}).get(name, {}))
         ids = {"model": name, "label": c.label, "family": c.family, "library": c.library, "agc": c.agc,
-               "resolution": px, "batch_size": batch_size, "overrides": str(kwargs) if kwargs else "", "note": ""}
+               "resolution": px, "batch_size": batch_size, "overrides": str(kwargs) if kwargs else "",
+               "note": ""}
         try:
-            rows += _time_one(name, c, kwargs, ids, device, batch_size, px, repeats, warmup, amp, channels_last)
+            rows += _time_one(name, c, kwargs, ids, device, batch_size, px, repeats, warmup, amp,
+                              channels_last)
         except torch.cuda.OutOfMemoryError:  # e.g. EfficientNet-B7 at 600 px, 32 images: record it, go on
             release(device)
             if progress:
@@ -322,3 +329,30 @@ def _time_pair(fast: str, slow: str, by_label: Mapping[str, str], overrides, dev
     stats["fast_median_ms"] = 1e3 * float(np.median(times[fast]))
     stats["slow_median_ms"] = 1e3 * float(np.median(times[slow]))
     return stats, (pxs[0], pxs[1])
+
+
+# ----------------------------------------------------------------------------- a GPU's measurements
+def committed_results(results_dir: str | Path | None = None) -> dict[str, Any] | None:
+    """What ``make gpu-check`` (``tools/gpu_check.py``) committed to ``results/gpu``: its tables and
+    the device they were measured on (from the run record); None when none has been committed yet."""
+    folder = Path(results_dir) if results_dir is not None else project_root() / "results" / "gpu"
+    if not (folder / "survey.csv").exists():
+        return None
+    record = json.loads((folder / "survey.json").read_text())
+    tables = {p.stem: pd.read_csv(p) for p in sorted(folder.glob("*.csv"))}
+    return {"device": record.get("device", "unknown GPU"), "driver": record.get("gpu_driver", "unknown"),
+            "commit": record.get("git_commit", "unknown"), "tables": tables}
+
+
+def beside(ratios: pd.DataFrame, gpu: dict[str, Any] | None) -> pd.DataFrame:
+    """Notebook 05's speed ratios (:func:`speed_ratios`, measured
+    on this machine) with the paper's and, when a device check was committed, the GPU's beside them."""
+    spread = [c for c in ("measured_q25", "measured_q75") if c in ratios.columns]  # the IQR, if paired
+    out = ratios[["fast", "slow", "paper_tpuv3", "paper_v100", "paper_claim", "measured", *spread]].rename(
+        columns={"measured": "measured_here", "measured_q25": "here_q25", "measured_q75": "here_q75"})
+    if gpu is not None:
+        r = gpu["tables"]["survey"]
+        r = r[(r["table"] == "ratios") & (r["metric"] == "measured")][["fast", "slow", "value"]]
+        out = out.merge(r.rename(columns={"value": f"measured on {gpu['device']}"}), on=["fast", "slow"],
+                        how="left")
+    return out

@@ -13,7 +13,7 @@ The NF-ResNet paper opens with the costs of batch normalization, which the NF ne
 
 Each is measured here on the project's small NF and BN ResNets (identical shapes, ``nf_resnet_small``
 / ``bn_resnet_small``), and each verdict follows :mod:`nfrepro.analysis.verdicts`. The training
-runs reuse the AGC ablation's machinery (:func:`nfrepro.experiments.agc_ablation.run_plan`: one
+runs go through the sweep layer (:func:`nfrepro.experiments.sweep_plan.run_plan`: one
 resumable folder per run, two single-thread runs at a time on a 2-core CPU).
 
 Departures: Fashion-MNIST at 28 px instead of ImageNet, 2 epochs on 8,000 training images (the cpu
@@ -38,69 +38,71 @@ from nfrepro.data.datasets import load_dataset
 from nfrepro.data.loader import TensorLoader
 from nfrepro.engine.checkpoint import load_checkpoint
 from nfrepro.engine.config import TrainConfig
-from nfrepro.engine.profiles import output_dirs
-from nfrepro.experiments import agc_analysis
-from nfrepro.experiments.agc_ablation import BN, NF, Scale, plan_batch_size
+from nfrepro.experiments.agc_ablation import BN, METHODS, NF
+from nfrepro.experiments.sweep_plan import Scale, make_plan, per_run
 from nfrepro.models import create_model
 
 FAMILIES = (BN, NF)
+ARMS = {v: METHODS[v] for v in FAMILIES}  # the same nets as notebook 02's, unclipped
+RUNS = "why_no_batchnorm"  # the sweep's folder: sweep_plan.runs_dir(RUNS, profile)
 TOLERANCE = 1.0  # points of top-1: "level" means the interval of the difference lies within +-1
 
 SCALES: dict[str, Scale] = {
     # toy: a synthetic data set, two batch sizes, two seeds (an interval needs two)
     "smoke": Scale(dataset="synthetic", widths=(4, 8, 16), depths=(1, 1, 1), epochs=1, warmup_epochs=0.25,
-                   batch_sizes=(4, 32), clippings=(), extra_clippings=(), batch_clippings=(), seeds=(0, 1),
-                   train_subset=128, test_subset=128, ema_decay=None, threads=1),
+                   batch_sizes=(4, 32), seeds=(0, 1), train_subset=128, test_subset=128, ema_decay=None,
+                   threads=1),
     # 2-core CPU, a few minutes: Fashion-MNIST (8,000 training images, the full test set), the small
     # nets with the ImageNet stem, 2 epochs at batch 4 to 256, three seeds, two runs at a time
     "cpu": Scale(dataset="fashion_mnist", widths=(16, 32, 64), depths=(2, 2, 2), small_stem=False, epochs=2,
-                 warmup_epochs=0.25, batch_sizes=(4, 16, 64, 256), clippings=(), extra_clippings=(),
-                 batch_clippings=(), seeds=(0, 1, 2), train_subset=8000, ema_decay=None, workers=2),
+                 warmup_epochs=0.25, batch_sizes=(4, 16, 64, 256), seeds=(0, 1, 2), train_subset=8000,
+                 ema_decay=None, workers=2),
     # one GPU: CIFAR-10, wider nets, five batch sizes from 2
     "gpu": Scale(dataset="cifar10", widths=(64, 128, 256), depths=(2, 2, 2), epochs=5, warmup_epochs=0.5,
-                 batch_sizes=(2, 4, 16, 64, 256), clippings=(), extra_clippings=(), batch_clippings=(),
-                 seeds=(0, 1, 2), crop_padding=4, flip=True, ema_decay=None),
+                 batch_sizes=(2, 4, 16, 64, 256), seeds=(0, 1, 2), crop_padding=4, flip=True,
+                 ema_decay=None),
 }
-
-
-def runs_dir(profile: str) -> Path:
-    """``runs/why_no_batchnorm/<profile>`` beside the profile's results (git-ignored)."""
-    return output_dirs(profile)[1].parent / "runs" / "why_no_batchnorm" / profile
 
 
 def plan(scale: Scale) -> pd.DataFrame:
     """BN and NF (unclipped) at every batch size and seed."""
-    return plan_batch_size(scale, variants=FAMILIES)
+    return make_plan({"variant": v, "layers": "", "batch_size": b, "clipping": np.nan, "seed": s}
+                     for v in FAMILIES for b in scale.batch_sizes for s in scale.seeds)
 
 
 # ----------------------------------------------------------------------------- 1. batch dependence
 def batch_table(tidy: pd.DataFrame) -> pd.DataFrame:
     """Per batch size and family: mean final top-1 over seeds with its 95% interval, and NF - BN
     paired by seed with its interval."""
-    runs = agc_analysis.per_run(tidy)
+    runs = per_run(tidy)
     rows = []
     for batch, g in runs.groupby("batch_size"):
         by = {v: g[g["variant"] == v].set_index("seed")["score"] for v in FAMILIES}
         for v in FAMILIES:
             mean, low, high, n = verdicts.mean_ci(by[v])
-            rows.append({"batch_size": batch, "line": v, "top1": mean, "ci_low": low, "ci_high": high, "n": n})
+            rows.append({"batch_size": batch, "line": v, "top1": mean, "ci_low": low, "ci_high": high,
+                         "n": n})
         diff = (by[NF] - by[BN]).dropna()
         mean, low, high, n = verdicts.mean_ci(diff)
-        rows.append({"batch_size": batch, "line": "NF - BN", "top1": mean, "ci_low": low, "ci_high": high, "n": n})
+        rows.append({"batch_size": batch, "line": "NF - BN", "top1": mean, "ci_low": low, "ci_high": high,
+                     "n": n})
     return pd.DataFrame(rows)
 
 
 def batch_claims(tidy: pd.DataFrame, tolerance: float = TOLERANCE) -> list[dict]:
     """The batch-size claim at the smallest batch (NF ahead) and at the largest (level)."""
-    runs = agc_analysis.per_run(tidy)
+    runs = per_run(tidy)
     small, large = runs["batch_size"].min(), runs["batch_size"].max()
 
     def diff(batch: int) -> pd.Series:
         g = runs[runs["batch_size"] == batch]
-        return (g[g["variant"] == NF].set_index("seed")["score"] - g[g["variant"] == BN].set_index("seed")["score"]).dropna()
+        nf, bn = (g[g["variant"] == v].set_index("seed")["score"] for v in (NF, BN))
+        return (nf - bn).dropna()
 
-    return [verdicts.claim_row(f"NF ahead of BN at batch {small} (top-1 points, NF - BN)", diff(small), "greater"),
-            verdicts.claim_row(f"NF level with BN at batch {large} (top-1 points, NF - BN)", diff(large), "level",
+    return [verdicts.claim_row(f"NF ahead of BN at batch {small} (top-1 points, NF - BN)", diff(small),
+                               "greater"),
+            verdicts.claim_row(f"NF level with BN at batch {large} (top-1 points, NF - BN)", diff(large),
+                               "level",
                                tolerance=tolerance)]
 
 
@@ -162,7 +164,8 @@ def mode_claims(table: pd.DataFrame, tolerance: float = TOLERANCE) -> list[dict]
         g = table[(table["family"] == family) & (table["test_batch"] == table["test_batch"].min())]
         wide = g.pivot_table(index="seed", columns="statistics", values="top1")
         d = wide["running (eval mode)"] - wide["batch (train mode)"]
-        claim = (f"{family}: eval-mode top-1 minus train-mode top-1 at test batch {int(g['test_batch'].min())} "
+        smallest = int(g["test_batch"].min())
+        claim = (f"{family}: eval-mode top-1 minus train-mode top-1 at test batch {smallest} "
                  f"({'> 0' if kind == 'greater' else 'level'})")
         rows.append(verdicts.claim_row(claim, d, kind, tolerance=tolerance))
     return rows

@@ -111,7 +111,7 @@ def _agc_runs() -> pd.DataFrame:
 
 
 def _crosses(ax) -> int:
-    return sum(len(l.get_xdata()) for l in ax.lines if l.get_marker() == "x")
+    return sum(len(line.get_xdata()) for line in ax.lines if line.get_marker() == "x")
 
 
 def test_plot_agc_batch_size_marks_diverged_runs(tmp_path):
@@ -153,7 +153,8 @@ def test_plot_agc_batch_size_takes_line_styles():
     runs = _agc_runs()
     points = runs[runs["clipping"].isna() | (runs["clipping"] == 0.01)]
     fig = plotting.plot_agc_batch_size(points, styles={"BN": {"color": "red", "ls": "--"}})
-    styled = [l for l in fig.axes[0].lines if l.get_color() == "red" and l.get_linestyle() == "--"]
+    styled = [line for line in fig.axes[0].lines
+              if line.get_color() == "red" and line.get_linestyle() == "--"]
     assert len(styled) == 1  # BN's mean line; the other lines keep the palette's solid lines
 
 
@@ -193,7 +194,8 @@ def _fig1_points() -> pd.DataFrame:
     rows = [("NFNet", "NFNet-F0", 73.3, 83.6, 0, False), ("NFNet", "NFNet-F3", 532.2, 85.7, 3, False),
             ("NFNet", "NFNet-F6", 2774.1, 86.5, 6, True),
             ("NFNet -NF +BN", "NFNet-F3 -NF +BN", 540.0, 85.6, 3, False),
-            ("EfficientNet", "EffNet-B0", 51.1, 77.1, 0, False), ("EfficientNet", "EffNet-B3", 129.5, 81.6, 1, False),
+            ("EfficientNet", "EffNet-B0", 51.1, 77.1, 0, False),
+            ("EfficientNet", "EffNet-B3", 129.5, 81.6, 1, False),
             ("EfficientNet", "EffNet-B7", 1397.0, 84.7, 5, False)]
     df = pd.DataFrame(rows, columns=["family", "label", "latency_ms", "top1", "rank", "sam"])
     return pd.concat([df.assign(panel="paper", source="paper"),
@@ -215,7 +217,7 @@ def test_plot_speed_accuracy_labels_do_not_overlap_and_sam_is_marked():
 
 def test_plot_speed_accuracy_breaks_lines_at_missing_models_and_styles_the_source():
     fig = plotting.plot_speed_accuracy(_fig1_points())
-    for ax, hollow in zip(fig.axes, (True, False)):
+    for ax, hollow in zip(fig.axes, (True, False), strict=False):
         eff = [ln for ln in ax.get_lines() if ln.get_color() == ax.get_lines()[-1].get_color()
                and len(ln.get_xdata()) and 51.0 <= min(ln.get_xdata()) / (1 if hollow else 3) <= 52.0]
         # B0 -> B3 are consecutive ranks (B1, B2 are not in Table 3): one line; B3 -> B7 skip

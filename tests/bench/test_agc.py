@@ -1,4 +1,5 @@
-"""The AGC benchmark (``nfrepro.bench.agc``) runs and reports what it claims to measure (not a timing test)."""
+"""The AGC benchmark (``nfrepro.bench.agc``) runs and reports what it claims to measure
+(not a timing test)."""
 import pytest
 
 from nfrepro.bench.agc import bench_agc

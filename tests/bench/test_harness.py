@@ -52,7 +52,7 @@ def test_train_step_fn_updates_weights_and_clips():
     before = [p.detach().clone() for p in model.parameters()]
     for clip in ("nfrepro", "timm", None):
         bench.train_step_fn(model, x, y, clip=clip)()
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     with pytest.raises(ValueError, match="clip"):
         bench.train_step_fn(model, x, y, clip="global_norm")
 
@@ -83,7 +83,7 @@ def test_import_timm_ignores_only_the_ipywidgets_warning(recwarn):
     assert bench.import_timm().__name__ == "timm"
     with warnings.catch_warnings(record=True) as caught:  # the filter ended with the import
         warnings.simplefilter("always")
-        warnings.warn("IProgress not found")
+        warnings.warn("IProgress not found", stacklevel=1)
     assert len(caught) == 1
 
 

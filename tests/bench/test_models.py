@@ -1,4 +1,5 @@
-"""Whole-model latency benchmarks (``nfrepro.bench.models``: P1, P3, the Table 2 steps).
+"""Whole-model latency benchmarks (``nfrepro.bench.models``: F0's training step and
+folded inference against timm, the Table 2 steps).
 
 Benchmarks are not tests: nothing here asserts on a timing. The tests check that each function
 runs at a tiny setting (narrow, shallow NFNets; 32 px; one timed step), returns the documented

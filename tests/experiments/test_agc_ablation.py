@@ -7,8 +7,9 @@ import pytest
 from nfrepro.engine.training import train
 from nfrepro.experiments import agc_ablation as A
 from nfrepro.experiments import agc_analysis as N
+from nfrepro.experiments import sweep_plan
 
-TINY = A.Scale(dataset="synthetic", widths=(4, 4), depths=(1, 1), epochs=1, warmup_epochs=0.5,
+TINY = A.AgcScale(dataset="synthetic", widths=(4, 4), depths=(1, 1), epochs=1, warmup_epochs=0.5,
                batch_sizes=(16,), clippings=(0.04,), extra_clippings=(), batch_clippings=(0.04,), seeds=(0,),
                train_subset=32, test_subset=32, ema_decay=None)
 
@@ -54,12 +55,13 @@ def test_run_plan_shares_runs_between_plans_and_reads_skip_gains(tmp_path):
     plan = A.plan_batch_size(TINY, variants=[A.NF, A.AGC])
     tidy = A.run_plan(plan, TINY, tmp_path, progress=False, train_fn=counting_train)
     assert len(calls) == 2 and list(tidy.columns[:5]) == A.PLAN_COLUMNS
-    runs = N.per_run(tidy)
+    runs = sweep_plan.per_run(tidy)
     assert N.missing_runs(plan, runs).empty
-    assert len(N.missing_runs(A.plan_clipping(A.Scale(**{**TINY.__dict__, "clippings": (0.08,)}),
+    assert len(N.missing_runs(A.plan_clipping(A.AgcScale(**{**TINY.__dict__, "clippings": (0.08,)}),
                                                variants=[A.AGC]), runs)) == 1
     # notebook 03's plan holds the AGC run of notebook 02's: read back, not retrained
-    again = A.run_plan(A.plan_clipping(TINY, variants=[A.AGC]), TINY, tmp_path, progress=False, train_fn=counting_train)
+    again = A.run_plan(A.plan_clipping(TINY, variants=[A.AGC]), TINY, tmp_path, progress=False,
+                       train_fn=counting_train)
     assert len(calls) == 2 and set(again["run"]) <= set(tidy["run"])
     gains = N.skip_gains(runs, tmp_path)
     assert len(gains) == 2 * sum(TINY.depths) and set(gains["variant"]) == {A.NF, A.AGC}
@@ -75,7 +77,7 @@ def test_departures_table_sets_each_setting_beside_the_paper():
 def test_run_plan_in_worker_processes_matches_the_plan(tmp_path):
     plan = A.plan_batch_size(TINY, variants=[A.BN, A.AGC])
     tidy = A.run_plan(plan, TINY, tmp_path, progress=False, workers=2)
-    runs = N.per_run(tidy)
+    runs = sweep_plan.per_run(tidy)
     assert N.missing_runs(plan, runs).empty and list(runs["variant"]) == [A.BN, A.AGC]
     assert (tmp_path / runs["run"][0] / "metrics.csv").exists()
 
@@ -95,7 +97,7 @@ def test_the_same_plan_run_twice_gives_identical_csvs(tmp_path):
     for attempt in ("a", "b"):
         tidy = A.run_plan(plan, TINY, tmp_path / f"runs_{attempt}", progress=False)
         csvs.append(save_results(tidy, tmp_path / f"{attempt}.csv", params={}, wall_time_s=0.0).read_bytes())
-        assert A.training_seconds(tidy, tmp_path / f"runs_{attempt}") > 0
+        assert sweep_plan.training_seconds(tidy, tmp_path / f"runs_{attempt}") > 0
     assert csvs[0] == csvs[1] and b"wall_time_s" not in csvs[0]
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from nfrepro.experiments import agc_ablation as A
 from nfrepro.experiments import agc_analysis as N
+from nfrepro.experiments import sweep_plan
 
 
 def _tidy(rows):
@@ -30,8 +31,8 @@ def test_best_clipping_scores_diverged_runs_at_chance_and_breaks_ties_low():
                  ({"variant": A.AGC, "batch_size": 2048, "clipping": 0.01, "seed": seed}, 70.0)]
     rows += [({"variant": A.AGC, "batch_size": 2048, "clipping": 0.04, "seed": 0}, 90.0),
              ({"variant": A.AGC, "batch_size": 2048, "clipping": 0.04, "seed": 1}, None)]
-    runs = N.per_run(_tidy(rows))
-    assert runs["diverged"].sum() == 1 and runs["score"].min() == N.CHANCE_TOP1
+    runs = sweep_plan.per_run(_tidy(rows))
+    assert runs["diverged"].sum() == 1 and runs["score"].min() == sweep_plan.CHANCE_TOP1
     best = N.best_clipping(runs).set_index("batch_size")
     assert best.loc[128, "clipping"] == 0.01          # a tie goes to the smaller lambda
     assert best.loc[2048, "clipping"] == 0.01         # (90 + 10) / 2 = 50 < 70
@@ -45,7 +46,7 @@ def _fig2a_runs(nf_big, agc_big, bn_big=85.0):
         rows += [({"variant": A.BN, "batch_size": batch}, bn), ({"variant": A.NF, "batch_size": batch}, nf),
                  ({"variant": A.AGC, "batch_size": batch, "clipping": 0.01}, agc),
                  ({"variant": A.AGC, "batch_size": batch, "clipping": 0.16}, agc - 5)]
-    return N.per_run(_tidy(rows))
+    return sweep_plan.per_run(_tidy(rows))
 
 
 def _seeded(line_scores, batch=2048, variant_col=True):
@@ -56,7 +57,7 @@ def _seeded(line_scores, batch=2048, variant_col=True):
             rows.append({"variant": v, "line": v, "layers": A.PAPER_LAYERS if v in A.CLIPPED else "",
                          "batch_size": batch, "clipping": 0.01 if v in A.CLIPPED else np.nan,
                          "seed": seed, "diverged": sc is None, "top1": sc,
-                         "score": N.CHANCE_TOP1 if sc is None else sc, "steps": 10.0})
+                         "score": sweep_plan.CHANCE_TOP1 if sc is None else sc, "steps": 10.0})
     return pd.DataFrame(rows)
 
 
@@ -134,7 +135,7 @@ def test_layer_effects_and_verdict():
             "first stage unclipped": None, "last stage unclipped": 79.8}
     rows = [({"variant": A.AGC, "layers": k, "batch_size": 2048, "clipping": 0.01}, v)
             for k, v in top1.items()]
-    effects = N.layer_effects(N.per_run(_tidy(rows))).set_index("layers")
+    effects = N.layer_effects(sweep_plan.per_run(_tidy(rows))).set_index("layers")
     assert list(effects.index) == list(A.LAYERS)
     assert effects.loc["also the classifier", "effect"] == "hurts"
     assert effects.loc["first stage unclipped", "effect"] == "hurts"   # diverged: chance

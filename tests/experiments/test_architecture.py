@@ -31,7 +31,8 @@ def test_scaling_rule_and_recipe_tables_read_the_code_and_the_paper():
     assert mult.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]  # Fn: (n + 1) x F0's depths
     assert (scaling["agree"].dropna()).all() and scaling["agree"].notna().sum() == 72
     recipe = architecture.recipe_table().set_index("setting")
-    assert recipe.loc["label smoothing", "paper (App. A)"] == recipe.loc["label smoothing", "nfrepro constant"] == 0.1
+    smoothing = recipe.loc["label smoothing"]
+    assert smoothing["paper (App. A)"] == smoothing["nfrepro constant"] == 0.1
     assert recipe.loc["AGC lambda (batch 1024-4096)", "paper (App. A)"] == 0.01
     differs = recipe[recipe["paper (App. A)"] != recipe["TrainConfig default"]]
     assert (differs["why the default differs"] != "").all()  # every departure says why

@@ -5,8 +5,8 @@ import pytest
 import torch
 from contract_nets import TinyNet, backward
 
-from nfrepro.experiments import agc_analysis
 from nfrepro.experiments import gradient_clipping as gc
+from nfrepro.experiments import sweep_plan
 from nfrepro.optim.agc import clip_parameters, unitwise_norm
 
 
@@ -36,8 +36,8 @@ def _tidy(scores):
     for (variant, batch, thr, seed), top1 in scores.items():
         base = {"variant": variant, "layers": "", "batch_size": batch, "clipping": thr, "seed": seed,
                 "run": f"{variant}-{batch}-{thr}-{seed}", "status": "completed"}
-        rows += [{**base, "metric": "final_test_top1", "value": top1}, {**base, "metric": "diverged", "value": 0.0},
-                 {**base, "metric": "steps", "value": 10}]
+        rows += [{**base, "metric": "final_test_top1", "value": top1},
+                 {**base, "metric": "diverged", "value": 0.0}, {**base, "metric": "steps", "value": 10}]
     return pd.DataFrame(rows)
 
 
@@ -50,8 +50,9 @@ def test_transfer_loss_and_claims():
                        (gc.AGC_SGD, 1024, 0.01, seed): 78 + e, (gc.AGC_SGD, 1024, 0.16, seed): 60 + e,
                        (gc.NORM_SGD, 128, 0.25, seed): 70 + e, (gc.NORM_SGD, 128, 4.0, seed): 80 + e,
                        (gc.NORM_SGD, 1024, 0.25, seed): 77 + e, (gc.NORM_SGD, 1024, 4.0, seed): 10 + 3 * e,
-                       (gc.AGC_ADAMW, 1024, 0.001, seed): 75 + e, (gc.AGC_ADAMW, 1024, 0.01, seed): 40 + 2 * e})
-    runs = agc_analysis.per_run(_tidy(scores))
+                       (gc.AGC_ADAMW, 1024, 0.001, seed): 75 + e,
+                       (gc.AGC_ADAMW, 1024, 0.01, seed): 40 + 2 * e})
+    runs = sweep_plan.per_run(_tidy(scores))
     best = gc.best_thresholds(runs)
     picks = best[best["best"]].set_index(["variant", "batch_size"])["clipping"]
     assert picks[(gc.AGC_SGD, 128)] == picks[(gc.AGC_SGD, 1024)] == 0.01

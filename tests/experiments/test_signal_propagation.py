@@ -51,7 +51,8 @@ def test_nfnet_prediction_follows_the_pooled_transitions():
     # every strided transition (indices 2, 4, 10) keeps about a quarter of its beta-scaled input
     # (beta^2 = 1 / (1 + k alpha^2) < 1 after a long stage), never a reset to 1 + alpha^2
     assert all(0.15 < var[i] / var[i - 1] < 0.32 for i in (2, 4, 10))
-    df = spp.signal_propagation(model, torch.randn(4, 3, 256, 256, generator=torch.Generator().manual_seed(0)))
+    x = torch.randn(4, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    df = spp.signal_propagation(model, x)
     assert claims.max_deviation_from(df, var) < 0.15                       # measured vs predicted
     assert claims.max_deviation_from(df, spp.expected_variances(model)) > 0.9  # 1 + k alpha^2: ~100x too high
 

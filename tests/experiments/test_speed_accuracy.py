@@ -49,7 +49,8 @@ def test_speed_tables_read_the_paper():
                                                        nfnet_f0=50.0, nfnet_bn_f0=80.0, efficientnet_b1=70.0))
     row = table.set_index("label")
     assert row.loc["NFNet-F1", "paper_top1"] == 84.7 and row.loc["EffNet-B7", "paper_tpuv3_ms"] == 1397.0
-    assert row.loc["NFNet-F0 -NF +BN", "paper_top1"] == 83.4 and math.isnan(row.loc["EffNet-B1", "paper_top1"])
+    assert row.loc["NFNet-F0 -NF +BN", "paper_top1"] == 83.4
+    assert math.isnan(row.loc["EffNet-B1", "paper_top1"])
     ratios = speed_accuracy.speed_ratios(table).set_index("slow")
     assert ratios.loc["EffNet-B7", "measured"] == pytest.approx(9.0)
     assert ratios.loc["EffNet-B7", "paper_claim"] == 8.7
@@ -61,7 +62,8 @@ def test_speed_tables_read_the_paper():
 
 
 def test_plots_draw_from_frames():
-    table = speed_accuracy.speed_accuracy_table(_latency(nfnet_f0=50.0, nfnet_bn_f0=80.0, efficientnet_b0=20.0))
+    latency = _latency(nfnet_f0=50.0, nfnet_bn_f0=80.0, efficientnet_b0=20.0)
+    table = speed_accuracy.speed_accuracy_table(latency)
     points = pd.concat([speed_accuracy.paper_speed_accuracy().assign(panel="paper"),
                         table.rename(columns={"measured_ms": "latency_ms", "paper_top1": "top1"})
                         .assign(panel="measured")])
@@ -90,7 +92,8 @@ def test_sam_and_family_rank_come_from_the_reference_table():
     # Table 3 has EffNet-B0, B3..B7: B3 follows B0 directly, B1 has no rank
     assert [speed_accuracy.family_rank(f"EffNet-B{i}") for i in (0, 3, 7)] == [0.0, 1.0, 5.0]
     assert math.isnan(speed_accuracy.family_rank("EffNet-B1"))
-    assert speed_accuracy.family_rank("NFNet-F6") == 6.0 and math.isnan(speed_accuracy.family_rank("NFNet-F7"))
+    assert speed_accuracy.family_rank("NFNet-F6") == 6.0
+    assert math.isnan(speed_accuracy.family_rank("NFNet-F7"))
     paper = speed_accuracy.paper_speed_accuracy().set_index("label")
     assert paper.loc["NFNet-F6", "sam"] and paper["sam"].sum() == 1
 
@@ -101,7 +104,7 @@ def test_pair_latency_alternates_and_reports_the_ratio_with_its_spread():
     pairs = speed_accuracy.pair_latency(names, device="cpu", batch_size=2, res_scale=0.2, rounds=3, warmup=0,
                                         progress=None, overrides=small)
     # only F0 vs BN-F0 has both models in `names`
-    assert set(zip(pairs["fast"], pairs["slow"])) == {("NFNet-F0", "NFNet-F0 -NF +BN")}
+    assert set(zip(pairs["fast"], pairs["slow"], strict=True)) == {("NFNet-F0", "NFNet-F0 -NF +BN")}
     v = pairs.set_index("metric")["value"]
     assert v["rounds"] == 3 and v["ratio_q25"] <= v["ratio_median"] <= v["ratio_q75"]
     assert v["ratio_ci_low"] <= v["ratio_median"] <= v["ratio_ci_high"] and v["fast_median_ms"] > 0

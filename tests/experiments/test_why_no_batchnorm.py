@@ -17,8 +17,8 @@ def _tidy(scores):
         run = f"{variant}-{batch}-{seed}"
         base = {"variant": variant, "layers": "", "batch_size": batch, "clipping": float("nan"), "seed": seed,
                 "run": run, "status": "completed"}
-        rows += [{**base, "metric": "final_test_top1", "value": top1}, {**base, "metric": "diverged", "value": 0.0},
-                 {**base, "metric": "steps", "value": 10}]
+        rows += [{**base, "metric": "final_test_top1", "value": top1},
+                 {**base, "metric": "diverged", "value": 0.0}, {**base, "metric": "steps", "value": 10}]
     return pd.DataFrame(rows)
 
 
@@ -56,7 +56,8 @@ def test_batch_statistics_change_a_bn_net_not_an_nf_net():
     assert nobn.top1(nf, batches, True) == nobn.top1(nf, batches, False)
     logits_eval = bn.eval()(x)
     nobn.top1(bn, batches, True)
-    assert all(torch.equal(a, b) for a, b in zip(before, bn.buffers()))  # running averages untouched
+    # running averages untouched
+    assert all(torch.equal(a, b) for a, b in zip(before, bn.buffers(), strict=True))
     assert torch.equal(bn.eval()(x), logits_eval)
 
 
@@ -65,5 +66,6 @@ def test_batchnorm_share_and_traffic():
     shares = nobn.batchnorm_share(model, batch_size=8, px=28, in_chans=1, steps=1, repeats=2)
     assert len(shares) == 2 and shares["share"].between(0, 1).all() and (shares["bn_us"] > 0).all()
     traffic = nobn.batchnorm_traffic(model, torch.randn(4, 1, 28, 28))
-    assert int(traffic["bn_layers"].iloc[0]) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    bn_layers = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert int(traffic["bn_layers"].iloc[0]) == bn_layers
     assert nobn.compute_claim(shares)["n"] == 2

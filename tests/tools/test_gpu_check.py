@@ -1,4 +1,4 @@
-"""The device check kit (``nfrepro.experiments.gpu_check``, ``make gpu-check``), run end to end on the
+"""The device check kit (``tools/gpu_check.py``, ``make gpu-check``), run end to end on the
 CPU at toy sizes (``DRY=1``), as CI does, so it cannot rot between the sessions that have a GPU."""
 import json
 import subprocess
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from nfrepro.experiments import gpu_check
+from nfrepro.experiments import speed_accuracy
+from tools import gpu_check
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,11 +27,11 @@ def test_make_gpu_check_dry_runs_every_part_and_records_it(tmp_path):
     assert "== summary" in out.stdout and "F0 train_step batch 2" in out.stdout
     assert "EffNet-B7 / NFNet-F1 step time" in out.stdout
     # notebook 05 reads such a folder and sets the GPU's ratios beside the paper's
-    gpu = gpu_check.committed_results(tmp_path)
+    gpu = speed_accuracy.committed_results(tmp_path)
     ratios = gpu["tables"]["survey"]
     ratios = ratios[ratios["table"] == "ratios"].pivot_table(index=["fast", "slow"], columns="metric",
                                                              values="value").reset_index()
-    table = gpu_check.beside(ratios, gpu)
+    table = speed_accuracy.beside(ratios, gpu)
     assert f"measured on {gpu['device']}" in table.columns and len(table) == 5
 
 
@@ -38,7 +39,7 @@ def test_budget_skips_parts_visibly(tmp_path):
     lines = []
     tables = gpu_check.run(tmp_path, dry=True, budget_s=-1, parts=("inference",), log=lines.append)
     assert tables == {} and any("inference: skipped" in line for line in lines)
-    assert gpu_check.committed_results(tmp_path) is None
+    assert speed_accuracy.committed_results(tmp_path) is None
 
 
 def test_without_cuda_the_real_check_refuses_to_start(tmp_path):

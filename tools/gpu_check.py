@@ -1,5 +1,8 @@
 """The device check: one command that tests and measures nfrepro on a GPU (``make gpu-check``).
 
+Development tooling, not part of the package: nfrepro never imports it. Run it from the repository
+root with ``PYTHONPATH=. python tools/gpu_check.py`` (the Makefile does).
+
 A GPU is lent to some sessions only, for minutes, so everything is prepared here and runs in one
 go with the GPU machine's own python (torch, torchvision, timm, pandas, pytest; no install):
 
@@ -15,7 +18,9 @@ go with the GPU machine's own python (torch, torchvision, timm, pandas, pytest; 
    EfficientNet-B7 (T3), each ratio from the same run.
 
 Every table goes to ``results/gpu/<part>.csv`` with its JSON run record (GPU name, driver, torch
-version, commit); a summary of the headline ratios is printed at the end. ``--dry`` runs the same
+version, commit), which notebook 05 reads
+(:func:`nfrepro.experiments.speed_accuracy.committed_results`); a summary of the headline ratios is
+printed at the end. ``--dry`` runs the same
 script end to end on the CPU at toy sizes into a scratch folder, so the kit cannot rot between
 the sessions that have a device (the tests run it). ``--budget-s`` stops starting new parts once
 that much wall time has passed; a part that did not run is listed as skipped, never silently.
@@ -23,7 +28,6 @@ that much wall time has passed; a part that did not run is listed as skipped, ne
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -38,9 +42,10 @@ import torch
 from nfrepro.bench.agc import bench_agc
 from nfrepro.bench.models import bench_inference, bench_train_step
 from nfrepro.engine.device import resolve_device
-from nfrepro.engine.profiles import project_root
 from nfrepro.engine.records import save_results
 from nfrepro.experiments import speed_accuracy
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PARTS = ("tests", "throughput", "agc", "inference", "survey")
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, for the MFU. A GPU not listed
@@ -71,7 +76,8 @@ REAL = Plan(batch_sizes=(32, 64, 128, 256), px=192, inference_px=256, compile_ba
             agc_model="nfnet_f0", survey=("nfnet_f0", "nfnet_bn_f0", "nfnet_f1", "nfnet_bn_f1",
                                           "efficientnet_b7"),
             survey_batch=32, survey_res_scale=1.0)
-DRY = Plan(batch_sizes=(2,), px=32, inference_px=32, compile_batch=None, repeats=1, warmup=0, agc_model="nf_resnet_small",
+DRY = Plan(batch_sizes=(2,), px=32, inference_px=32, compile_batch=None, repeats=1, warmup=0,
+           agc_model="nf_resnet_small",
            survey=("nfnet_f0", "nfnet_bn_f0", "nfnet_f1", "efficientnet_b7"), survey_batch=2,
            survey_res_scale=0.05, nfrepro_overrides=TINY_NFNET, timm_overrides=TINY_TIMM)
 
@@ -97,8 +103,8 @@ def run_cuda_tests(out_dir: Path) -> pd.DataFrame:
     """``pytest -m cuda`` in a fresh process; one row per test with its outcome."""
     xml = out_dir / "cuda_tests.xml"
     subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-rs", "-p", "no:cacheprovider",
-                    f"--junitxml={xml}", str(project_root() / "tests" / "test_cuda.py")],
-                   cwd=project_root(), timeout=900)
+                    f"--junitxml={xml}", str(ROOT / "tests" / "test_cuda.py")],
+                   cwd=ROOT, timeout=900)
     rows = []
     for case in ET.parse(xml).getroot().iter("testcase"):
         outcome, message = "passed", ""
@@ -128,7 +134,8 @@ def run_throughput(plan: Plan, device: torch.device) -> pd.DataFrame:
 def run_survey(plan: Plan, device: torch.device) -> pd.DataFrame:
     """Notebook 05's measurement at the paper's 32 images per device; ratios from the same run."""
     overrides = {m: plan.nfrepro_overrides for m in plan.survey if m.startswith("nfnet")}
-    latency = speed_accuracy.train_step_latency(list(plan.survey), device=device, batch_size=plan.survey_batch,
+    latency = speed_accuracy.train_step_latency(list(plan.survey), device=device,
+                                                batch_size=plan.survey_batch,
                                                 res_scale=plan.survey_res_scale, repeats=plan.repeats,
                                                 warmup=plan.warmup, overrides=overrides, progress=None)
     ratios = speed_accuracy.speed_ratios(speed_accuracy.speed_accuracy_table(latency))
@@ -145,11 +152,10 @@ def summary(tables: dict[str, pd.DataFrame]) -> list[str]:
     if "throughput" in tables:
         t = tables["throughput"]
         for (scenario, batch), g in t.groupby(["scenario", "batch_size"]):
-            get = lambda side, metric: g.loc[(g["side"] == side) & (g["metric"] == metric), "value"]  # noqa: E731
-            ratio, ips = get("nfrepro", "ratio_vs_timm"), get("nfrepro", "images_per_s")
-            mfu = get("nfrepro", "mfu")
-            lines.append(f"F0 {scenario} batch {batch}: {float(ips.iloc[0]):.0f} img/s, step time vs timm "
-                         f"{float(ratio.iloc[0]):.2f}" + (f", MFU {float(mfu.iloc[0]):.1%}" if len(mfu) else ""))
+            ours = g[g["side"] == "nfrepro"].drop_duplicates("metric").set_index("metric")["value"]
+            mfu = f", MFU {float(ours['mfu']):.1%}" if "mfu" in ours.index else ""
+            lines.append(f"F0 {scenario} batch {batch}: {float(ours['images_per_s']):.0f} img/s, step time "
+                         f"vs timm {float(ours['ratio_vs_timm']):.2f}" + mfu)
     if "agc" in tables:
         a = tables["agc"]
         for scenario, g in a[(a["side"] == "nfrepro") & (a["metric"] == "ratio_vs_timm")].groupby("scenario"):
@@ -166,32 +172,6 @@ def summary(tables: dict[str, pd.DataFrame]) -> list[str]:
     return lines
 
 
-def committed_results(results_dir: str | Path | None = None) -> dict[str, Any] | None:
-    """What a device check committed (``results/gpu``): its tables and the device they were measured
-    on (from the run record); None when no device check has been committed yet."""
-    folder = Path(results_dir) if results_dir is not None else project_root() / "results" / "gpu"
-    if not (folder / "survey.csv").exists():
-        return None
-    record = json.loads((folder / "survey.json").read_text())
-    tables = {p.stem: pd.read_csv(p) for p in sorted(folder.glob("*.csv"))}
-    return {"device": record.get("device", "unknown GPU"), "driver": record.get("gpu_driver", "unknown"),
-            "commit": record.get("git_commit", "unknown"), "tables": tables}
-
-
-def beside(ratios: pd.DataFrame, gpu: dict[str, Any] | None) -> pd.DataFrame:
-    """Notebook 05's speed ratios (:func:`nfrepro.experiments.speed_accuracy.speed_ratios`, measured
-    on this machine) with the paper's and, when a device check was committed, the GPU's beside them."""
-    spread = [c for c in ("measured_q25", "measured_q75") if c in ratios.columns]  # the IQR, if paired
-    out = ratios[["fast", "slow", "paper_tpuv3", "paper_v100", "paper_claim", "measured", *spread]].rename(
-        columns={"measured": "measured_here", "measured_q25": "here_q25", "measured_q75": "here_q75"})
-    if gpu is not None:
-        r = gpu["tables"]["survey"]
-        r = r[(r["table"] == "ratios") & (r["metric"] == "measured")][["fast", "slow", "value"]]
-        out = out.merge(r.rename(columns={"value": f"measured on {gpu['device']}"}), on=["fast", "slow"],
-                        how="left")
-    return out
-
-
 def run(out_dir: str | Path | None = None, dry: bool = False, budget_s: float = 420.0,
         parts: tuple[str, ...] = PARTS, log: Callable[[str], None] = print) -> dict[str, pd.DataFrame]:
     """Run ``parts`` in order, each saved to ``out_dir/<part>.csv`` as soon as it ends."""
@@ -201,13 +181,14 @@ def run(out_dir: str | Path | None = None, dry: bool = False, budget_s: float = 
                            "(make gpu-check DRY=1) for the toy run on the CPU")
     plan = DRY if dry else REAL
     out = Path(out_dir) if out_dir is not None else (
-        project_root() / (".scratch/gpu-dry" if dry else "results/gpu"))
+        ROOT / (".scratch/gpu-dry" if dry else "results/gpu"))
     out.mkdir(parents=True, exist_ok=True)
     runners = {"tests": lambda: run_cuda_tests(out), "throughput": lambda: run_throughput(plan, device),
                "agc": lambda: bench_agc(device, model_name=plan.agc_model, repeats=plan.repeats,
                                         warmup=plan.warmup, step_batch=plan.survey_batch,
                                         step_px=plan.px),
-               "inference": lambda: bench_inference(device, batch_size=plan.batch_sizes[0], px=plan.inference_px,
+               "inference": lambda: bench_inference(device, batch_size=plan.batch_sizes[0],
+                                                    px=plan.inference_px,
                                                     repeats=plan.repeats, warmup=plan.warmup,
                                                     nfrepro_overrides=plan.nfrepro_overrides,
                                                     timm_overrides=plan.timm_overrides),
@@ -235,13 +216,15 @@ def run(out_dir: str | Path | None = None, dry: bool = False, budget_s: float = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nfrepro.experiments.gpu_check",
+    parser = argparse.ArgumentParser(prog="python tools/gpu_check.py",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--dry", action="store_true", help="toy sizes on the CPU, into .scratch/gpu-dry")
-    parser.add_argument("--out-dir", default=None, help="default: results/gpu (or .scratch/gpu-dry with --dry)")
+    parser.add_argument("--out-dir", default=None,
+                        help="default: results/gpu (or .scratch/gpu-dry with --dry)")
     parser.add_argument("--budget-s", type=float, default=420.0,
                         help="start no new part after this many seconds (default 420: 7 of the 8 minutes)")
-    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="what to run, in order")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
+                        help="what to run, in order")
     args = parser.parse_args(argv)
     run(args.out_dir, args.dry, args.budget_s, tuple(args.parts))
     return 0
