@@ -74,7 +74,8 @@ reproduce: setup ## run every notebook (default "cpu" profile), regenerating fig
 	env -u NFREPRO_PROFILE $(BIN)/python -m nfrepro bench --profile cpu --which $(BENCHMARKS) && \
 	echo "== benchmarks done in $$(( $$(date +%s) - start )) s"
 
-test: setup ## run the tests, and nbval over the notebooks under the smoke profile
+test: setup ## lint (ruff), then the tests, and nbval over the notebooks under the smoke profile
+	$(BIN)/ruff check .
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks
 
 gpu-check: ## on a GPU machine: CUDA tests and benchmarks into results/gpu (DRY=1: toy run on the CPU)
