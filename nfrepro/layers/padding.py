@@ -41,15 +41,18 @@ torch.fx.wrap("pad_same")  # a leaf for FX tracers: see pad_same's docstring
 
 
 class SamePadConv2d(nn.Conv2d):
-    """``nn.Conv2d`` that also accepts ``padding="same"`` with TensorFlow's semantics at any stride.
+    """``nn.Conv2d`` of ``input_scale * x``, with ``padding="same"`` meaning TensorFlow's at any stride.
 
+    ``input_scale`` is a constant known when the net is built (an NF block's ``gamma * beta``): it
+    multiplies the weight, ``conv(s x) = conv_{sW}(x)`` (exact: zero padding commutes with it and
+    the bias does not see it), a weight-sized multiply instead of an activation-sized one.
     Where "SAME" is symmetric and independent of the input size (stride 1, odd effective kernel)
-    the conv pads by itself, with no extra op at run time; otherwise it pads in :meth:`forward`.
+    the conv pads by itself; otherwise it pads in :meth:`forward`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int | str = "same", dilation: int = 1, groups: int = 1,
-                 bias: bool = True):
+                 bias: bool = True, input_scale: float = 1.0):
         self.tf_same = padding == "same"
         static = 0
         if self.tf_same and stride == 1 and ((kernel_size - 1) * dilation) % 2 == 0:
@@ -58,16 +61,17 @@ class SamePadConv2d(nn.Conv2d):
             static = int(padding)
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=static,
                          dilation=dilation, groups=groups, bias=bias)
+        self.input_scale = float(input_scale)
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         return pad_same(x, self.kernel_size, self.stride, self.dilation) if self.tf_same else x
 
-    def forward(self, x: torch.Tensor, input_scale: float = 1.0) -> torch.Tensor:
-        """``conv(input_scale * x)``, computed as ``conv(x)`` with the weight times ``input_scale``
-        (exact: zero padding commutes with the scaling and the bias does not see it), so that a
-        constant factor of the input costs a weight-sized multiply, not an activation-sized one."""
-        weight = self.weight if input_scale == 1.0 else self.weight * input_scale
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight if self.input_scale == 1.0 else self.weight * self.input_scale
         return self._conv_forward(self._pad(x), weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.input_scale == 1.0 else f", input_scale={self.input_scale:.6g}")
 
 
 class SamePadMaxPool2d(nn.Module):

@@ -21,10 +21,10 @@ class SqueezeExcite(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int | None = None, se_ratio: float = 0.5,
-                 hidden_channels: int | None = None, gain: float = 2.0):
+                 gain: float = 2.0):
         super().__init__()
         out_channels = out_channels or in_channels
-        hidden = hidden_channels or max(1, int(in_channels * se_ratio))
+        hidden = max(1, int(in_channels * se_ratio))
         self.fc0 = init_linear_haiku_(nn.Linear(in_channels, hidden))
         self.fc1 = init_linear_haiku_(nn.Linear(hidden, out_channels))
         self.gain = gain

@@ -6,16 +6,16 @@ An NFNet is a pre-activation SE-ResNeXt-D without normalization layers. Every bl
            \beta_i = \sqrt{\operatorname{Var}(h_i)}, \qquad
            \operatorname{Var}(h_{i+1}) = \operatorname{Var}(h_i) + \alpha^2
 
-with a scalar skip gain :math:`g_i` (SkipInit, initialised to 0) and ``alpha = 0.2``. The
-expected variance is reset to 1 after the first block of every stage, because that block's
-shortcut is a convolution of the normalised input (official ``nfnet.NFNet``). In the code ``beta`` is
-the factor the activated input is multiplied by, i.e. :math:`1/\beta_i` above.
+with a scalar skip gain :math:`g_i` (SkipInit, initialised to 0) and ``alpha = 0.2``; the
+expected variance restarts at 1 after each stage's first block (:mod:`nfrepro.models.variance`).
+In the code ``beta`` is the factor the activated input is multiplied by, :math:`1/\beta_i` above.
 
 Each residual branch ``f_i``: 1x1 conv -> act -> grouped 3x3 conv (stride) -> act -> grouped 3x3
 conv (the "second conv" of §5 / Table 2) -> act -> 1x1 conv -> SE (x2 gain) -> stochastic depth.
 Shortcuts: the raw input, or, at a change of width or resolution, a 1x1 conv of the activated, beta-scaled
 input, after a 2x2 average pool where the block is strided (ResNet-D). Convolutions are Scaled WS
-convs with TF "SAME" padding; activations carry their gamma (``gains.ScaledActivation``).
+convs with TF "SAME" padding. The activations' gamma (and beta) are applied as in the NF-ResNet
+block: as the ``input_scale`` of the convs that read them (:mod:`nfrepro.models.resnet_blocks`).
 
 Departures, each a choice the paper or the official code leaves open:
 
@@ -46,19 +46,17 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from nfrepro.layers.gains import Activation, ScaledActivation, check_activation
-from nfrepro.layers.init import fan_in_normal_
-from nfrepro.layers.padding import SamePadConv2d
+from nfrepro.layers.gains import GAMMAS, Activation, ScaledActivation, check_activation
 from nfrepro.layers.squeeze_excite import SqueezeExcite
 from nfrepro.layers.stochastic_depth import StochasticDepth
-from nfrepro.layers.weight_standardization import WSConv2d
 from nfrepro.models.features import FeatureInfo
 from nfrepro.models.head import ClassifierHead, new_classifier
 from nfrepro.models.protocol import imagenet_cfg
 from nfrepro.models.registry import check_common_args, register_variant
+from nfrepro.models.resnet_blocks import ConvBN, make_conv
 from nfrepro.models.variance import expected_betas
 
-__all__ = ["VARIANTS", "Variant", "NFNet", "NFBlock"]
+__all__ = ["VARIANTS", "Variant", "NFNet", "NFBlock", "ConvBN"]
 
 DEFAULT_WIDTHS = (256, 512, 1536, 1536)   # the "modified width" pattern (§5, Table 2)
 PLUS_WIDTHS = (384, 768, 2048, 2048)      # "Fn+" models (official ``nfnet_params``)
@@ -91,74 +89,50 @@ VARIANTS: dict[str, Variant] = {
 VARIANTS.update({f"{k}+": replace(v, name=f"{k}+", widths=PLUS_WIDTHS) for k, v in list(VARIANTS.items())})
 
 
-class ConvBN(nn.Sequential):
-    """Bias-free conv followed by BatchNorm2d: the "+BN" stand-in for a WS conv (Table 6)."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1):
-        super().__init__(OrderedDict(conv=_plain_conv(in_ch, out_ch, kernel, stride, groups, bias=False),
-                                     bn=nn.BatchNorm2d(out_ch)))
-
-
-def _plain_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1,
-                bias: bool = True) -> SamePadConv2d:
-    return fan_in_normal_(SamePadConv2d(in_ch, out_ch, kernel, stride=stride, groups=groups, bias=bias))
-
-
-def _ws_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> WSConv2d:
-    return WSConv2d(in_ch, out_ch, kernel, stride=stride, groups=groups)
-
-
-def _conv_factory(conv_type: str) -> Callable[..., nn.Module]:
-    """``conv(in_ch, out_ch, kernel, stride=1, groups=1)`` for "ws", "plain" or "bn" (TF SAME padding).
-
-    Module-level callables, not lambdas: nothing unpicklable may end up in a model."""
-    return {"ws": _ws_conv, "plain": _plain_conv, "bn": ConvBN}[conv_type]
-
-
 class NFBlock(nn.Module):
-    """Pre-activation NF bottleneck block (official ``nfnet.NFBlock``); see the module docstring."""
+    """Pre-activation NF bottleneck block (official ``nfnet.NFBlock``); see the module docstring.
+
+    ``conv(in, out, kernel, stride=1, groups=1, input_scale=1.0)`` builds each conv; ``gamma`` is
+    the activation's gain (1 for the "+BN" model), applied with beta as the convs' input scale.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, *, stride: int, stage: int, beta: float, alpha: float,
-                 act: Callable[[], nn.Module], conv: Callable[..., nn.Module], bottleneck_ratio: float = 0.5,
+                 activation: str, gamma: float, conv: Callable[..., nn.Module], bottleneck_ratio: float = 0.5,
                  group_size: int = 128, se_ratio: float = 0.5, extra_conv: bool = True,
                  stochdepth_rate: float = 0.0, skip_gain_init: float = 0.0):
         super().__init__()
-        self.stage, self.stride, self.beta, self.alpha = stage, stride, beta, alpha
+        self.stage, self.stride, self.beta, self.alpha, self.gamma = stage, stride, beta, alpha, gamma
         width = int(out_ch * bottleneck_ratio)            # official "big_width": ratio of the output width
         group_size = min(group_size, width)
         self.groups = width // group_size
         width = group_size * self.groups                  # round down to whole groups
-        self.act = act()
-        self.conv0 = conv(in_ch, width, 1)
-        self.conv1 = conv(width, width, 3, stride, self.groups)
-        self.conv1b = conv(width, width, 3, 1, self.groups) if extra_conv else None
-        self.conv2 = conv(width, out_ch, 1)
+        head = gamma * beta                               # h = gamma g(x) beta, read by conv0 and the shortcut
+        self.act = Activation(activation)                 # g; gamma is in the convs that read it
+        self.conv0 = conv(in_ch, width, 1, input_scale=head)
+        self.conv1 = conv(width, width, 3, stride, self.groups, input_scale=gamma)
+        self.conv1b = conv(width, width, 3, 1, self.groups, input_scale=gamma) if extra_conv else None
+        self.conv2 = conv(width, out_ch, 1, input_scale=gamma)
         self.use_projection = stride > 1 or in_ch != out_ch
         # TF "SAME" 2x2/2 average pool: averages only the in-bounds pixels of a window
         self.pool = nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False) if stride > 1 else None
-        self.conv_shortcut = conv(in_ch, out_ch, 1) if self.use_projection else None
+        self.conv_shortcut = conv(in_ch, out_ch, 1, input_scale=head) if self.use_projection else None
         self.se = SqueezeExcite(out_ch, out_ch, se_ratio=se_ratio)   # includes the x2 gain
         self.residual_out = nn.Identity()                 # hook point: the branch before SD, gain, alpha
         self.stoch_depth = StochasticDepth(stochdepth_rate)
         self.skip_gain = nn.Parameter(torch.full((), float(skip_gain_init)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act(x, self.beta)                      # gamma * g(x) * beta in one multiply
-        if self.pool is not None:                         # transition: ResNet-D shortcut
-            shortcut = self.pool(out)
-            if self.conv_shortcut is not None:
-                shortcut = self.conv_shortcut(shortcut)
-        elif self.conv_shortcut is not None:              # first block: 128 -> 256 channels
-            shortcut = self.conv_shortcut(out)
-        else:
+        out = self.act(x)                                 # h = gamma * g(x) * beta, as input_scale
+        if self.conv_shortcut is None:
             shortcut = x
-        out = self.conv0(out)
-        out = self.conv1(self.act(out))
+        else:                                             # transition: ResNet-D pool; 128 -> 256: none
+            shortcut = self.conv_shortcut(out if self.pool is None else self.pool(out))
+        out = self.conv1(self.act(self.conv0(out)))
         if self.conv1b is not None:
             out = self.conv1b(self.act(out))
         out = self.se(self.conv2(self.act(out)))
         out = self.stoch_depth(self.residual_out(out))
-        return torch.addcmul(shortcut, out, self.skip_gain, value=self.alpha)  # shortcut + alpha g out
+        return torch.addcmul(shortcut, out, self.skip_gain, value=self.alpha)  # shortcut + alpha s out
 
     def extra_repr(self) -> str:
         return f"stage={self.stage}, stride={self.stride}, beta={self.beta:.4f}, alpha={self.alpha}"
@@ -179,7 +153,7 @@ class NFNet(ClassifierHead, nn.Module):
                  stochdepth_rate: float = 0.25, width: float = 1.0,
                  channels: tuple[int, ...] | None = None, depths: tuple[int, ...] | None = None,
                  se_ratio: float = 0.5, group_size: int = 128, bottleneck_ratio: float = 0.5,
-                 extra_conv: bool = True, final_conv_mult: float = 2.0):
+                 extra_conv: bool = True):
         super().__init__()
         check_common_args(num_classes, in_chans, alpha)
         if variant not in VARIANTS:
@@ -197,32 +171,33 @@ class NFNet(ClassifierHead, nn.Module):
         if len(self.depths) != 4 or len(self.widths) != 4:
             raise ValueError(f"NFNets have 4 stages: got depths {self.depths}, widths {self.widths}")
         check_activation(activation)
-        act_cls = Activation if norm == "batch" else ScaledActivation
-        act = functools.partial(act_cls, activation)  # a fresh module per position, for hooks
-        conv = _conv_factory("bn" if norm == "batch" else "ws" if use_ws else "plain")
+        gamma = 1.0 if norm == "batch" else GAMMAS[activation]
+        conv = functools.partial(make_conv, kind="bn" if norm == "batch" else "ws" if use_ws else "plain")
+        act = functools.partial(Activation, activation)  # g; a fresh module per position, for hooks
 
         stem_ch = (channels or self.variant.widths)[0] // 2   # official: width_pattern[0] // 2, unscaled
-        self.stem = nn.Sequential(OrderedDict([
+        self.stem = nn.Sequential(OrderedDict([                # gamma * g(x) -> conv: input_scale gamma
             ("conv0", conv(in_chans, 16, 3, 2)), ("act0", act()),
-            ("conv1", conv(16, 32, 3, 1)), ("act1", act()),
-            ("conv2", conv(32, 64, 3, 1)), ("act2", act()),
-            ("conv3", conv(64, stem_ch, 3, 2)),            # no activation: every block starts with one
+            ("conv1", conv(16, 32, 3, 1, input_scale=gamma)), ("act1", act()),
+            ("conv2", conv(32, 64, 3, 1, input_scale=gamma)), ("act2", act()),
+            ("conv3", conv(64, stem_ch, 3, 2, input_scale=gamma)),  # no activation: each block opens with one
         ]))
         num_blocks = sum(self.depths)
         betas = expected_betas(self.depths, self.alpha) if norm == "none" else [1.0] * num_blocks
         blocks, ch, index = [], stem_ch, 0
-        for stage, (out_ch, depth, stride) in enumerate(zip(self.widths, self.depths, STAGE_STRIDES)):
+        for stage, (out_ch, depth, stride) in enumerate(zip(self.widths, self.depths, STAGE_STRIDES, strict=True)):
             for block_index in range(depth):
                 blocks.append(NFBlock(
                     ch, out_ch, stride=stride if block_index == 0 else 1, stage=stage, beta=betas[index],
-                    alpha=self.alpha, act=act, conv=conv, bottleneck_ratio=bottleneck_ratio,
+                    alpha=self.alpha, activation=activation, gamma=gamma, conv=conv,
+                    bottleneck_ratio=bottleneck_ratio,
                     group_size=group_size, se_ratio=se_ratio, extra_conv=extra_conv,
                     stochdepth_rate=stochdepth_rate * index / num_blocks, skip_gain_init=skip_gain_init))
                 ch, index = out_ch, index + 1
         self.blocks = nn.Sequential(*blocks)
-        self.num_features = int(final_conv_mult * ch)      # 2 x 1536 = 3072
+        self.num_features = 2 * ch                         # 2 x 1536 = 3072
         self.final_conv = conv(ch, self.num_features, 1)
-        self.final_act = act()
+        self.final_act = Activation(activation) if norm == "batch" else ScaledActivation(activation)
         self.head_drop = nn.Dropout(self.drop_rate)
         self.fc = new_classifier(self.num_features, num_classes)  # official fc_init N(0, 0.01)
         # timm conventions: the feature levels of features_only, the paper's image protocol

@@ -13,11 +13,7 @@ Three families with identical shapes, so that signal propagation (§2 SPPs, §4)
 * ``{nf,bn,plain}_resnet_small``: 28x28 / 32x32 nets for CPU runs (not in the papers): 3x3
   stride-1 stem (no max-pool), basic blocks, widths 16/32/64, depths 2/2/2, 10 classes.
 
-Beta and the expected variance (official bookkeeping, §4): the stem output is taken to have
-variance 1; each block sees ``beta = 1 / sqrt(Var(x))``; its output has ``Var + alpha^2``;
-after the first block of a stage the variance is reset to 1 before adding alpha^2 (its
-shortcut is a conv of the beta-scaled, activated input). So the ``j``-th block of a stage
-(0-based) ends at ``1 + (j + 1) alpha^2`` when the skip gains are 1.
+Beta and the expected variance: :mod:`nfrepro.models.variance` (NF-ResNet paper §4).
 
 Departures, each on purpose:
 
@@ -35,7 +31,7 @@ Departures, each on purpose:
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -46,14 +42,7 @@ from nfrepro.models.features import FeatureInfo
 from nfrepro.models.head import ClassifierHead, new_classifier
 from nfrepro.models.protocol import imagenet_cfg
 from nfrepro.models.registry import check_common_args, register_variant
-from nfrepro.models.resnet_blocks import (
-    BN_ORDERS,
-    BNBlock,
-    NFResBlock,
-    PlainBlock,
-    make_conv,
-    norm_act,
-)
+from nfrepro.models.resnet_blocks import BN_ORDERS, make_conv, norm_act, preact_block
 from nfrepro.models.variance import expected_betas, expected_variances
 
 # Official `NF_ResNet.variant_dict` (depth per stage), plus ResNet-26 (timm's, not official).
@@ -70,7 +59,6 @@ WIDTHS = (256, 512, 1024, 2048)     # official: [64, 128, 256, 512] * width, wid
 SMALL_DEPTHS = (2, 2, 2)
 SMALL_WIDTHS = (16, 32, 64)         # the CIFAR ResNets' widths (He et al. 2016a §4.2)
 FAMILIES = ("nf", "bn", "plain")
-_BLOCKS = {"nf": NFResBlock, "bn": BNBlock, "plain": PlainBlock}
 
 
 class ResNet(ClassifierHead, nn.Module):
@@ -98,32 +86,23 @@ class ResNet(ClassifierHead, nn.Module):
         # Stem: its output is SPP index 0. Official: 7x7/2 conv to 16 * width = widths[0] / 4.
         stem_ch = widths[0] if small_stem else max(1, widths[0] // 4)
         stem_conv = make_conv(in_chans, stem_ch, 3 if small_stem else 7, 1 if small_stem else 2,
-                              use_ws=use_ws, bias=family != "bn")
+                              kind="ws" if use_ws else "plain", bias=family != "bn")
         self.stem = nn.Sequential(stem_conv) if small_stem else nn.Sequential(stem_conv,
                                                                               SamePadMaxPool2d(3, 2))
 
-        # Body: beta and the expected variance from the official bookkeeping (models.variance)
-        family_kwargs: dict[str, Any] = {"nf": {"use_ws": use_ws}, "bn": {"order": order},
-                                         "plain": {}}[family]
+        # Body: beta from the official bookkeeping (models.variance); 1 for the BN and plain nets
         num_blocks = sum(depths)
-        if family == "plain":
-            # He init keeps both paths at the input's second moment: x (1 + alpha^2) per block
-            variances = [(1.0 + alpha ** 2) ** (k + 1) for k in range(num_blocks)]
-        else:
-            variances = expected_variances(depths, alpha)
         betas = expected_betas(depths, alpha) if family == "nf" else [1.0] * num_blocks
         blocks, ch, index = [], stem_ch, 0
-        for stage, (width, depth) in enumerate(zip(widths, depths)):
+        for stage, (width, depth) in enumerate(zip(widths, depths, strict=True)):
             for j in range(depth):
-                stride = 2 if stage > 0 and j == 0 else 1
-                block = _BLOCKS[family](
-                    ch, width, stride, stage=stage, alpha=alpha, activation=activation,
-                    beta=betas[index], bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
+                blocks.append(preact_block(
+                    family, ch, width, 2 if stage > 0 and j == 0 else 1, activation=activation,
+                    use_ws=use_ws, order=order, stage=stage, alpha=alpha, beta=betas[index],
+                    bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
                     skip_gain_init=skip_gain_init, se_ratio=se_ratio,
                     # official: rate * index / num_blocks, so the first block is never dropped
-                    stochdepth_rate=stochdepth_rate * index / num_blocks, **family_kwargs)
-                block.expected_var = variances[index]
-                blocks.append(block)
+                    stochdepth_rate=stochdepth_rate * index / num_blocks))
                 ch, index = width, index + 1
         self.blocks = nn.Sequential(*blocks)
 
@@ -157,14 +136,9 @@ class ResNet(ClassifierHead, nn.Module):
         return self.final_act(x)
 
     def expected_block_variances(self) -> list[float]:
-        """Theory line for the SPP: index 0 (stem) is 1, then each block's ``expected_var``.
-
-        NF-ResNet (Scaled WS) and BN ``relu_bn_conv``: ``1 + k alpha^2`` with resets at each
-        transition, for skip gains of 1 (``skip_gain_init=1``); unnormalised: ``(1 + alpha^2)^k``
-        (second moments). ``nfrepro.analysis.spp.expected_variances`` computes the NF line from
-        ``block.stage`` and ``model.alpha`` alone; the two agree for the NF and BN families.
-        """
-        return [1.0] + [float(b.expected_var) for b in self.blocks]
+        """Theory line for the SPP: 1 for the stem, then each block's expected output variance
+        (:func:`~nfrepro.models.variance.expected_variances`, with skip gains 1)."""
+        return [1.0] + expected_variances(self.depths, self.alpha, normalized=self.family != "plain")
 
 
 def _check_switches(family: str, depths: Sequence[int], widths: Sequence[int], use_ws: bool,

@@ -10,8 +10,8 @@ and ``nfnet.NFNet``, kept as a variance here; it holds with skip gains 1 (with S
 every block starts as the identity). In the code ``beta`` is the factor the activated input is
 multiplied by, :math:`1 / \sqrt{\operatorname{Var}(h_i)}`.
 
-One recursion serves the NF-ResNets and NFNets (their betas), the BatchNorm twins (their theory
-line) and the signal-propagation plots (``nfrepro.analysis.spp``).
+The one home of this recursion: the NF-ResNets' and NFNets' betas, every ResNet family's theory
+line (``ResNet.expected_block_variances``) and the signal-propagation plots (``analysis.spp``).
 
 :func:`propagated_variances` follows the variance a network *actually* carries when a shortcut
 does not restart it at 1: an NFNet's ResNet-D transitions average 2 x 2 pixels before their 1x1
@@ -24,8 +24,14 @@ import math
 from typing import Callable, Sequence
 
 
-def expected_variances(depths: Sequence[int], alpha: float) -> list[float]:
-    """Expected variance of each block's output, for ``depths`` blocks per stage."""
+def expected_variances(depths: Sequence[int], alpha: float, normalized: bool = True) -> list[float]:
+    """Expected variance of each block's output, for ``depths`` blocks per stage.
+
+    ``normalized=False``: the unnormalised ResNet's second moment, which He init keeps in each
+    branch, so every block multiplies it by ``1 + alpha^2`` and no stage resets it.
+    """
+    if not normalized:
+        return [(1.0 + alpha ** 2) ** (k + 1) for k in range(sum(depths))]
     out = []
     for depth in depths:
         var = 1.0                      # the stage's first block restarts the stream at 1
@@ -75,7 +81,7 @@ def propagated_variances(shortcuts: Sequence[str], betas: Sequence[float], alpha
     if len(shortcuts) != len(betas):
         raise ValueError(f"{len(shortcuts)} shortcuts but {len(betas)} betas")
     v, stream, residual = stem_var, [], []
-    for kind, beta in zip(shortcuts, betas):
+    for kind, beta in zip(shortcuts, betas, strict=True):
         a = act_variance(v) * beta ** 2                       # act(h) * beta
         r = a
         for _ in range(branch_acts - 1):                      # conv -> act, conv -> act, ...
