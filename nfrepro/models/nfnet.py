@@ -10,31 +10,25 @@ with a scalar skip gain :math:`g_i` (SkipInit, initialised to 0) and ``alpha = 0
 expected variance restarts at 1 after each stage's first block (:mod:`nfrepro.models.variance`).
 In the code ``beta`` is the factor the activated input is multiplied by, :math:`1/\beta_i` above.
 
-Each residual branch ``f_i``: 1x1 conv -> act -> grouped 3x3 conv (stride) -> act -> grouped 3x3
-conv (the "second conv" of §5 / Table 2) -> act -> 1x1 conv -> SE (x2 gain) -> stochastic depth.
-Shortcuts: the raw input, or, at a change of width or resolution, a 1x1 conv of the activated, beta-scaled
-input, after a 2x2 average pool where the block is strided (ResNet-D). Convolutions are Scaled WS
-convs with TF "SAME" padding. The activations' gamma (and beta) are applied as in the NF-ResNet
-block: as the ``input_scale`` of the convs that read them (:mod:`nfrepro.models.resnet_blocks`).
+Branch ``f_i``: 1x1 conv -> act -> grouped 3x3 conv (stride) -> act -> grouped 3x3 conv (the
+"second conv" of §5 / Table 2) -> act -> 1x1 conv -> SE (x2 gain) -> stochastic depth. Shortcut:
+the input, or at a change of width or resolution a 1x1 conv of the activated, beta-scaled input,
+after a 2x2 average pool where the block is strided (ResNet-D). Convolutions: Scaled WS, TF "SAME"
+padding. gamma and beta are the ``input_scale`` of the convs reading the activation, as in the
+NF-ResNet block (:mod:`nfrepro.models.resnet_blocks`).
 
 Departures, each a choice the paper or the official code leaves open:
 
-* ``stochdepth_rate`` defaults to 0.25, the value of the official training config
-  (``experiment_nfnets.py``) that trained the paper's models; the ``NFNet`` constructor's own
-  default is 0.1. Block ``i`` (0-based, over all blocks) drops with rate ``0.25 * i / num_blocks``.
-* Stochastic depth is per example and unscaled (official ``base.StochDepth``); the shortcut's 2x2
-  average pool follows TF "SAME" (an odd edge averages only the pixels it covers).
+* ``stochdepth_rate`` defaults to 0.25, the official training config's (``experiment_nfnets.py``;
+  the ``NFNet`` constructor's default is 0.1): block ``i`` drops with rate ``0.25 * i / num_blocks``.
+* The shortcut's 2x2 average pool follows TF "SAME" (an odd edge averages the pixels it covers).
 * A bottleneck narrower than ``group_size`` uses one group (the official code would build a conv
-  with 0 groups); this only matters for the small models of the tests and ablations.
-* ``use_ws=False`` gives plain convs (a bias, no gain) initialised N(0, 1/fan_in): He init for
-  the *gamma-scaled* activations (gamma already restores unit variance, so the factor 2 of He et al.
-  is not needed again): the NF-ResNet paper's "without Scaled WS" signal-propagation comparison.
-* ``norm="batch"`` is the "-NF, +BN" model of Table 6, of which the paper gives no details. Our
-  choices: every WS conv becomes a bias-free conv followed by ``BatchNorm2d`` (PyTorch defaults:
-  momentum 0.1, eps 1e-5, weight 1, bias 0), in the stem, the blocks, the shortcuts and the final
-  conv; the activations are the plain ones (gamma = 1, BN already sets the scale); beta = 1 in
-  every block and alpha defaults to 1 (BN needs neither); SE, stochastic depth and the SkipInit
-  gain (init 0) are kept, so the two models differ only in how they normalise.
+  with 0 groups): only the small models of the tests and ablations.
+* ``use_ws=False``: plain convs (a bias, no gain), N(0, 1/fan_in), He init for the gamma-scaled
+  activations: the NF-ResNet paper's "without Scaled WS" comparison.
+* ``norm="batch"``, the "-NF, +BN" model of Table 6 (no details in the paper): each WS conv becomes
+  a bias-free conv and ``BatchNorm2d`` (PyTorch defaults), the activations are plain (gamma 1),
+  beta 1 and alpha 1 by default; SE, stochastic depth and the skip gain (init 0) are kept.
 """
 from __future__ import annotations
 
@@ -112,10 +106,10 @@ class NFBlock(nn.Module):
         self.conv1 = conv(width, width, 3, stride, self.groups, input_scale=gamma)
         self.conv1b = conv(width, width, 3, 1, self.groups, input_scale=gamma) if extra_conv else None
         self.conv2 = conv(width, out_ch, 1, input_scale=gamma)
-        self.use_projection = stride > 1 or in_ch != out_ch
         # TF "SAME" 2x2/2 average pool: averages only the in-bounds pixels of a window
         self.pool = nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False) if stride > 1 else None
-        self.conv_shortcut = conv(in_ch, out_ch, 1, input_scale=head) if self.use_projection else None
+        projection = stride > 1 or in_ch != out_ch
+        self.conv_shortcut = conv(in_ch, out_ch, 1, input_scale=head) if projection else None
         self.se = SqueezeExcite(out_ch, out_ch, se_ratio=se_ratio)   # includes the x2 gain
         self.residual_out = nn.Identity()                 # hook point: the branch before SD, gain, alpha
         self.stoch_depth = StochasticDepth(stochdepth_rate)
@@ -214,23 +208,7 @@ class NFNet(ClassifierHead, nn.Module):
         return self.final_act(self.final_conv(x))
 
 
-nfnet_f0 = register_variant("nfnet_f0", NFNet, "F0")
-nfnet_f1 = register_variant("nfnet_f1", NFNet, "F1")
-nfnet_f2 = register_variant("nfnet_f2", NFNet, "F2")
-nfnet_f3 = register_variant("nfnet_f3", NFNet, "F3")
-nfnet_f4 = register_variant("nfnet_f4", NFNet, "F4")
-nfnet_f5 = register_variant("nfnet_f5", NFNet, "F5")
-nfnet_f6 = register_variant("nfnet_f6", NFNet, "F6")
-nfnet_f7 = register_variant("nfnet_f7", NFNet, "F7")
-nfnet_f0_plus = register_variant("nfnet_f0_plus", NFNet, "F0+")
-nfnet_f1_plus = register_variant("nfnet_f1_plus", NFNet, "F1+")
-nfnet_f2_plus = register_variant("nfnet_f2_plus", NFNet, "F2+")
-nfnet_f3_plus = register_variant("nfnet_f3_plus", NFNet, "F3+")
-nfnet_f4_plus = register_variant("nfnet_f4_plus", NFNet, "F4+")
-nfnet_f5_plus = register_variant("nfnet_f5_plus", NFNet, "F5+")
-nfnet_f6_plus = register_variant("nfnet_f6_plus", NFNet, "F6+")
-nfnet_f7_plus = register_variant("nfnet_f7_plus", NFNet, "F7+")
-nfnet_bn_f0 = register_variant("nfnet_bn_f0", NFNet, "F0", norm="batch", use_ws=False)
-nfnet_bn_f1 = register_variant("nfnet_bn_f1", NFNet, "F1", norm="batch", use_ws=False)
-nfnet_bn_f2 = register_variant("nfnet_bn_f2", NFNet, "F2", norm="batch", use_ws=False)
-nfnet_bn_f3 = register_variant("nfnet_bn_f3", NFNet, "F3", norm="batch", use_ws=False)
+for _key in VARIANTS:                                  # nfnet_f0 .. nfnet_f7, nfnet_f0_plus ..
+    register_variant(f"nfnet_{_key.lower().replace('+', '_plus')}", NFNet, _key)
+for _key in ("F0", "F1", "F2", "F3"):                  # Table 6 has BN versions of F0..F3
+    register_variant(f"nfnet_bn_{_key.lower()}", NFNet, _key, norm="batch", use_ws=False)

@@ -5,32 +5,27 @@ Three families with identical shapes, so that signal propagation (§2 SPPs, §4)
 
 * ``nf_resnet{26,50,101,152,200,288,600}``: the official ``nf_resnet.NF_ResNet``. Stem: 7x7
   stride-2 WS conv to 64 channels and a 3x3 stride-2 "SAME" max-pool (no activation between);
-  four stages of pre-activation bottlenecks (widths 256/512/1024/2048, ratio 0.25, strides
-  1/2/2/2); head: scaled activation, global mean pool, dropout, linear with N(0, 0.01) weights.
+  four stages of pre-activation bottlenecks (:mod:`~nfrepro.models.resnet_blocks`; widths
+  256/512/1024/2048, strides 1/2/2/2; beta from :mod:`~nfrepro.models.variance`); head: scaled
+  activation, global mean pool, dropout, linear with N(0, 0.01) weights.
 * ``bn_resnet*``: pre-activation BatchNorm ResNets (He et al. 2016b), ``order="bn_relu_conv"``
   (default) or ``"relu_bn_conv"`` (the two orders the §2 SPPs compare).
 * ``plain_resnet*``: no normalisation, unscaled ReLU, He init (the exploding baseline of the §2 SPPs).
 * ``{nf,bn,plain}_resnet_small``: 28x28 / 32x32 nets for CPU runs (not in the papers): 3x3
   stride-1 stem (no max-pool), basic blocks, widths 16/32/64, depths 2/2/2, 10 classes.
 
-Beta and the expected variance: :mod:`nfrepro.models.variance` (NF-ResNet paper §4).
-
 Departures, each on purpose:
 
 * ResNet-26 ``[2, 2, 2, 2]`` is not in the official table (which lists 50 to 600); timm uses it.
-* The official default ``drop_rate=None`` reads a ``'drop_rate'`` key that its variant table
-  lacks, so ``NF_ResNet()`` raises ``KeyError``. Ours defaults to ``drop_rate=0.0``; pass the
-  rate used in a given experiment explicitly. ``stochdepth_rate=0.1`` is the official default
-  for the NF family; the BN, unnormalised and small nets default to 0.
-* Every NF conv has a bias, the stem's too: the official ``WSConv2D`` always adds one, even when
-  called with ``with_bias=False``. We follow the code.
-* The BN and unnormalised twins keep the NF stem (conv, max-pool; He et al. 2016b put a BN and
-  a ReLU in the stem) and the NF head init, so the three families differ only in their blocks
-  and the head's final activation (``BN -> g`` or ``g -> BN`` for the BN nets).
-* ``in_chans`` defaults to 3 everywhere; pass ``in_chans=1`` for Fashion-MNIST.
+* The official default ``drop_rate=None`` reads a key its variant table lacks (``NF_ResNet()``
+  raises ``KeyError``); ours is 0. ``stochdepth_rate`` is 0.1 (official) for the NF family, 0 else.
+* Every NF conv has a bias, the stem's too: the official ``WSConv2D`` ignores ``with_bias=False``.
+* The BN and unnormalised twins keep the NF stem (He et al. 2016b put a BN and a ReLU in it) and
+  head init: the families differ only in their blocks and the head's final activation.
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -58,21 +53,27 @@ DEPTHS: dict[int, tuple[int, ...]] = {
 WIDTHS = (256, 512, 1024, 2048)     # official: [64, 128, 256, 512] * width, width = 4
 SMALL_DEPTHS = (2, 2, 2)
 SMALL_WIDTHS = (16, 32, 64)         # the CIFAR ResNets' widths (He et al. 2016a §4.2)
-FAMILIES = ("nf", "bn", "plain")
+# Each family's defaults: the official NF_ResNet's; the textbook BN / unnormalised ResNet's.
+FAMILY_DEFAULTS: dict[str, dict] = {
+    "nf": dict(use_ws=True, skip_gain_init=0.0, alpha=0.2, stochdepth_rate=0.1, order=None),
+    "bn": dict(use_ws=False, skip_gain_init=None, alpha=1.0, stochdepth_rate=0.0, order="bn_relu_conv"),
+    "plain": dict(use_ws=False, skip_gain_init=None, alpha=1.0, stochdepth_rate=0.0, order=None),
+}
+FAMILIES = tuple(FAMILY_DEFAULTS)
 
 
 class ResNet(ClassifierHead, nn.Module):
-    """A pre-activation ResNet of one family; build it through the registered constructors.
+    """A pre-activation ResNet of one family (``FAMILY_DEFAULTS`` holds the rest of its defaults).
 
     Model contract (docs/DESIGN.md): ``stem`` (SPP index 0), ``blocks`` (flat ``nn.Sequential``,
     each with ``stage`` and ``residual_out``), ``get_classifier()``.
     """
 
-    def __init__(self, family: str, depths: Sequence[int], widths: Sequence[int], *,
-                 num_classes: int, in_chans: int, small_stem: bool, bottleneck: bool,
-                 bottleneck_ratio: float, use_ws: bool, skip_gain_init: float | None,
-                 alpha: float, activation: str, drop_rate: float, stochdepth_rate: float,
-                 se_ratio: float, order: str | None):
+    def __init__(self, family: str, depths: Sequence[int] = DEPTHS[50], widths: Sequence[int] = WIDTHS, *,
+                 use_ws: bool, skip_gain_init: float | None, alpha: float, stochdepth_rate: float,
+                 order: str | None, num_classes: int = 1000, in_chans: int = 3, small_stem: bool = False,
+                 bottleneck: bool = True, bottleneck_ratio: float = 0.25, activation: str = "relu",
+                 drop_rate: float = 0.0, se_ratio: float = 0.0):
         super().__init__()
         check_common_args(num_classes, in_chans, alpha)
         _check_switches(family, depths, widths, use_ws, order, drop_rate, stochdepth_rate, se_ratio)
@@ -164,75 +165,13 @@ def _check_switches(family: str, depths: Sequence[int], widths: Sequence[int], u
         raise ValueError(f"se_ratio={se_ratio}: must be >= 0 (0 = no squeeze-excite)")
 
 
-def nf_resnet(depths: Sequence[int] = DEPTHS[50], widths: Sequence[int] = WIDTHS, *,
-              num_classes: int = 1000, in_chans: int = 3, small_stem: bool = False,
-              bottleneck: bool = True, bottleneck_ratio: float = 0.25, use_ws: bool = True,
-              skip_gain_init: float | None = 0.0, alpha: float = 0.2, activation: str = "relu",
-              drop_rate: float = 0.0, stochdepth_rate: float = 0.1, se_ratio: float = 0.0,
-              order: str | None = None) -> ResNet:
-    """NF-ResNet (official ``NF_ResNet`` defaults: alpha 0.2, ReLU, SkipInit gain 0, stochastic
-    depth 0.1). ``use_ws=False``: plain He-init convs (§4, the mean-shift case); ``skip_gain_init=1`` for SPPs."""
-    return ResNet("nf", depths, widths, num_classes=num_classes, in_chans=in_chans,
-                  small_stem=small_stem, bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
-                  use_ws=use_ws, skip_gain_init=skip_gain_init, alpha=alpha,
-                  activation=activation, drop_rate=drop_rate, stochdepth_rate=stochdepth_rate,
-                  se_ratio=se_ratio, order=order)
-
-
-def bn_resnet(depths: Sequence[int] = DEPTHS[50], widths: Sequence[int] = WIDTHS, *,
-              num_classes: int = 1000, in_chans: int = 3, small_stem: bool = False,
-              bottleneck: bool = True, bottleneck_ratio: float = 0.25,
-              order: str = "bn_relu_conv", use_ws: bool = False,
-              skip_gain_init: float | None = None, alpha: float = 1.0, activation: str = "relu",
-              drop_rate: float = 0.0, stochdepth_rate: float = 0.0, se_ratio: float = 0.0) -> ResNet:
-    """Pre-activation BatchNorm ResNet: ``out = shortcut + branch`` (alpha 1, no skip gain)."""
-    return ResNet("bn", depths, widths, num_classes=num_classes, in_chans=in_chans,
-                  small_stem=small_stem, bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
-                  use_ws=use_ws, skip_gain_init=skip_gain_init, alpha=alpha,
-                  activation=activation, drop_rate=drop_rate, stochdepth_rate=stochdepth_rate,
-                  se_ratio=se_ratio, order=order)
-
-
-def plain_resnet(depths: Sequence[int] = DEPTHS[50], widths: Sequence[int] = WIDTHS, *,
-                 num_classes: int = 1000, in_chans: int = 3, small_stem: bool = False,
-                 bottleneck: bool = True, bottleneck_ratio: float = 0.25, use_ws: bool = False,
-                 skip_gain_init: float | None = None, alpha: float = 1.0,
-                 activation: str = "relu", drop_rate: float = 0.0, stochdepth_rate: float = 0.0,
-                 se_ratio: float = 0.0, order: str | None = None) -> ResNet:
-    """Unnormalised pre-activation ResNet: plain ReLU, He init, ``out = shortcut + branch``."""
-    return ResNet("plain", depths, widths, num_classes=num_classes, in_chans=in_chans,
-                  small_stem=small_stem, bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
-                  use_ws=use_ws, skip_gain_init=skip_gain_init, alpha=alpha,
-                  activation=activation, drop_rate=drop_rate, stochdepth_rate=stochdepth_rate,
-                  se_ratio=se_ratio, order=order)
-
+nf_resnet = functools.partial(ResNet, "nf", **FAMILY_DEFAULTS["nf"])
+bn_resnet = functools.partial(ResNet, "bn", **FAMILY_DEFAULTS["bn"])
+plain_resnet = functools.partial(ResNet, "plain", **FAMILY_DEFAULTS["plain"])
 
 _SMALL = dict(depths=SMALL_DEPTHS, widths=SMALL_WIDTHS, small_stem=True, bottleneck=False,
               num_classes=10, stochdepth_rate=0.0)
-
-nf_resnet26 = register_variant("nf_resnet26", nf_resnet, depths=DEPTHS[26])
-nf_resnet50 = register_variant("nf_resnet50", nf_resnet, depths=DEPTHS[50])
-nf_resnet101 = register_variant("nf_resnet101", nf_resnet, depths=DEPTHS[101])
-nf_resnet152 = register_variant("nf_resnet152", nf_resnet, depths=DEPTHS[152])
-nf_resnet200 = register_variant("nf_resnet200", nf_resnet, depths=DEPTHS[200])
-nf_resnet288 = register_variant("nf_resnet288", nf_resnet, depths=DEPTHS[288])
-nf_resnet600 = register_variant("nf_resnet600", nf_resnet, depths=DEPTHS[600])
-nf_resnet_small = register_variant("nf_resnet_small", nf_resnet, **_SMALL)
-
-bn_resnet26 = register_variant("bn_resnet26", bn_resnet, depths=DEPTHS[26])
-bn_resnet50 = register_variant("bn_resnet50", bn_resnet, depths=DEPTHS[50])
-bn_resnet101 = register_variant("bn_resnet101", bn_resnet, depths=DEPTHS[101])
-bn_resnet152 = register_variant("bn_resnet152", bn_resnet, depths=DEPTHS[152])
-bn_resnet200 = register_variant("bn_resnet200", bn_resnet, depths=DEPTHS[200])
-bn_resnet288 = register_variant("bn_resnet288", bn_resnet, depths=DEPTHS[288])
-bn_resnet600 = register_variant("bn_resnet600", bn_resnet, depths=DEPTHS[600])
-bn_resnet_small = register_variant("bn_resnet_small", bn_resnet, **_SMALL)
-
-plain_resnet26 = register_variant("plain_resnet26", plain_resnet, depths=DEPTHS[26])
-plain_resnet50 = register_variant("plain_resnet50", plain_resnet, depths=DEPTHS[50])
-plain_resnet101 = register_variant("plain_resnet101", plain_resnet, depths=DEPTHS[101])
-plain_resnet152 = register_variant("plain_resnet152", plain_resnet, depths=DEPTHS[152])
-plain_resnet200 = register_variant("plain_resnet200", plain_resnet, depths=DEPTHS[200])
-plain_resnet288 = register_variant("plain_resnet288", plain_resnet, depths=DEPTHS[288])
-plain_resnet600 = register_variant("plain_resnet600", plain_resnet, depths=DEPTHS[600])
-plain_resnet_small = register_variant("plain_resnet_small", plain_resnet, **_SMALL)
+for _family, _defaults in FAMILY_DEFAULTS.items():   # nf_resnet50, bn_resnet_small, ...
+    for _depth, _stages in DEPTHS.items():
+        register_variant(f"{_family}_resnet{_depth}", ResNet, _family, **{**_defaults, "depths": _stages})
+    register_variant(f"{_family}_resnet_small", ResNet, _family, **{**_defaults, **_SMALL})

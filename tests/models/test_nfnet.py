@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from nfrepro.analysis.complexity import count_macs, count_params
-from nfrepro.layers.gains import GAMMAS, ScaledActivation
+from nfrepro.layers.gains import GAMMAS, Activation, ScaledActivation
 from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.weight_standardization import WSConv2d
 from nfrepro.models.nfnet import VARIANTS, ConvBN, NFBlock, NFNet
@@ -67,7 +67,9 @@ def test_stem():
     assert [(c.in_channels, c.out_channels, c.stride[0], c.kernel_size[0]) for c in convs] == [
         (3, 16, 2, 3), (16, 32, 1, 3), (32, 64, 1, 3), (64, 128, 2, 3)]
     assert all(isinstance(c, WSConv2d) for c in convs)
-    assert [type(m) for m in model.stem].count(ScaledActivation) == 3
+    assert [type(m) for m in model.stem].count(Activation) == 3  # bare g: gamma is the next conv's input scale
+    assert [c.input_scale for c in convs] == [1.0] + [GAMMAS["gelu"]] * 3
+    assert isinstance(model.final_act, ScaledActivation) and model.final_act.gamma == GAMMAS["gelu"]
     assert isinstance(model.stem[-1], WSConv2d)  # no activation after the last stem conv
 
 
@@ -161,7 +163,8 @@ def test_switches():
     assert not any(isinstance(m, WSConv2d) for m in plain.modules())
     assert all(c.bias is not None for c in plain.modules() if isinstance(c, nn.Conv2d))
     relu = tiny(activation="relu", alpha=0.5, drop_rate=0.0, skip_gain_init=1.0)
-    assert relu.blocks[0].act.gamma == GAMMAS["relu"] and relu.blocks[1].alpha == 0.5
+    assert relu.blocks[0].gamma == GAMMAS["relu"] and relu.blocks[1].alpha == 0.5
+    assert relu.blocks[2].conv0.input_scale == GAMMAS["relu"] * relu.blocks[2].beta
     assert relu.blocks[1].skip_gain.item() == 1.0 and relu.head_drop.p == 0.0
     assert relu.blocks[2].beta == pytest.approx(1 / math.sqrt(1.25))
     with pytest.raises(ValueError, match="unknown activation"):
@@ -193,7 +196,7 @@ def test_batchnorm_variant_of_table_6():
     assert len(convs) == len(bns) and all(c.bias is None for c in convs)
     assert all(isinstance(m, ConvBN) for m in (model.stem.conv0, model.final_conv, model.blocks[1].conv_shortcut))
     assert all(b.beta == 1.0 and b.alpha == 1.0 for b in model.blocks)
-    assert model.blocks[0].act.gamma == 1.0
+    assert model.blocks[0].gamma == 1.0 and type(model.final_act) is Activation
     assert model.train()(torch.randn(4, 3, 32, 32)).shape == (4, 10)
     with pytest.raises(ValueError, match="use_ws"):
         tiny(norm="batch")
