@@ -35,7 +35,7 @@ from nfrepro.layers.gains import Activation, ScaledActivation, check_activation
 from nfrepro.layers.padding import SamePadMaxPool2d
 from nfrepro.models.features import FeatureInfo
 from nfrepro.models.head import ClassifierHead, new_classifier
-from nfrepro.models.protocol import imagenet_cfg
+from nfrepro.models.protocol import imagenet_cfg, small_cfg
 from nfrepro.models.registry import check_common_args, register_variant
 from nfrepro.models.resnet_blocks import BN_ORDERS, make_conv, norm_act, preact_block
 from nfrepro.models.variance import expected_betas, expected_variances
@@ -88,8 +88,7 @@ class ResNet(ClassifierHead, nn.Module):
         stem_ch = widths[0] if small_stem else max(1, widths[0] // 4)
         stem_conv = make_conv(in_chans, stem_ch, 3 if small_stem else 7, 1 if small_stem else 2,
                               kind="ws" if use_ws else "plain", bias=family != "bn")
-        self.stem = nn.Sequential(stem_conv) if small_stem else nn.Sequential(stem_conv,
-                                                                              SamePadMaxPool2d(3, 2))
+        self.stem = nn.Sequential(stem_conv) if small_stem else nn.Sequential(stem_conv, SamePadMaxPool2d(3, 2))
 
         # Body: beta from the official bookkeeping (models.variance); 1 for the BN and plain nets
         num_blocks = sum(depths)
@@ -124,11 +123,7 @@ class ResNet(ClassifierHead, nn.Module):
             + [dict(num_chs=w, reduction=stem_red * 2 ** s, module=f"stage{s}") for s, w in enumerate(widths)])
         self.feature_info.levels[-1]["module"] = "final_act"
         self.pretrained_cfg = (
-            {"input_size": (in_chans, 32, 32), "test_input_size": (in_chans, 32, 32), "crop_pct": 1.0,
-             "num_classes": num_classes, "first_conv": "stem.0", "classifier": "fc",
-             "mean": None, "std": None,  # the 28/32 px data sets normalise themselves (nfrepro.data)
-             "source": "not in the papers: CPU-sized nets for Fashion-MNIST / CIFAR-10"}
-            if small_stem else
+            small_cfg(in_chans=in_chans, num_classes=num_classes, first_conv="stem.0") if small_stem else
             imagenet_cfg(224, 224, in_chans=in_chans, num_classes=num_classes, first_conv="stem.0",
                          source="NF-ResNet paper, ImageNet at 224 px"))
 
@@ -157,10 +152,9 @@ def _check_switches(family: str, depths: Sequence[int], widths: Sequence[int], u
     if len(depths) != len(widths) or not depths or min(depths) < 1:
         raise ValueError(f"depths={tuple(depths)} and widths={tuple(widths)}: need one depth >= 1 "
                          f"per stage width")
-    if not 0.0 <= drop_rate < 1.0:
-        raise ValueError(f"drop_rate={drop_rate}: must be in [0, 1)")
-    if not 0.0 <= stochdepth_rate < 1.0:
-        raise ValueError(f"stochdepth_rate={stochdepth_rate}: must be in [0, 1)")
+    for name, rate in (("drop_rate", drop_rate), ("stochdepth_rate", stochdepth_rate)):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{name}={rate}: must be in [0, 1)")
     if se_ratio < 0.0:
         raise ValueError(f"se_ratio={se_ratio}: must be >= 0 (0 = no squeeze-excite)")
 

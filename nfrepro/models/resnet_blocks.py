@@ -1,7 +1,6 @@
 r"""Pre-activation residual blocks: Normalizer-Free, BatchNorm and unnormalised; the one conv factory.
 
-The pre-activation ResNet block (He et al. 2016b) that the NF-ResNet paper (arXiv:2101.08692, §2,
-Fig. 4) analyses:
+The pre-activation ResNet block (He et al. 2016b) of the NF-ResNet paper (arXiv:2101.08692, §2, Fig. 4):
 
 .. math::
 
@@ -10,8 +9,8 @@ Fig. 4) analyses:
                       \text{ or channels change} \\ x & \text{otherwise} \end{cases}, \qquad
     x_{+} = \text{shortcut} + \alpha \cdot s \cdot \text{stochdepth}(f(h))
 
-with :math:`f` = conv1x1 -> act -> conv3x3 (stride) -> act -> conv1x1 (bottleneck, width ratio
-0.25) or conv3x3 (stride) -> act -> conv3x3 (basic block, the small nets), then optional SE.
+with :math:`f` = conv1x1 -> act -> conv3x3 (stride) -> act -> conv1x1 (bottleneck, ratio 0.25) or
+conv3x3 (stride) -> act -> conv3x3 (basic, the small nets), then optional SE.
 
 =============  ======================  ==========================  ===============  ============
 family         ``pre`` and ``act``     convolutions                beta             skip gain s
@@ -21,11 +20,10 @@ BatchNorm      BN -> g  or  g -> BN    plain, no bias, He init     1            
 unnormalised   g (unscaled)            plain, bias, He init        1                none
 =============  ======================  ==========================  ===============  ============
 
-How the NF constants are applied (the same in the NFNet block): ``pre`` and ``act`` compute the
-bare ``g``; the construction-time constant that multiplies a conv's input (``gamma * beta`` after
-``pre``, ``gamma`` after ``act``) is that conv's ``input_scale``, ``conv(s h) = conv_{sW}(h)``
-(:class:`~nfrepro.layers.padding.SamePadConv2d`). Same function, one activation-sized pass less
-per activation; the rounding differs from multiplying the maps. ``block.residual_out`` sees the
+The NF constants (here and in the NFNet block): ``pre`` and ``act`` compute the bare ``g``; the
+constant multiplying a conv's input (``gamma * beta`` after ``pre``, ``gamma`` after ``act``) is
+that conv's ``input_scale``, ``conv(s h) = conv_{sW}(h)``: the same function with one
+activation-sized pass less per activation (the rounding differs). ``block.residual_out`` sees the
 branch after SE, before stochastic depth, skip gain and alpha (official ``res_avg_var`` point).
 """
 from __future__ import annotations
@@ -57,14 +55,10 @@ class ConvBN(nn.Sequential):
 def make_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, *,
               kind: str = "ws", input_scale: float = 1.0, bias: bool = True,
               input_second_moment: float = 1.0) -> nn.Module:
-    """Every family's TF-"SAME" conv, computing ``conv(input_scale * x)``.
-
-    ``kind``: ``"ws"`` Scaled WS (always with a bias: the official ``WSConv2D`` ignores
-    ``with_bias=False``); ``"plain"`` a conv initialised N(0, 1 / (fan_in E[a^2])), ``E[a^2]`` the
-    second moment of its input (He et al. 2015: 1/2 after a ReLU, 1 after a BN or for the image);
-    ``"bn"`` a :class:`ConvBN`. Without WS an NF net's gamma cancels out in this init, so it computes
-    an unscaled-ReLU He-init net's function (NF-ResNet paper §4).
-    """
+    """Every family's TF-"SAME" conv of ``input_scale * x``. ``kind``: ``"ws"`` Scaled WS (always a
+    bias: the official ``WSConv2D`` ignores ``with_bias=False``), ``"plain"`` initialised
+    N(0, 1 / (fan_in E[a^2])) for an input of second moment ``E[a^2]`` (He et al. 2015; an NF net's
+    gamma cancels out in it, NF-ResNet paper §4) or ``"bn"`` (:class:`ConvBN`)."""
     if kind == "ws":
         return WSConv2d(in_ch, out_ch, kernel, stride, groups=groups, input_scale=input_scale)
     if kind == "bn":
@@ -88,19 +82,14 @@ def branch_shapes(in_ch: int, out_ch: int, stride: int, bottleneck: bool = True,
 
 def norm_act(channels: int, activation: str, order: str) -> nn.Sequential:
     """``BN -> g`` (``"bn_relu_conv"``, He et al. 2016b) or ``g -> BN`` (``"relu_bn_conv"``)."""
-    if order not in BN_ORDERS:
-        raise ValueError(f"order={order!r}: choose one of {', '.join(BN_ORDERS)}")
     bn, act = nn.BatchNorm2d(channels), Activation(activation)
     return nn.Sequential(bn, act) if order == "bn_relu_conv" else nn.Sequential(act, bn)
 
 
 class PreActBlock(nn.Module):
-    """The pre-activation residual block of every ResNet family (module docstring).
-
-    ``pre(channels)`` builds an activation module (bare ``g``, or BN and ``g``), ``conv(in, out,
-    kernel, stride, input_scale)`` a conv; ``gamma`` is the activations' gain, applied as the
-    convs' ``input_scale`` (1 for the BN and unnormalised families).
-    """
+    """The pre-activation block of every ResNet family (module docstring). ``pre(channels)`` builds
+    an activation (``g``, or BN and ``g``), ``conv(in, out, kernel, stride, input_scale)`` a conv;
+    ``gamma`` is the activations' gain (1 for the BN and unnormalised families)."""
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, *, pre: Callable[[int], nn.Module],
                  conv: Callable[..., nn.Module], gamma: float, stage: int, alpha: float, beta: float,
@@ -141,11 +130,10 @@ class PreActBlock(nn.Module):
 
 def preact_block(family: str, in_ch: int, out_ch: int, stride: int = 1, *, activation: str = "relu",
                  use_ws: bool = True, order: str | None = None, **kwargs) -> PreActBlock:
-    """One block of ``family``: ``"nf"`` (official ``nf_resnet.NFResBlock``: gamma, Scaled WS or,
-    with ``use_ws=False``, plain He-init convs with a bias, SE gain 2), ``"bn"`` (bias-free convs,
-    He init for the conv's actual input: ``N(0, 2/fan_in)`` after BN -> ReLU, ``N(0, 1/fan_in)``
-    after ReLU -> BN) or ``"plain"`` (unscaled g, He init: every block about doubles the second
-    moment, the exploding curve of the §2 SPPs). ``kwargs``: the rest of :class:`PreActBlock`'s."""
+    """A block of ``family``: ``"nf"`` (official ``nf_resnet.NFResBlock``: gamma, Scaled WS or plain
+    He-init convs, SE gain 2), ``"bn"`` (bias-free convs, He init for the conv's input: after
+    BN -> ReLU or ReLU -> BN) or ``"plain"`` (unscaled g, He init: each block about doubles the
+    second moment, the §2 SPPs' exploding curve). ``kwargs``: the rest of :class:`PreActBlock`'s."""
     check_activation(activation)
     if family == "nf":
         gamma, se_gain = GAMMAS[activation], 2.0
