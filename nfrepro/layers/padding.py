@@ -71,7 +71,8 @@ class SamePadConv2d(nn.Conv2d):
         return self._conv_forward(self._pad(x), weight, self.bias)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + ("" if self.input_scale == 1.0 else f", input_scale={self.input_scale:.6g}")
+        scale = "" if self.input_scale == 1.0 else f", input_scale={self.input_scale:.6g}"
+        return super().extra_repr() + scale
 
 
 class SamePadMaxPool2d(nn.Module):

@@ -1,4 +1,4 @@
-r"""Scaled WS with a hand-written backward, the training path of ``weight_standardization.standardize_weight``.
+r"""Scaled WS with a hand-written backward: the training path of ``standardize_weight``.
 
 Same values as ``standardize_weight_reference`` (tests/layers/test_weight_standardization.py holds
 them equal); fewer weight-sized passes than autograd's chain. Per output row ``w`` of fan-in ``N``:

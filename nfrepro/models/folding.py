@@ -38,7 +38,7 @@ from nfrepro.models.resnet_blocks import ConvBN
 
 
 def fold_conv(conv: nn.Module) -> SamePadConv2d:
-    """A plain conv (input scale 1) computing what ``conv`` (WS, plain or :class:`ConvBN` at eval) computes."""
+    """A plain conv (input scale 1) computing what ``conv`` (WS, plain or :class:`ConvBN` at eval) does."""
     bn = conv.bn if isinstance(conv, ConvBN) else None
     conv = conv.conv if bn is not None else conv
     weight = conv.standardized_weight() if isinstance(conv, WSConv2d) else conv.weight * conv.input_scale
@@ -62,7 +62,7 @@ def fold_conv(conv: nn.Module) -> SamePadConv2d:
 
 
 def _fold_modules(model: nn.Module, which) -> nn.Module:
-    """A deep copy of ``model`` with every module for which ``which(module)`` holds folded by :func:`fold_conv`."""
+    """A deep copy of ``model``, each module where ``which(module)`` holds folded by :func:`fold_conv`."""
     folded = copy.deepcopy(model)
     if which(folded):  # the model itself is a single conv
         return fold_conv(folded)

@@ -100,7 +100,7 @@ class NFBlock(nn.Module):
         group_size = min(group_size, width)
         self.groups = width // group_size
         width = group_size * self.groups                  # round down to whole groups
-        head = gamma * beta                               # h = gamma g(x) beta, read by conv0 and the shortcut
+        head = gamma * beta                               # h = gamma g(x) beta: conv0 and shortcut read it
         self.act = Activation(activation)                 # g; gamma is in the convs that read it
         self.conv0 = conv(in_ch, width, 1, input_scale=head)
         self.conv1 = conv(width, width, 3, stride, self.groups, input_scale=gamma)
@@ -179,7 +179,8 @@ class NFNet(ClassifierHead, nn.Module):
         num_blocks = sum(self.depths)
         betas = expected_betas(self.depths, self.alpha) if norm == "none" else [1.0] * num_blocks
         blocks, ch, index = [], stem_ch, 0
-        for stage, (out_ch, depth, stride) in enumerate(zip(self.widths, self.depths, STAGE_STRIDES, strict=True)):
+        stages = zip(self.widths, self.depths, STAGE_STRIDES, strict=True)
+        for stage, (out_ch, depth, stride) in enumerate(stages):
             for block_index in range(depth):
                 blocks.append(NFBlock(
                     ch, out_ch, stride=stride if block_index == 0 else 1, stage=stage, beta=betas[index],
@@ -197,7 +198,8 @@ class NFNet(ClassifierHead, nn.Module):
         # timm conventions: the feature levels of features_only, the paper's image protocol
         self.feature_info = FeatureInfo(
             [dict(num_chs=stem_ch, reduction=4, module="stem")]
-            + [dict(num_chs=w, reduction=4 * 2 ** s, module=f"stage{s}") for s, w in enumerate(self.widths[:-1])]
+            + [dict(num_chs=w, reduction=4 * 2 ** s, module=f"stage{s}")
+               for s, w in enumerate(self.widths[:-1])]
             + [dict(num_chs=self.num_features, reduction=32, module="final_act")])
         self.pretrained_cfg = imagenet_cfg(self.variant.train_px, self.variant.test_px, in_chans=in_chans,
                                            num_classes=num_classes, first_conv="stem.conv0",

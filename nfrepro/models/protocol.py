@@ -48,4 +48,5 @@ def small_cfg(*, in_chans: int, num_classes: int, first_conv: str) -> dict[str, 
     sets normalise themselves (``nfrepro.data``)."""
     return {"input_size": (in_chans, 32, 32), "test_input_size": (in_chans, 32, 32), "crop_pct": 1.0,
             "num_classes": num_classes, "first_conv": first_conv, "classifier": "fc",
-            "mean": None, "std": None, "source": "not in the papers: CPU-sized nets for Fashion-MNIST / CIFAR-10"}
+            "mean": None, "std": None,
+            "source": "not in the papers: CPU-sized nets for Fashion-MNIST / CIFAR-10"}

@@ -88,7 +88,7 @@ class ResNet(ClassifierHead, nn.Module):
         stem_ch = widths[0] if small_stem else max(1, widths[0] // 4)
         stem_conv = make_conv(in_chans, stem_ch, 3 if small_stem else 7, 1 if small_stem else 2,
                               kind="ws" if use_ws else "plain", bias=family != "bn")
-        self.stem = nn.Sequential(stem_conv) if small_stem else nn.Sequential(stem_conv, SamePadMaxPool2d(3, 2))
+        self.stem = nn.Sequential(stem_conv, *([] if small_stem else [SamePadMaxPool2d(3, 2)]))
 
         # Body: beta from the official bookkeeping (models.variance); 1 for the BN and plain nets
         num_blocks = sum(depths)
@@ -120,7 +120,8 @@ class ResNet(ClassifierHead, nn.Module):
         stem_red = 1 if small_stem else 4
         self.feature_info = FeatureInfo(
             [dict(num_chs=stem_ch, reduction=stem_red, module="stem")]
-            + [dict(num_chs=w, reduction=stem_red * 2 ** s, module=f"stage{s}") for s, w in enumerate(widths)])
+            + [dict(num_chs=w, reduction=stem_red * 2 ** s, module=f"stage{s}")
+               for s, w in enumerate(widths)])
         self.feature_info.levels[-1]["module"] = "final_act"
         self.pretrained_cfg = (
             small_cfg(in_chans=in_chans, num_classes=num_classes, first_conv="stem.0") if small_stem else
