@@ -129,7 +129,7 @@ def signal_propagation(model: nn.Module, x: torch.Tensor, batch_stats: bool = Tr
 
     stages = [b.stage for b in blocks]
     handles = [stem.register_forward_hook(record(0, "stem", -1, -1))]
-    for i, (block, in_stage) in enumerate(zip(blocks, _block_in_stage(stages))):
+    for i, (block, in_stage) in enumerate(zip(blocks, _block_in_stage(stages), strict=True)):
         handles.append(block.register_forward_hook(record(i + 1, f"blocks.{i}", block.stage, in_stage)))
         handles.append(block.residual_out.register_forward_hook(record_residual(i)))
 
@@ -144,7 +144,7 @@ def signal_propagation(model: nn.Module, x: torch.Tensor, batch_stats: bool = Tr
     finally:
         for h in handles:
             h.remove()
-        for m, buffers in zip(norms, saved):
+        for m, buffers in zip(norms, saved, strict=True):
             for k, b in buffers.items():
                 getattr(m, k).copy_(b)
         for m, flag in flags.items():

@@ -70,7 +70,7 @@ def test_fused_backward_matches_autograd_of_the_reference(floored):
     out, ref = standardize_weight(w, g), standardize_weight_reference(w, g)
     assert torch.allclose(out, ref, rtol=1e-12, atol=1e-14)
     dy = torch.randn_like(out)
-    for a, b in zip(torch.autograd.grad(out, (w, g), dy), torch.autograd.grad(ref, (w, g), dy)):
+    for a, b in zip(torch.autograd.grad(out, (w, g), dy), torch.autograd.grad(ref, (w, g), dy), strict=True):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -91,7 +91,7 @@ def test_per_sample_gradients_with_torch_func():
     per_sample = vmap(grad(loss), in_dims=(None, 0))(params, x)
     for i in range(5):
         expected = torch.autograd.grad(loss(dict(conv.named_parameters()), x[i]), list(conv.parameters()))
-        for (name, _), e in zip(conv.named_parameters(), expected):
+        for (name, _), e in zip(conv.named_parameters(), expected, strict=True):
             assert torch.allclose(per_sample[name][i], e, rtol=1e-10, atol=1e-12)
 
 

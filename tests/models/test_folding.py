@@ -1,7 +1,6 @@
 """Folding Scaled WS into plain convolutions for inference (``nfrepro.models.folding``)."""
 import pytest
 import torch
-
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from nfrepro.layers.gains import ScaledActivation

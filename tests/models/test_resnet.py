@@ -138,7 +138,8 @@ def test_beta_schedule_matches_the_official_bookkeeping():
     # closed form: 1 / sqrt(1 + k alpha^2), k = number of blocks since the last reset
     ks = [0, 1, 2, 1, 2, 3, 1]  # a transition block's beta still sees the previous stage's k
     assert betas == pytest.approx([1 / math.sqrt(1 + k * alpha ** 2) for k in ks])
-    assert model.expected_block_variances() == pytest.approx([1.0] + [1 / b ** 2 for b in betas[1:]] + [1 + 2 * alpha ** 2])
+    expected = [1.0] + [1 / b ** 2 for b in betas[1:]] + [1 + 2 * alpha ** 2]
+    assert model.expected_block_variances() == pytest.approx(expected)
     assert all(b.alpha == alpha for b in model.blocks) and model.alpha == alpha
     assert all(b.beta == 1.0 for b in R.bn_resnet(**TINY).blocks)
 
@@ -282,7 +283,8 @@ def test_nf_signal_propagation_matches_theory():
     assert var == pytest.approx(model.expected_block_variances()[1:], rel=0.2)
     assert var[2] > var[1] > var[0] and var[3] < var[2]  # linear growth, reset at the transition
     assert max(o.mean(dim=(0, 2, 3)).square().mean().item() for o in outs) < 0.05
-    assert [r.var(dim=(0, 2, 3), unbiased=False).mean().item() for r in res] == pytest.approx([1.0] * 6, rel=0.25)
+    res_var = [r.var(dim=(0, 2, 3), unbiased=False).mean().item() for r in res]
+    assert res_var == pytest.approx([1.0] * 6, rel=0.25)
 
 
 def test_without_ws_channel_means_drift_and_plain_nets_explode():
