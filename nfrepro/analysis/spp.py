@@ -23,6 +23,7 @@ measures NF, BatchNorm and unnormalised networks.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Mapping, Sequence
 
 import pandas as pd
@@ -31,7 +32,6 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from nfrepro.models import variance
-from nfrepro.models.variance import depths_of
 from nfrepro.optim.agc import unwrap_model
 
 COLUMNS = ("index", "block", "stage", "block_in_stage", "avg_sq_mean", "avg_var", "res_avg_var")
@@ -197,5 +197,6 @@ def expected_variances(model: nn.Module, alpha: float | None = None) -> pd.Serie
     with skip gains 1, with SkipInit gains 0 every block is the identity)."""
     _, blocks = check_contract(unwrap_model(model))
     alpha = model_alpha(model) if alpha is None else float(alpha)
-    values = [1.0] + variance.expected_variances(depths_of([b.stage for b in blocks]), alpha)
+    depths = list(Counter(b.stage for b in blocks).values())   # blocks per stage (stages non-decreasing)
+    values = [1.0] + variance.expected_variances(depths, alpha)
     return pd.Series(values, index=pd.RangeIndex(len(values), name="index"), name="expected_var")

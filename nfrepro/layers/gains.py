@@ -1,15 +1,11 @@
 r"""Nonlinearity gains gamma: activations rescaled to keep unit variance (NF-ResNet paper §4, NFNets §3).
 
-An unnormalised network keeps its signal at unit variance if every activation ``g`` becomes
-``gamma * g`` with
+.. math::  \gamma = 1 / \sqrt{\operatorname{Var}_{x \sim N(0,1)}[g(x)]}, \qquad
+           \gamma_\text{ReLU} = \sqrt{2 / (1 - 1/\pi)} = 1.712859 .
 
-.. math::  \gamma = 1 / \sqrt{\operatorname{Var}_{x \sim N(0,1)}[g(x)]} ,
-
-for ReLU :math:`\sqrt{2 / (1 - 1/\pi)} = 1.712859` (NFNets §3). The official code
-(``base.nonlinearities``) estimates each gamma from random samples instead; :data:`GAMMAS` holds
-those constants and the models use them. :func:`compute_gamma` gives the exact value by quadrature
-(ReLU: 1.712859 against the official 1.713959). The *variance* is made 1, not the second moment
-(``E[(gamma relu(x))^2] = gamma^2 / 2``): the mean that remains is what Scaled WS removes.
+The official code (``base.nonlinearities``) estimates gamma from random samples: :data:`GAMMAS`
+holds its constants, which the models use; :func:`compute_gamma` is exact (quadrature). The
+*variance* is made 1, not the second moment: the mean that remains is what Scaled WS removes.
 """
 from __future__ import annotations
 
@@ -36,8 +32,7 @@ def identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    """GELU, tanh approximation: ``jax.nn.gelu``'s default, which the official code calls (timm: erf)."""
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:  # jax.nn.gelu's default, as the official code (timm: erf)
     return F.gelu(x, approximate="tanh")
 
 
@@ -51,8 +46,7 @@ RELU_GAMMA_CLOSED_FORM = math.sqrt(2.0 / (1.0 - 1.0 / math.pi))  # NFNets §3: 1
 
 def gaussian_moments(fn: Callable[[torch.Tensor], torch.Tensor], num_points: int = 200_001,
                      limit: float = 12.0) -> tuple[float, float]:
-    r"""``(E[g(z)], E[g(z)^2])`` for :math:`z \sim N(0, 1)`: trapezoid rule on [-limit, limit], float64
-    on the CPU (also inside a ``torch.device("meta")`` context, where the models are built)."""
+    """``(E[g(z)], E[g(z)^2])``, z ~ N(0, 1): trapezoid rule, float64, on the CPU even under meta."""
     z = torch.linspace(-limit, limit, num_points, dtype=torch.float64, device="cpu")
     density = torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
     y = fn(z).to(torch.float64)
@@ -66,24 +60,21 @@ def compute_gamma(fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
     mean, second = gaussian_moments(fn)
     var = second - mean * mean
     if var <= 0.0:
-        raise ValueError("compute_gamma: the activation has zero variance under N(0, 1); "
-                         "gamma is undefined (a constant activation cannot be rescaled)")
+        raise ValueError("compute_gamma: the activation has zero variance under N(0, 1): no gamma")
     return 1.0 / math.sqrt(var)
 
 
 @functools.lru_cache(maxsize=None)
 def activation_second_moment(name: str, gamma: float = 1.0) -> float:
-    r""":math:`E[(\gamma\, g(z))^2]`, z ~ N(0, 1): a conv's input second moment after the activation
-    (ReLU: 1/2, He init's factor 2; scaled ReLU: :math:`\gamma^2 / 2`)."""
+    """``E[(gamma g(z))^2]``, z ~ N(0, 1): the second moment after the activation (ReLU: 1/2, He's 2)."""
     fn = ACTIVATIONS[check_activation(name)]
     return gaussian_moments(lambda z: fn(z) * gamma)[1]
 
 
 @functools.lru_cache(maxsize=4096)
 def activation_variance(name: str, var: float, gamma: float | None = None) -> float:
-    r""":math:`\operatorname{Var}[\gamma\, g(\sigma z)]`, z ~ N(0, 1), :math:`\sigma^2` = ``var``: 1 at
-    ``var = 1`` by the choice of gamma; ``var`` for ReLU (homogeneous); about ``0.72 var`` for GELU at
-    small ``var``. ``gamma`` defaults to the official constant of ``name``."""
+    """``Var[gamma g(sigma z)]``, z ~ N(0, 1), ``sigma^2 = var``: 1 at ``var = 1``; ``var`` for ReLU
+    (homogeneous), about ``0.72 var`` for GELU at small ``var``. Default gamma: the official one."""
     fn = ACTIVATIONS[check_activation(name)]
     g = float(GAMMAS[name] if gamma is None else gamma)
     sd = math.sqrt(var)
@@ -92,7 +83,6 @@ def activation_variance(name: str, var: float, gamma: float | None = None) -> fl
 
 
 def check_activation(name: str) -> str:
-    """``name`` if it is a key of the gamma table, else a ``ValueError`` listing the keys."""
     if name not in GAMMAS:
         raise ValueError(f"unknown activation {name!r}: choose one of {', '.join(sorted(GAMMAS))}")
     return name
@@ -116,8 +106,7 @@ class ScaledActivation(nn.Module):
 
 
 class Activation(ScaledActivation):
-    """The bare activation ``g(x)`` (gamma = 1): the baselines', and the NF blocks', whose gamma is
-    the ``input_scale`` of the convs that read it."""
+    """The bare ``g(x)``: the baselines', and the NF blocks' (their gamma is the next conv's input scale)."""
 
     def __init__(self, name: str = "relu"):
         super().__init__(name, gamma=1.0)

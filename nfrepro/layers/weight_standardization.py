@@ -7,9 +7,7 @@ Each output unit's weights are standardised over their fan-in before every use:
 with :math:`\mu_i, \sigma_i^2` the mean and *population* variance of row ``i`` and
 ``N = k_h k_w C_in / groups`` the fan-in: unit-variance inputs give unit-variance outputs, and the
 mean shift of ReLU-like activations is removed. The ``1e-4`` floor is the official code's (timm
-adds ``eps = 1e-5`` to the variance instead). Padding: TF "SAME" by default
-(:mod:`nfrepro.layers.padding`). Training uses the same values with a hand-written backward
-(:mod:`nfrepro.layers.ws_fast`).
+adds ``eps = 1e-5`` to the variance). Training takes the fast path of :mod:`nfrepro.layers.ws_fast`.
 """
 from __future__ import annotations
 
@@ -27,8 +25,7 @@ WS_EPS = 1e-4  # floor on N * var (official `base.WSConv2D.standardize_weight`)
 
 def standardize_weight_reference(weight: torch.Tensor, gain: torch.Tensor | None = None,
                                  eps: float = WS_EPS) -> torch.Tensor:
-    """Scaled WS in plain tensor ops (autograd derives the backward). No ``torch.var_mean``, which
-    some exporters lack; population variance, as in the official code."""
+    """Scaled WS in plain tensor ops, autograd's backward (no ``torch.var_mean``: some exporters lack it)."""
     dims = tuple(range(1, weight.ndim))
     fan_in = math.prod(weight.shape[1:])
     mean = weight.mean(dim=dims, keepdim=True)
@@ -53,12 +50,8 @@ torch.fx.wrap("standardize_weight")  # one leaf node under FX tracing (its branc
 
 
 class WSConv2d(SamePadConv2d):
-    """Conv2d of ``input_scale * x`` with Scaled WS, a learnable per-channel gain and a bias.
-
-    The gain is a 1-d ``(out_channels,)`` vector as in the official code, so AGC treats it as one
-    unit. Init: weights N(0, 1 / fan_in) (Haiku ``VarianceScaling(1.0, "fan_in", "normal")``), gain
-    1, bias 0. ``input_scale`` multiplies the gain (an ``O``-sized multiply, see ``SamePadConv2d``).
-    """
+    """Conv2d of ``input_scale * x`` with Scaled WS, a per-channel gain (a 1-d vector as in the official
+    code: one AGC unit) and a bias. Init: weights N(0, 1 / fan_in), gain 1, bias 0."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int | str = "same", dilation: int = 1, groups: int = 1,
@@ -69,7 +62,7 @@ class WSConv2d(SamePadConv2d):
         self.gain = nn.Parameter(torch.full((out_channels,), float(gain_init)))
 
     def reset_parameters(self) -> None:
-        """Weights N(0, 1/fan_in), bias 0 (replaces nn.Conv2d's kaiming-uniform: one init, not two)."""
+        """Weights N(0, 1/fan_in), bias 0, instead of nn.Conv2d's init."""
         fan_in_normal_(self)
 
     def standardized_weight(self) -> torch.Tensor:

@@ -1,7 +1,6 @@
 r"""Scaled WS with a hand-written backward: the training path of ``standardize_weight``.
 
-Same values as ``standardize_weight_reference`` (tests/layers/test_weight_standardization.py holds
-them equal); fewer weight-sized passes than autograd's chain. Per output row ``w`` of fan-in ``N``:
+The reference's values (tests hold them equal) in fewer weight-sized passes. Per row ``w`` of fan-in ``N``:
 ``c = w - mean(w)``, ``s = max(|c|^2, eps)^{-1/2}`` (``|c|^2 = N var``), ``u = c s``, ``out = g u``.
 With ``k = <dout, u>``:
 
@@ -10,10 +9,8 @@ With ``k = <dout, u>``:
 
 where the ``u k`` term vanishes on rows whose floor is active (``s`` is then a constant).
 
-Channels-last weights (a model moved with ``memory_format=torch.channels_last``) are standardised
-in their own memory order, ``O x (kh kw C_in)``, and handed back with the parameter's strides: the
-row statistics ignore the order, but an NCHW weight among channels-last maps makes the convolution
-pick NCHW output whenever the input's layout is ambiguous (a 1-channel image).
+Channels-last weights are standardised in their memory order, ``O x (kh kw C_in)``, and handed back
+with the parameter's strides: an NCHW weight would make the conv of a 1-channel image output NCHW.
 """
 from __future__ import annotations
 
@@ -21,8 +18,7 @@ import torch
 
 
 class _StandardizeWeight(torch.autograd.Function):
-    # forward / setup_context split and a generated vmap rule: torch.func and torch.compile see through
-    generate_vmap_rule = True
+    generate_vmap_rule = True  # with forward / setup_context apart: torch.func, torch.compile see through
 
     @staticmethod
     def forward(weight: torch.Tensor, gain: torch.Tensor, eps: float):
@@ -54,23 +50,20 @@ class _StandardizeWeight(torch.autograd.Function):
         return _unrows(grad_w, grad_out, ctx.channels_last), k.view_as(gain), None
 
 
-def _channels_last(weight: torch.Tensor) -> bool:
-    """Whether a 4-d weight has exactly the channels-last strides (and they are not the NCHW ones)."""
+def _channels_last(weight: torch.Tensor) -> bool:  # exactly the channels-last strides, not also NCHW's
     if weight.ndim != 4:
         return False
     o, i, h, w = weight.shape
     return weight.stride() == (h * w * i, 1, w * i, i) != (i * h * w, h * w, w, 1)
 
 
-def _rows(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """``t`` as ``O x N`` rows, in channels-last order (a view) or NCHW order."""
+def _rows(t: torch.Tensor, channels_last: bool) -> torch.Tensor:  # O x N, channels-last order a view
     if channels_last:
         t = t.permute(0, 2, 3, 1)
     return t.reshape(t.shape[0], -1)
 
 
-def _unrows(rows: torch.Tensor, like: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """Inverse of :func:`_rows`: the rows back in ``like``'s shape, channels-last strides if asked."""
+def _unrows(rows: torch.Tensor, like: torch.Tensor, channels_last: bool) -> torch.Tensor:  # inverse of _rows
     if channels_last:
         o, i, h, w = like.shape
         return rows.view(o, h, w, i).permute(0, 3, 1, 2)

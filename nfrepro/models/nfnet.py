@@ -6,24 +6,21 @@ An NFNet is a pre-activation SE-ResNeXt-D without normalization layers. Every bl
            \beta_i = \sqrt{\operatorname{Var}(h_i)}, \qquad
            \operatorname{Var}(h_{i+1}) = \operatorname{Var}(h_i) + \alpha^2
 
-with a scalar skip gain :math:`g_i` (SkipInit, initialised to 0) and ``alpha = 0.2``; the
-expected variance restarts at 1 after each stage's first block (:mod:`nfrepro.models.variance`).
-In the code ``beta`` is the factor the activated input is multiplied by, :math:`1/\beta_i` above.
+with a scalar skip gain :math:`g_i` (SkipInit, init 0), ``alpha = 0.2``, the variance restarting at 1
+after each stage's first block (:mod:`nfrepro.models.variance`); the code's ``beta`` is :math:`1/\beta_i`.
 
 Branch ``f_i``: 1x1 conv -> act -> grouped 3x3 conv (stride) -> act -> grouped 3x3 conv (the
 "second conv" of §5 / Table 2) -> act -> 1x1 conv -> SE (x2 gain) -> stochastic depth. Shortcut:
 the input, or at a change of width or resolution a 1x1 conv of the activated, beta-scaled input,
 after a 2x2 average pool where the block is strided (ResNet-D). Convolutions: Scaled WS, TF "SAME"
-padding. gamma and beta are the ``input_scale`` of the convs reading the activation, as in the
-NF-ResNet block (:mod:`nfrepro.models.resnet_blocks`).
+padding; gamma and beta are the ``input_scale`` of the convs reading the activation (as in
+:mod:`nfrepro.models.resnet_blocks`).
 
 Departures, each a choice the paper or the official code leaves open:
 
-* ``stochdepth_rate`` defaults to 0.25, the official training config's (``experiment_nfnets.py``;
-  the ``NFNet`` constructor's default is 0.1): block ``i`` drops with rate ``0.25 * i / num_blocks``.
-* The shortcut's 2x2 average pool follows TF "SAME" (an odd edge averages the pixels it covers).
-* A bottleneck narrower than ``group_size`` uses one group (the official code would build a conv
-  with 0 groups): only the small models of the tests and ablations.
+* ``stochdepth_rate`` 0.25, the official training config's (its ``NFNet`` default is 0.1): block
+  ``i`` drops with rate ``0.25 * i / num_blocks``. The 2x2 average pool follows TF "SAME".
+* A bottleneck narrower than ``group_size`` uses one group (officially 0 groups: small models only).
 * ``use_ws=False``: plain convs (a bias, no gain), N(0, 1/fan_in), He init for the gamma-scaled
   activations: the NF-ResNet paper's "without Scaled WS" comparison.
 * ``norm="batch"``, the "-NF, +BN" model of Table 6 (no details in the paper): each WS conv becomes
@@ -43,14 +40,12 @@ import torch.nn as nn
 from nfrepro.layers.gains import GAMMAS, Activation, ScaledActivation, check_activation
 from nfrepro.layers.squeeze_excite import SqueezeExcite
 from nfrepro.layers.stochastic_depth import StochasticDepth
-from nfrepro.models.features import FeatureInfo
+from nfrepro.models.features import stage_levels
 from nfrepro.models.head import ClassifierHead, new_classifier
 from nfrepro.models.protocol import imagenet_cfg
 from nfrepro.models.registry import check_common_args, register_variant
-from nfrepro.models.resnet_blocks import ConvBN, make_conv
+from nfrepro.models.resnet_blocks import make_conv
 from nfrepro.models.variance import expected_betas
-
-__all__ = ["VARIANTS", "Variant", "NFNet", "NFBlock", "ConvBN"]
 
 DEFAULT_WIDTHS = (256, 512, 1536, 1536)   # the "modified width" pattern (§5, Table 2)
 PLUS_WIDTHS = (384, 768, 2048, 2048)      # "Fn+" models (official ``nfnet_params``)
@@ -84,11 +79,8 @@ VARIANTS.update({f"{k}+": replace(v, name=f"{k}+", widths=PLUS_WIDTHS) for k, v 
 
 
 class NFBlock(nn.Module):
-    """Pre-activation NF bottleneck block (official ``nfnet.NFBlock``); see the module docstring.
-
-    ``conv(in, out, kernel, stride=1, groups=1, input_scale=1.0)`` builds each conv; ``gamma`` is
-    the activation's gain (1 for the "+BN" model), applied with beta as the convs' input scale.
-    """
+    """Pre-activation NF bottleneck block (official ``nfnet.NFBlock``; module docstring). ``conv``:
+    :func:`~nfrepro.models.resnet_blocks.make_conv` of one kind; ``gamma``: 1 for the "+BN" model."""
 
     def __init__(self, in_ch: int, out_ch: int, *, stride: int, stage: int, beta: float, alpha: float,
                  activation: str, gamma: float, conv: Callable[..., nn.Module], bottleneck_ratio: float = 0.5,
@@ -133,13 +125,10 @@ class NFBlock(nn.Module):
 
 
 class NFNet(ClassifierHead, nn.Module):
-    """NFNet-Fn. ``variant`` is a key of :data:`VARIANTS`; keyword overrides serve the ablations.
-
-    ``channels``/``depths`` replace the variant's widths/depths (T2's default widths are
-    ``channels=(256, 512, 1024, 2048)``), ``width`` multiplies the stage widths (official
-    ``width``), ``extra_conv=False`` drops the second 3x3 conv (T2), ``norm="batch"`` gives the
-    Table 6 "-NF, +BN" model. ``model.variant`` keeps the table row (train/test px, dropout, RA).
-    """
+    """NFNet-Fn, ``variant`` a key of :data:`VARIANTS` (kept as ``model.variant``). Ablations:
+    ``channels``/``depths`` replace the row's (T2's default widths: ``(256, 512, 1024, 2048)``),
+    ``width`` multiplies the widths, ``extra_conv=False`` drops the second 3x3 conv (T2),
+    ``norm="batch"`` is Table 6's "-NF, +BN" model."""
 
     def __init__(self, variant: str = "F0", num_classes: int = 1000, in_chans: int = 3, *,
                  use_ws: bool = True, norm: str = "none", skip_gain_init: float = 0.0,
@@ -196,11 +185,7 @@ class NFNet(ClassifierHead, nn.Module):
         self.head_drop = nn.Dropout(self.drop_rate)
         self.fc = new_classifier(self.num_features, num_classes)  # official fc_init N(0, 0.01)
         # timm conventions: the feature levels of features_only, the paper's image protocol
-        self.feature_info = FeatureInfo(
-            [dict(num_chs=stem_ch, reduction=4, module="stem")]
-            + [dict(num_chs=w, reduction=4 * 2 ** s, module=f"stage{s}")
-               for s, w in enumerate(self.widths[:-1])]
-            + [dict(num_chs=self.num_features, reduction=32, module="final_act")])
+        self.feature_info = stage_levels(stem_ch, 4, self.widths, self.num_features)
         self.pretrained_cfg = imagenet_cfg(self.variant.train_px, self.variant.test_px, in_chans=in_chans,
                                            num_classes=num_classes, first_conv="stem.conv0",
                                            source="NFNets Table 1 / App. A")

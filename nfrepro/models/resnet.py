@@ -3,25 +3,19 @@ r"""NF-ResNets and their BatchNorm and unnormalised twins (NF-ResNet paper, arXi
 Three families with identical shapes, so that signal propagation (§2 SPPs, §4), AGC (NFNets
 §4.1) and training runs compare like with like:
 
-* ``nf_resnet{26,50,101,152,200,288,600}``: the official ``nf_resnet.NF_ResNet``. Stem: 7x7
-  stride-2 WS conv to 64 channels and a 3x3 stride-2 "SAME" max-pool (no activation between);
-  four stages of pre-activation bottlenecks (:mod:`~nfrepro.models.resnet_blocks`; widths
-  256/512/1024/2048, strides 1/2/2/2; beta from :mod:`~nfrepro.models.variance`); head: scaled
-  activation, global mean pool, dropout, linear with N(0, 0.01) weights.
+* ``nf_resnet{26,50,101,152,200,288,600}``: the official ``nf_resnet.NF_ResNet``. Stem: 7x7/2 WS
+  conv to 64 channels, 3x3/2 "SAME" max-pool; four stages of pre-activation bottlenecks
+  (:mod:`~nfrepro.models.resnet_blocks`; widths 256..2048, strides 1/2/2/2); head: scaled
+  activation, mean pool, dropout, linear with N(0, 0.01) weights.
 * ``bn_resnet*``: pre-activation BatchNorm ResNets (He et al. 2016b), ``order="bn_relu_conv"``
-  (default) or ``"relu_bn_conv"`` (the two orders the §2 SPPs compare).
-* ``plain_resnet*``: no normalisation, unscaled ReLU, He init (the exploding baseline of the §2 SPPs).
-* ``{nf,bn,plain}_resnet_small``: 28x28 / 32x32 nets for CPU runs (not in the papers): 3x3
-  stride-1 stem (no max-pool), basic blocks, widths 16/32/64, depths 2/2/2, 10 classes.
+  (default) or ``"relu_bn_conv"``; ``plain_resnet*``: unscaled ReLU, He init (§2 SPPs' baselines).
+* ``{nf,bn,plain}_resnet_small``: 28 / 32 px nets for CPU runs (not in the papers): 3x3 stride-1
+  stem, basic blocks, widths 16/32/64, depths 2/2/2, 10 classes.
 
-Departures, each on purpose:
-
-* ResNet-26 ``[2, 2, 2, 2]`` is not in the official table (which lists 50 to 600); timm uses it.
-* The official default ``drop_rate=None`` reads a key its variant table lacks (``NF_ResNet()``
-  raises ``KeyError``); ours is 0. ``stochdepth_rate`` is 0.1 (official) for the NF family, 0 else.
-* Every NF conv has a bias, the stem's too: the official ``WSConv2D`` ignores ``with_bias=False``.
-* The BN and unnormalised twins keep the NF stem (He et al. 2016b put a BN and a ReLU in it) and
-  head init: the families differ only in their blocks and the head's final activation.
+Departures: ResNet-26 is timm's, not official. The official ``drop_rate=None`` default raises
+``KeyError``; ours is 0. Every NF conv has a bias (the official ``WSConv2D`` ignores
+``with_bias=False``). The BN and unnormalised twins keep the NF stem and head init (He et al.
+2016b put a BN and a ReLU in the stem): the families differ only in blocks and final activation.
 """
 from __future__ import annotations
 
@@ -33,7 +27,7 @@ import torch.nn as nn
 
 from nfrepro.layers.gains import Activation, ScaledActivation, check_activation
 from nfrepro.layers.padding import SamePadMaxPool2d
-from nfrepro.models.features import FeatureInfo
+from nfrepro.models.features import stage_levels
 from nfrepro.models.head import ClassifierHead, new_classifier
 from nfrepro.models.protocol import imagenet_cfg, small_cfg
 from nfrepro.models.registry import check_common_args, register_variant
@@ -63,11 +57,7 @@ FAMILIES = tuple(FAMILY_DEFAULTS)
 
 
 class ResNet(ClassifierHead, nn.Module):
-    """A pre-activation ResNet of one family (``FAMILY_DEFAULTS`` holds the rest of its defaults).
-
-    Model contract (docs/DESIGN.md): ``stem`` (SPP index 0), ``blocks`` (flat ``nn.Sequential``,
-    each with ``stage`` and ``residual_out``), ``get_classifier()``.
-    """
+    """A pre-activation ResNet of one family (``FAMILY_DEFAULTS`` has the rest of its defaults)."""
 
     def __init__(self, family: str, depths: Sequence[int] = DEPTHS[50], widths: Sequence[int] = WIDTHS, *,
                  use_ws: bool, skip_gain_init: float | None, alpha: float, stochdepth_rate: float,
@@ -117,19 +107,13 @@ class ResNet(ClassifierHead, nn.Module):
         self.fc = new_classifier(ch, num_classes)  # official fc_init RandomNormal(0.01)
 
         # timm conventions: the feature levels of features_only, the image protocol
-        stem_red = 1 if small_stem else 4
-        self.feature_info = FeatureInfo(
-            [dict(num_chs=stem_ch, reduction=stem_red, module="stem")]
-            + [dict(num_chs=w, reduction=stem_red * 2 ** s, module=f"stage{s}")
-               for s, w in enumerate(widths)])
-        self.feature_info.levels[-1]["module"] = "final_act"
+        self.feature_info = stage_levels(stem_ch, 1 if small_stem else 4, widths, widths[-1])
         self.pretrained_cfg = (
             small_cfg(in_chans=in_chans, num_classes=num_classes, first_conv="stem.0") if small_stem else
             imagenet_cfg(224, 224, in_chans=in_chans, num_classes=num_classes, first_conv="stem.0",
                          source="NF-ResNet paper, ImageNet at 224 px"))
 
     def final_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last block's output -> the unpooled map ``forward_features`` returns (final activation)."""
         return self.final_act(x)
 
     def expected_block_variances(self) -> list[float]:
@@ -139,20 +123,17 @@ class ResNet(ClassifierHead, nn.Module):
 
 
 def _check_switches(family: str, depths: Sequence[int], widths: Sequence[int], use_ws: bool,
-                    order: str | None, drop_rate: float, stochdepth_rate: float,
-                    se_ratio: float) -> None:
+                    order: str | None, drop_rate: float, stochdepth_rate: float, se_ratio: float) -> None:
     if family not in FAMILIES:
         raise ValueError(f"family={family!r}: choose one of {', '.join(FAMILIES)}")
     if use_ws and family != "nf":
-        raise ValueError(f"use_ws=True: {family}_resnet uses plain convolutions; Scaled WS is "
-                         f"the NF family's (nf_resnet*)")
+        raise ValueError(f"use_ws=True: {family}_resnet uses plain convs; Scaled WS is nf_resnet*'s")
     if family == "bn" and order not in BN_ORDERS:
         raise ValueError(f"order={order!r}: choose one of {', '.join(BN_ORDERS)}")
     if family != "bn" and order is not None:
         raise ValueError(f"order={order!r}: only the BatchNorm ResNets (bn_resnet*) take an order")
     if len(depths) != len(widths) or not depths or min(depths) < 1:
-        raise ValueError(f"depths={tuple(depths)} and widths={tuple(widths)}: need one depth >= 1 "
-                         f"per stage width")
+        raise ValueError(f"depths={tuple(depths)}, widths={tuple(widths)}: one depth >= 1 per width")
     for name, rate in (("drop_rate", drop_rate), ("stochdepth_rate", stochdepth_rate)):
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"{name}={rate}: must be in [0, 1)")

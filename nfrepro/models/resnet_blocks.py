@@ -1,6 +1,6 @@
 r"""Pre-activation residual blocks: Normalizer-Free, BatchNorm and unnormalised; the one conv factory.
 
-The pre-activation ResNet block (He et al. 2016b) of the NF-ResNet paper (arXiv:2101.08692, §2, Fig. 4):
+The pre-activation block (He et al. 2016b) of the NF-ResNet paper (arXiv:2101.08692, §2, Fig. 4):
 
 .. math::
 
@@ -20,11 +20,10 @@ BatchNorm      BN -> g  or  g -> BN    plain, no bias, He init     1            
 unnormalised   g (unscaled)            plain, bias, He init        1                none
 =============  ======================  ==========================  ===============  ============
 
-The NF constants (here and in the NFNet block): ``pre`` and ``act`` compute the bare ``g``; the
-constant multiplying a conv's input (``gamma * beta`` after ``pre``, ``gamma`` after ``act``) is
-that conv's ``input_scale``, ``conv(s h) = conv_{sW}(h)``: the same function with one
-activation-sized pass less per activation (the rounding differs). ``block.residual_out`` sees the
-branch after SE, before stochastic depth, skip gain and alpha (official ``res_avg_var`` point).
+NF constants (as in the NFNet block): ``pre`` and ``act`` compute the bare ``g``; the constant on a
+conv's input (``gamma * beta`` after ``pre``, ``gamma`` after ``act``) is its ``input_scale``: the
+same function, one activation-sized pass less each. ``block.residual_out`` sees the branch after
+SE, before stochastic depth, skip gain and alpha (official ``res_avg_var`` point).
 """
 from __future__ import annotations
 
@@ -47,9 +46,11 @@ BN_ORDERS = ("bn_relu_conv", "relu_bn_conv")  # the NF-ResNet paper's §2 SPPs c
 class ConvBN(nn.Sequential):
     """Bias-free conv followed by BatchNorm2d: the "+BN" stand-in for a WS conv (NFNets Table 6)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1):
-        super().__init__(OrderedDict(conv=make_conv(in_ch, out_ch, kernel, stride, groups, kind="plain",
-                                                    bias=False), bn=nn.BatchNorm2d(out_ch)))
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1,
+                 input_scale: float = 1.0):
+        conv = make_conv(in_ch, out_ch, kernel, stride, groups, kind="plain", bias=False,
+                         input_scale=input_scale)
+        super().__init__(OrderedDict(conv=conv, bn=nn.BatchNorm2d(out_ch)))
 
 
 def make_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, *,
@@ -62,18 +63,15 @@ def make_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int
     if kind == "ws":
         return WSConv2d(in_ch, out_ch, kernel, stride, groups=groups, input_scale=input_scale)
     if kind == "bn":
-        if input_scale != 1.0:
-            raise ValueError("a ConvBN normalises its output: an input_scale would change nothing")
-        return ConvBN(in_ch, out_ch, kernel, stride, groups)
+        return ConvBN(in_ch, out_ch, kernel, stride, groups, input_scale)
     conv = SamePadConv2d(in_ch, out_ch, kernel, stride, groups=groups, bias=bias, input_scale=input_scale)
     return fan_in_normal_(conv, input_second_moment)
 
 
 def branch_shapes(in_ch: int, out_ch: int, stride: int, bottleneck: bool = True,
                   bottleneck_ratio: float = 0.25) -> list[tuple[int, int, int, int]]:
-    """``(in, out, kernel, stride)`` of each residual-branch conv. Bottleneck (official
-    ``NFResBlock``): width ``int(out_ch * ratio)``, stride on the 3x3; basic (He et al. 2016a §4.2,
-    the CIFAR ResNets): two 3x3 convs, stride on the first."""
+    """``(in, out, kernel, stride)`` of each branch conv: bottleneck (official ``NFResBlock``, width
+    ``int(out_ch * ratio)``, stride on the 3x3) or basic (He et al. 2016a §4.2, stride on the first)."""
     if bottleneck:
         mid = int(out_ch * bottleneck_ratio)
         return [(in_ch, mid, 1, 1), (mid, mid, 3, stride), (mid, out_ch, 1, 1)]

@@ -1,13 +1,11 @@
 r"""The expected variance of the residual stream, and the block inputs' beta (NF-ResNet paper §4).
 
-An NF residual block computes :math:`h_{i+1} = h_i + \alpha f_i(h_i / \beta_i)` with
-:math:`\beta_i = \sqrt{\operatorname{Var}(h_i)}` predicted at initialisation: the stem output has
-variance 1, each block adds :math:`\alpha^2` (its branch preserves variance), and each stage's
-first block restarts at 1 (its shortcut is a conv of the normalised input): block ``j`` of a stage
-ends at :math:`1 + (j + 1) \alpha^2`, with skip gains 1. The official ``expected_std`` loop
-(``nf_resnet.NF_ResNet``, ``nfnet.NFNet``), kept as a variance; the code's ``beta`` is the
-multiplier :math:`1 / \sqrt{\operatorname{Var}(h_i)}`. The one home of this recursion: betas,
-``ResNet.expected_block_variances`` and the SPP theory line (``analysis.spp``).
+An NF block computes :math:`h_{i+1} = h_i + \alpha f_i(h_i / \beta_i)`, :math:`\beta_i^2 =
+\operatorname{Var}(h_i)` predicted at init: the stem output has variance 1, each block adds
+:math:`\alpha^2`, each stage's first block restarts at 1 (its shortcut is a conv of the normalised
+input); block ``j`` of a stage ends at :math:`1 + (j + 1) \alpha^2` (skip gains 1). The official
+``expected_std`` loop as a variance; the code's ``beta`` is :math:`1 / \beta_i`. The one home of
+this recursion: betas, ``ResNet.expected_block_variances``, the SPP theory line (``analysis.spp``).
 """
 from __future__ import annotations
 
@@ -16,11 +14,8 @@ from typing import Callable, Sequence
 
 
 def expected_variances(depths: Sequence[int], alpha: float, normalized: bool = True) -> list[float]:
-    """Expected variance of each block's output, for ``depths`` blocks per stage.
-
-    ``normalized=False``: the unnormalised ResNet's second moment, which He init keeps in each
-    branch, so every block multiplies it by ``1 + alpha^2`` and no stage resets it.
-    """
+    """Expected variance of each block's output, ``depths`` blocks per stage. ``normalized=False``:
+    an unnormalised ResNet's second moment (He init keeps it in each branch: x (1 + alpha^2) per block)."""
     if not normalized:
         return [(1.0 + alpha ** 2) ** (k + 1) for k in range(sum(depths))]
     out = []
@@ -38,30 +33,17 @@ def expected_betas(depths: Sequence[int], alpha: float) -> list[float]:
     return [1.0 / math.sqrt(v) for v in inputs]
 
 
-def depths_of(stages: Sequence[int]) -> list[int]:
-    """Blocks per stage from each block's (non-decreasing) stage index: ``[0, 0, 1] -> [2, 1]``."""
-    depths: list[int] = []
-    for i, stage in enumerate(stages):
-        if i == 0 or stage != stages[i - 1]:
-            depths.append(0)
-        depths[-1] += 1
-    return depths
-
-
-POOL_2X2 = 0.25  # a 2 x 2 average of uncorrelated pixels keeps 1/4 of their variance
-
-
 def propagated_variances(shortcuts: Sequence[str], betas: Sequence[float], alpha: float,
                          act_variance: Callable[[float], float], branch_acts: int,
-                         stem_var: float = 1.0, pool: float = POOL_2X2) -> tuple[list[float], list[float]]:
+                         stem_var: float = 1.0, pool: float = 0.25) -> tuple[list[float], list[float]]:
     r"""``(stream, residual)``: the predicted variance of each block's output and residual branch,
     where a shortcut does not restart the stream at 1 (an NFNet's ResNet-D transition, NFNets §4.1).
 
     Block ``i`` reads ``h`` (variance ``v``); ``a = act(h) beta_i`` has variance ``act_variance(v)
     beta_i^2``. Shortcut ``shortcuts[i]``: ``"identity"`` (``v``), ``"conv"`` (a Scaled-WS 1x1 conv
     of ``a``: zero-mean unit-norm rows keep the variance of uncorrelated channels) or
-    ``"pool_conv"`` (the same after a 2 x 2 average pool, times ``pool``). The branch applies
-    ``branch_acts - 1`` more activations after variance-preserving convs; the block outputs
+    ``"pool_conv"`` (the same after a 2 x 2 average pool: times ``pool``, 1/4 for uncorrelated pixels).
+    The branch applies ``branch_acts - 1`` more activations after variance-preserving convs; the block outputs
     ``shortcut + alpha^2 residual``. Assumes uncorrelated channels and pixels, SE gates near 1 and
     skip gains 1; with ReLU and "conv" shortcuts it reduces to :func:`expected_variances`.
     """

@@ -9,7 +9,8 @@ from nfrepro.analysis.complexity import count_macs, count_params
 from nfrepro.layers.gains import GAMMAS, Activation, ScaledActivation
 from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.weight_standardization import WSConv2d
-from nfrepro.models.nfnet import VARIANTS, ConvBN, NFBlock, NFNet
+from nfrepro.models.nfnet import VARIANTS, NFBlock, NFNet
+from nfrepro.models.resnet_blocks import ConvBN
 
 # Official parameter counts (exact for F0 and F6 from paper-facts; all eight equal timm's dm_nfnet_f*)
 PARAMS = {"F0": 71_489_284, "F1": 132_634_256, "F2": 193_779_228, "F3": 254_924_200,
