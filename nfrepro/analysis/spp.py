@@ -23,6 +23,7 @@ measures NF, BatchNorm and unnormalised networks.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Mapping, Sequence
 
 import pandas as pd
@@ -31,7 +32,6 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from nfrepro.models import variance
-from nfrepro.models.variance import depths_of
 from nfrepro.optim.agc import unwrap_model
 
 COLUMNS = ("index", "block", "stage", "block_in_stage", "avg_sq_mean", "avg_var", "res_avg_var")
@@ -129,7 +129,7 @@ def signal_propagation(model: nn.Module, x: torch.Tensor, batch_stats: bool = Tr
 
     stages = [b.stage for b in blocks]
     handles = [stem.register_forward_hook(record(0, "stem", -1, -1))]
-    for i, (block, in_stage) in enumerate(zip(blocks, _block_in_stage(stages))):
+    for i, (block, in_stage) in enumerate(zip(blocks, _block_in_stage(stages), strict=True)):
         handles.append(block.register_forward_hook(record(i + 1, f"blocks.{i}", block.stage, in_stage)))
         handles.append(block.residual_out.register_forward_hook(record_residual(i)))
 
@@ -144,7 +144,7 @@ def signal_propagation(model: nn.Module, x: torch.Tensor, batch_stats: bool = Tr
     finally:
         for h in handles:
             h.remove()
-        for m, buffers in zip(norms, saved):
+        for m, buffers in zip(norms, saved, strict=True):
             for k, b in buffers.items():
                 getattr(m, k).copy_(b)
         for m, flag in flags.items():
@@ -197,5 +197,6 @@ def expected_variances(model: nn.Module, alpha: float | None = None) -> pd.Serie
     with skip gains 1, with SkipInit gains 0 every block is the identity)."""
     _, blocks = check_contract(unwrap_model(model))
     alpha = model_alpha(model) if alpha is None else float(alpha)
-    values = [1.0] + variance.expected_variances(depths_of([b.stage for b in blocks]), alpha)
+    depths = list(Counter(b.stage for b in blocks).values())   # blocks per stage (stages non-decreasing)
+    values = [1.0] + variance.expected_variances(depths, alpha)
     return pd.Series(values, index=pd.RangeIndex(len(values), name="index"), name="expected_var")

@@ -1,6 +1,6 @@
 """Scaled WS benchmark: the hand-written backward against autograd's derivation of the reference.
 
-Claim (``nfrepro.layers.weight_standardization._StandardizeWeight``): the fused backward needs fewer
+Claim (``nfrepro.layers.ws_fast._StandardizeWeight``): the fused backward needs fewer
 weight-sized passes than autograd's chain through the reference ops, so standardizing every WS conv
 of NFNet-F0 forward and backward (what each training step does) is faster with it. Both sides
 standardize the same weights with the same gains and back-propagate the same upstream gradient;
@@ -15,11 +15,8 @@ import pandas as pd
 import torch
 
 from nfrepro.bench.harness import compare, count_ops
-from nfrepro.layers.weight_standardization import (
-    WSConv2d,
-    _StandardizeWeight,
-    standardize_weight_reference,
-)
+from nfrepro.layers.weight_standardization import WSConv2d, standardize_weight_reference
+from nfrepro.layers.ws_fast import _StandardizeWeight
 from nfrepro.models import create_model
 
 

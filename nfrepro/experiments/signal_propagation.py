@@ -163,7 +163,7 @@ def nfnet_prediction(model: Any) -> pd.DataFrame:
     acts = 1 + (3 if getattr(blocks[0], "conv1b", None) is not None else 2)
     stream, residual = propagated_variances(
         shortcuts, [b.beta for b in blocks], spp.model_alpha(model),
-        lambda v: activation_variance(act.name, round(v, 12), act.gamma), acts)
+        lambda v: activation_variance(act.name, round(v, 12), blocks[0].gamma), acts)
     return pd.DataFrame({"predicted_var": [1.0] + stream, "predicted_res_var": [math.nan] + residual},
                         index=pd.RangeIndex(len(blocks) + 1, name="index"))
 

@@ -1,22 +1,11 @@
-r"""Nonlinearity gains gamma: activations rescaled to keep unit variance.
+r"""Nonlinearity gains gamma: activations rescaled to keep unit variance (NF-ResNet paper §4, NFNets §3).
 
-NF-ResNet paper (arXiv:2101.08692) §4 and NFNets (arXiv:2102.06171) §3: an unnormalised
-network keeps its signal at unit variance if every activation ``g`` is replaced by
-``gamma * g`` with
+.. math::  \gamma = 1 / \sqrt{\operatorname{Var}_{x \sim N(0,1)}[g(x)]}, \qquad
+           \gamma_\text{ReLU} = \sqrt{2 / (1 - 1/\pi)} = 1.712859 .
 
-.. math::  \gamma = 1 / \sqrt{\operatorname{Var}_{x \sim N(0,1)}[g(x)]} .
-
-For ReLU the closed form is :math:`\sqrt{2 / (1 - 1/\pi)} = 1.712859` (NFNets §3).
-
-The official code (``base.nonlinearities``) does not use closed forms: it estimates each gamma
-empirically from random normal samples. :data:`GAMMAS` holds those official constants (we
-follow the official code, so models use them); :func:`compute_gamma` computes gamma for any
-activation by quadrature, which gives the exact value the empirical estimate approximates
-(for ReLU 1.712859 against the official 1.713959, a 0.06% difference).
-
-Note: the quantity made unit is the *variance* of ``gamma * g(x)``, not its second moment
-(``E[(gamma * relu(x))^2] = gamma^2 / 2 = 1.47``); the mean shift that remains is what scaled
-weight standardization removes (see ``weight_standardization``).
+The official code (``base.nonlinearities``) estimates gamma from random samples: :data:`GAMMAS`
+holds its constants, which the models use; :func:`compute_gamma` is exact (quadrature). The
+*variance* is made 1, not the second moment: the mean that remains is what Scaled WS removes.
 """
 from __future__ import annotations
 
@@ -43,21 +32,13 @@ def identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    """GELU, tanh approximation (``jax.nn.gelu``'s default, which the official code calls)."""
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:  # jax.nn.gelu's default, as the official code (timm: erf)
     return F.gelu(x, approximate="tanh")
 
 
-# The functions the gammas belong to. GELU is the tanh approximation: the official code calls
-# `jax.nn.gelu`, whose default is `approximate=True` (timm's port uses the exact erf form).
-# Module-level functions, not lambdas, so that a model holding them pickles (torch.save(model)).
+# Module-level functions, not lambdas, so that a model holding them pickles.
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "identity": identity,
-    "relu": F.relu,
-    "gelu": gelu_tanh,
-    "silu": F.silu,
-    "tanh": torch.tanh,
-    "elu": F.elu,
+    "identity": identity, "relu": F.relu, "gelu": gelu_tanh, "silu": F.silu, "tanh": torch.tanh, "elu": F.elu,
 }
 
 RELU_GAMMA_CLOSED_FORM = math.sqrt(2.0 / (1.0 - 1.0 / math.pi))  # NFNets §3: 1.712859
@@ -65,12 +46,7 @@ RELU_GAMMA_CLOSED_FORM = math.sqrt(2.0 / (1.0 - 1.0 / math.pi))  # NFNets §3: 1
 
 def gaussian_moments(fn: Callable[[torch.Tensor], torch.Tensor], num_points: int = 200_001,
                      limit: float = 12.0) -> tuple[float, float]:
-    r"""``(E[g(z)], E[g(z)^2])`` for :math:`z \sim N(0, 1)`, by the trapezoid rule on [-limit, limit].
-
-    Works for any elementwise ``fn`` taking a float64 tensor; ~1e-9 relative accuracy for the usual
-    activations with 200k points. Computed on the CPU in float64, even inside a
-    ``torch.device("meta")`` context (the models call it while being built on meta).
-    """
+    """``(E[g(z)], E[g(z)^2])``, z ~ N(0, 1): trapezoid rule, float64, on the CPU even under meta."""
     z = torch.linspace(-limit, limit, num_points, dtype=torch.float64, device="cpu")
     density = torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
     y = fn(z).to(torch.float64)
@@ -80,31 +56,25 @@ def gaussian_moments(fn: Callable[[torch.Tensor], torch.Tensor], num_points: int
 
 
 def compute_gamma(fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
-    r"""gamma = Var[g(z)]^{-1/2} for z ~ N(0, 1) (:func:`gaussian_moments`)."""
+    r"""gamma = Var[g(z)]^{-1/2} for z ~ N(0, 1)."""
     mean, second = gaussian_moments(fn)
     var = second - mean * mean
     if var <= 0.0:
-        raise ValueError("compute_gamma: the activation has zero variance under N(0, 1); "
-                         "gamma is undefined (a constant activation cannot be rescaled)")
+        raise ValueError("compute_gamma: the activation has zero variance under N(0, 1): no gamma")
     return 1.0 / math.sqrt(var)
 
 
 @functools.lru_cache(maxsize=None)
 def activation_second_moment(name: str, gamma: float = 1.0) -> float:
-    r""":math:`E[(\gamma\, g(z))^2]` for :math:`z \sim N(0, 1)`: the second moment of a conv's
-    input after the named activation. ReLU: 1/2 (so He init's factor 2); scaled ReLU:
-    :math:`\gamma^2 / 2 = 1.469`."""
+    """``E[(gamma g(z))^2]``, z ~ N(0, 1): the second moment after the activation (ReLU: 1/2, He's 2)."""
     fn = ACTIVATIONS[check_activation(name)]
     return gaussian_moments(lambda z: fn(z) * gamma)[1]
 
 
 @functools.lru_cache(maxsize=4096)
 def activation_variance(name: str, var: float, gamma: float | None = None) -> float:
-    r""":math:`\operatorname{Var}[\gamma\, g(\sigma z)]` for :math:`z \sim N(0, 1)`, :math:`\sigma^2` = ``var``:
-    the variance after a gamma-scaled activation of a zero-mean Gaussian input that is *not* unit
-    variance. At ``var = 1`` it is 1 by the choice of gamma (NFNets §3); ReLU is homogeneous, so
-    there it is exactly ``var``; GELU is not (about ``0.72 var`` for small ``var``).
-    ``gamma``: default, the official constant of ``name``."""
+    """``Var[gamma g(sigma z)]``, z ~ N(0, 1), ``sigma^2 = var``: 1 at ``var = 1``; ``var`` for ReLU
+    (homogeneous), about ``0.72 var`` for GELU at small ``var``. Default gamma: the official one."""
     fn = ACTIVATIONS[check_activation(name)]
     g = float(GAMMAS[name] if gamma is None else gamma)
     sd = math.sqrt(var)
@@ -113,7 +83,6 @@ def activation_variance(name: str, var: float, gamma: float | None = None) -> fl
 
 
 def check_activation(name: str) -> str:
-    """Return ``name`` if it is a key of the gamma table, else raise a helpful ``ValueError``."""
     if name not in GAMMAS:
         raise ValueError(f"unknown activation {name!r}: choose one of {', '.join(sorted(GAMMAS))}")
     return name
@@ -128,22 +97,16 @@ class ScaledActivation(nn.Module):
         self.fn = ACTIVATIONS[name]
         self.gamma = float(GAMMAS[name] if gamma is None else gamma)
 
-    def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        """``gamma * g(x) * scale``; ``scale`` folds a following constant (an NF block's beta) into
-        the same multiply, saving one activation-sized pass forward and backward. A factor of
-        exactly 1 (the plain :class:`Activation`) skips the multiply: it would change no value but
-        cost the BN and unnormalised baselines a pass forward and backward, biasing every NF-vs-BN
-        speed comparison."""
-        factor = self.gamma * scale
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.fn(x)
-        return out if factor == 1.0 else out * factor
+        return out if self.gamma == 1.0 else out * self.gamma  # gamma 1: no extra pass
 
     def extra_repr(self) -> str:
         return f"{self.name}, gamma={self.gamma:.6f}"
 
 
 class Activation(ScaledActivation):
-    """The plain activation ``g(x)`` (gamma = 1), for the BatchNorm and unnormalised baselines."""
+    """The bare ``g(x)``: the baselines', and the NF blocks' (their gamma is the next conv's input scale)."""
 
     def __init__(self, name: str = "relu"):
         super().__init__(name, gamma=1.0)

@@ -1,10 +1,8 @@
 """TensorFlow "SAME" padding for convolutions and max-pooling (the official code is TF/JAX).
 
-TF's "SAME" output has ``ceil(size / stride)`` pixels and splits the padding it needs as
-``total // 2`` before and the rest after: for a stride-2 3x3 window on an even input that is 0
-before and 1 after, where PyTorch's symmetric ``padding=1`` pads 1 on both sides and shifts the
-sampling grid by one pixel. Official uses: ``base.WSConv2D`` (``padding='SAME'``) and the
-NF-ResNet stem's ``hk.max_pool(..., padding='SAME')``.
+TF's "SAME" output has ``ceil(size / stride)`` pixels; the padding is ``total // 2`` before and the
+rest after (stride-2 3x3 on an even input: 0 and 1, where PyTorch's ``padding=1`` shifts the grid
+by a pixel). Official uses: ``base.WSConv2D`` and the NF-ResNet stem's ``hk.max_pool``.
 """
 from __future__ import annotations
 
@@ -24,12 +22,8 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
 
 def pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
              dilation: tuple[int, int] = (1, 1), value: float = 0.0) -> torch.Tensor:
-    """``x`` (``N x C x H x W``) padded for a TF "SAME" window of ``kernel`` / ``stride`` / ``dilation``.
-
-    The padding depends on the input's size through Python arithmetic, which ``torch.fx``
-    symbolic tracing cannot follow; ``torch.fx.wrap`` below makes this function one leaf node of
-    a traced graph (torchvision's ``create_feature_extractor``), evaluated on real shapes at run time.
-    """
+    """``x`` (``N x C x H x W``) padded for a TF "SAME" window. It reads the input's size in Python,
+    which FX tracing cannot follow: ``torch.fx.wrap`` below makes it one leaf of a traced graph."""
     top, bottom = same_padding(x.shape[-2], kernel[0], stride[0], dilation[0])
     left, right = same_padding(x.shape[-1], kernel[1], stride[1], dilation[1])
     if not (top or bottom or left or right):
@@ -41,15 +35,17 @@ torch.fx.wrap("pad_same")  # a leaf for FX tracers: see pad_same's docstring
 
 
 class SamePadConv2d(nn.Conv2d):
-    """``nn.Conv2d`` that also accepts ``padding="same"`` with TensorFlow's semantics at any stride.
+    """``nn.Conv2d`` of ``input_scale * x``, with ``padding="same"`` meaning TensorFlow's at any stride.
 
-    Where "SAME" is symmetric and independent of the input size (stride 1, odd effective kernel)
-    the conv pads by itself, with no extra op at run time; otherwise it pads in :meth:`forward`.
+    ``input_scale``, a constant known when the net is built (an NF block's ``gamma * beta``),
+    multiplies the weight: ``conv(s x) = conv_{sW}(x)``, exact (zero padding commutes with it, the
+    bias does not see it), a weight-sized multiply instead of an activation-sized one. "SAME" that
+    is symmetric and size-independent (stride 1, odd kernel) is the conv's own padding.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int | str = "same", dilation: int = 1, groups: int = 1,
-                 bias: bool = True):
+                 bias: bool = True, input_scale: float = 1.0):
         self.tf_same = padding == "same"
         static = 0
         if self.tf_same and stride == 1 and ((kernel_size - 1) * dilation) % 2 == 0:
@@ -58,24 +54,23 @@ class SamePadConv2d(nn.Conv2d):
             static = int(padding)
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=static,
                          dilation=dilation, groups=groups, bias=bias)
+        self.input_scale = float(input_scale)
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         return pad_same(x, self.kernel_size, self.stride, self.dilation) if self.tf_same else x
 
-    def forward(self, x: torch.Tensor, input_scale: float = 1.0) -> torch.Tensor:
-        """``conv(input_scale * x)``, computed as ``conv(x)`` with the weight times ``input_scale``
-        (exact: zero padding commutes with the scaling and the bias does not see it), so that a
-        constant factor of the input costs a weight-sized multiply, not an activation-sized one."""
-        weight = self.weight if input_scale == 1.0 else self.weight * input_scale
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight if self.input_scale == 1.0 else self.weight * self.input_scale
         return self._conv_forward(self._pad(x), weight, self.bias)
+
+    def extra_repr(self) -> str:
+        scale = "" if self.input_scale == 1.0 else f", input_scale={self.input_scale:.6g}"
+        return super().extra_repr() + scale
 
 
 class SamePadMaxPool2d(nn.Module):
-    """Max-pool with TensorFlow "SAME" padding (official NF-ResNet stem: ``hk.max_pool(..., 'SAME')``).
-
-    Padding with -inf reproduces TF, whose padded cells never win the max
-    (``nn.MaxPool2d(3, 2, 1)`` pads 1 before, which shifts the pooling grid by one pixel).
-    """
+    """Max-pool with TF "SAME" padding (official NF-ResNet stem), padded with -inf: padded cells never
+    win the max (``nn.MaxPool2d(3, 2, 1)`` would shift the grid by a pixel)."""
 
     def __init__(self, kernel_size: int = 3, stride: int = 2):
         super().__init__()

@@ -1,10 +1,7 @@
 """Squeeze-and-excite with the NFNet x2 gain (official ``base.SqueezeExcite`` and ``nfnet.NFBlock``).
 
-``out = x * gain * sigmoid(fc1(relu(fc0(mean_hw(x)))))`` with ``gain = 2``: a sigmoid gate at
-initialisation is about 0.5, so the factor 2 keeps the signal's scale (NFNets §4.1/App. C).
-
-Departure from the paper *text*, following the code: the paper says the SE uses GELU; the
-official code uses an unscaled ReLU inside the SE, and so do we.
+``out = x * gain * sigmoid(fc1(relu(fc0(mean_hw(x)))))``, ``gain = 2``: the gate starts near 0.5, so
+the 2 keeps the signal's scale (NFNets §4.1). The paper says GELU inside; we follow the code's ReLU.
 """
 from __future__ import annotations
 
@@ -15,16 +12,14 @@ from nfrepro.layers.init import init_linear_haiku_
 
 
 class SqueezeExcite(nn.Module):
-    """SE block: global mean pool, linear to ``hidden``, ReLU, linear, sigmoid, times ``gain``.
-
-    ``hidden = max(1, int(in_channels * se_ratio))`` (official rule; 0.5 in NFNets, 0.25 in NF-ResNets).
-    """
+    """Global mean pool, linear to ``max(1, int(in_channels * se_ratio))`` (official rule; 0.5 in NFNets,
+    0.25 in NF-ResNets), ReLU, linear, sigmoid, times ``gain``."""
 
     def __init__(self, in_channels: int, out_channels: int | None = None, se_ratio: float = 0.5,
-                 hidden_channels: int | None = None, gain: float = 2.0):
+                 gain: float = 2.0):
         super().__init__()
         out_channels = out_channels or in_channels
-        hidden = hidden_channels or max(1, int(in_channels * se_ratio))
+        hidden = max(1, int(in_channels * se_ratio))
         self.fc0 = init_linear_haiku_(nn.Linear(in_channels, hidden))
         self.fc1 = init_linear_haiku_(nn.Linear(hidden, out_channels))
         self.gain = gain

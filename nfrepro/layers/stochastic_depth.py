@@ -1,10 +1,8 @@
 """Stochastic depth (Huang et al. 2016) as in the official code (``base.StochDepth``).
 
 In training, each example's residual branch is kept with probability ``1 - drop_rate`` and
-zeroed otherwise. Official behaviour, followed here by default: the kept branches are *not*
-rescaled by ``1 / keep_prob`` (``scale_by_keep=False``); the skip gain and alpha absorb the scale.
-``scale_by_keep=True`` gives the rescaled variant used by timm and torchvision.
-NFNets use ``drop_rate = 0.25 * block_index / num_blocks`` (official ``nfnet.NFNet``).
+zeroed otherwise. Official, our default: kept branches are *not* rescaled by ``1 / keep_prob``
+(``scale_by_keep=False``; timm and torchvision rescale).
 """
 from __future__ import annotations
 

@@ -18,5 +18,6 @@ from nfrepro.models.registry import (
 )
 from nfrepro.models.resnet import ResNet
 
-__all__ = ["create_model", "build_model", "list_models", "register_model", "register_variant", "NFNet", "ResNet",
+__all__ = ["create_model", "build_model", "list_models", "register_model", "register_variant", "NFNet",
+           "ResNet",
            "load_pretrained", "fold_for_inference", "fold_weight_standardization"]

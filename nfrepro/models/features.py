@@ -60,6 +60,16 @@ class FeatureInfo:
         return f"FeatureInfo(channels={self.channels()}, reduction={self.reduction()})"
 
 
+def stage_levels(stem_chs: int, stem_reduction: int, widths: Sequence[int], final_chs: int) -> FeatureInfo:
+    """The levels of a model with a stem and stages that each halve the resolution: the stem, every
+    stage but the last, then ``final_act`` (the last stage's map after the model's final layers)."""
+    levels = [dict(num_chs=stem_chs, reduction=stem_reduction, module="stem")]
+    levels += [dict(num_chs=w, reduction=stem_reduction * 2 ** s, module=f"stage{s}")
+               for s, w in enumerate(widths[:-1])]
+    last = dict(num_chs=final_chs, reduction=stem_reduction * 2 ** (len(widths) - 1), module="final_act")
+    return FeatureInfo(levels + [last])
+
+
 class FeatureExtractor(nn.Module):
     """A model's stem and blocks returning the feature maps of ``out_indices`` (the classifier is dropped).
 

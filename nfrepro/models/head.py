@@ -51,7 +51,7 @@ class ClassifierHead:
         return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Module:
-        """The final ``nn.Linear`` (AGC finds it by identity; ``nn.Identity`` after ``reset_classifier(0)``)."""
+        """The final ``nn.Linear``, found by identity (AGC); ``nn.Identity`` after ``reset_classifier(0)``."""
         return self.fc
 
     def reset_classifier(self, num_classes: int) -> None:

@@ -6,35 +6,26 @@ An NFNet is a pre-activation SE-ResNeXt-D without normalization layers. Every bl
            \beta_i = \sqrt{\operatorname{Var}(h_i)}, \qquad
            \operatorname{Var}(h_{i+1}) = \operatorname{Var}(h_i) + \alpha^2
 
-with a scalar skip gain :math:`g_i` (SkipInit, initialised to 0) and ``alpha = 0.2``. The
-expected variance is reset to 1 after the first block of every stage, because that block's
-shortcut is a convolution of the normalised input (official ``nfnet.NFNet``). In the code ``beta`` is
-the factor the activated input is multiplied by, i.e. :math:`1/\beta_i` above.
+with a scalar skip gain :math:`g_i` (SkipInit, init 0), ``alpha = 0.2``, the variance restarting at 1
+after each stage's first block (:mod:`nfrepro.models.variance`); the code's ``beta`` is :math:`1/\beta_i`.
 
-Each residual branch ``f_i``: 1x1 conv -> act -> grouped 3x3 conv (stride) -> act -> grouped 3x3
-conv (the "second conv" of §5 / Table 2) -> act -> 1x1 conv -> SE (x2 gain) -> stochastic depth.
-Shortcuts: the raw input, or, at a change of width or resolution, a 1x1 conv of the activated, beta-scaled
-input, after a 2x2 average pool where the block is strided (ResNet-D). Convolutions are Scaled WS
-convs with TF "SAME" padding; activations carry their gamma (``gains.ScaledActivation``).
+Branch ``f_i``: 1x1 conv -> act -> grouped 3x3 conv (stride) -> act -> grouped 3x3 conv (the
+"second conv" of §5 / Table 2) -> act -> 1x1 conv -> SE (x2 gain) -> stochastic depth. Shortcut:
+the input, or at a change of width or resolution a 1x1 conv of the activated, beta-scaled input,
+after a 2x2 average pool where the block is strided (ResNet-D). Convolutions: Scaled WS, TF "SAME"
+padding; gamma and beta are the ``input_scale`` of the convs reading the activation (as in
+:mod:`nfrepro.models.resnet_blocks`).
 
 Departures, each a choice the paper or the official code leaves open:
 
-* ``stochdepth_rate`` defaults to 0.25, the value of the official training config
-  (``experiment_nfnets.py``) that trained the paper's models; the ``NFNet`` constructor's own
-  default is 0.1. Block ``i`` (0-based, over all blocks) drops with rate ``0.25 * i / num_blocks``.
-* Stochastic depth is per example and unscaled (official ``base.StochDepth``); the shortcut's 2x2
-  average pool follows TF "SAME" (an odd edge averages only the pixels it covers).
-* A bottleneck narrower than ``group_size`` uses one group (the official code would build a conv
-  with 0 groups); this only matters for the small models of the tests and ablations.
-* ``use_ws=False`` gives plain convs (a bias, no gain) initialised N(0, 1/fan_in): He init for
-  the *gamma-scaled* activations (gamma already restores unit variance, so the factor 2 of He et al.
-  is not needed again): the NF-ResNet paper's "without Scaled WS" signal-propagation comparison.
-* ``norm="batch"`` is the "-NF, +BN" model of Table 6, of which the paper gives no details. Our
-  choices: every WS conv becomes a bias-free conv followed by ``BatchNorm2d`` (PyTorch defaults:
-  momentum 0.1, eps 1e-5, weight 1, bias 0), in the stem, the blocks, the shortcuts and the final
-  conv; the activations are the plain ones (gamma = 1, BN already sets the scale); beta = 1 in
-  every block and alpha defaults to 1 (BN needs neither); SE, stochastic depth and the SkipInit
-  gain (init 0) are kept, so the two models differ only in how they normalise.
+* ``stochdepth_rate`` 0.25, the official training config's (its ``NFNet`` default is 0.1): block
+  ``i`` drops with rate ``0.25 * i / num_blocks``. The 2x2 average pool follows TF "SAME".
+* A bottleneck narrower than ``group_size`` uses one group (officially 0 groups: small models only).
+* ``use_ws=False``: plain convs (a bias, no gain), N(0, 1/fan_in), He init for the gamma-scaled
+  activations: the NF-ResNet paper's "without Scaled WS" comparison.
+* ``norm="batch"``, the "-NF, +BN" model of Table 6 (no details in the paper): each WS conv becomes
+  a bias-free conv and ``BatchNorm2d`` (PyTorch defaults), the activations are plain (gamma 1),
+  beta 1 and alpha 1 by default; SE, stochastic depth and the skip gain (init 0) are kept.
 """
 from __future__ import annotations
 
@@ -46,19 +37,15 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from nfrepro.layers.gains import Activation, ScaledActivation, check_activation
-from nfrepro.layers.init import fan_in_normal_
-from nfrepro.layers.padding import SamePadConv2d
+from nfrepro.layers.gains import GAMMAS, Activation, ScaledActivation, check_activation
 from nfrepro.layers.squeeze_excite import SqueezeExcite
 from nfrepro.layers.stochastic_depth import StochasticDepth
-from nfrepro.layers.weight_standardization import WSConv2d
-from nfrepro.models.features import FeatureInfo
+from nfrepro.models.features import stage_levels
 from nfrepro.models.head import ClassifierHead, new_classifier
 from nfrepro.models.protocol import imagenet_cfg
 from nfrepro.models.registry import check_common_args, register_variant
+from nfrepro.models.resnet_blocks import make_conv
 from nfrepro.models.variance import expected_betas
-
-__all__ = ["VARIANTS", "Variant", "NFNet", "NFBlock"]
 
 DEFAULT_WIDTHS = (256, 512, 1536, 1536)   # the "modified width" pattern (§5, Table 2)
 PLUS_WIDTHS = (384, 768, 2048, 2048)      # "Fn+" models (official ``nfnet_params``)
@@ -91,87 +78,57 @@ VARIANTS: dict[str, Variant] = {
 VARIANTS.update({f"{k}+": replace(v, name=f"{k}+", widths=PLUS_WIDTHS) for k, v in list(VARIANTS.items())})
 
 
-class ConvBN(nn.Sequential):
-    """Bias-free conv followed by BatchNorm2d: the "+BN" stand-in for a WS conv (Table 6)."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1):
-        super().__init__(OrderedDict(conv=_plain_conv(in_ch, out_ch, kernel, stride, groups, bias=False),
-                                     bn=nn.BatchNorm2d(out_ch)))
-
-
-def _plain_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1,
-                bias: bool = True) -> SamePadConv2d:
-    return fan_in_normal_(SamePadConv2d(in_ch, out_ch, kernel, stride=stride, groups=groups, bias=bias))
-
-
-def _ws_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> WSConv2d:
-    return WSConv2d(in_ch, out_ch, kernel, stride=stride, groups=groups)
-
-
-def _conv_factory(conv_type: str) -> Callable[..., nn.Module]:
-    """``conv(in_ch, out_ch, kernel, stride=1, groups=1)`` for "ws", "plain" or "bn" (TF SAME padding).
-
-    Module-level callables, not lambdas: nothing unpicklable may end up in a model."""
-    return {"ws": _ws_conv, "plain": _plain_conv, "bn": ConvBN}[conv_type]
-
-
 class NFBlock(nn.Module):
-    """Pre-activation NF bottleneck block (official ``nfnet.NFBlock``); see the module docstring."""
+    """Pre-activation NF bottleneck block (official ``nfnet.NFBlock``; module docstring). ``conv``:
+    :func:`~nfrepro.models.resnet_blocks.make_conv` of one kind; ``gamma``: 1 for the "+BN" model."""
 
     def __init__(self, in_ch: int, out_ch: int, *, stride: int, stage: int, beta: float, alpha: float,
-                 act: Callable[[], nn.Module], conv: Callable[..., nn.Module], bottleneck_ratio: float = 0.5,
+                 activation: str, gamma: float, conv: Callable[..., nn.Module], bottleneck_ratio: float = 0.5,
                  group_size: int = 128, se_ratio: float = 0.5, extra_conv: bool = True,
                  stochdepth_rate: float = 0.0, skip_gain_init: float = 0.0):
         super().__init__()
-        self.stage, self.stride, self.beta, self.alpha = stage, stride, beta, alpha
+        self.stage, self.stride, self.beta, self.alpha, self.gamma = stage, stride, beta, alpha, gamma
         width = int(out_ch * bottleneck_ratio)            # official "big_width": ratio of the output width
         group_size = min(group_size, width)
         self.groups = width // group_size
         width = group_size * self.groups                  # round down to whole groups
-        self.act = act()
-        self.conv0 = conv(in_ch, width, 1)
-        self.conv1 = conv(width, width, 3, stride, self.groups)
-        self.conv1b = conv(width, width, 3, 1, self.groups) if extra_conv else None
-        self.conv2 = conv(width, out_ch, 1)
-        self.use_projection = stride > 1 or in_ch != out_ch
+        head = gamma * beta                               # h = gamma g(x) beta: conv0 and shortcut read it
+        self.act = Activation(activation)                 # g; gamma is in the convs that read it
+        self.conv0 = conv(in_ch, width, 1, input_scale=head)
+        self.conv1 = conv(width, width, 3, stride, self.groups, input_scale=gamma)
+        self.conv1b = conv(width, width, 3, 1, self.groups, input_scale=gamma) if extra_conv else None
+        self.conv2 = conv(width, out_ch, 1, input_scale=gamma)
         # TF "SAME" 2x2/2 average pool: averages only the in-bounds pixels of a window
         self.pool = nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False) if stride > 1 else None
-        self.conv_shortcut = conv(in_ch, out_ch, 1) if self.use_projection else None
+        projection = stride > 1 or in_ch != out_ch
+        self.conv_shortcut = conv(in_ch, out_ch, 1, input_scale=head) if projection else None
         self.se = SqueezeExcite(out_ch, out_ch, se_ratio=se_ratio)   # includes the x2 gain
         self.residual_out = nn.Identity()                 # hook point: the branch before SD, gain, alpha
         self.stoch_depth = StochasticDepth(stochdepth_rate)
         self.skip_gain = nn.Parameter(torch.full((), float(skip_gain_init)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act(x, self.beta)                      # gamma * g(x) * beta in one multiply
-        if self.pool is not None:                         # transition: ResNet-D shortcut
-            shortcut = self.pool(out)
-            if self.conv_shortcut is not None:
-                shortcut = self.conv_shortcut(shortcut)
-        elif self.conv_shortcut is not None:              # first block: 128 -> 256 channels
-            shortcut = self.conv_shortcut(out)
-        else:
+        out = self.act(x)                                 # h = gamma * g(x) * beta, as input_scale
+        if self.conv_shortcut is None:
             shortcut = x
-        out = self.conv0(out)
-        out = self.conv1(self.act(out))
+        else:                                             # transition: ResNet-D pool; 128 -> 256: none
+            shortcut = self.conv_shortcut(out if self.pool is None else self.pool(out))
+        out = self.conv1(self.act(self.conv0(out)))
         if self.conv1b is not None:
             out = self.conv1b(self.act(out))
         out = self.se(self.conv2(self.act(out)))
         out = self.stoch_depth(self.residual_out(out))
-        return torch.addcmul(shortcut, out, self.skip_gain, value=self.alpha)  # shortcut + alpha g out
+        return torch.addcmul(shortcut, out, self.skip_gain, value=self.alpha)  # shortcut + alpha s out
 
     def extra_repr(self) -> str:
         return f"stage={self.stage}, stride={self.stride}, beta={self.beta:.4f}, alpha={self.alpha}"
 
 
 class NFNet(ClassifierHead, nn.Module):
-    """NFNet-Fn. ``variant`` is a key of :data:`VARIANTS`; keyword overrides serve the ablations.
-
-    ``channels``/``depths`` replace the variant's widths/depths (T2's default widths are
-    ``channels=(256, 512, 1024, 2048)``), ``width`` multiplies the stage widths (official
-    ``width``), ``extra_conv=False`` drops the second 3x3 conv (T2), ``norm="batch"`` gives the
-    Table 6 "-NF, +BN" model. ``model.variant`` keeps the table row (train/test px, dropout, RA).
-    """
+    """NFNet-Fn, ``variant`` a key of :data:`VARIANTS` (kept as ``model.variant``). Ablations:
+    ``channels``/``depths`` replace the row's (T2's default widths: ``(256, 512, 1024, 2048)``),
+    ``width`` multiplies the widths, ``extra_conv=False`` drops the second 3x3 conv (T2),
+    ``norm="batch"`` is Table 6's "-NF, +BN" model."""
 
     def __init__(self, variant: str = "F0", num_classes: int = 1000, in_chans: int = 3, *,
                  use_ws: bool = True, norm: str = "none", skip_gain_init: float = 0.0,
@@ -179,7 +136,7 @@ class NFNet(ClassifierHead, nn.Module):
                  stochdepth_rate: float = 0.25, width: float = 1.0,
                  channels: tuple[int, ...] | None = None, depths: tuple[int, ...] | None = None,
                  se_ratio: float = 0.5, group_size: int = 128, bottleneck_ratio: float = 0.5,
-                 extra_conv: bool = True, final_conv_mult: float = 2.0):
+                 extra_conv: bool = True):
         super().__init__()
         check_common_args(num_classes, in_chans, alpha)
         if variant not in VARIANTS:
@@ -197,39 +154,38 @@ class NFNet(ClassifierHead, nn.Module):
         if len(self.depths) != 4 or len(self.widths) != 4:
             raise ValueError(f"NFNets have 4 stages: got depths {self.depths}, widths {self.widths}")
         check_activation(activation)
-        act_cls = Activation if norm == "batch" else ScaledActivation
-        act = functools.partial(act_cls, activation)  # a fresh module per position, for hooks
-        conv = _conv_factory("bn" if norm == "batch" else "ws" if use_ws else "plain")
+        gamma = 1.0 if norm == "batch" else GAMMAS[activation]
+        conv = functools.partial(make_conv, kind="bn" if norm == "batch" else "ws" if use_ws else "plain")
+        act = functools.partial(Activation, activation)  # g; a fresh module per position, for hooks
 
         stem_ch = (channels or self.variant.widths)[0] // 2   # official: width_pattern[0] // 2, unscaled
-        self.stem = nn.Sequential(OrderedDict([
+        self.stem = nn.Sequential(OrderedDict([                # gamma * g(x) -> conv: input_scale gamma
             ("conv0", conv(in_chans, 16, 3, 2)), ("act0", act()),
-            ("conv1", conv(16, 32, 3, 1)), ("act1", act()),
-            ("conv2", conv(32, 64, 3, 1)), ("act2", act()),
-            ("conv3", conv(64, stem_ch, 3, 2)),            # no activation: every block starts with one
+            ("conv1", conv(16, 32, 3, 1, input_scale=gamma)), ("act1", act()),
+            ("conv2", conv(32, 64, 3, 1, input_scale=gamma)), ("act2", act()),
+            ("conv3", conv(64, stem_ch, 3, 2, input_scale=gamma)),  # no activation: each block opens with one
         ]))
         num_blocks = sum(self.depths)
         betas = expected_betas(self.depths, self.alpha) if norm == "none" else [1.0] * num_blocks
         blocks, ch, index = [], stem_ch, 0
-        for stage, (out_ch, depth, stride) in enumerate(zip(self.widths, self.depths, STAGE_STRIDES)):
+        stages = zip(self.widths, self.depths, STAGE_STRIDES, strict=True)
+        for stage, (out_ch, depth, stride) in enumerate(stages):
             for block_index in range(depth):
                 blocks.append(NFBlock(
                     ch, out_ch, stride=stride if block_index == 0 else 1, stage=stage, beta=betas[index],
-                    alpha=self.alpha, act=act, conv=conv, bottleneck_ratio=bottleneck_ratio,
+                    alpha=self.alpha, activation=activation, gamma=gamma, conv=conv,
+                    bottleneck_ratio=bottleneck_ratio,
                     group_size=group_size, se_ratio=se_ratio, extra_conv=extra_conv,
                     stochdepth_rate=stochdepth_rate * index / num_blocks, skip_gain_init=skip_gain_init))
                 ch, index = out_ch, index + 1
         self.blocks = nn.Sequential(*blocks)
-        self.num_features = int(final_conv_mult * ch)      # 2 x 1536 = 3072
+        self.num_features = 2 * ch                         # 2 x 1536 = 3072
         self.final_conv = conv(ch, self.num_features, 1)
-        self.final_act = act()
+        self.final_act = Activation(activation) if norm == "batch" else ScaledActivation(activation)
         self.head_drop = nn.Dropout(self.drop_rate)
         self.fc = new_classifier(self.num_features, num_classes)  # official fc_init N(0, 0.01)
         # timm conventions: the feature levels of features_only, the paper's image protocol
-        self.feature_info = FeatureInfo(
-            [dict(num_chs=stem_ch, reduction=4, module="stem")]
-            + [dict(num_chs=w, reduction=4 * 2 ** s, module=f"stage{s}") for s, w in enumerate(self.widths[:-1])]
-            + [dict(num_chs=self.num_features, reduction=32, module="final_act")])
+        self.feature_info = stage_levels(stem_ch, 4, self.widths, self.num_features)
         self.pretrained_cfg = imagenet_cfg(self.variant.train_px, self.variant.test_px, in_chans=in_chans,
                                            num_classes=num_classes, first_conv="stem.conv0",
                                            source="NFNets Table 1 / App. A")
@@ -239,23 +195,7 @@ class NFNet(ClassifierHead, nn.Module):
         return self.final_act(self.final_conv(x))
 
 
-nfnet_f0 = register_variant("nfnet_f0", NFNet, "F0")
-nfnet_f1 = register_variant("nfnet_f1", NFNet, "F1")
-nfnet_f2 = register_variant("nfnet_f2", NFNet, "F2")
-nfnet_f3 = register_variant("nfnet_f3", NFNet, "F3")
-nfnet_f4 = register_variant("nfnet_f4", NFNet, "F4")
-nfnet_f5 = register_variant("nfnet_f5", NFNet, "F5")
-nfnet_f6 = register_variant("nfnet_f6", NFNet, "F6")
-nfnet_f7 = register_variant("nfnet_f7", NFNet, "F7")
-nfnet_f0_plus = register_variant("nfnet_f0_plus", NFNet, "F0+")
-nfnet_f1_plus = register_variant("nfnet_f1_plus", NFNet, "F1+")
-nfnet_f2_plus = register_variant("nfnet_f2_plus", NFNet, "F2+")
-nfnet_f3_plus = register_variant("nfnet_f3_plus", NFNet, "F3+")
-nfnet_f4_plus = register_variant("nfnet_f4_plus", NFNet, "F4+")
-nfnet_f5_plus = register_variant("nfnet_f5_plus", NFNet, "F5+")
-nfnet_f6_plus = register_variant("nfnet_f6_plus", NFNet, "F6+")
-nfnet_f7_plus = register_variant("nfnet_f7_plus", NFNet, "F7+")
-nfnet_bn_f0 = register_variant("nfnet_bn_f0", NFNet, "F0", norm="batch", use_ws=False)
-nfnet_bn_f1 = register_variant("nfnet_bn_f1", NFNet, "F1", norm="batch", use_ws=False)
-nfnet_bn_f2 = register_variant("nfnet_bn_f2", NFNet, "F2", norm="batch", use_ws=False)
-nfnet_bn_f3 = register_variant("nfnet_bn_f3", NFNet, "F3", norm="batch", use_ws=False)
+for _key in VARIANTS:                                  # nfnet_f0 .. nfnet_f7, nfnet_f0_plus ..
+    register_variant(f"nfnet_{_key.lower().replace('+', '_plus')}", NFNet, _key)
+for _key in ("F0", "F1", "F2", "F3"):                  # Table 6 has BN versions of F0..F3
+    register_variant(f"nfnet_bn_{_key.lower()}", NFNet, _key, norm="batch", use_ws=False)

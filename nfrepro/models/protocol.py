@@ -41,3 +41,12 @@ def imagenet_cfg(train_px: int, test_px: int, *, in_chans: int, num_classes: int
         "classifier": classifier,
         "source": source,
     }
+
+
+def small_cfg(*, in_chans: int, num_classes: int, first_conv: str) -> dict[str, Any]:
+    """A ``pretrained_cfg`` for the 28/32 px nets (not in the papers): no resize, no crop; the data
+    sets normalise themselves (``nfrepro.data``)."""
+    return {"input_size": (in_chans, 32, 32), "test_input_size": (in_chans, 32, 32), "crop_pct": 1.0,
+            "num_classes": num_classes, "first_conv": first_conv, "classifier": "fc",
+            "mean": None, "std": None,
+            "source": "not in the papers: CPU-sized nets for Fashion-MNIST / CIFAR-10"}

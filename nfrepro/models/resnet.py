@@ -3,57 +3,35 @@ r"""NF-ResNets and their BatchNorm and unnormalised twins (NF-ResNet paper, arXi
 Three families with identical shapes, so that signal propagation (§2 SPPs, §4), AGC (NFNets
 §4.1) and training runs compare like with like:
 
-* ``nf_resnet{26,50,101,152,200,288,600}``: the official ``nf_resnet.NF_ResNet``. Stem: 7x7
-  stride-2 WS conv to 64 channels and a 3x3 stride-2 "SAME" max-pool (no activation between);
-  four stages of pre-activation bottlenecks (widths 256/512/1024/2048, ratio 0.25, strides
-  1/2/2/2); head: scaled activation, global mean pool, dropout, linear with N(0, 0.01) weights.
+* ``nf_resnet{26,50,101,152,200,288,600}``: the official ``nf_resnet.NF_ResNet``. Stem: 7x7/2 WS
+  conv to 64 channels, 3x3/2 "SAME" max-pool; four stages of pre-activation bottlenecks
+  (:mod:`~nfrepro.models.resnet_blocks`; widths 256..2048, strides 1/2/2/2); head: scaled
+  activation, mean pool, dropout, linear with N(0, 0.01) weights.
 * ``bn_resnet*``: pre-activation BatchNorm ResNets (He et al. 2016b), ``order="bn_relu_conv"``
-  (default) or ``"relu_bn_conv"`` (the two orders the §2 SPPs compare).
-* ``plain_resnet*``: no normalisation, unscaled ReLU, He init (the exploding baseline of the §2 SPPs).
-* ``{nf,bn,plain}_resnet_small``: 28x28 / 32x32 nets for CPU runs (not in the papers): 3x3
-  stride-1 stem (no max-pool), basic blocks, widths 16/32/64, depths 2/2/2, 10 classes.
+  (default) or ``"relu_bn_conv"``; ``plain_resnet*``: unscaled ReLU, He init (§2 SPPs' baselines).
+* ``{nf,bn,plain}_resnet_small``: 28 / 32 px nets for CPU runs (not in the papers): 3x3 stride-1
+  stem, basic blocks, widths 16/32/64, depths 2/2/2, 10 classes.
 
-Beta and the expected variance (official bookkeeping, §4): the stem output is taken to have
-variance 1; each block sees ``beta = 1 / sqrt(Var(x))``; its output has ``Var + alpha^2``;
-after the first block of a stage the variance is reset to 1 before adding alpha^2 (its
-shortcut is a conv of the beta-scaled, activated input). So the ``j``-th block of a stage
-(0-based) ends at ``1 + (j + 1) alpha^2`` when the skip gains are 1.
-
-Departures, each on purpose:
-
-* ResNet-26 ``[2, 2, 2, 2]`` is not in the official table (which lists 50 to 600); timm uses it.
-* The official default ``drop_rate=None`` reads a ``'drop_rate'`` key that its variant table
-  lacks, so ``NF_ResNet()`` raises ``KeyError``. Ours defaults to ``drop_rate=0.0``; pass the
-  rate used in a given experiment explicitly. ``stochdepth_rate=0.1`` is the official default
-  for the NF family; the BN, unnormalised and small nets default to 0.
-* Every NF conv has a bias, the stem's too: the official ``WSConv2D`` always adds one, even when
-  called with ``with_bias=False``. We follow the code.
-* The BN and unnormalised twins keep the NF stem (conv, max-pool; He et al. 2016b put a BN and
-  a ReLU in the stem) and the NF head init, so the three families differ only in their blocks
-  and the head's final activation (``BN -> g`` or ``g -> BN`` for the BN nets).
-* ``in_chans`` defaults to 3 everywhere; pass ``in_chans=1`` for Fashion-MNIST.
+Departures: ResNet-26 is timm's, not official. The official ``drop_rate=None`` default raises
+``KeyError``; ours is 0. Every NF conv has a bias (the official ``WSConv2D`` ignores
+``with_bias=False``). The BN and unnormalised twins keep the NF stem and head init (He et al.
+2016b put a BN and a ReLU in the stem): the families differ only in blocks and final activation.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import functools
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 
 from nfrepro.layers.gains import Activation, ScaledActivation, check_activation
 from nfrepro.layers.padding import SamePadMaxPool2d
-from nfrepro.models.features import FeatureInfo
+from nfrepro.models.features import stage_levels
 from nfrepro.models.head import ClassifierHead, new_classifier
-from nfrepro.models.protocol import imagenet_cfg
+from nfrepro.models.protocol import imagenet_cfg, small_cfg
 from nfrepro.models.registry import check_common_args, register_variant
-from nfrepro.models.resnet_blocks import (
-    BN_ORDERS,
-    BNBlock,
-    NFResBlock,
-    PlainBlock,
-    make_conv,
-    norm_act,
-)
+from nfrepro.models.resnet_blocks import BN_ORDERS, make_conv, norm_act, preact_block
 from nfrepro.models.variance import expected_betas, expected_variances
 
 # Official `NF_ResNet.variant_dict` (depth per stage), plus ResNet-26 (timm's, not official).
@@ -69,22 +47,23 @@ DEPTHS: dict[int, tuple[int, ...]] = {
 WIDTHS = (256, 512, 1024, 2048)     # official: [64, 128, 256, 512] * width, width = 4
 SMALL_DEPTHS = (2, 2, 2)
 SMALL_WIDTHS = (16, 32, 64)         # the CIFAR ResNets' widths (He et al. 2016a §4.2)
-FAMILIES = ("nf", "bn", "plain")
-_BLOCKS = {"nf": NFResBlock, "bn": BNBlock, "plain": PlainBlock}
+# Each family's defaults: the official NF_ResNet's; the textbook BN / unnormalised ResNet's.
+FAMILY_DEFAULTS: dict[str, dict] = {
+    "nf": dict(use_ws=True, skip_gain_init=0.0, alpha=0.2, stochdepth_rate=0.1, order=None),
+    "bn": dict(use_ws=False, skip_gain_init=None, alpha=1.0, stochdepth_rate=0.0, order="bn_relu_conv"),
+    "plain": dict(use_ws=False, skip_gain_init=None, alpha=1.0, stochdepth_rate=0.0, order=None),
+}
+FAMILIES = tuple(FAMILY_DEFAULTS)
 
 
 class ResNet(ClassifierHead, nn.Module):
-    """A pre-activation ResNet of one family; build it through the registered constructors.
+    """A pre-activation ResNet of one family (``FAMILY_DEFAULTS`` has the rest of its defaults)."""
 
-    Model contract (docs/DESIGN.md): ``stem`` (SPP index 0), ``blocks`` (flat ``nn.Sequential``,
-    each with ``stage`` and ``residual_out``), ``get_classifier()``.
-    """
-
-    def __init__(self, family: str, depths: Sequence[int], widths: Sequence[int], *,
-                 num_classes: int, in_chans: int, small_stem: bool, bottleneck: bool,
-                 bottleneck_ratio: float, use_ws: bool, skip_gain_init: float | None,
-                 alpha: float, activation: str, drop_rate: float, stochdepth_rate: float,
-                 se_ratio: float, order: str | None):
+    def __init__(self, family: str, depths: Sequence[int] = DEPTHS[50], widths: Sequence[int] = WIDTHS, *,
+                 use_ws: bool, skip_gain_init: float | None, alpha: float, stochdepth_rate: float,
+                 order: str | None, num_classes: int = 1000, in_chans: int = 3, small_stem: bool = False,
+                 bottleneck: bool = True, bottleneck_ratio: float = 0.25, activation: str = "relu",
+                 drop_rate: float = 0.0, se_ratio: float = 0.0):
         super().__init__()
         check_common_args(num_classes, in_chans, alpha)
         _check_switches(family, depths, widths, use_ws, order, drop_rate, stochdepth_rate, se_ratio)
@@ -98,32 +77,22 @@ class ResNet(ClassifierHead, nn.Module):
         # Stem: its output is SPP index 0. Official: 7x7/2 conv to 16 * width = widths[0] / 4.
         stem_ch = widths[0] if small_stem else max(1, widths[0] // 4)
         stem_conv = make_conv(in_chans, stem_ch, 3 if small_stem else 7, 1 if small_stem else 2,
-                              use_ws=use_ws, bias=family != "bn")
-        self.stem = nn.Sequential(stem_conv) if small_stem else nn.Sequential(stem_conv,
-                                                                              SamePadMaxPool2d(3, 2))
+                              kind="ws" if use_ws else "plain", bias=family != "bn")
+        self.stem = nn.Sequential(stem_conv, *([] if small_stem else [SamePadMaxPool2d(3, 2)]))
 
-        # Body: beta and the expected variance from the official bookkeeping (models.variance)
-        family_kwargs: dict[str, Any] = {"nf": {"use_ws": use_ws}, "bn": {"order": order},
-                                         "plain": {}}[family]
+        # Body: beta from the official bookkeeping (models.variance); 1 for the BN and plain nets
         num_blocks = sum(depths)
-        if family == "plain":
-            # He init keeps both paths at the input's second moment: x (1 + alpha^2) per block
-            variances = [(1.0 + alpha ** 2) ** (k + 1) for k in range(num_blocks)]
-        else:
-            variances = expected_variances(depths, alpha)
         betas = expected_betas(depths, alpha) if family == "nf" else [1.0] * num_blocks
         blocks, ch, index = [], stem_ch, 0
-        for stage, (width, depth) in enumerate(zip(widths, depths)):
+        for stage, (width, depth) in enumerate(zip(widths, depths, strict=True)):
             for j in range(depth):
-                stride = 2 if stage > 0 and j == 0 else 1
-                block = _BLOCKS[family](
-                    ch, width, stride, stage=stage, alpha=alpha, activation=activation,
-                    beta=betas[index], bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
+                blocks.append(preact_block(
+                    family, ch, width, 2 if stage > 0 and j == 0 else 1, activation=activation,
+                    use_ws=use_ws, order=order, stage=stage, alpha=alpha, beta=betas[index],
+                    bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
                     skip_gain_init=skip_gain_init, se_ratio=se_ratio,
                     # official: rate * index / num_blocks, so the first block is never dropped
-                    stochdepth_rate=stochdepth_rate * index / num_blocks, **family_kwargs)
-                block.expected_var = variances[index]
-                blocks.append(block)
+                    stochdepth_rate=stochdepth_rate * index / num_blocks))
                 ch, index = width, index + 1
         self.blocks = nn.Sequential(*blocks)
 
@@ -138,127 +107,47 @@ class ResNet(ClassifierHead, nn.Module):
         self.fc = new_classifier(ch, num_classes)  # official fc_init RandomNormal(0.01)
 
         # timm conventions: the feature levels of features_only, the image protocol
-        stem_red = 1 if small_stem else 4
-        self.feature_info = FeatureInfo(
-            [dict(num_chs=stem_ch, reduction=stem_red, module="stem")]
-            + [dict(num_chs=w, reduction=stem_red * 2 ** s, module=f"stage{s}") for s, w in enumerate(widths)])
-        self.feature_info.levels[-1]["module"] = "final_act"
+        self.feature_info = stage_levels(stem_ch, 1 if small_stem else 4, widths, widths[-1])
         self.pretrained_cfg = (
-            {"input_size": (in_chans, 32, 32), "test_input_size": (in_chans, 32, 32), "crop_pct": 1.0,
-             "num_classes": num_classes, "first_conv": "stem.0", "classifier": "fc",
-             "mean": None, "std": None,  # the 28/32 px data sets normalise themselves (nfrepro.data)
-             "source": "not in the papers: CPU-sized nets for Fashion-MNIST / CIFAR-10"}
-            if small_stem else
+            small_cfg(in_chans=in_chans, num_classes=num_classes, first_conv="stem.0") if small_stem else
             imagenet_cfg(224, 224, in_chans=in_chans, num_classes=num_classes, first_conv="stem.0",
                          source="NF-ResNet paper, ImageNet at 224 px"))
 
     def final_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last block's output -> the unpooled map ``forward_features`` returns (final activation)."""
         return self.final_act(x)
 
     def expected_block_variances(self) -> list[float]:
-        """Theory line for the SPP: index 0 (stem) is 1, then each block's ``expected_var``.
-
-        NF-ResNet (Scaled WS) and BN ``relu_bn_conv``: ``1 + k alpha^2`` with resets at each
-        transition, for skip gains of 1 (``skip_gain_init=1``); unnormalised: ``(1 + alpha^2)^k``
-        (second moments). ``nfrepro.analysis.spp.expected_variances`` computes the NF line from
-        ``block.stage`` and ``model.alpha`` alone; the two agree for the NF and BN families.
-        """
-        return [1.0] + [float(b.expected_var) for b in self.blocks]
+        """Theory line for the SPP: 1 for the stem, then each block's expected output variance
+        (:func:`~nfrepro.models.variance.expected_variances`, with skip gains 1)."""
+        return [1.0] + expected_variances(self.depths, self.alpha, normalized=self.family != "plain")
 
 
 def _check_switches(family: str, depths: Sequence[int], widths: Sequence[int], use_ws: bool,
-                    order: str | None, drop_rate: float, stochdepth_rate: float,
-                    se_ratio: float) -> None:
+                    order: str | None, drop_rate: float, stochdepth_rate: float, se_ratio: float) -> None:
     if family not in FAMILIES:
         raise ValueError(f"family={family!r}: choose one of {', '.join(FAMILIES)}")
     if use_ws and family != "nf":
-        raise ValueError(f"use_ws=True: {family}_resnet uses plain convolutions; Scaled WS is "
-                         f"the NF family's (nf_resnet*)")
+        raise ValueError(f"use_ws=True: {family}_resnet uses plain convs; Scaled WS is nf_resnet*'s")
     if family == "bn" and order not in BN_ORDERS:
         raise ValueError(f"order={order!r}: choose one of {', '.join(BN_ORDERS)}")
     if family != "bn" and order is not None:
         raise ValueError(f"order={order!r}: only the BatchNorm ResNets (bn_resnet*) take an order")
     if len(depths) != len(widths) or not depths or min(depths) < 1:
-        raise ValueError(f"depths={tuple(depths)} and widths={tuple(widths)}: need one depth >= 1 "
-                         f"per stage width")
-    if not 0.0 <= drop_rate < 1.0:
-        raise ValueError(f"drop_rate={drop_rate}: must be in [0, 1)")
-    if not 0.0 <= stochdepth_rate < 1.0:
-        raise ValueError(f"stochdepth_rate={stochdepth_rate}: must be in [0, 1)")
+        raise ValueError(f"depths={tuple(depths)}, widths={tuple(widths)}: one depth >= 1 per width")
+    for name, rate in (("drop_rate", drop_rate), ("stochdepth_rate", stochdepth_rate)):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{name}={rate}: must be in [0, 1)")
     if se_ratio < 0.0:
         raise ValueError(f"se_ratio={se_ratio}: must be >= 0 (0 = no squeeze-excite)")
 
 
-def nf_resnet(depths: Sequence[int] = DEPTHS[50], widths: Sequence[int] = WIDTHS, *,
-              num_classes: int = 1000, in_chans: int = 3, small_stem: bool = False,
-              bottleneck: bool = True, bottleneck_ratio: float = 0.25, use_ws: bool = True,
-              skip_gain_init: float | None = 0.0, alpha: float = 0.2, activation: str = "relu",
-              drop_rate: float = 0.0, stochdepth_rate: float = 0.1, se_ratio: float = 0.0,
-              order: str | None = None) -> ResNet:
-    """NF-ResNet (official ``NF_ResNet`` defaults: alpha 0.2, ReLU, SkipInit gain 0, stochastic
-    depth 0.1). ``use_ws=False``: plain He-init convs (§4, the mean-shift case); ``skip_gain_init=1`` for SPPs."""
-    return ResNet("nf", depths, widths, num_classes=num_classes, in_chans=in_chans,
-                  small_stem=small_stem, bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
-                  use_ws=use_ws, skip_gain_init=skip_gain_init, alpha=alpha,
-                  activation=activation, drop_rate=drop_rate, stochdepth_rate=stochdepth_rate,
-                  se_ratio=se_ratio, order=order)
-
-
-def bn_resnet(depths: Sequence[int] = DEPTHS[50], widths: Sequence[int] = WIDTHS, *,
-              num_classes: int = 1000, in_chans: int = 3, small_stem: bool = False,
-              bottleneck: bool = True, bottleneck_ratio: float = 0.25,
-              order: str = "bn_relu_conv", use_ws: bool = False,
-              skip_gain_init: float | None = None, alpha: float = 1.0, activation: str = "relu",
-              drop_rate: float = 0.0, stochdepth_rate: float = 0.0, se_ratio: float = 0.0) -> ResNet:
-    """Pre-activation BatchNorm ResNet: ``out = shortcut + branch`` (alpha 1, no skip gain)."""
-    return ResNet("bn", depths, widths, num_classes=num_classes, in_chans=in_chans,
-                  small_stem=small_stem, bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
-                  use_ws=use_ws, skip_gain_init=skip_gain_init, alpha=alpha,
-                  activation=activation, drop_rate=drop_rate, stochdepth_rate=stochdepth_rate,
-                  se_ratio=se_ratio, order=order)
-
-
-def plain_resnet(depths: Sequence[int] = DEPTHS[50], widths: Sequence[int] = WIDTHS, *,
-                 num_classes: int = 1000, in_chans: int = 3, small_stem: bool = False,
-                 bottleneck: bool = True, bottleneck_ratio: float = 0.25, use_ws: bool = False,
-                 skip_gain_init: float | None = None, alpha: float = 1.0,
-                 activation: str = "relu", drop_rate: float = 0.0, stochdepth_rate: float = 0.0,
-                 se_ratio: float = 0.0, order: str | None = None) -> ResNet:
-    """Unnormalised pre-activation ResNet: plain ReLU, He init, ``out = shortcut + branch``."""
-    return ResNet("plain", depths, widths, num_classes=num_classes, in_chans=in_chans,
-                  small_stem=small_stem, bottleneck=bottleneck, bottleneck_ratio=bottleneck_ratio,
-                  use_ws=use_ws, skip_gain_init=skip_gain_init, alpha=alpha,
-                  activation=activation, drop_rate=drop_rate, stochdepth_rate=stochdepth_rate,
-                  se_ratio=se_ratio, order=order)
-
+nf_resnet = functools.partial(ResNet, "nf", **FAMILY_DEFAULTS["nf"])
+bn_resnet = functools.partial(ResNet, "bn", **FAMILY_DEFAULTS["bn"])
+plain_resnet = functools.partial(ResNet, "plain", **FAMILY_DEFAULTS["plain"])
 
 _SMALL = dict(depths=SMALL_DEPTHS, widths=SMALL_WIDTHS, small_stem=True, bottleneck=False,
               num_classes=10, stochdepth_rate=0.0)
-
-nf_resnet26 = register_variant("nf_resnet26", nf_resnet, depths=DEPTHS[26])
-nf_resnet50 = register_variant("nf_resnet50", nf_resnet, depths=DEPTHS[50])
-nf_resnet101 = register_variant("nf_resnet101", nf_resnet, depths=DEPTHS[101])
-nf_resnet152 = register_variant("nf_resnet152", nf_resnet, depths=DEPTHS[152])
-nf_resnet200 = register_variant("nf_resnet200", nf_resnet, depths=DEPTHS[200])
-nf_resnet288 = register_variant("nf_resnet288", nf_resnet, depths=DEPTHS[288])
-nf_resnet600 = register_variant("nf_resnet600", nf_resnet, depths=DEPTHS[600])
-nf_resnet_small = register_variant("nf_resnet_small", nf_resnet, **_SMALL)
-
-bn_resnet26 = register_variant("bn_resnet26", bn_resnet, depths=DEPTHS[26])
-bn_resnet50 = register_variant("bn_resnet50", bn_resnet, depths=DEPTHS[50])
-bn_resnet101 = register_variant("bn_resnet101", bn_resnet, depths=DEPTHS[101])
-bn_resnet152 = register_variant("bn_resnet152", bn_resnet, depths=DEPTHS[152])
-bn_resnet200 = register_variant("bn_resnet200", bn_resnet, depths=DEPTHS[200])
-bn_resnet288 = register_variant("bn_resnet288", bn_resnet, depths=DEPTHS[288])
-bn_resnet600 = register_variant("bn_resnet600", bn_resnet, depths=DEPTHS[600])
-bn_resnet_small = register_variant("bn_resnet_small", bn_resnet, **_SMALL)
-
-plain_resnet26 = register_variant("plain_resnet26", plain_resnet, depths=DEPTHS[26])
-plain_resnet50 = register_variant("plain_resnet50", plain_resnet, depths=DEPTHS[50])
-plain_resnet101 = register_variant("plain_resnet101", plain_resnet, depths=DEPTHS[101])
-plain_resnet152 = register_variant("plain_resnet152", plain_resnet, depths=DEPTHS[152])
-plain_resnet200 = register_variant("plain_resnet200", plain_resnet, depths=DEPTHS[200])
-plain_resnet288 = register_variant("plain_resnet288", plain_resnet, depths=DEPTHS[288])
-plain_resnet600 = register_variant("plain_resnet600", plain_resnet, depths=DEPTHS[600])
-plain_resnet_small = register_variant("plain_resnet_small", plain_resnet, **_SMALL)
+for _family, _defaults in FAMILY_DEFAULTS.items():   # nf_resnet50, bn_resnet_small, ...
+    for _depth, _stages in DEPTHS.items():
+        register_variant(f"{_family}_resnet{_depth}", ResNet, _family, **{**_defaults, "depths": _stages})
+    register_variant(f"{_family}_resnet_small", ResNet, _family, **{**_defaults, **_SMALL})

@@ -1,20 +1,16 @@
-r"""Pre-activation residual blocks: Normalizer-Free, BatchNorm and unnormalised.
+r"""Pre-activation residual blocks: Normalizer-Free, BatchNorm and unnormalised; the one conv factory.
 
-All three follow the pre-activation ResNet of He et al. (2016b, "Identity mappings"), the
-block the NF-ResNet paper (Brock, De & Smith 2021, arXiv:2101.08692, §2 and Fig. 4) analyses:
+The pre-activation block (He et al. 2016b) of the NF-ResNet paper (arXiv:2101.08692, §2, Fig. 4):
 
 .. math::
 
     h = \text{pre}(x)\,\beta, \qquad
     \text{shortcut} = \begin{cases} \text{conv}_{1\times1}(h) & \text{stride} > 1
-                      \text{ or channels change} \\ x & \text{otherwise} \end{cases}
-
+                      \text{ or channels change} \\ x & \text{otherwise} \end{cases}, \qquad
     x_{+} = \text{shortcut} + \alpha \cdot s \cdot \text{stochdepth}(f(h))
 
-with the residual branch :math:`f` = conv1x1 -> act -> conv3x3 (stride) -> act -> conv1x1
-(bottleneck, width ratio 0.25) or conv3x3 (stride) -> act -> conv3x3 (basic block, for the
-small nets), then optional squeeze-excite. :class:`PreActBlock` holds that forward pass once;
-the three subclasses differ only in what they build:
+with :math:`f` = conv1x1 -> act -> conv3x3 (stride) -> act -> conv1x1 (bottleneck, ratio 0.25) or
+conv3x3 (stride) -> act -> conv3x3 (basic, the small nets), then optional SE.
 
 =============  ======================  ==========================  ===============  ============
 family         ``pre`` and ``act``     convolutions                beta             skip gain s
@@ -24,35 +20,20 @@ BatchNorm      BN -> g  or  g -> BN    plain, no bias, He init     1            
 unnormalised   g (unscaled)            plain, bias, He init        1                none
 =============  ======================  ==========================  ===============  ============
 
-``block.residual_out`` (an ``nn.Identity``) sees the branch output after SE and before
-stochastic depth, the skip gain and alpha: the official ``res_avg_var`` point (``NFResBlock``).
-
-Implementation, not a departure from the method: the NF block's constant factors are not
-applied to the activation maps. Each scaled activation's gamma (times beta at the block's head)
-goes into the weights of the convs that read its output (``conv(s h) = conv_{sW}(h)``, exact in
-real arithmetic: the zero "SAME" padding commutes with the scaling and the bias does not see
-it), and ``shortcut + alpha * s * f`` is one ``addcmul``. That saves one pass over an
-activation-sized tensor per activation, forward and backward: a bf16 training step of
-``nf_resnet_small`` at batch 256 took 0.93x and (under the profiler) 0.87x the time of the
-unfolded block, one thread on this project's CPU. The rounding differs from multiplying the
-maps. ``pre`` and ``acts`` stay the modules the paper names, and calling one alone
-(``block.acts[0](h)``) still returns ``gamma * g(h)``.
+NF constants (as in the NFNet block): ``pre`` and ``act`` compute the bare ``g``; the constant on a
+conv's input (``gamma * beta`` after ``pre``, ``gamma`` after ``act``) is its ``input_scale``: the
+same function, one activation-sized pass less each. ``block.residual_out`` sees the branch after
+SE, before stochastic depth, skip gain and alpha (official ``res_avg_var`` point).
 """
 from __future__ import annotations
 
-import functools
-import math
+from collections import OrderedDict
+from typing import Callable
 
 import torch
 import torch.nn as nn
 
-from nfrepro.layers.gains import (
-    GAMMAS,
-    Activation,
-    ScaledActivation,
-    activation_second_moment,
-    check_activation,
-)
+from nfrepro.layers.gains import GAMMAS, Activation, activation_second_moment, check_activation
 from nfrepro.layers.init import fan_in_normal_
 from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.squeeze_excite import SqueezeExcite
@@ -62,83 +43,81 @@ from nfrepro.layers.weight_standardization import WSConv2d
 BN_ORDERS = ("bn_relu_conv", "relu_bn_conv")  # the NF-ResNet paper's §2 SPPs compare the two
 
 
-def make_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, *, use_ws: bool = False,
-              bias: bool = True, input_second_moment: float = 1.0) -> nn.Conv2d:
-    """A TF-"SAME"-padded conv: Scaled WS (always with bias, as the official ``WSConv2D``
-    ignores ``with_bias=False``) or a plain conv with He et al.'s (2015) init: N(0, 1 / (fan_in E[a^2]))
-    with ``E[a^2]`` the second moment of the conv's input when the pre-activation is N(0, 1) (1/2
-    after a ReLU, 1 after a BatchNorm or for the image). For the NF net without WS the scaled
-    activation's gamma cancels out (``std = sqrt(2 / fan_in) / gamma`` for ReLU), so the network
-    computes the same function as an unscaled-ReLU net with He init (NF-ResNet paper §4)."""
-    if use_ws:
-        return WSConv2d(in_ch, out_ch, kernel, stride)
-    return fan_in_normal_(SamePadConv2d(in_ch, out_ch, kernel, stride, bias=bias), input_second_moment)
+class ConvBN(nn.Sequential):
+    """Bias-free conv followed by BatchNorm2d: the "+BN" stand-in for a WS conv (NFNets Table 6)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1,
+                 input_scale: float = 1.0):
+        conv = make_conv(in_ch, out_ch, kernel, stride, groups, kind="plain", bias=False,
+                         input_scale=input_scale)
+        super().__init__(OrderedDict(conv=conv, bn=nn.BatchNorm2d(out_ch)))
+
+
+def make_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, *,
+              kind: str = "ws", input_scale: float = 1.0, bias: bool = True,
+              input_second_moment: float = 1.0) -> nn.Module:
+    """Every family's TF-"SAME" conv of ``input_scale * x``. ``kind``: ``"ws"`` Scaled WS (always a
+    bias: the official ``WSConv2D`` ignores ``with_bias=False``), ``"plain"`` initialised
+    N(0, 1 / (fan_in E[a^2])) for an input of second moment ``E[a^2]`` (He et al. 2015; an NF net's
+    gamma cancels out in it, NF-ResNet paper §4) or ``"bn"`` (:class:`ConvBN`)."""
+    if kind == "ws":
+        return WSConv2d(in_ch, out_ch, kernel, stride, groups=groups, input_scale=input_scale)
+    if kind == "bn":
+        return ConvBN(in_ch, out_ch, kernel, stride, groups, input_scale)
+    conv = SamePadConv2d(in_ch, out_ch, kernel, stride, groups=groups, bias=bias, input_scale=input_scale)
+    return fan_in_normal_(conv, input_second_moment)
 
 
 def branch_shapes(in_ch: int, out_ch: int, stride: int, bottleneck: bool = True,
                   bottleneck_ratio: float = 0.25) -> list[tuple[int, int, int, int]]:
-    """``(in, out, kernel, stride)`` of each residual-branch conv.
-
-    Bottleneck (official ``NFResBlock``): width ``int(out_ch * ratio)``, stride on the 3x3.
-    Basic (He et al. 2016a §4.2, the CIFAR ResNets): two 3x3 convs, stride on the first.
-    """
+    """``(in, out, kernel, stride)`` of each branch conv: bottleneck (official ``NFResBlock``, width
+    ``int(out_ch * ratio)``, stride on the 3x3) or basic (He et al. 2016a §4.2, stride on the first)."""
     if bottleneck:
         mid = int(out_ch * bottleneck_ratio)
         return [(in_ch, mid, 1, 1), (mid, mid, 3, stride), (mid, out_ch, 1, 1)]
     return [(in_ch, out_ch, 3, stride), (out_ch, out_ch, 3, 1)]
 
 
+def norm_act(channels: int, activation: str, order: str) -> nn.Sequential:
+    """``BN -> g`` (``"bn_relu_conv"``, He et al. 2016b) or ``g -> BN`` (``"relu_bn_conv"``)."""
+    bn, act = nn.BatchNorm2d(channels), Activation(activation)
+    return nn.Sequential(bn, act) if order == "bn_relu_conv" else nn.Sequential(act, bn)
+
+
 class PreActBlock(nn.Module):
-    """The pre-activation residual block's forward pass, shared by the three families.
+    """The pre-activation block of every ResNet family (module docstring). ``pre(channels)`` builds
+    an activation (``g``, or BN and ``g``), ``conv(in, out, kernel, stride, input_scale)`` a conv;
+    ``gamma`` is the activations' gain (1 for the BN and unnormalised families)."""
 
-    Subclasses build ``pre`` (the activation applied to the block input), ``shortcut`` (a
-    projection conv or ``None``), ``convs`` and ``acts`` (one activation between each pair of
-    convs) and hand them here.
-    """
-
-    def __init__(self, *, pre: nn.Module, shortcut: nn.Module | None, convs: list[nn.Module],
-                 acts: list[nn.Module], se: nn.Module | None, in_ch: int, out_ch: int,
-                 stride: int, stage: int, alpha: float, beta: float,
-                 skip_gain_init: float | None, stochdepth_rate: float):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, *, pre: Callable[[int], nn.Module],
+                 conv: Callable[..., nn.Module], gamma: float, stage: int, alpha: float, beta: float,
+                 bottleneck: bool, bottleneck_ratio: float, skip_gain_init: float | None,
+                 stochdepth_rate: float, se_ratio: float, se_gain: float):
         super().__init__()
         self.in_channels, self.out_channels, self.stride = in_ch, out_ch, stride
         self.stage = int(stage)            # 0-based; model contract (DESIGN.md)
-        self.alpha, self.beta = float(alpha), float(beta)
-        self.expected_var = 1.0            # theory at init with skip gain 1; the model sets it
-        self.pre = pre
-        self.shortcut = shortcut
-        self.convs = nn.ModuleList(convs)
-        self.acts = nn.ModuleList(acts)
-        self.se = se if se is not None else nn.Identity()
+        self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
+        shapes = branch_shapes(in_ch, out_ch, stride, bottleneck, bottleneck_ratio)
+        head = self.gamma * self.beta      # h = gamma g(x) beta: the input scale of what reads h
+        self.pre = pre(in_ch)
+        use_projection = stride > 1 or in_ch != out_ch  # official `use_projection`
+        self.shortcut = conv(in_ch, out_ch, 1, stride, head) if use_projection else None
+        self.convs = nn.ModuleList([conv(*s, head if i == 0 else self.gamma) for i, s in enumerate(shapes)])
+        self.acts = nn.ModuleList([pre(s[0]) for s in shapes[1:]])
+        self.se = SqueezeExcite(out_ch, out_ch, se_ratio, gain=se_gain) if se_ratio > 0 else nn.Identity()
         self.residual_out = nn.Identity()  # hook point for the residual-branch statistics
         self.stoch_depth = StochasticDepth(stochdepth_rate)
         self.skip_gain = (None if skip_gain_init is None
                           else nn.Parameter(torch.tensor(float(skip_gain_init))))
 
-    @property
-    def expected_std(self) -> float:
-        return math.sqrt(self.expected_var)
-
-    @staticmethod
-    def _activate(act: nn.Module, x: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, float]:
-        """``act(x) * scale`` as ``(map, factor)``: a scaled activation returns the bare ``g(x)``
-        and hands back ``gamma * scale``, which the convolutions that read the map fold into their
-        weights (``conv(s h) = conv_{sW}(h)``). Same function, one activation-sized multiply less
-        forward and backward per activation; the rounding differs from multiplying the map."""
-        if isinstance(act, ScaledActivation):
-            return act.fn(x), act.gamma * scale
-        return act(x), scale
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, scale = self._activate(self.pre, x, self.beta)  # beta = 1 / sqrt(Var(x)) at init
-        shortcut = x if self.shortcut is None else self.shortcut(out, input_scale=scale)
-        out = self.convs[0](out, input_scale=scale)
-        for act, conv in zip(self.acts, self.convs[1:]):
-            out, scale = self._activate(act, out)
-            out = conv(out, input_scale=scale)
-        out = self.residual_out(self.se(out))
-        out = self.stoch_depth(out)
-        if self.skip_gain is not None:     # SkipInit (De & Smith 2020): shortcut + alpha g out, one op
+        out = self.pre(x)                  # g(x); gamma * beta is in the convs that read it
+        shortcut = x if self.shortcut is None else self.shortcut(out)
+        out = self.convs[0](out)
+        for act, conv in zip(self.acts, self.convs[1:], strict=True):
+            out = conv(act(out))
+        out = self.stoch_depth(self.residual_out(self.se(out)))
+        if self.skip_gain is not None:     # SkipInit (De & Smith 2020): shortcut + alpha s out, one op
             return torch.addcmul(shortcut, out, self.skip_gain, value=self.alpha)
         return torch.add(shortcut, out, alpha=self.alpha)
 
@@ -147,91 +126,24 @@ class PreActBlock(nn.Module):
                 f"stage={self.stage}, alpha={self.alpha}, beta={self.beta:.6f}")
 
 
-def _needs_projection(in_ch: int, out_ch: int, stride: int) -> bool:
-    return stride > 1 or in_ch != out_ch  # official `use_projection`
+def preact_block(family: str, in_ch: int, out_ch: int, stride: int = 1, *, activation: str = "relu",
+                 use_ws: bool = True, order: str | None = None, **kwargs) -> PreActBlock:
+    """A block of ``family``: ``"nf"`` (official ``nf_resnet.NFResBlock``: gamma, Scaled WS or plain
+    He-init convs, SE gain 2), ``"bn"`` (bias-free convs, He init for the conv's input: after
+    BN -> ReLU or ReLU -> BN) or ``"plain"`` (unscaled g, He init: each block about doubles the
+    second moment, the §2 SPPs' exploding curve). ``kwargs``: the rest of :class:`PreActBlock`'s."""
+    check_activation(activation)
+    if family == "nf":
+        gamma, se_gain = GAMMAS[activation], 2.0
+        m2, kind, bias = activation_second_moment(activation, gamma), "ws" if use_ws else "plain", True
+    else:
+        gamma, se_gain, kind, bias = 1.0, 1.0, "plain", family != "bn"
+        m2 = 1.0 if order == "relu_bn_conv" else activation_second_moment(activation)
 
+    def conv(i: int, o: int, k: int, s: int, scale: float) -> nn.Module:
+        return make_conv(i, o, k, s, kind=kind, input_scale=scale, bias=bias, input_second_moment=m2)
 
-class NFResBlock(PreActBlock):
-    """Official ``nf_resnet.NFResBlock``: scaled activations, Scaled WS convs, beta, alpha,
-    a scalar skip gain initialised to ``skip_gain_init`` (official ``skipinit_gain=jnp.zeros``)
-    and optional SE with the x2 gain (official ``use_se``, ratio 0.25; here ``se_ratio > 0``).
+    def pre(channels: int) -> nn.Module:
+        return norm_act(channels, activation, order) if family == "bn" else Activation(activation)
 
-    ``use_ws=False`` swaps every WS conv for a plain conv with He init and zero bias (the
-    NF-ResNet paper's §4 network without Scaled WS, whose channel means drift with depth).
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, *, stage: int = 0,
-                 beta: float = 1.0, alpha: float = 0.2, activation: str = "relu",
-                 use_ws: bool = True, bottleneck: bool = True, bottleneck_ratio: float = 0.25,
-                 skip_gain_init: float | None = 0.0, stochdepth_rate: float = 0.0,
-                 se_ratio: float = 0.0):
-        m2 = activation_second_moment(activation, GAMMAS[check_activation(activation)])
-        conv = functools.partial(make_conv, use_ws=use_ws, input_second_moment=m2)
-        shapes = branch_shapes(in_ch, out_ch, stride, bottleneck, bottleneck_ratio)
-        super().__init__(
-            pre=ScaledActivation(activation),
-            shortcut=conv(in_ch, out_ch, 1, stride) if _needs_projection(in_ch, out_ch, stride) else None,
-            convs=[conv(*s) for s in shapes],
-            acts=[ScaledActivation(activation) for _ in shapes[1:]],
-            se=SqueezeExcite(out_ch, out_ch, se_ratio, gain=2.0) if se_ratio > 0 else None,
-            in_ch=in_ch, out_ch=out_ch, stride=stride, stage=stage, alpha=alpha, beta=beta,
-            skip_gain_init=skip_gain_init, stochdepth_rate=stochdepth_rate)
-
-
-def norm_act(channels: int, activation: str, order: str) -> nn.Sequential:
-    """``BN -> g`` (``"bn_relu_conv"``, He et al. 2016b) or ``g -> BN`` (``"relu_bn_conv"``)."""
-    if order not in BN_ORDERS:
-        raise ValueError(f"order={order!r}: choose one of {', '.join(BN_ORDERS)}")
-    bn, act = nn.BatchNorm2d(channels), Activation(activation)
-    return nn.Sequential(bn, act) if order == "bn_relu_conv" else nn.Sequential(act, bn)
-
-
-class BNBlock(PreActBlock):
-    """Pre-activation BatchNorm bottleneck (He et al. 2016b) in either order of BN and g.
-
-    Convs have no bias (a BN follows each one, except the last, whose output is summed).
-    He init for the conv's actual input: ``N(0, 2/fan_in)`` after ``BN -> ReLU``, ``N(0, 1/fan_in)``
-    after ``ReLU -> BN`` (its output is already zero-mean, unit-variance). No beta, alpha 1 and
-    no skip gain by default: ``out = shortcut + branch``; ``alpha`` and ``skip_gain_init`` are
-    honoured if given. SE, if asked for, is the standard one (gain 1, Hu et al. 2018).
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, *, stage: int = 0,
-                 beta: float = 1.0, alpha: float = 1.0, activation: str = "relu",
-                 order: str = "bn_relu_conv", bottleneck: bool = True,
-                 bottleneck_ratio: float = 0.25, skip_gain_init: float | None = None,
-                 stochdepth_rate: float = 0.0, se_ratio: float = 0.0):
-        m2 = activation_second_moment(activation) if order == "bn_relu_conv" else 1.0
-        conv = functools.partial(make_conv, bias=False, input_second_moment=m2)
-        shapes = branch_shapes(in_ch, out_ch, stride, bottleneck, bottleneck_ratio)
-        super().__init__(
-            pre=norm_act(in_ch, activation, order),
-            shortcut=conv(in_ch, out_ch, 1, stride) if _needs_projection(in_ch, out_ch, stride) else None,
-            convs=[conv(*s) for s in shapes],
-            acts=[norm_act(s[0], activation, order) for s in shapes[1:]],
-            se=SqueezeExcite(out_ch, out_ch, se_ratio, gain=1.0) if se_ratio > 0 else None,
-            in_ch=in_ch, out_ch=out_ch, stride=stride, stage=stage, alpha=alpha, beta=beta,
-            skip_gain_init=skip_gain_init, stochdepth_rate=stochdepth_rate)
-
-
-class PlainBlock(PreActBlock):
-    """Unnormalised pre-activation bottleneck: unscaled g, plain convs (bias 0, He init), no beta,
-    alpha 1 and no skip gain by default, so ``out = shortcut + branch``. He init preserves each
-    branch's second moment, so every block roughly doubles the signal's (about 1.6-2x measured):
-    the exponential growth of the unnormalised curve in the NF-ResNet paper's §2 SPPs."""
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, *, stage: int = 0,
-                 beta: float = 1.0, alpha: float = 1.0, activation: str = "relu",
-                 bottleneck: bool = True, bottleneck_ratio: float = 0.25,
-                 skip_gain_init: float | None = None, stochdepth_rate: float = 0.0,
-                 se_ratio: float = 0.0):
-        conv = functools.partial(make_conv, input_second_moment=activation_second_moment(activation))
-        shapes = branch_shapes(in_ch, out_ch, stride, bottleneck, bottleneck_ratio)
-        super().__init__(
-            pre=Activation(activation),
-            shortcut=conv(in_ch, out_ch, 1, stride) if _needs_projection(in_ch, out_ch, stride) else None,
-            convs=[conv(*s) for s in shapes],
-            acts=[Activation(activation) for _ in shapes[1:]],
-            se=SqueezeExcite(out_ch, out_ch, se_ratio, gain=1.0) if se_ratio > 0 else None,
-            in_ch=in_ch, out_ch=out_ch, stride=stride, stage=stage, alpha=alpha, beta=beta,
-            skip_gain_init=skip_gain_init, stochdepth_rate=stochdepth_rate)
+    return PreActBlock(in_ch, out_ch, stride, pre=pre, conv=conv, gamma=gamma, se_gain=se_gain, **kwargs)

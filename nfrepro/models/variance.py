@@ -1,22 +1,11 @@
 r"""The expected variance of the residual stream, and the block inputs' beta (NF-ResNet paper §4).
 
-An NF residual block computes :math:`h_{i+1} = h_i + \alpha f_i(h_i / \beta_i)` with
-:math:`\beta_i = \sqrt{\operatorname{Var}(h_i)}` predicted analytically at initialisation: the stem
-output has variance 1, each block adds :math:`\alpha^2` (its branch is variance preserving), and
-the first block of every stage restarts at 1 because its shortcut is a convolution of the
-normalised input. So the block at position ``j`` (0-based) of its stage ends at
-:math:`1 + (j + 1) \alpha^2`. This is the official ``expected_std`` loop of ``nf_resnet.NF_ResNet``
-and ``nfnet.NFNet``, kept as a variance here; it holds with skip gains 1 (with SkipInit gains 0
-every block starts as the identity). In the code ``beta`` is the factor the activated input is
-multiplied by, :math:`1 / \sqrt{\operatorname{Var}(h_i)}`.
-
-One recursion serves the NF-ResNets and NFNets (their betas), the BatchNorm twins (their theory
-line) and the signal-propagation plots (``nfrepro.analysis.spp``).
-
-:func:`propagated_variances` follows the variance a network *actually* carries when a shortcut
-does not restart it at 1: an NFNet's ResNet-D transitions average 2 x 2 pixels before their 1x1
-conv (NFNets §4.1, official ``nfnet.NFBlock``), which on spatially uncorrelated input keeps a
-quarter of the variance, while its betas still follow :func:`expected_variances`.
+An NF block computes :math:`h_{i+1} = h_i + \alpha f_i(h_i / \beta_i)`, :math:`\beta_i^2 =
+\operatorname{Var}(h_i)` predicted at init: the stem output has variance 1, each block adds
+:math:`\alpha^2`, each stage's first block restarts at 1 (its shortcut is a conv of the normalised
+input); block ``j`` of a stage ends at :math:`1 + (j + 1) \alpha^2` (skip gains 1). The official
+``expected_std`` loop as a variance; the code's ``beta`` is :math:`1 / \beta_i`. The one home of
+this recursion: betas, ``ResNet.expected_block_variances``, the SPP theory line (``analysis.spp``).
 """
 from __future__ import annotations
 
@@ -24,8 +13,11 @@ import math
 from typing import Callable, Sequence
 
 
-def expected_variances(depths: Sequence[int], alpha: float) -> list[float]:
-    """Expected variance of each block's output, for ``depths`` blocks per stage."""
+def expected_variances(depths: Sequence[int], alpha: float, normalized: bool = True) -> list[float]:
+    """Expected variance of each block's output, ``depths`` blocks per stage. ``normalized=False``:
+    an unnormalised ResNet's second moment (He init keeps it in each branch: x (1 + alpha^2) per block)."""
+    if not normalized:
+        return [(1.0 + alpha ** 2) ** (k + 1) for k in range(sum(depths))]
     out = []
     for depth in depths:
         var = 1.0                      # the stage's first block restarts the stream at 1
@@ -41,41 +33,24 @@ def expected_betas(depths: Sequence[int], alpha: float) -> list[float]:
     return [1.0 / math.sqrt(v) for v in inputs]
 
 
-def depths_of(stages: Sequence[int]) -> list[int]:
-    """Blocks per stage from each block's (non-decreasing) stage index: ``[0, 0, 1] -> [2, 1]``."""
-    depths: list[int] = []
-    for i, stage in enumerate(stages):
-        if i == 0 or stage != stages[i - 1]:
-            depths.append(0)
-        depths[-1] += 1
-    return depths
-
-
-POOL_2X2 = 0.25  # a 2 x 2 average of uncorrelated pixels keeps 1/4 of their variance
-
-
 def propagated_variances(shortcuts: Sequence[str], betas: Sequence[float], alpha: float,
                          act_variance: Callable[[float], float], branch_acts: int,
-                         stem_var: float = 1.0, pool: float = POOL_2X2) -> tuple[list[float], list[float]]:
-    r"""``(stream, residual)``: the predicted variance of each block's output and of its residual branch.
+                         stem_var: float = 1.0, pool: float = 0.25) -> tuple[list[float], list[float]]:
+    r"""``(stream, residual)``: the predicted variance of each block's output and residual branch,
+    where a shortcut does not restart the stream at 1 (an NFNet's ResNet-D transition, NFNets §4.1).
 
-    Block ``i`` reads ``h`` (variance ``v``) and computes ``a = act(h) * beta_i``, of variance
-    ``act_variance(v) * beta_i^2``. Its shortcut is ``shortcuts[i]``: ``"identity"`` (variance
-    ``v``), ``"conv"`` (a Scaled-WS 1x1 conv of ``a``: its rows have zero mean and unit norm, so it
-    removes the channels' common mean and keeps the variance of uncorrelated channels,
-    ``act_variance(v) beta_i^2``) or ``"pool_conv"``
-    (ResNet-D: the same after a 2 x 2 average pool, times ``pool``). The residual branch applies
-    ``branch_acts - 1`` more activations, each after a variance-preserving WS conv, so its output
-    has ``act_variance`` composed on ``a``'s variance; the block outputs
-    ``shortcut + alpha^2 * residual``. Assumptions: channels and pixels uncorrelated (N(0, 1) input
-    at initialisation), squeeze-excite gates ``2 sigmoid(.)`` close to 1, skip gains 1.
-    With ReLU (homogeneous) and plain strided-conv shortcuts this reduces to
-    :func:`expected_variances`.
+    Block ``i`` reads ``h`` (variance ``v``); ``a = act(h) beta_i`` has variance ``act_variance(v)
+    beta_i^2``. Shortcut ``shortcuts[i]``: ``"identity"`` (``v``), ``"conv"`` (a Scaled-WS 1x1 conv
+    of ``a``: zero-mean unit-norm rows keep the variance of uncorrelated channels) or
+    ``"pool_conv"`` (the same after a 2 x 2 average pool: times ``pool``, 1/4 for uncorrelated pixels).
+    The branch applies ``branch_acts - 1`` more activations after variance-preserving convs; the block outputs
+    ``shortcut + alpha^2 residual``. Assumes uncorrelated channels and pixels, SE gates near 1 and
+    skip gains 1; with ReLU and "conv" shortcuts it reduces to :func:`expected_variances`.
     """
     if len(shortcuts) != len(betas):
         raise ValueError(f"{len(shortcuts)} shortcuts but {len(betas)} betas")
     v, stream, residual = stem_var, [], []
-    for kind, beta in zip(shortcuts, betas):
+    for kind, beta in zip(shortcuts, betas, strict=True):
         a = act_variance(v) * beta ** 2                       # act(h) * beta
         r = a
         for _ in range(branch_acts - 1):                      # conv -> act, conv -> act, ...

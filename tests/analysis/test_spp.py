@@ -46,7 +46,7 @@ class TinyNet(nn.Module):
         self.alpha = alpha
         self.stem = WSConv2d(3, widths[0], k)
         blocks, cin = [], widths[0]
-        for stage, (depth, width) in enumerate(zip(depths, widths)):
+        for stage, (depth, width) in enumerate(zip(depths, widths, strict=True)):
             expected_std = 1.0
             for j in range(depth):
                 blocks.append(TinyBlock(cin, width, 2 if j == 0 and stage > 0 else 1, stage,

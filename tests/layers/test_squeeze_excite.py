@@ -6,7 +6,8 @@ import torch
 from nfrepro.layers.squeeze_excite import SqueezeExcite
 
 
-@pytest.mark.parametrize("channels,ratio,hidden", [(256, 0.5, 128), (1536, 0.5, 768), (64, 0.25, 16), (3, 0.25, 1)])
+@pytest.mark.parametrize("channels,ratio,hidden",
+                         [(256, 0.5, 128), (1536, 0.5, 768), (64, 0.25, 16), (3, 0.25, 1)])
 def test_hidden_size_rule(channels, ratio, hidden):
     """hidden = max(1, int(in_channels * se_ratio))."""
     se = SqueezeExcite(channels, se_ratio=ratio)
@@ -23,7 +24,8 @@ def test_times_two_gain_keeps_scale_at_a_neutral_gate():
 
 
 def test_formula_with_unscaled_relu():
-    """out = x * 2 * sigmoid(fc1(relu(fc0(mean_hw(x))))): ReLU without gamma (the code, not the paper's GELU)."""
+    """out = x * 2 * sigmoid(fc1(relu(fc0(mean_hw(x))))): ReLU without gamma (the code, not the paper's
+    GELU)."""
     se = SqueezeExcite(6, se_ratio=0.5)
     x = torch.randn(3, 6, 4, 4)
     s = x.mean(dim=(2, 3))

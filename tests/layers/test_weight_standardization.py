@@ -57,10 +57,8 @@ def test_builds_on_meta_device():
 @pytest.mark.parametrize("floored", [False, True])
 def test_fused_backward_matches_autograd_of_the_reference(floored):
     """The hand-written backward equals autograd's derivation (gradcheck and against the reference)."""
-    from nfrepro.layers.weight_standardization import (
-        _StandardizeWeight,
-        standardize_weight_reference,
-    )
+    from nfrepro.layers.weight_standardization import standardize_weight_reference
+    from nfrepro.layers.ws_fast import _StandardizeWeight
 
     torch.manual_seed(0)
     w = torch.randn(5, 4, 3, 3, dtype=torch.float64)
@@ -72,7 +70,7 @@ def test_fused_backward_matches_autograd_of_the_reference(floored):
     out, ref = standardize_weight(w, g), standardize_weight_reference(w, g)
     assert torch.allclose(out, ref, rtol=1e-12, atol=1e-14)
     dy = torch.randn_like(out)
-    for a, b in zip(torch.autograd.grad(out, (w, g), dy), torch.autograd.grad(ref, (w, g), dy)):
+    for a, b in zip(torch.autograd.grad(out, (w, g), dy), torch.autograd.grad(ref, (w, g), dy), strict=True):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -93,7 +91,7 @@ def test_per_sample_gradients_with_torch_func():
     per_sample = vmap(grad(loss), in_dims=(None, 0))(params, x)
     for i in range(5):
         expected = torch.autograd.grad(loss(dict(conv.named_parameters()), x[i]), list(conv.parameters()))
-        for (name, _), e in zip(conv.named_parameters(), expected):
+        for (name, _), e in zip(conv.named_parameters(), expected, strict=True):
             assert torch.allclose(per_sample[name][i], e, rtol=1e-10, atol=1e-12)
 
 
@@ -117,17 +115,23 @@ def test_standardized_weight_keeps_the_parameters_memory_format():
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_input_scale_is_folded_into_the_weight(stride):
-    """``conv(x, input_scale=s) == conv(s * x)`` for the WS conv and the plain TF-SAME conv (zero
-    padding commutes with the scaling; the bias does not see it), and so are the gradients."""
+    """A conv built with ``input_scale=s`` computes ``conv(s * x)``, for the WS conv and the plain
+    TF-SAME conv (zero padding commutes with the scaling; the bias does not see it), gradients too."""
+    import copy
+
     from nfrepro.layers.padding import SamePadConv2d
     torch.manual_seed(0)
-    for conv in (WSConv2d(3, 4, 3, stride=stride).double(), SamePadConv2d(3, 4, 3, stride=stride).double()):
+    for cls in (WSConv2d, SamePadConv2d):
+        conv = cls(3, 4, 3, stride=stride, input_scale=1.7).double()
         with torch.no_grad():
             conv.bias.uniform_(-1, 1)
+        unscaled = copy.deepcopy(conv)
+        unscaled.input_scale = 1.0
         x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
-        out, ref = conv(x, input_scale=1.7), conv(1.7 * x)
+        out, ref = conv(x), unscaled(1.7 * x)
         assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
         dy = torch.randn_like(out)
         for a, b in zip(torch.autograd.grad(out, list(conv.parameters()), dy),
-                        torch.autograd.grad(ref, list(conv.parameters()), dy)):
+                        torch.autograd.grad(ref, list(unscaled.parameters()), dy), strict=True):
             assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert "input_scale=1.7" in repr(conv)

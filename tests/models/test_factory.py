@@ -37,7 +37,8 @@ def test_pickle_torch_save_and_deepcopy(name):
     buf = io.BytesIO()
     torch.save(model, buf)
     buf.seek(0)
-    for other in (torch.load(buf, weights_only=False), pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+    copies = (torch.load(buf, weights_only=False), pickle.loads(pickle.dumps(model)), copy.deepcopy(model))
+    for other in copies:
         assert torch.equal(other(x), model(x))
 
 

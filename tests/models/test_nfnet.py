@@ -6,10 +6,11 @@ import torch
 import torch.nn as nn
 
 from nfrepro.analysis.complexity import count_macs, count_params
-from nfrepro.layers.gains import GAMMAS, ScaledActivation
+from nfrepro.layers.gains import GAMMAS, Activation, ScaledActivation
 from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.weight_standardization import WSConv2d
-from nfrepro.models.nfnet import VARIANTS, ConvBN, NFBlock, NFNet
+from nfrepro.models.nfnet import VARIANTS, NFBlock, NFNet
+from nfrepro.models.resnet_blocks import ConvBN
 
 # Official parameter counts (exact for F0 and F6 from paper-facts; all eight equal timm's dm_nfnet_f*)
 PARAMS = {"F0": 71_489_284, "F1": 132_634_256, "F2": 193_779_228, "F3": 254_924_200,
@@ -44,7 +45,8 @@ def test_variant_table_is_table_1():
         "F6": ((7, 14, 42, 21), 448, 576, 0.5, (4, 15)), "F7": ((8, 16, 48, 24), 480, 608, 0.5, (4, 15)),
     }
     assert all(v.widths == (256, 512, 1536, 1536) for k, v in VARIANTS.items() if "+" not in k)
-    assert VARIANTS["F3+"].widths == (384, 768, 2048, 2048) and VARIANTS["F3+"].depths == VARIANTS["F3"].depths
+    assert VARIANTS["F3+"].widths == (384, 768, 2048, 2048)
+    assert VARIANTS["F3+"].depths == VARIANTS["F3"].depths
 
 
 @pytest.mark.parametrize("variant", list(PARAMS))
@@ -67,7 +69,9 @@ def test_stem():
     assert [(c.in_channels, c.out_channels, c.stride[0], c.kernel_size[0]) for c in convs] == [
         (3, 16, 2, 3), (16, 32, 1, 3), (32, 64, 1, 3), (64, 128, 2, 3)]
     assert all(isinstance(c, WSConv2d) for c in convs)
-    assert [type(m) for m in model.stem].count(ScaledActivation) == 3
+    assert [type(m) for m in model.stem].count(Activation) == 3  # bare g: gamma is in the next conv
+    assert [c.input_scale for c in convs] == [1.0] + [GAMMAS["gelu"]] * 3
+    assert isinstance(model.final_act, ScaledActivation) and model.final_act.gamma == GAMMAS["gelu"]
     assert isinstance(model.stem[-1], WSConv2d)  # no activation after the last stem conv
 
 
@@ -99,7 +103,8 @@ def test_f0_block_structure():
 
 def test_stochastic_depth_rates():
     model = meta("F0")
-    assert [b.stoch_depth.drop_rate for b in model.blocks] == pytest.approx([0.25 * i / 12 for i in range(12)])
+    rates = [b.stoch_depth.drop_rate for b in model.blocks]
+    assert rates == pytest.approx([0.25 * i / 12 for i in range(12)])
     assert not model.blocks[3].stoch_depth.scale_by_keep
     other = meta("F0", stochdepth_rate=0.1)
     assert other.blocks[6].stoch_depth.drop_rate == pytest.approx(0.05)
@@ -161,7 +166,8 @@ def test_switches():
     assert not any(isinstance(m, WSConv2d) for m in plain.modules())
     assert all(c.bias is not None for c in plain.modules() if isinstance(c, nn.Conv2d))
     relu = tiny(activation="relu", alpha=0.5, drop_rate=0.0, skip_gain_init=1.0)
-    assert relu.blocks[0].act.gamma == GAMMAS["relu"] and relu.blocks[1].alpha == 0.5
+    assert relu.blocks[0].gamma == GAMMAS["relu"] and relu.blocks[1].alpha == 0.5
+    assert relu.blocks[2].conv0.input_scale == GAMMAS["relu"] * relu.blocks[2].beta
     assert relu.blocks[1].skip_gain.item() == 1.0 and relu.head_drop.p == 0.0
     assert relu.blocks[2].beta == pytest.approx(1 / math.sqrt(1.25))
     with pytest.raises(ValueError, match="unknown activation"):
@@ -191,9 +197,10 @@ def test_batchnorm_variant_of_table_6():
     convs = [m for m in model.modules() if isinstance(m, SamePadConv2d)]
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(convs) == len(bns) and all(c.bias is None for c in convs)
-    assert all(isinstance(m, ConvBN) for m in (model.stem.conv0, model.final_conv, model.blocks[1].conv_shortcut))
+    assert all(isinstance(m, ConvBN) for m in (model.stem.conv0, model.final_conv,
+                                               model.blocks[1].conv_shortcut))
     assert all(b.beta == 1.0 and b.alpha == 1.0 for b in model.blocks)
-    assert model.blocks[0].act.gamma == 1.0
+    assert model.blocks[0].gamma == 1.0 and type(model.final_act) is Activation
     assert model.train()(torch.randn(4, 3, 32, 32)).shape == (4, 10)
     with pytest.raises(ValueError, match="use_ws"):
         tiny(norm="batch")

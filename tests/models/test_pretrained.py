@@ -38,10 +38,11 @@ def official_shapes(widths, depths, group_size=128, num_classes=1000, in_chans=3
     def conv(name, k, c_in, c_out):
         shapes[f"NFNet/~/{name}"] = {"w": (k, k, c_in, c_out), "gain": (c_out,), "bias": (c_out,)}
 
-    for i, (c_in, c_out, k) in enumerate([(in_chans, 16, 3), (16, 32, 3), (32, 64, 3), (64, widths[0] // 2, 3)]):
+    stem = [(in_chans, 16, 3), (16, 32, 3), (32, 64, 3), (64, widths[0] // 2, 3)]
+    for i, (c_in, c_out, k) in enumerate(stem):
         conv(f"stem_conv{i}", k, c_in, c_out)
     ch, index = widths[0] // 2, 0
-    for width, depth in zip(widths, depths):
+    for width, depth in zip(widths, depths, strict=True):
         for j in range(depth):
             block = "nf_block" if index == 0 else f"nf_block_{index}"  # Haiku leaves the first one unnumbered
             mid = width // 2
@@ -72,7 +73,8 @@ def test_f0_names_and_shapes_are_the_official_ones():
 def test_synthetic_official_dict_loads_with_the_right_layouts():
     rng = np.random.default_rng(0)
     params = {m: {p: rng.standard_normal(s).astype(np.float32) for p, s in ps.items()}
-              for m, ps in official_shapes((32, 64, 64, 64), (1, 2, 2, 1), group_size=16, num_classes=10).items()}
+              for m, ps in official_shapes((32, 64, 64, 64), (1, 2, 2, 1), group_size=16,
+                                           num_classes=10).items()}
     model = load_pretrained(NFNet("F0", **TINY), params)
     w = params["NFNet/~/nf_block_2/~/conv1"]["w"]                       # HWIO
     assert np.array_equal(model.blocks[2].conv1.weight.detach().numpy(), w.transpose(3, 2, 0, 1))
@@ -115,7 +117,8 @@ def _timm_names(state):
     stages = [0, 1, 1, 2, 2, 3]  # TINY depths (1, 2, 2, 1)
     for key, t in state.items():
         if key.startswith("stem."):
-            out[f"stem.conv{int(key[9]) + 1}{key[10:]}"] = t.reshape(-1, 1, 1, 1) if key.endswith("gain") else t
+            t = t.reshape(-1, 1, 1, 1) if key.endswith("gain") else t
+            out[f"stem.conv{int(key[9]) + 1}{key[10:]}"] = t
         elif key.startswith("blocks."):
             _, i, rest = key.split(".", 2)
             i = int(i)

@@ -6,6 +6,7 @@ the signal-propagation behaviour at initialisation (NF-ResNet paper §2, §4).
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -59,7 +60,7 @@ def test_every_variant_is_registered():
 
 def test_resnet50_parameter_counts():
     with torch.device("meta"):
-        nf, bn, plain = R.nf_resnet50(), R.bn_resnet50(), R.plain_resnet50()
+        nf, bn, plain = (registry.build_model(f"{f}_resnet50") for f in FAMILIES)
     # torchvision/timm ResNet-50 has 25,557,032: every WS conv's gain + bias (2 x C_out) sits
     # where that net has a BN (2 x C_out); the NF net adds one scalar skip gain per block (16).
     assert n_params(nf) == 25_557_032 + 16
@@ -73,7 +74,7 @@ def test_resnet50_parameter_counts():
 @pytest.mark.parametrize("family", FAMILIES)
 def test_forward_shapes_at_224_on_meta(family):
     with torch.device("meta"):  # defaults built and run for shapes only (no compute)
-        model = getattr(R, f"{family}_resnet50")()
+        model = registry.build_model(f"{family}_resnet50")
         assert model.stem(torch.empty(1, 3, 224, 224)).shape == (1, 64, 56, 56)
         assert model.forward_features(torch.empty(1, 3, 224, 224)).shape == (1, 2048, 7, 7)
         assert model(torch.empty(1, 3, 224, 224)).shape == (1, 1000)
@@ -83,16 +84,16 @@ def test_forward_shapes_at_224_on_meta(family):
                                     pytest.param("plain", marks=pytest.mark.slow)])
 def test_resnet50_builds_with_defaults_and_runs(family):
     torch.manual_seed(0)
-    model = getattr(R, f"{family}_resnet50")()
+    model = registry.build_model(f"{family}_resnet50")
     out = model(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 1000) and torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_small_nets(family):
-    model = getattr(R, f"{family}_resnet_small")(in_chans=1)
+    model = registry.build_model(f"{family}_resnet_small", in_chans=1)
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
-    model = getattr(R, f"{family}_resnet_small")()  # in_chans=3 by default (CIFAR-10)
+    model = registry.build_model(f"{family}_resnet_small")  # in_chans=3 by default (CIFAR-10)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert [b.stage for b in model.blocks] == [0, 0, 1, 1, 2, 2]
     assert model.stem[0].kernel_size == (3, 3) and model.stem[0].stride == (1, 1)
@@ -100,20 +101,22 @@ def test_small_nets(family):
 
 
 def test_small_nets_have_identical_shapes_and_pinned_sizes():
-    nets = {f: getattr(R, f"{f}_resnet_small")() for f in FAMILIES}
+    nets = {f: registry.build_model(f"{f}_resnet_small") for f in FAMILIES}
     shapes = {f: conv_weight_shapes(m) for f, m in nets.items()}
     assert shapes["nf"] == shapes["bn"] == shapes["plain"]
     assert shapes["nf"][0] == (16, 3, 3, 3) and shapes["nf"][-1] == (64, 64, 3, 3)
     assert {f: n_params(m) for f, m in nets.items()} == {"nf": 175_264, "bn": 175_066, "plain": 174_698}
-    wide = R.nf_resnet_small(widths=(64, 128, 256), depths=(3, 3, 3))
+    wide = registry.build_model("nf_resnet_small", widths=(64, 128, 256), depths=(3, 3, 3))
     assert wide.num_features == 256 and len(wide.blocks) == 9
 
 
 def test_nf_block_structure_follows_the_official_block():
     with torch.device("meta"):  # structure only: no weights needed
-        model = R.nf_resnet50(se_ratio=0.25)
+        model = registry.build_model("nf_resnet50", se_ratio=0.25)
     first, second = model.blocks[0], model.blocks[1]
-    assert isinstance(first.pre, ScaledActivation) and first.pre.gamma == GAMMAS["relu"]
+    assert type(first.pre) is Activation and first.gamma == GAMMAS["relu"]  # gamma: the convs' input scale
+    assert first.convs[0].input_scale == first.shortcut.input_scale == GAMMAS["relu"] * first.beta
+    assert [c.input_scale for c in first.convs[1:]] == [GAMMAS["relu"]] * 2
     assert [tuple(c.weight.shape) for c in first.convs] == [(64, 64, 1, 1), (64, 64, 3, 3), (256, 64, 1, 1)]
     assert tuple(first.shortcut.weight.shape) == (256, 64, 1, 1) and second.shortcut is None
     transition = model.blocks[3]
@@ -135,7 +138,8 @@ def test_beta_schedule_matches_the_official_bookkeeping():
     # closed form: 1 / sqrt(1 + k alpha^2), k = number of blocks since the last reset
     ks = [0, 1, 2, 1, 2, 3, 1]  # a transition block's beta still sees the previous stage's k
     assert betas == pytest.approx([1 / math.sqrt(1 + k * alpha ** 2) for k in ks])
-    assert model.expected_block_variances() == pytest.approx([1.0] + [1 / b ** 2 for b in betas[1:]] + [1 + 2 * alpha ** 2])
+    expected = [1.0] + [1 / b ** 2 for b in betas[1:]] + [1 + 2 * alpha ** 2]
+    assert model.expected_block_variances() == pytest.approx(expected)
     assert all(b.alpha == alpha for b in model.blocks) and model.alpha == alpha
     assert all(b.beta == 1.0 for b in R.bn_resnet(**TINY).blocks)
 
@@ -181,7 +185,7 @@ def test_bad_switches_raise(builder, kwargs, word):
     with pytest.raises(ValueError, match=word):
         builder(**{**TINY, **kwargs})
     with pytest.raises(ValueError, match=word):  # through the registry's constructors too
-        getattr(R, f"{builder.__name__}_small")(**kwargs)
+        registry.build_model(f"{builder.args[0]}_resnet_small", **kwargs)
 
 
 def test_bn_orders_differ_in_module_order():
@@ -223,19 +227,26 @@ def test_residual_out_sees_the_branch_before_skip_gain_and_alpha():
 @pytest.mark.parametrize("family", R.FAMILIES)
 @pytest.mark.parametrize("index", [0, 2])  # identity shortcut; projection shortcut at a transition
 def test_block_forward_equals_the_paper_formula(family, index):
-    """The block folds each scaled activation's constant (gamma, and beta at the block's head)
-    into the convs that read it; the result is the formula with the multiplies where the paper
-    puts them: h = beta * pre(x), shortcut(h) or x, f = conv(act(conv(h))), x+ = shortcut + alpha s f."""
+    """The block computes each activation as the bare g and hands its constant (gamma, times beta
+    at the block's head) to the convs that read it as their input_scale; the result is the
+    formula with the multiplies where the paper puts them: h = beta * gamma pre(x), shortcut(h)
+    or x, f = conv(gamma act(conv(h))), x+ = shortcut + alpha s f, with unscaled convs."""
     torch.manual_seed(0)
     model = {"nf": R.nf_resnet, "bn": R.bn_resnet, "plain": R.plain_resnet}[family](
         **TINY, alpha=0.5, skip_gain_init=None if family != "nf" else 0.7).double().eval()
     block = model.blocks[index]
+
+    def paper(conv):  # the conv of the paper's formula: no input scale
+        conv = copy.deepcopy(conv)
+        conv.input_scale = 1.0
+        return conv
+
     x = torch.randn(2, block.in_channels, 8, 8, dtype=torch.float64)
-    h = block.pre(x) * block.beta
-    shortcut = x if block.shortcut is None else block.shortcut(h)
-    f = block.convs[0](h)
-    for act, conv in zip(block.acts, block.convs[1:]):
-        f = conv(act(f))
+    h = block.gamma * block.pre(x) * block.beta
+    shortcut = x if block.shortcut is None else paper(block.shortcut)(h)
+    f = paper(block.convs[0])(h)
+    for act, conv in zip(block.acts, block.convs[1:], strict=True):
+        f = paper(conv)(block.gamma * act(f))
     gain = block.alpha * (1.0 if block.skip_gain is None else block.skip_gain)
     expected = shortcut + gain * f
     if family == "nf" and index == 2:
@@ -246,7 +257,7 @@ def test_block_forward_equals_the_paper_formula(family, index):
 def test_channels_last_model_runs_channels_last_from_a_one_channel_stem():
     """With a channels-last model, every conv of a 1-channel (Fashion-MNIST) NF net reads and
     writes channels-last maps: the stem's standardized weight keeps the parameter's layout."""
-    model = R.nf_resnet_small(in_chans=1).to(memory_format=torch.channels_last)
+    model = registry.build_model("nf_resnet_small", in_chans=1).to(memory_format=torch.channels_last)
     seen = []
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d) and name != "stem.0":
@@ -272,7 +283,8 @@ def test_nf_signal_propagation_matches_theory():
     assert var == pytest.approx(model.expected_block_variances()[1:], rel=0.2)
     assert var[2] > var[1] > var[0] and var[3] < var[2]  # linear growth, reset at the transition
     assert max(o.mean(dim=(0, 2, 3)).square().mean().item() for o in outs) < 0.05
-    assert [r.var(dim=(0, 2, 3), unbiased=False).mean().item() for r in res] == pytest.approx([1.0] * 6, rel=0.25)
+    res_var = [r.var(dim=(0, 2, 3), unbiased=False).mean().item() for r in res]
+    assert res_var == pytest.approx([1.0] * 6, rel=0.25)
 
 
 def test_without_ws_channel_means_drift_and_plain_nets_explode():
@@ -297,7 +309,7 @@ def test_without_ws_channel_means_drift_and_plain_nets_explode():
 
 
 def test_600_layer_structure_at_tiny_width():
-    model = R.nf_resnet600(widths=(8, 16, 32, 64))
+    model = registry.build_model("nf_resnet600", widths=(8, 16, 32, 64))
     assert len(model.blocks) == 200 and [b.stage for b in model.blocks].count(3) == 50
     assert model.blocks[50].beta == pytest.approx(1 / math.sqrt(1 + 50 * 0.2 ** 2))  # stage 0 ends at k = 50
 
@@ -305,7 +317,7 @@ def test_600_layer_structure_at_tiny_width():
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_600_layer_forward_at_tiny_width(family):
-    model = getattr(R, f"{family}_resnet600")(widths=(8, 16, 32, 64), skip_gain_init=1.0)
+    model = registry.build_model(f"{family}_resnet600", widths=(8, 16, 32, 64), skip_gain_init=1.0)
     out = model(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 1000) and (family == "plain" or torch.isfinite(out).all())
 
@@ -323,4 +335,4 @@ def test_parameter_counts_of_every_depth():
     with torch.device("meta"):
         for family, counts in expected.items():
             for depth, count in counts.items():
-                assert n_params(getattr(R, f"{family}_resnet{depth}")()) == count, (family, depth)
+                assert n_params(registry.build_model(f"{family}_resnet{depth}")) == count, (family, depth)

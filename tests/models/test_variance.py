@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nfrepro.models.nfnet import NFNet
-from nfrepro.models.variance import depths_of, expected_betas, expected_variances
+from nfrepro.models.variance import expected_betas, expected_variances
 
 
 def meta(variant, **kw):
@@ -34,14 +34,9 @@ def test_expected_variance_restarts_at_each_stage_and_agrees_with_beta():
         [1.0] + [1 / math.sqrt(v) for v in expected_variances((3, 2), alpha)[:-1]])
 
 
-def test_depths_of_stages():
-    assert depths_of([0, 0, 0, 1, 1, 2]) == [3, 2, 1]
-    assert depths_of([]) == []
-
-
 def test_nf_expected_variance_resets_at_transitions():
     a2 = 0.2 ** 2
-    assert [1.0] + expected_variances(depths_of([0, 0, 0, 1, 1]), 0.2) == pytest.approx(
+    assert [1.0] + expected_variances((3, 2), 0.2) == pytest.approx(
         [1.0, 1 + a2, 1 + 2 * a2, 1 + 3 * a2, 1 + a2, 1 + 2 * a2])
     # the same bookkeeping as the official expected_std: reset after the transition block
     std, expected = 1.0, []
@@ -72,3 +67,8 @@ def test_propagated_variances_quarter_at_a_pooled_transition():
     assert stream[2] == pytest.approx(stream[1] * 1.04) and residual[2] == pytest.approx(stream[1])
     with pytest.raises(ValueError):
         propagated_variances(["maxpool"], [1.0], 0.2, lambda v: v, 2)
+
+
+def test_unnormalised_second_moment_grows_geometrically():
+    """He init keeps each branch's second moment: x (1 + alpha^2) per block, no reset at stages."""
+    assert expected_variances((2, 1), 0.5, normalized=False) == pytest.approx([1.25, 1.25 ** 2, 1.25 ** 3])
