@@ -22,11 +22,12 @@ Departure, on purpose: with a few hundred steps, clipping the zero-initialised s
 them (their norm is floored at ``eps``), so a small-lambda run trains as a shallow net
 (measured on this project's runs, not in the paper). The labelled variant
 ``"NF + AGC, skip gains unclipped"`` clips everything the paper clips except the SkipInit gains
-(``clip_exclude_skip_gains``) to show what the frozen gains cost; both are reported, against the
+(``AGCSelection(exclude_skip_gains=True)``) to show what the frozen gains cost; both are reported, against the
 same unclipped NF net.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -38,21 +39,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nfrepro.engine.config import TrainConfig
+from nfrepro.engine.config import TrainConfig, agc_keys
 from nfrepro.engine.profiles import output_dirs
 from nfrepro.engine.progress import progress_bar
 from nfrepro.engine.sweep import apply_overrides, tidy_rows
 from nfrepro.engine.training import RunResult, train
+from nfrepro.optim.agc import PAPER_SELECTION, AGCSelection
 
 # ----------------------------------------------------------------------------- the variants
 BN, NF, AGC = "BN", "NF", "NF + AGC"
 AGC_FREE_GAINS = "NF + AGC, skip gains unclipped"  # a departure, labelled (module docstring)
-# label -> TrainConfig overrides ("model_kwargs.<name>" sets one model argument)
+# label -> TrainConfig overrides ("model_kwargs.<name>" sets one model argument; "agc": what AGC clips)
 METHODS: dict[str, dict[str, Any]] = {
     BN: {"model": "bn_resnet_small"},
     NF: {"model": "nf_resnet_small"},
     AGC: {"model": "nf_resnet_small"},
-    AGC_FREE_GAINS: {"model": "nf_resnet_small", "clip_exclude_skip_gains": True},
+    AGC_FREE_GAINS: {"model": "nf_resnet_small", "agc": AGCSelection(exclude_skip_gains=True)},
 }
 UNCLIPPED = (BN, NF)
 CLIPPED = (AGC, AGC_FREE_GAINS)  # swept over lambda
@@ -63,15 +65,15 @@ STYLES: dict[str, dict[str, str]] = {
     AGC_FREE_GAINS: {"color": "tab:green", "ls": "--"},
 }
 
-# §4.1: which parameters AGC clips. Label -> TrainConfig overrides (LAST_STAGE: the net's last).
+# §4.1: which parameters AGC clips, one arm per label (LAST_STAGE: the net's last stage).
 PAPER_LAYERS = "all but the classifier (paper)"
 LAST_STAGE = -1
-LAYERS: dict[str, dict[str, Any]] = {
-    PAPER_LAYERS: {},
-    "also the classifier": {"clip_classifier": True},
-    "first conv unclipped": {"clip_exclude_first_conv": True},
-    "first stage unclipped": {"clip_exclude_stages": [0]},
-    "last stage unclipped": {"clip_exclude_stages": [LAST_STAGE]},
+LAYERS: dict[str, AGCSelection] = {
+    PAPER_LAYERS: PAPER_SELECTION,
+    "also the classifier": AGCSelection(clip_classifier=True),
+    "first conv unclipped": AGCSelection(exclude_first_conv=True),
+    "first stage unclipped": AGCSelection(exclude_stages=(0,)),
+    "last stage unclipped": AGCSelection(exclude_stages=(LAST_STAGE,)),
 }
 
 PLAN_COLUMNS = ["variant", "layers", "batch_size", "clipping", "seed"]
@@ -224,9 +226,9 @@ def run_overrides(spec: Mapping[str, Any], scale: Scale,
     """
     out = dict(methods[spec["variant"]])
     field = out.pop("threshold_field", "clipping")
-    for key, value in LAYERS.get(spec["layers"], {}).items():
-        out[key] = [scale.num_stages - 1 if s == LAST_STAGE else s for s in value] \
-            if key == "clip_exclude_stages" else value
+    for selection in (out.pop("agc", PAPER_SELECTION), LAYERS.get(spec["layers"], PAPER_SELECTION)):
+        stages = tuple(scale.num_stages + s if s < 0 else s for s in selection.exclude_stages)  # LAST_STAGE
+        out.update(agc_keys(dataclasses.replace(selection, exclude_stages=stages)))  # config.json's keys
     clipping = spec["clipping"]
     out.update({"batch_size": int(spec["batch_size"]), "seed": int(spec["seed"]),
                 field: None if clipping is None or np.isnan(clipping) else float(clipping)})
