@@ -27,7 +27,7 @@ from nfrepro.engine.device import AMP_MODES, check_device, memory_format, resolv
 from nfrepro.engine.faults import error_line
 from nfrepro.models.factory import create_model
 from nfrepro.models.registry import model_parameters
-from nfrepro.optim.agc import AGCSelection
+from nfrepro.optim.agc import AGCSelection, clip_parameters
 from nfrepro.optim.recipe import (
     BASE_LR,
     LABEL_SMOOTHING,
@@ -159,9 +159,6 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.clipping is None or (finite(self.clipping) and self.clipping > 0),
              f"clipping (AGC lambda) must be finite and > 0, got {self.clipping}; use None to turn AGC off"),
-            (all(s >= 0 for s in self.agc.exclude_stages),  # one folder name per run: -1 written out
-             f"clip_exclude_stages are 0-based stage numbers in a run's config, got "
-             f"{list(self.agc.exclude_stages)}"),
             (self.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}"),
             (self.mix in MIX_MODES, f"mix must be one of {MIX_MODES}, got {self.mix!r}"),
             (finite(self.mixup_alpha) and self.mixup_alpha > 0,
@@ -196,7 +193,8 @@ class TrainConfig:
             check_device(self.device)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        check_model(self.model, self.model_kwargs, self.dataset, self.data_root)
+        check_model(self.model, self.model_kwargs, self.dataset, self.data_root,
+                    self.agc if self.clipping is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
         """The flat form of ``config.json``: ``agc``'s fields as the ``clip_*`` keys, in field order."""
@@ -218,8 +216,8 @@ class TrainConfig:
         flat = {name: values.pop(key) for name, key in AGC_KEYS.items() if key in values}
         try:
             values["agc"] = dataclasses.replace(values.get("agc", AGCSelection()), **flat)
-        except (TypeError, ValueError) as err:  # named as in config.json and on the command line
-            raise ConfigError(re.sub(r"\b(eps|exclude_\w+)\b", r"clip_\1", str(err))) from None
+        except (TypeError, ValueError) as err:
+            raise ConfigError(_flat_names(str(err))) from None
         return cls(**values)
 
 
@@ -290,10 +288,17 @@ def _check_types(config: TrainConfig) -> None:
             raise ConfigError(f"{f.name} must be {wanted}, got {value!r} ({type(value).__name__})")
 
 
-def check_model(name: str, kwargs: dict[str, Any], dataset: str, data_root: str | None = None) -> None:
-    """The model ``name`` with ``kwargs`` can be built for ``dataset``: else a ConfigError that
-    names the argument. Builds it once on the meta device (shapes only, no memory). A folder data
-    set's classes are its class sub-folders (a missing folder is an error here, before any work)."""
+def _flat_names(text: str) -> str:
+    """An AGCSelection error with its fields named as config.json and the command line name them."""
+    return re.sub(r"\b(eps|exclude_\w+)\b", r"clip_\1", text)
+
+
+def check_model(name: str, kwargs: dict[str, Any], dataset: str, data_root: str | None = None,
+                selection: AGCSelection | None = None) -> None:
+    """The model ``name`` with ``kwargs`` can be built for ``dataset`` (and AGC can find what
+    ``selection`` names in it): else a ConfigError that names the argument. Builds it once on the
+    meta device (shapes only, no memory). A folder data set's classes are its class sub-folders (a
+    missing folder is an error here, before any work)."""
     if dataset == FOLDER:
         try:
             channels, classes = 3, folder.num_classes(data_root)
@@ -315,10 +320,15 @@ def check_model(name: str, kwargs: dict[str, Any], dataset: str, data_root: str 
                           f"{', '.join(sorted(accepted))}")
     try:
         with torch.device("meta"):
-            create_model(name, **{"num_classes": classes, "in_chans": channels, **kwargs})
+            model = create_model(name, **{"num_classes": classes, "in_chans": channels, **kwargs})
     except (TypeError, ValueError, RuntimeError, IndexError, KeyError) as err:
         args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no arguments"
         raise ConfigError(f"model {name} cannot be built with {args}: {error_line(err)}") from None
+    if selection is not None:
+        try:
+            clip_parameters(model, selection)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model {name}: {_flat_names(error_line(err))}") from None
 
 
 # Fields added after run folders existed, with the value that reproduces the earlier behaviour:
