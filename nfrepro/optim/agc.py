@@ -7,13 +7,13 @@ For every unit ``i`` (an output row) of every clipped parameter ``W`` with gradi
               \frac{\|G_i\|}{\max(\|W_i\|, \epsilon)} > \lambda \\
               G_i & \text{otherwise} \end{cases}
 
-with ``lambda = clipping`` (0.01 at batch 1024-4096, §5.1), ``eps = 1e-3``. Units in PyTorch layout:
-conv ``O x I x kh x kw`` -> norm over dims 1, 2, 3; linear ``O x I`` -> dim 1; tensors of <= 1 dim
-(biases, gains) -> the whole tensor. As in the official code, ``||G_i||`` is floored at 1e-6 in
-the division only. Every parameter but the classifier weight is clipped (:class:`AGCSelection`).
-Departures: timm clips its ``O x 1 x 1 x 1`` WS gain element by element, we (and the official)
-clip the vector as a whole. Non-finite gradients are not repaired (nor by the paper): a NaN unit
-passes unchanged, an inf unit is multiplied by 0; the statistics count both (``num_nonfinite``).
+with ``lambda = clipping`` (0.01 at batch 1024-4096, §5.1), ``eps = 1e-3``. Units: rows of a conv
+``O x I x kh x kw`` or linear ``O x I``; a tensor of <= 1 dim (bias, gain) is one unit. As in the
+official code, ``||G_i||`` is floored at 1e-6 in the division only. The classifier weight is not
+clipped (:class:`AGCSelection`). Departures: timm clips its ``O x 1 x 1 x 1`` WS gain element by
+element, we (and the official) clip the vector as a whole. Non-finite gradients are not repaired
+(nor by the paper): a NaN unit passes unchanged, an inf unit is multiplied by 0; the statistics
+count both (``num_nonfinite``).
 """
 from __future__ import annotations
 
@@ -93,12 +93,10 @@ def adaptive_grad_clip_reference_(parameters: Params, clipping: float = CLIPPING
 @torch.no_grad()
 def adaptive_grad_clip_(parameters: Params, clipping: float = CLIPPING, *, eps: float = EPS,
                         stats: bool = True) -> dict[str, Any]:
-    """Clip the gradients of ``parameters`` unit-wise in place (§4), skipping those without ``.grad``.
-
-    Returns ``{"num_units": int, "num_clipped", "frac_units_clipped", "num_nonfinite": 0-d tensors
-    on the parameters' device}``, or ``{}`` with ``stats=False``. Vectorised: per (device, dtype),
-    one flat vector of unit norms, the factors computed on it, one ``torch._foreach_mul_``.
-    """
+    """Clip the gradients of ``parameters`` unit-wise in place (§4), vectorised: per (device, dtype)
+    one flat vector of unit norms and one ``torch._foreach_mul_``. Returns ``{"num_units": int,
+    "num_clipped", "frac_units_clipped", "num_nonfinite": 0-d tensors on the parameters' device}``
+    (``{}`` with ``stats=False``); parameters without ``.grad`` are skipped."""
     _check_hyperparameters(clipping, eps)
     groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = defaultdict(list)
     for p in _with_grads(parameters):
@@ -170,8 +168,7 @@ class AGCSelection:
         for name in ("clip_classifier", "exclude_first_conv", "exclude_skip_gains"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        stages = self.exclude_stages
-        if not isinstance(stages, (tuple, list)) or not all(type(s) is int for s in stages):
+        if not isinstance(stages := self.exclude_stages, tuple | list) or {type(s) for s in stages} - {int}:
             raise TypeError(f"exclude_stages must be a tuple of stage numbers, got {stages!r}")
         object.__setattr__(self, "exclude_stages", tuple(stages))  # a tuple, so that it hashes
 

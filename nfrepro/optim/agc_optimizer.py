@@ -1,9 +1,7 @@
 r"""AGC as an optimizer: wrap any ``torch.optim`` optimizer so that every step clips first (NFNets §4).
 
-With mixed precision, clipping must see unscaled gradients: pass the *wrapper* to the scaler
-(``scaler.step(agc)``), which unscales before :meth:`AGC.step` clips. Stepping the inner optimizer
-directly raises; handing AGC the classifier weight of an nfrepro model warns (§4.1 leaves it
-unclipped). Weight decay is added by the inner optimizer, after clipping (official ``optim.py``).
+Weight decay is added by the inner optimizer, after clipping (official ``optim.py``). With mixed
+precision, pass the wrapper to the scaler (``scaler.step(agc)``): it unscales before AGC clips.
 """
 from __future__ import annotations
 
@@ -36,12 +34,12 @@ class InnerStepError(RuntimeError):
 class AGC(Optimizer):
     """Wrap any ``torch.optim`` optimizer: :meth:`step` clips ``parameters`` (§4), then steps.
 
-    ``param_groups``, ``state``, ``defaults`` and ``state_dict()`` are the inner optimizer's own.
-    ``last_stats``: the latest clip's statistics. A GradScaler unscales before :meth:`step` and
-    skips it on infs (``_step_supports_amp_scaling = False``); a ``closure`` runs once, before clipping.
+    ``param_groups``, ``state``, ``defaults``, ``state_dict()`` are the inner optimizer's; ``last_stats``
+    the latest clip's statistics. Stepping the inner optimizer directly raises; handing AGC the
+    classifier weight warns (§4.1). A ``closure`` runs once, before clipping.
     """
 
-    _step_supports_amp_scaling = False
+    _step_supports_amp_scaling = False  # a GradScaler unscales before step(), and skips it on infs
 
     def __init__(self, optimizer: Optimizer, parameters: Params, clipping: float = CLIPPING, *,
                  eps: float = EPS, stats: bool = True, clip_classifier: bool = False):
@@ -100,10 +98,8 @@ class AGC(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        with torch.enable_grad():
+            loss = closure() if closure is not None else None
         self.last_stats = agc.adaptive_grad_clip_(self._clip_params, self.clipping, eps=self.eps,
                                                   stats=self.stats)
         self._in_step = True
@@ -131,11 +127,9 @@ class AGC(Optimizer):
         return {k: v for k, v in self.__dict__.items() if k != "_inner_hook"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update(state, _in_step=False)
         self._patch_step_function()
-        self._in_step = False
         self._guard_inner()
 
     def __repr__(self) -> str:
-        return f"AGC(clipping={self.clipping}, eps={self.eps}, clipped tensors={len(self._clip_params)}, " \
-               f"optimizer={self.optimizer!r})"
+        return f"AGC({self.optimizer!r}, clipping={self.clipping}, eps={self.eps})"
