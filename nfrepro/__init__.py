@@ -13,12 +13,12 @@ from nfrepro.models import (
     load_pretrained,
     register_model,
 )
-from nfrepro.optim import AGC, adaptive_grad_clip_, clip_parameters
+from nfrepro.optim import AGC, AGCSelection, adaptive_grad_clip_, clip_parameters
 
 __version__ = "0.1.0"
 
 __all__ = ["create_model", "list_models", "register_model", "load_pretrained", "fold_for_inference",
-           "fold_weight_standardization", "AGC", "adaptive_grad_clip_", "clip_parameters",
+           "fold_weight_standardization", "AGC", "AGCSelection", "adaptive_grad_clip_", "clip_parameters",
            "signal_propagation", "__version__"]
 
 

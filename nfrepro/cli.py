@@ -18,7 +18,6 @@ instead.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import os
@@ -34,7 +33,7 @@ from nfrepro.bench import runner
 from nfrepro.data.datasets import DataIntegrityError, DataNotFoundError
 from nfrepro.data.imagenet import image_folder
 from nfrepro.engine.checkpoint import CheckpointError
-from nfrepro.engine.config import ConfigError, TrainConfig
+from nfrepro.engine.config import ConfigError, TrainConfig, options
 from nfrepro.engine.device import AMP_MODES, autocast, check_device
 from nfrepro.engine.distributed import cleanup
 from nfrepro.engine.faults import (
@@ -51,58 +50,6 @@ from nfrepro.models.registry import list_models
 
 USAGE_ERRORS = (ConfigError, DataNotFoundError, DataIntegrityError, CheckpointError, ValueError,
                 FileNotFoundError, FolderInUseError, OutputLocationError)
-HELP = {  # one line per TrainConfig field (test_cli checks that none is missing)
-    "model": "registered model name (python -c 'import nfrepro; print(nfrepro.list_models())')",
-    "dataset": "data set: fashion_mnist, cifar10, synthetic, or folder (an ImageNet-style --data-root with train/ and val/)",
-    "data_root": "folder holding the data sets (default: $NFREPRO_DATA, else /usr/share/datasets); "
-                 "for --dataset folder: the folder with train/ and val/",
-    "image_size": "--dataset folder: training crop and test size in pixels (default: the model's training resolution)",
-    "loader_workers": "--dataset folder: image-decoding processes (the crops do not depend on it)",
-    "download": "download CIFAR-10 if missing (needs network access)",
-    "train_subset": "train on the first N training images only; none: all",
-    "test_subset": "evaluate on the first N test images only; none: all",
-    "batch_size": "global batch size (divided among torchrun processes)",
-    "epochs": "number of epochs",
-    "steps": "run length in updates, overriding --epochs; none: use --epochs",
-    "base_lr": "learning rate per 256 images (lr = base_lr * batch / 256)",
-    "warmup_epochs": "epochs of linear learning-rate warm-up before the cosine decay",
-    "weight_decay": "coupled L2 weight decay (not on gains, biases or skip gains)",
-    "momentum": "SGD momentum",
-    "nesterov": "Nesterov momentum (the paper's)",
-    "label_smoothing": "label smoothing of the cross-entropy",
-    "clipping": "AGC lambda; 'none' turns clipping off",
-    "clip_eps": "AGC eps, the floor on each unit's weight norm",
-    "clip_classifier": "also clip the classifier weight (the paper does not)",
-    "clip_exclude_first_conv": "leave the stem's first convolution unclipped (§4.1)",
-    "clip_exclude_stages": "leave the blocks of these stages unclipped (0-based stage numbers)",
-    "clip_exclude_skip_gains": "leave the SkipInit gains unclipped (a departure from the paper, for short runs)",
-    "ema_decay": "EMA decay; 'none' turns the EMA off",
-    "sam_rho": "SAM radius rho; 'none' turns SAM off",
-    "sam_fraction": "fraction of the batch SAM's ascent step uses",
-    "crop_padding": "random-crop padding in pixels (0: no crop)",
-    "flip": "random horizontal flips",
-    "mix": "batch mixing: none, mixup, cutmix or mixup_cutmix",
-    "mixup_alpha": "MixUp / CutMix Beta(alpha, alpha) parameter",
-    "randaugment": "RandAugment LAYERS LEVEL (level on the official 0-10 scale); omit for none",
-    "seed": "random seed",
-    "device": "auto (this process's GPU if any, else the CPU), cpu, cuda or cuda:N",
-    "amp": "mixed precision: auto (bf16 on CUDA, off on CPU), bf16 or off",
-    "channels_last": "channels-last memory format (default: on for CUDA, off on CPU)",
-    "compile": "torch.compile the model (worth it for long GPU runs)",
-    "eval_every": "epochs between test evaluations (the last epoch always)",
-    "eval_batch_size": "batch size of the test evaluations",
-    "max_loss": "a loss above this counts as a divergence and stops the run",
-    "check_every": "steps between divergence checks (each syncs the GPU)",
-    "run_dir": "run folder (default: runs/<name derived from the configuration>)",
-    "progress": "show a progress bar",
-    "log_every": "write step, loss, lr and fraction clipped to RUN/steps.csv every N steps; none: off",
-    "tensorboard": "write the per-step scalars to RUN/tensorboard (needs: pip install tensorboard)",
-    "optimizer": "sgd (the paper's, Nesterov) or adamw",
-    "clip_norm": "ordinary global gradient-norm clipping threshold; 'none' turns it off (not with --clipping)",
-}
-CHOICES = {"dataset": ("fashion_mnist", "cifar10", "synthetic", "folder"), "amp": AMP_MODES}
-
-
 def _parse_value(text: str) -> Any:
     """A JSON value (number, true/false, list...), ``none`` for None, else the text itself."""
     if text.lower() == "none":
@@ -123,31 +70,28 @@ def _typed(kind: type, optional: bool):
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One ``--option`` per TrainConfig field, typed from its annotation."""
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        hint = hints[f.name]
-        args = typing.get_args(hint) if typing.get_origin(hint) is not list else ()
+    """One ``--option`` per key of a TrainConfig's ``config.json``, typed from its annotation; the
+    help text, default and choices are the field's own (:func:`nfrepro.engine.config.options`)."""
+    for o in options():
+        flag = "--" + o.name.replace("_", "-")
+        args = typing.get_args(o.hint) if typing.get_origin(o.hint) not in (list, tuple) else ()
         optional = type(None) in args  # list[int] has args (int,) too: only a Union is "optional"
-        base = next((a for a in args if a is not type(None)), hint)
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        text = HELP.get(f.name, "") + f" (default: {default})"
-        if f.name in CHOICES:
-            text += f"; choices: {', '.join(str(c) for c in CHOICES[f.name])}"
-        if f.name == "model_kwargs":
+        base = next((a for a in args if a is not type(None)), o.hint)
+        text = f"{o.help} (default: {o.default}" + (f"; here: {o.here()}" if o.here else "") + ")"
+        if o.choices:
+            text += f"; choices: {', '.join(str(c) for c in o.choices)}"
+        if o.name == "model_kwargs":
             parser.add_argument("--model-arg", dest="model_kwargs", action="append", default=[],
                                 metavar="KEY=VALUE", help="model constructor argument, repeatable "
                                 "(value parsed as JSON: --model-arg depths=[1,1])")
         elif base is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=default, help=text)
-        elif typing.get_origin(base) is list:
-            parser.add_argument(flag, dest=f.name, type=int, nargs="+", default=default, help=text)
+            parser.add_argument(flag, dest=o.name, action=argparse.BooleanOptionalAction,
+                                default=o.default, help=text)
+        elif typing.get_origin(base) in (list, tuple):
+            parser.add_argument(flag, dest=o.name, type=int, nargs="+", default=o.default, help=text)
         else:
-            parser.add_argument(flag, dest=f.name, type=_typed(base, optional), default=default,
-                                help=text, metavar=base.__name__.upper(),
-                                choices=CHOICES.get(f.name))
+            parser.add_argument(flag, dest=o.name, type=_typed(base, optional), default=o.default,
+                                help=text, metavar=base.__name__.upper(), choices=o.choices)
     parser.add_argument("--config", action=LoadConfig, metavar="RUN/config.json",
                         help="re-run a saved configuration (a run folder's config.json); options "
                              "given on the command line win. The same configuration maps to the "
@@ -162,7 +106,7 @@ class LoadConfig(argparse.Action):
             stored = json.loads(Path(values).read_text())
         except (OSError, json.JSONDecodeError) as err:
             parser.error(f"--config {values}: cannot read a JSON configuration ({err})")
-        unknown = set(stored) - {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = set(stored) - {o.name for o in options()}
         if unknown:
             parser.error(f"--config {values}: unknown TrainConfig field(s) {', '.join(sorted(unknown))}")
         for name, value in stored.items():
@@ -174,7 +118,7 @@ class LoadConfig(argparse.Action):
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    values = {o.name: getattr(args, o.name) for o in options()}
     kwargs = {}
     for item in values["model_kwargs"]:
         key, sep, value = item.partition("=")
@@ -182,7 +126,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise ConfigError(f"--model-arg {item!r}: write KEY=VALUE, e.g. --model-arg drop_rate=0.2")
         kwargs[key] = _parse_value(value)
     values["model_kwargs"] = kwargs
-    config = TrainConfig(**values)
+    config = TrainConfig.from_dict(values)
     config.validate()  # the model, the data set's shape and the device included
     return config
 
@@ -266,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(sweep)
     sweep.set_defaults(run=cmd_sweep)
     ev = sub.add_parser("eval", help="top-1 on an ImageNet-style folder, the paper's protocol")
-    ev.add_argument("--model", required=True, help=HELP["model"])
+    about = {o.name: o.help for o in options()}
+    ev.add_argument("--model", required=True, help=about["model"])
     ev.add_argument("--weights", default=None, help="weights file: DeepMind .npz / pickle, timm .pth / "
                     ".pth.tar / .safetensors, or a state dict (format read from the content)")
     ev.add_argument("--data", required=True, help="folder with one sub-folder per class")
@@ -276,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=50, help="images per batch (default: 50)")
     ev.add_argument("--workers", type=int, default=4, help="data-loading processes (default: 4)")
     ev.add_argument("--limit", type=int, default=None, help="only the first N images")
-    ev.add_argument("--device", default="auto", help=HELP["device"] + " (default: auto)")
+    ev.add_argument("--device", default="auto", help=about["device"] + " (default: auto)")
     ev.add_argument("--amp", default="auto", choices=AMP_MODES,
                     help="mixed precision (default: auto); choices: " + ", ".join(AMP_MODES))
     ev.set_defaults(run=cmd_eval)

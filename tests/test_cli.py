@@ -5,6 +5,7 @@ import gzip
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -129,6 +130,33 @@ def test_every_option_has_help_and_lists_its_choices():
                 assert str(choice) in action.help, f"{name} {action.option_strings}: {choice} not listed"
 
 
+def test_help_states_the_real_defaults_and_what_auto_resolves_to_here(capsys):
+    """The train help is read as a user reads it: every "(default: X" is TrainConfig's real default,
+    every "here: Y" what this machine resolves it to, and every config.json key has its option."""
+    from nfrepro.engine.config import AGC_KEYS, TrainConfig
+    from nfrepro.engine.device import compute_dtype, memory_format, resolve_device
+
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    stated = {}
+    for chunk in re.split(r"\n  (?=--)", text.split("options:", 1)[1])[1:]:
+        chunk = " ".join(chunk.split())  # argparse wraps the help text anywhere
+        name = chunk.split()[0].rstrip(",").removeprefix("--").replace("-", "_")
+        if found := re.search(r"\(default: (.*?)(?:; here: (.*?))?\)(?:;|$)", chunk):
+            stated[name] = found.groups()
+    config = TrainConfig()
+    real = {**vars(config), **{key: getattr(config.agc, name) for name, key in AGC_KEYS.items()}}
+    assert set(stated) == set(config.to_dict()) - {"model_kwargs"}
+    for name, (default, _) in stated.items():
+        assert default == str(real[name]), name
+    here = {name: h for name, (_, h) in stated.items() if h is not None}
+    layout = memory_format("auto", config.channels_last)
+    assert here == {"device": str(resolve_device("auto")),
+                    "amp": "bf16" if compute_dtype("auto", config.amp) == "bfloat16" else "off",
+                    "channels_last": "on" if layout == torch.channels_last else "off"}
+
+
 def test_config_reruns_a_saved_configuration(tmp_path):
     assert cli.main(["train", *TINY, "--seed", "3", "--model-arg", "alpha=0.5",
                      "--run-dir", str(tmp_path / "run")]) == 0
@@ -168,7 +196,8 @@ BATTERY = {
     "num_classes vs data": (["train", *TINY, "--model-arg", "num_classes=3"], {}, "disagrees"),
     "label smoothing 2": (["train", *TINY, "--label-smoothing", "2"], {}, "label_smoothing"),
     "randaugment one number": (["train", *TINY, "--randaugment", "2"], {}, "randaugment takes two"),
-    "randaugment three numbers": (["train", *TINY, "--randaugment", "2", "5", "1"], {}, "randaugment takes two"),
+    "randaugment three numbers": (["train", *TINY, "--randaugment", "2", "5", "1"], {},
+                                  "randaugment takes two"),
     "device tpu": (["train", *TINY, "--device", "tpu"], {}, "device 'tpu'"),
     "eval device tpu": (["eval", "--model", "nf_resnet_small", "--data", "{tmp}", "--device", "tpu"],
                         {}, "device 'tpu'"),
@@ -178,35 +207,43 @@ BATTERY = {
     "warmup -3": (["train", *TINY, "--warmup-epochs", "-3"], {}, "warmup_epochs"),
     "eval-batch-size 0": (["train", *TINY, "--eval-batch-size", "0"], {}, "eval_batch_size"),
     "run dir is a file": (["train", *TINY, "--run-dir", "{tmp}/file"], {}, "is a file"),
-    "run dir not writable": (["train", *TINY, "--run-dir", "/proc/1/nfrepro-run"], {}, "choose another location"),
+    "run dir not writable": (["train", *TINY, "--run-dir", "/proc/1/nfrepro-run"], {},
+                             "choose another location"),
     "sweep results under a file": (["sweep", *TINY, "--grid", '{"seed": [0]}', "--results",
                                     "{tmp}/file/s.csv", "--runs-dir", "{tmp}/runs"], {}, "is a file"),
     "download offline": (["train", *TINY, "--dataset", "cifar10", "--download", "--data-root", "{tmp}/data"],
                          OFFLINE, "could not download CIFAR-10"),
-    "fashion-mnist not gzip": (["train", *TINY, "--dataset", "fashion_mnist"], {"NFREPRO_DATA": "{tmp}/notgz"},
-                               "not a gzip file"),
+    "fashion-mnist not gzip": (["train", *TINY, "--dataset", "fashion_mnist"],
+                               {"NFREPRO_DATA": "{tmp}/notgz"}, "not a gzip file"),
     "fashion-mnist truncated gzip": (["train", *TINY, "--dataset", "fashion_mnist"],
                                      {"NFREPRO_DATA": "{tmp}/cutgz"}, "truncated"),
-    "weights empty": (["eval", "--model", "nf_resnet_small", "--weights", "{tmp}/empty.pth", "--data", "{tmp}"],
+    "weights empty": (["eval", "--model", "nf_resnet_small", "--weights", "{tmp}/empty.pth",
+                       "--data", "{tmp}"],
                       {}, "empty, truncated or not a weights file"),
-    "weights text": (["eval", "--model", "nf_resnet_small", "--weights", "{tmp}/text.pkl", "--data", "{tmp}"],
+    "weights text": (["eval", "--model", "nf_resnet_small", "--weights", "{tmp}/text.pkl",
+                      "--data", "{tmp}"],
                      {}, "empty, truncated or not a weights file"),
-    "weights truncated": (["eval", "--model", "nf_resnet_small", "--weights", "{tmp}/cut.pth", "--data", "{tmp}"],
+    "weights truncated": (["eval", "--model", "nf_resnet_small", "--weights", "{tmp}/cut.pth",
+                           "--data", "{tmp}"],
                           {}, "empty, truncated or not a weights file"),
     "checkpoint empty": (["train", *TINY, "--run-dir", "{tmp}/ck_empty"], {}, "corrupt"),
     "checkpoint text": (["train", *TINY, "--run-dir", "{tmp}/ck_text"], {}, "corrupt"),
     "checkpoint truncated": (["train", *TINY, "--run-dir", "{tmp}/ck_cut"], {}, "corrupt"),
-    "corrupt image, no workers": (["eval", "--model", "nf_resnet_small", "--num-classes", "2", "--image-size",
-                                   "32", "--data", "{tmp}/images", "--workers", "0"], {}, "not a readable image"),
-    "corrupt image, in a worker": (["eval", "--model", "nf_resnet_small", "--num-classes", "2", "--image-size",
-                                    "32", "--data", "{tmp}/images", "--workers", "1"], {}, "not a readable image"),
+    "corrupt image, no workers": (["eval", "--model", "nf_resnet_small", "--num-classes", "2",
+                                   "--image-size", "32", "--data", "{tmp}/images", "--workers", "0"], {},
+                                  "not a readable image"),
+    "corrupt image, in a worker": (["eval", "--model", "nf_resnet_small", "--num-classes", "2",
+                                    "--image-size", "32", "--data", "{tmp}/images", "--workers", "1"], {},
+                                   "not a readable image"),
     "sweep grid wrong type": (["sweep", *TINY, "--grid", '{"batch_size": ["16"]}', "--results", "{tmp}/s.csv",
                                "--runs-dir", "{tmp}/runs"], {}, "batch_size must be int"),
     "sweep grid empty": (["sweep", *TINY, "--grid", "{}", "--results", "{tmp}/s.csv"], {}, "non-empty"),
-    "sweep typo in a later grid point": (["sweep", *TINY, "--grid", '{"model": ["nf_resnet_small", "nf_resnt"]}',
-                                          "--results", "{tmp}/s.csv", "--runs-dir", "{tmp}/runs"], {},
+    "sweep typo in a later grid point": (["sweep", *TINY, "--grid",
+                                          '{"model": ["nf_resnet_small", "nf_resnt"]}', "--results",
+                                          "{tmp}/s.csv", "--runs-dir", "{tmp}/runs"], {},
                                          "unknown model 'nf_resnt'"),
-    "bench profile and out-dir": (["bench", "--profile", "smoke", "--out-dir", "{tmp}/bench"], {}, "give one of them"),
+    "bench profile and out-dir": (["bench", "--profile", "smoke", "--out-dir", "{tmp}/bench"], {},
+                                  "give one of them"),
     "bench device tpu": (["bench", "--device", "tpu", "--out-dir", "{tmp}/bench"], {}, "device 'tpu'"),
 }
 if not torch.cuda.is_available():
@@ -220,7 +257,8 @@ def bad_files(tmp_path_factory):
     (tmp / "file").write_text("a file where a folder should be")
     names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
              "t10k-labels-idx1-ubyte"]
-    for folder, content in (("notgz", b"plain text, not gzip"), ("cutgz", gzip.compress(np.random.default_rng(0).bytes(5000))[:100])):
+    truncated = gzip.compress(np.random.default_rng(0).bytes(5000))[:100]
+    for folder, content in (("notgz", b"plain text, not gzip"), ("cutgz", truncated)):
         (tmp / folder).mkdir()
         for name in names:
             (tmp / folder / f"{name}.gz").write_bytes(content)
@@ -249,7 +287,7 @@ def _fill(items, tmp):
 @pytest.mark.parametrize("case", list(BATTERY))
 def test_battery_bad_input_is_one_line_and_exit_2(case, bad_files):
     args, env, expected = BATTERY[case]
-    proc = run_cli(*_fill(args, bad_files), env=dict(zip(env, _fill(env.values(), bad_files))))
+    proc = run_cli(*_fill(args, bad_files), env=dict(zip(env, _fill(env.values(), bad_files), strict=True)))
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert 1 <= len(lines) <= 3 and expected in lines[-1], proc.stderr
@@ -266,7 +304,7 @@ def test_a_busy_run_folder_is_one_line_and_exit_2(tmp_path):
 def test_clip_exclude_stages_takes_one_or_more_indices(stages, tmp_path):
     args = ["train", *TINY2, "--clipping", "0.01", "--clip-exclude-stages", *stages]
     config = cli.config_from_args(cli.build_parser().parse_args(args))
-    assert config.clip_exclude_stages == [int(s) for s in stages]
+    assert config.agc.exclude_stages == tuple(int(s) for s in stages)
     assert cli.main([*args, "--run-dir", str(tmp_path / "run")]) == 0
 
 

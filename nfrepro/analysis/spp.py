@@ -32,7 +32,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from nfrepro.models import variance
-from nfrepro.optim.agc import unwrap_model
+from nfrepro.models.utils import unwrap_model
 
 COLUMNS = ("index", "block", "stage", "block_in_stage", "avg_sq_mean", "avg_var", "res_avg_var")
 

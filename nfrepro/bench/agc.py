@@ -69,8 +69,8 @@ def bench_agc(device: Any = "cpu", model_name: str = "nfnet_f0", repeats: int = 
     weights = [p.detach() for p in params]
     sides = {
         "timm": lambda: adaptive_clip_grad(params, clip_factor=clipping, eps=eps),
-        "reference": lambda: agc.adaptive_grad_clip_reference_(params, clipping, eps),
-        "nfrepro": lambda: agc.adaptive_grad_clip_(params, clipping, eps),
+        "reference": lambda: agc.adaptive_grad_clip_reference_(params, clipping, eps=eps),
+        "nfrepro": lambda: agc.adaptive_grad_clip_(params, clipping, eps=eps),
         "read_only": lambda: (torch._foreach_norm(weights), torch._foreach_norm([p.grad for p in params])),
     }
     rows = []
@@ -78,7 +78,7 @@ def bench_agc(device: Any = "cpu", model_name: str = "nfnet_f0", repeats: int = 
         _set_grads(params, scenario, clipping, eps)
         saved = [p.grad.clone() for p in params]
         grads = [p.grad for p in params]
-        frac = float(agc.adaptive_grad_clip_(params, clipping, eps)["frac_units_clipped"])
+        frac = float(agc.adaptive_grad_clip_(params, clipping, eps=eps)["frac_units_clipped"])
         ops = {}
         for name, fn in sides.items():
             torch._foreach_copy_(grads, saved)

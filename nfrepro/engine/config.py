@@ -1,6 +1,7 @@
 """What a training run is: :class:`TrainConfig`, its folder name, and when two configs match.
 
-One dataclass holds every setting of a run (nanoGPT style), with the reason for each default
+One dataclass holds every setting of a run (nanoGPT style); each field carries its meaning (the
+command line's help and choices come from it, :func:`options`), with the reason for each default
 that is not the paper's. ``config.json`` in a run folder is ``TrainConfig.to_dict()``; a run
 resumes only under a config with the same *trajectory* fields (all but :data:`NOT_TRAJECTORY`).
 """
@@ -10,22 +11,23 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from nfrepro.data import folder
 from nfrepro.data.augment import MIX_MODES, MIXUP_ALPHA
 from nfrepro.data.datasets import DATASET_SHAPES, DataNotFoundError
-from nfrepro.engine.device import AMP_MODES, check_device
+from nfrepro.engine.device import AMP_MODES, check_device, memory_format, resolve_device, use_bf16
 from nfrepro.engine.faults import error_line
 from nfrepro.models.factory import create_model
 from nfrepro.models.registry import model_parameters
-from nfrepro.optim.agc import EPS
+from nfrepro.optim.agc import AGCSelection, clip_parameters
 from nfrepro.optim.recipe import (
     BASE_LR,
     LABEL_SMOOTHING,
@@ -45,58 +47,92 @@ class ConfigError(ValueError):
     """A configuration that cannot run, or that does not match the run folder it points to."""
 
 
+def _about(default: Any, text: str, *, choices: tuple[Any, ...] | None = None,
+           here: Callable[[], str] | None = None, factory: Callable[[], Any] | None = None) -> Any:
+    """A TrainConfig field and its meaning, the one place the CLI's help text and choices come from.
+    ``here``: what the default resolves to on this machine (the CLI shows it)."""
+    metadata = {"help": text, "choices": choices, "here": here}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class TrainConfig:
-    model: str = "nf_resnet_small"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)  # drop_rate, alpha, use_ws, ...
-    dataset: str = "fashion_mnist"
-    data_root: str | None = None      # None: $NFREPRO_DATA, else /usr/share/datasets
-    download: bool = False            # CIFAR-10 only, needs network access
-    train_subset: int | None = None   # first N training images: quick runs on the CPU
-    test_subset: int | None = None
-    batch_size: int = 256             # the *global* batch, split evenly over processes
-    epochs: int = 10
-    steps: int | None = None          # if set, the run length in updates (overrides epochs)
-    base_lr: float = BASE_LR          # per 256 images: lr = base_lr * batch_size / 256 (App. A)
-    warmup_epochs: float = 1.0        # paper: 5 of 360 epochs; a 10-epoch run warms up for 1
-    weight_decay: float = WEIGHT_DECAY  # coupled, not on gains / biases / skip gains
-    momentum: float = MOMENTUM
-    nesterov: bool = True
-    label_smoothing: float = LABEL_SMOOTHING
-    clipping: float | None = None     # AGC lambda; None = no clipping (the baselines)
-    clip_eps: float = EPS
-    clip_classifier: bool = False     # §4.1: never clip the final linear layer
-    clip_exclude_first_conv: bool = False
-    clip_exclude_stages: list[int] = field(default_factory=list)
-    clip_exclude_skip_gains: bool = False  # a departure for short runs (agc.clip_parameters)
-    ema_decay: float | None = 0.999   # paper 0.99999 over 112k steps; over a few thousand steps
-    #                                   that EMA would still be mostly the initial weights
-    sam_rho: float | None = None      # SAM (App. A.4) off unless set
-    sam_fraction: float = SAM_FRACTION
-    crop_padding: int = 0             # augmentation is off by default: the small-scale
-    flip: bool = False                # experiments study clipping and normalisation, and
-    mix: str | None = None            # augmentation would blur that comparison
-    mixup_alpha: float = MIXUP_ALPHA
-    randaugment: list[int] | None = None  # [layers, level on the official 0-10 scale]
-    seed: int = 0
-    device: str = "auto"              # "auto": this process's GPU if any, else the CPU
-    amp: str = "auto"                 # "auto": bf16 where native (CUDA, AVX512-BF16/AMX CPUs: the
-    #                                   paper's bf16 activations, fp32 params), fp32 elsewhere
-    channels_last: bool | None = None  # None: on wherever "auto" picks bf16, off elsewhere
-    compile: bool = False             # torch.compile: worth it only for long GPU runs
-    eval_every: int = 1               # epochs between test evaluations (the last one always)
-    eval_batch_size: int = 1024
-    max_loss: float = 100.0           # chance is ln(10) = 2.3; 40x that is a blow-up, not noise
-    check_every: int = 20             # steps between divergence checks (each one syncs the GPU)
-    run_dir: str | None = None        # None: runs/<run_name(config)> under the project root
-    progress: bool = True             # tqdm bars (rank 0 only)
-    optimizer: str = "sgd"            # the paper's SGD; "adamw" for notebook 07's AGC-with-Adam study
-    clip_norm: float | None = None    # ordinary global-norm clipping (notebook 07's baseline), not with AGC
-    log_every: int | None = None      # steps between rows of RUN/steps.csv (each read syncs the GPU)
-    tensorboard: bool = False         # the same scalars to RUN/tensorboard (the tensorboard package)
-    image_size: int | None = None     # dataset "folder": training crop / test size (None: the model's
-    #                                   pretrained_cfg train resolution, e.g. 192 for nfnet_f0)
-    loader_workers: int = 0           # dataset "folder": image-decoding processes (the crops do not depend on it)
+    """Every setting of a run; each field's help says what it means and why its default is what it is.
+
+    ``agc`` (which parameters AGC clips, and its eps) is stored flat in ``config.json`` and on the
+    command line, as the ``clip_*`` keys of :data:`AGC_KEYS`.
+    """
+    model: str = _about("nf_resnet_small", "registered model name (python -c 'import nfrepro; "
+                        "print(nfrepro.list_models())')")
+    model_kwargs: dict[str, Any] = _about(None, "model constructor arguments (drop_rate, alpha, use_ws, ...)",
+                                          factory=dict)
+    dataset: str = _about("fashion_mnist", "data set; folder: an ImageNet-style --data-root with train/ "
+                          "and val/", choices=(*DATASET_SHAPES, FOLDER))
+    data_root: str | None = _about(None, "folder holding the data sets (none: $NFREPRO_DATA, else "
+                                   "/usr/share/datasets); for --dataset folder: the folder with train/ "
+                                   "and val/")
+    download: bool = _about(False, "download CIFAR-10 if missing (needs network access)")
+    train_subset: int | None = _about(None, "train on the first N training images only (quick runs on "
+                                      "the CPU); none: all")
+    test_subset: int | None = _about(None, "evaluate on the first N test images only; none: all")
+    batch_size: int = _about(256, "the global batch size, split evenly over torchrun processes")
+    epochs: int = _about(10, "number of epochs")
+    steps: int | None = _about(None, "run length in updates, overriding epochs; none: use epochs")
+    base_lr: float = _about(BASE_LR, "learning rate per 256 images: lr = base_lr * batch_size / 256 (App. A)")
+    warmup_epochs: float = _about(1.0, "epochs of linear learning-rate warm-up before the cosine decay "
+                                  "(the paper: 5 of 360 epochs; a 10-epoch run warms up for 1)")
+    weight_decay: float = _about(WEIGHT_DECAY, "coupled L2 weight decay, not on gains, biases or skip gains")
+    momentum: float = _about(MOMENTUM, "SGD momentum")
+    nesterov: bool = _about(True, "Nesterov momentum (the paper's)")
+    label_smoothing: float = _about(LABEL_SMOOTHING, "label smoothing of the cross-entropy")
+    clipping: float | None = _about(None, "AGC lambda; none: no clipping (the baselines)")
+    agc: AGCSelection = _about(None, "which parameters AGC clips, and its eps (flat: the clip_* keys)",
+                               factory=AGCSelection)
+    ema_decay: float | None = _about(0.999, "EMA decay of the weights; none: no EMA (the paper's 0.99999 "
+                                     "suits 112k steps; after a few thousand, that EMA would still be "
+                                     "mostly the initial weights)")
+    sam_rho: float | None = _about(None, "SAM radius rho (App. A.4); none: no SAM")
+    sam_fraction: float = _about(SAM_FRACTION, "fraction of the batch SAM's ascent step uses")
+    crop_padding: int = _about(0, "random-crop padding in pixels (0: no crop). Augmentation is off by "
+                               "default: the small-scale experiments study clipping and normalisation")
+    flip: bool = _about(False, "random horizontal flips")
+    mix: str | None = _about(None, "batch mixing: none, mixup, cutmix or mixup_cutmix")
+    mixup_alpha: float = _about(MIXUP_ALPHA, "MixUp / CutMix Beta(alpha, alpha) parameter")
+    randaugment: list[int] | None = _about(None, "RandAugment LAYERS LEVEL (level on the official 0-10 "
+                                           "scale); none: no RandAugment")
+    seed: int = _about(0, "random seed")
+    device: str = _about("auto", "auto (this process's GPU if any, else the CPU), cpu, cuda or cuda:N",
+                         here=lambda: str(resolve_device("auto")))
+    amp: str = _about("auto", "mixed precision: auto (bf16 where the device computes it natively: CUDA, "
+                      "CPUs with AVX512-BF16 or AMX; the paper's bf16 activations with fp32 weights; fp32 "
+                      "elsewhere), bf16 or off", choices=AMP_MODES,
+                      here=lambda: "bf16" if use_bf16("auto", "auto") else "off")
+    channels_last: bool | None = _about(None, "channels-last memory format; none: on wherever amp auto "
+                                        "picks bf16 (on the CPU only for nets whose convolutions have "
+                                        "multiples of 16 channels), off elsewhere",
+                                        here=lambda: "on" if memory_format("auto") == torch.channels_last
+                                        else "off")
+    compile: bool = _about(False, "torch.compile the model (worth it for long GPU runs only)")
+    eval_every: int = _about(1, "epochs between test evaluations (the last epoch always)")
+    eval_batch_size: int = _about(1024, "batch size of the test evaluations")
+    max_loss: float = _about(100.0, "a loss above this counts as a divergence and stops the run (chance "
+                             "is ln(10) = 2.3; 40x that is a blow-up, not noise)")
+    check_every: int = _about(20, "steps between divergence checks (each syncs the GPU)")
+    run_dir: str | None = _about(None, "run folder; none: runs/<name derived from the configuration>")
+    progress: bool = _about(True, "progress bars (rank 0 only)")
+    optimizer: str = _about("sgd", "sgd (the paper's, Nesterov) or adamw (notebook 07's AGC-with-Adam study)")
+    clip_norm: float | None = _about(None, "ordinary global gradient-norm clipping threshold (notebook "
+                                     "07's baseline); none: off. Not with clipping (AGC)")
+    log_every: int | None = _about(None, "write step, loss, lr and fraction clipped to RUN/steps.csv "
+                                   "every N steps (each read syncs the GPU); none: off")
+    tensorboard: bool = _about(False, "write the per-step scalars to RUN/tensorboard (needs: pip install "
+                               "tensorboard)")
+    image_size: int | None = _about(None, "--dataset folder: training crop and test size in pixels; "
+                                    "none: the model's training resolution (192 for nfnet_f0)")
+    loader_workers: int = _about(0, "--dataset folder: image-decoding processes (the crops do not "
+                                 "depend on it)")
 
     def validate(self) -> None:
         """Refuse, with a :class:`ConfigError` naming the field, any setting that cannot run or
@@ -113,7 +149,8 @@ class TrainConfig:
             (all(n is None or n > 0 for n in (self.train_subset, self.test_subset)),
              f"train_subset and test_subset must be positive (or None for all), got "
              f"{self.train_subset}, {self.test_subset}"),
-            (finite(self.base_lr) and self.base_lr > 0, f"base_lr must be finite and > 0, got {self.base_lr}"),
+            (finite(self.base_lr) and self.base_lr > 0,
+             f"base_lr must be finite and > 0, got {self.base_lr}"),
             (finite(self.warmup_epochs) and self.warmup_epochs >= 0,
              f"warmup_epochs must be finite and >= 0, got {self.warmup_epochs}"),
             (finite(self.weight_decay) and self.weight_decay >= 0,
@@ -122,12 +159,10 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.clipping is None or (finite(self.clipping) and self.clipping > 0),
              f"clipping (AGC lambda) must be finite and > 0, got {self.clipping}; use None to turn AGC off"),
-            (finite(self.clip_eps) and self.clip_eps > 0, f"clip_eps must be finite and > 0, got {self.clip_eps}"),
-            (all(s >= 0 for s in self.clip_exclude_stages),
-             f"clip_exclude_stages are 0-based stage indices, got {self.clip_exclude_stages}"),
             (self.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}"),
             (self.mix in MIX_MODES, f"mix must be one of {MIX_MODES}, got {self.mix!r}"),
-            (finite(self.mixup_alpha) and self.mixup_alpha > 0, f"mixup_alpha must be > 0, got {self.mixup_alpha}"),
+            (finite(self.mixup_alpha) and self.mixup_alpha > 0,
+             f"mixup_alpha must be > 0, got {self.mixup_alpha}"),
             (self.crop_padding >= 0, f"crop_padding must be >= 0, got {self.crop_padding}"),
             (self.randaugment is None or (len(self.randaugment) == 2 and self.randaugment[0] >= 1
                                           and 0 <= self.randaugment[1] <= 10),
@@ -147,7 +182,8 @@ class TrainConfig:
              "clip_norm (ordinary clipping) and clipping (AGC) exclude each other: set one of them"),
             (self.dataset in DATASET_SHAPES or self.dataset == FOLDER,
              f"unknown dataset {self.dataset!r}: choose one of {', '.join([*DATASET_SHAPES, FOLDER])}"),
-            (self.image_size is None or self.image_size >= 8, f"image_size must be >= 8, got {self.image_size}"),
+            (self.image_size is None or self.image_size >= 8,
+             f"image_size must be >= 8, got {self.image_size}"),
             (self.loader_workers >= 0, f"loader_workers must be >= 0, got {self.loader_workers}"),
         ]
         for ok, message in checks:
@@ -157,18 +193,68 @@ class TrainConfig:
             check_device(self.device)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        check_model(self.model, self.model_kwargs, self.dataset, self.data_root)
+        check_model(self.model, self.model_kwargs, self.dataset, self.data_root,
+                    self.agc if self.clipping is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as in config.json
+        """The flat form of ``config.json``: ``agc``'s fields as the ``clip_*`` keys, in field order."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "agc":
+                values.update({AGC_KEYS[k]: v for k, v in asdict(self.agc).items()})
+            else:
+                values[f.name] = getattr(self, f.name)
+        return json.loads(json.dumps(values))  # tuples -> lists, as in config.json
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - names
+        """The config of a flat dict (:meth:`to_dict`, ``config.json``); missing keys take their defaults."""
+        values = dict(values)
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)} - set(AGC_KEYS.values())
         if unknown:
             raise ConfigError(f"unknown TrainConfig field(s): {', '.join(sorted(unknown))}")
+        flat = {name: values.pop(key) for name, key in AGC_KEYS.items() if key in values}
+        try:
+            values["agc"] = dataclasses.replace(values.get("agc", AGCSelection()), **flat)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(_flat_names(str(err))) from None
         return cls(**values)
+
+
+# AGCSelection's fields as config.json and the command line name them: eps -> clip_eps, ...
+AGC_KEYS = {f.name: f.name if f.name.startswith("clip_") else f"clip_{f.name}"
+            for f in dataclasses.fields(AGCSelection)}
+
+
+def agc_keys(selection: AGCSelection) -> dict[str, Any]:
+    """The fields of ``selection`` that differ from the paper's, as config.json's flat keys (TrainConfig
+    overrides for :func:`nfrepro.engine.sweep.apply_overrides`)."""
+    return {AGC_KEYS[f.name]: json.loads(json.dumps(value)) for f in dataclasses.fields(selection)
+            if (value := getattr(selection, f.name)) != f.default}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One key of ``config.json`` as the command line offers it."""
+    name: str
+    hint: Any  # the annotation
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+    here: Callable[[], str] | None = None  # what the default resolves to on this machine
+
+
+def options() -> list[Option]:
+    """Every flat key of a TrainConfig, in ``config.json``'s order, with its meaning."""
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    found = [(TrainConfig, f, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "agc"]
+    found[names.index("agc"):names.index("agc")] = [(AGCSelection, f, AGC_KEYS[f.name])
+                                                    for f in dataclasses.fields(AGCSelection)]
+    hints = {cls: typing.get_type_hints(cls) for cls in (TrainConfig, AGCSelection)}
+    return [Option(name, hints[cls][f.name],
+                   f.default if f.default is not dataclasses.MISSING else f.default_factory(),
+                   f.metadata["help"], f.metadata.get("choices"), f.metadata.get("here"))
+            for cls, f, name in found]
 
 
 def _fits(value: Any, hint: Any) -> bool:
@@ -202,10 +288,17 @@ def _check_types(config: TrainConfig) -> None:
             raise ConfigError(f"{f.name} must be {wanted}, got {value!r} ({type(value).__name__})")
 
 
-def check_model(name: str, kwargs: dict[str, Any], dataset: str, data_root: str | None = None) -> None:
-    """The model ``name`` with ``kwargs`` can be built for ``dataset``: else a ConfigError that
-    names the argument. Builds it once on the meta device (shapes only, no memory). A folder data
-    set's classes are its class sub-folders (a missing folder is an error here, before any work)."""
+def _flat_names(text: str) -> str:
+    """An AGCSelection error with its fields named as config.json and the command line name them."""
+    return re.sub(r"\b(eps|exclude_\w+)\b", r"clip_\1", text)
+
+
+def check_model(name: str, kwargs: dict[str, Any], dataset: str, data_root: str | None = None,
+                selection: AGCSelection | None = None) -> None:
+    """The model ``name`` with ``kwargs`` can be built for ``dataset`` (and AGC can find what
+    ``selection`` names in it): else a ConfigError that names the argument. Builds it once on the
+    meta device (shapes only, no memory). A folder data set's classes are its class sub-folders (a
+    missing folder is an error here, before any work)."""
     if dataset == FOLDER:
         try:
             channels, classes = 3, folder.num_classes(data_root)
@@ -227,10 +320,15 @@ def check_model(name: str, kwargs: dict[str, Any], dataset: str, data_root: str 
                           f"{', '.join(sorted(accepted))}")
     try:
         with torch.device("meta"):
-            create_model(name, **{"num_classes": classes, "in_chans": channels, **kwargs})
+            model = create_model(name, **{"num_classes": classes, "in_chans": channels, **kwargs})
     except (TypeError, ValueError, RuntimeError, IndexError, KeyError) as err:
         args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no arguments"
         raise ConfigError(f"model {name} cannot be built with {args}: {error_line(err)}") from None
+    if selection is not None:
+        try:
+            clip_parameters(model, selection)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model {name}: {_flat_names(error_line(err))}") from None
 
 
 # Fields added after run folders existed, with the value that reproduces the earlier behaviour:

@@ -199,23 +199,25 @@ def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
         size = config.image_size or model.pretrained_cfg["input_size"][-1]
         common = dict(image_size=size, device=device, rank=info.rank, world_size=info.world_size,
                       channels_last=channels_last, workers=config.loader_workers)
-        train_loader = folder.FolderLoader(config.data_root, True, batch_size=config.batch_size,
-                                           seed=config.seed, augment=augment, subset=config.train_subset, **common)
-        test_loader = folder.FolderLoader(config.data_root, False, batch_size=config.eval_batch_size * info.world_size,
+        train_loader = folder.FolderLoader(config.data_root, train=True, batch_size=config.batch_size,
+                                           seed=config.seed, augment=augment, subset=config.train_subset,
+                                           **common)
+        test_loader = folder.FolderLoader(config.data_root, train=False,
+                                          batch_size=config.eval_batch_size * info.world_size,
                                           subset=config.test_subset, **common)
     else:
-        train_loader = TensorLoader(train_data, config.batch_size, True, config.seed, device, augment,
-                                    info.rank, info.world_size, channels_last)
+        train_loader = TensorLoader(train_data, config.batch_size, shuffle=True, seed=config.seed,
+                                    device=device, augment=augment, rank=info.rank,
+                                    world_size=info.world_size, channels_last=channels_last)
         test_loader = TensorLoader(test_data, config.eval_batch_size * info.world_size, False,
                                    device=device, rank=info.rank, world_size=info.world_size,
                                    channels_last=channels_last)
     per_epoch = len(train_loader)
     total = config.steps or config.epochs * per_epoch
-    opt = make_optimizer(model, scaled_lr(config.base_lr, config.batch_size), config.weight_decay,
-                         config.momentum, config.nesterov, config.clipping, config.clip_eps,
-                         config.clip_classifier, config.clip_exclude_first_conv,
-                         config.clip_exclude_stages, config.clip_exclude_skip_gains,
-                         optimizer=config.optimizer)
+    opt = make_optimizer(model, scaled_lr(config.base_lr, config.batch_size),
+                         weight_decay=config.weight_decay, momentum=config.momentum,
+                         nesterov=config.nesterov, optimizer=config.optimizer,
+                         clipping=config.clipping, selection=config.agc)
     norm_clip = GradNormClip(model.parameters(), config.clip_norm) if config.clip_norm else None
     sched = make_scheduler(opt, min(round(config.warmup_epochs * per_epoch), total), total)
     ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None

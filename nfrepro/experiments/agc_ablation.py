@@ -23,11 +23,12 @@ Departure, on purpose: with a few hundred steps, clipping the zero-initialised s
 them (their norm is floored at ``eps``), so a small-lambda run trains as a shallow net
 (measured on this project's runs, not in the paper). The labelled variant
 ``"NF + AGC, skip gains unclipped"`` clips everything the paper clips except the SkipInit gains
-(``clip_exclude_skip_gains``) to show what the frozen gains cost; both are reported, against the
+(``AGCSelection(exclude_skip_gains=True)``) to show what the frozen gains cost; both are reported, against the
 same unclipped NF net.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -35,20 +36,21 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from nfrepro.engine.config import TrainConfig
+from nfrepro.engine.config import TrainConfig, agc_keys
 from nfrepro.engine.training import RunResult, train
 from nfrepro.experiments import sweep_plan
 from nfrepro.experiments.sweep_plan import PLAN_COLUMNS, Scale, make_plan
+from nfrepro.optim.agc import PAPER_SELECTION, AGCSelection
 
 # ----------------------------------------------------------------------------- the variants
 BN, NF, AGC = "BN", "NF", "NF + AGC"
 AGC_FREE_GAINS = "NF + AGC, skip gains unclipped"  # a departure, labelled (module docstring)
-# label -> TrainConfig overrides ("model_kwargs.<name>" sets one model argument)
+# label -> TrainConfig overrides ("model_kwargs.<name>" sets one model argument; "agc": what AGC clips)
 METHODS: dict[str, dict[str, Any]] = {
     BN: {"model": "bn_resnet_small"},
     NF: {"model": "nf_resnet_small"},
     AGC: {"model": "nf_resnet_small"},
-    AGC_FREE_GAINS: {"model": "nf_resnet_small", "clip_exclude_skip_gains": True},
+    AGC_FREE_GAINS: {"model": "nf_resnet_small", "agc": AGCSelection(exclude_skip_gains=True)},
 }
 UNCLIPPED = (BN, NF)
 CLIPPED = (AGC, AGC_FREE_GAINS)  # swept over lambda
@@ -58,15 +60,15 @@ STYLES: dict[str, dict[str, str]] = {
     AGC_FREE_GAINS: {"color": "tab:green", "ls": "--"},
 }
 
-# §4.1: which parameters AGC clips. Label -> TrainConfig overrides (LAST_STAGE: the net's last).
+# §4.1: which parameters AGC clips, one arm per label (LAST_STAGE: the net's last stage).
 PAPER_LAYERS = "all but the classifier (paper)"
 LAST_STAGE = -1
-LAYERS: dict[str, dict[str, Any]] = {
-    PAPER_LAYERS: {},
-    "also the classifier": {"clip_classifier": True},
-    "first conv unclipped": {"clip_exclude_first_conv": True},
-    "first stage unclipped": {"clip_exclude_stages": [0]},
-    "last stage unclipped": {"clip_exclude_stages": [LAST_STAGE]},
+LAYERS: dict[str, AGCSelection] = {
+    PAPER_LAYERS: PAPER_SELECTION,
+    "also the classifier": AGCSelection(clip_classifier=True),
+    "first conv unclipped": AGCSelection(exclude_first_conv=True),
+    "first stage unclipped": AGCSelection(exclude_stages=(0,)),
+    "last stage unclipped": AGCSelection(exclude_stages=(LAST_STAGE,)),
 }
 
 
@@ -167,17 +169,29 @@ def plan_fp32(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def layer_overrides(scale: Scale) -> dict[str, dict[str, Any]]:
-    """:data:`LAYERS` for this scale: :data:`LAST_STAGE` becomes the net's last stage."""
-    return {label: {key: [scale.num_stages - 1 if s == LAST_STAGE else s for s in value]
-                    if key == "clip_exclude_stages" else value for key, value in overrides.items()}
-            for label, overrides in LAYERS.items()}
+    """:data:`LAYERS` as TrainConfig overrides for this scale (:func:`_selection_keys`)."""
+    return {label: _selection_keys(selection, scale) for label, selection in LAYERS.items()}
 
 
 def run_overrides(spec: Mapping[str, Any], scale: Scale,
                   methods: Mapping[str, Mapping[str, Any]] = METHODS) -> dict[str, Any]:
     """The TrainConfig overrides of one planned run (a row of a plan): its variant's, its layer
     choice's and the row's batch size, seed and lambda (:func:`sweep_plan.run_overrides`)."""
-    return sweep_plan.run_overrides(spec, methods, layer_overrides(scale))
+    arms = {name: _flat(arm, scale) for name, arm in methods.items()}
+    return sweep_plan.run_overrides(spec, arms, layer_overrides(scale))
+
+
+def _flat(arm: Mapping[str, Any], scale: Scale) -> dict[str, Any]:
+    """An arm with its ``"agc"`` selection (if any) as config.json's flat keys."""
+    arm = dict(arm)
+    return {**arm, **_selection_keys(arm.pop("agc", PAPER_SELECTION), scale)} if "agc" in arm else arm
+
+
+def _selection_keys(selection: AGCSelection, scale: Scale) -> dict[str, Any]:
+    """``selection`` as TrainConfig overrides, :data:`LAST_STAGE` as the net's last stage (so run
+    folders are named by the stage's number)."""
+    stages = tuple(scale.num_stages + s if s < 0 else s for s in selection.exclude_stages)
+    return agc_keys(dataclasses.replace(selection, exclude_stages=stages))
 
 
 def sweep_dir(profile: str) -> Path:

@@ -20,7 +20,8 @@ import torch
 
 from nfrepro.engine.config import TrainConfig
 from nfrepro.engine.training import build_run, train_step
-from nfrepro.optim.agc import EPS, clip_parameters, first_conv, unitwise_norm
+from nfrepro.models.utils import first_conv
+from nfrepro.optim.agc import EPS, AGCSelection, clip_parameters, unitwise_norm
 
 
 def _ratio(p: torch.Tensor, eps: float = EPS) -> torch.Tensor:
@@ -38,15 +39,15 @@ def trace_first_steps(config: TrainConfig, steps: int = 30) -> pd.DataFrame:
     model = parts.model
     conv = first_conv(model)
     weight = conv.weight
-    others = [p for p in clip_parameters(model, exclude_first_conv=True) if p.ndim > 1]
+    others = [p for p in clip_parameters(model, AGCSelection(exclude_first_conv=True)) if p.ndim > 1]
     lam = config.clipping if config.clipping is not None else float("inf")
     rows: list[dict[str, Any]] = []
     seen: dict[str, float] = {}
 
     def before_step() -> None:  # gradients complete, AGC not applied yet
-        r = _ratio(weight, config.clip_eps)
+        r = _ratio(weight, config.agc.eps)
         seen.update(first_conv_ratio=float(r.max()), first_conv_above=float((r > lam).float().mean()),
-                    others_ratio=max(float(_ratio(p, config.clip_eps).max())
+                    others_ratio=max(float(_ratio(p, config.agc.eps).max())
                                      for p in others if p.grad is not None))
 
     model.train()

@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nfrepro.optim.agc import EPS, clip_parameters, unwrap_model
+from nfrepro.models.utils import unwrap_model
+from nfrepro.optim.agc import PAPER_SELECTION, AGCSelection, clip_parameters
 from nfrepro.optim.agc_optimizer import AGC
 
 BASE_LR = 0.1  # per 256 examples (official ``lr=0.1`` with ``lr_scale_by_bs=True``)
@@ -79,21 +80,19 @@ def param_groups(model: nn.Module, weight_decay: float = WEIGHT_DECAY) -> list[d
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float = WEIGHT_DECAY,
-                   momentum: float = MOMENTUM, nesterov: bool = True,
-                   clipping: float | None = None, eps: float = EPS, clip_classifier: bool = False,
-                   exclude_first_conv: bool = False, exclude_stages: Iterable[int] = (),
-                   exclude_skip_gains: bool = False, stats: bool = True,
-                   optimizer: str = "sgd") -> torch.optim.Optimizer:
-    """SGD (Nesterov) over :func:`param_groups`, wrapped in AGC when ``clipping`` is a number.
+def make_optimizer(model: nn.Module, lr: float, *, weight_decay: float = WEIGHT_DECAY,
+                   momentum: float = MOMENTUM, nesterov: bool = True, optimizer: str = "sgd",
+                   clipping: float | None = None, selection: AGCSelection = PAPER_SELECTION,
+                   stats: bool = True) -> torch.optim.Optimizer:
+    """SGD (Nesterov) over :func:`param_groups`, wrapped in AGC when ``clipping`` (lambda) is a number.
 
     ``optimizer="adamw"`` uses ``torch.optim.AdamW`` (default betas, decoupled weight decay from
     the same groups) instead: not the paper's recipe, the optimizer practitioners often pair with
     AGC (notebook 07 measures which lambda keeps it stable); ``momentum`` and ``nesterov`` do not apply.
 
-    ``clipping=None`` turns AGC off; the layer selection arguments go to
-    :func:`nfrepro.optim.agc.clip_parameters` (classifier weight never clipped unless asked);
-    ``stats=False`` skips the clip statistics (``AGC.last_stats``), as the benchmarks do.
+    ``clipping=None`` turns AGC off; ``selection`` says which parameters it clips (by default all
+    but the classifier weight, :func:`nfrepro.optim.agc.clip_parameters`); ``stats=False`` skips
+    the clip statistics (``AGC.last_stats``), as the benchmarks do.
     """
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(param_groups(model, weight_decay), lr=lr,
@@ -104,10 +103,8 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float = WEIGHT_DEC
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if clipping is None:
         return opt
-    params = clip_parameters(model, clip_classifier=clip_classifier,
-                             exclude_first_conv=exclude_first_conv, exclude_stages=exclude_stages,
-                             exclude_skip_gains=exclude_skip_gains)
-    return AGC(opt, params, clipping=clipping, eps=eps, stats=stats, clip_classifier=clip_classifier)
+    return AGC(opt, clip_parameters(model, selection), clipping, eps=selection.eps, stats=stats,
+               clip_classifier=selection.clip_classifier)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int,
@@ -156,7 +153,7 @@ class EMA:
         new = [p.detach() for p in source.parameters()] + [
             b for b in source.buffers() if b.is_floating_point()]
         torch._foreach_lerp_(ema, new, 1.0 - d)  # ema + (1 - d) (new - ema)
-        for e, b in zip(self.module.buffers(), source.buffers()):
+        for e, b in zip(self.module.buffers(), source.buffers(), strict=True):
             if not b.is_floating_point():
                 e.copy_(b)
 

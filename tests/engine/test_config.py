@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from nfrepro.engine.config import ConfigError, TrainConfig
+from nfrepro.optim.agc import AGCSelection
 
 GOOD = dict(model="nf_resnet_small", model_kwargs={"depths": [1, 1], "widths": [4, 8]},
             dataset="synthetic")
@@ -20,6 +21,10 @@ BAD = {
     "clipping nan": (dict(clipping=NAN), "clipping"),
     "clipping text": (dict(clipping="0.01"), "clipping must be float | None"),
     "clip_eps 0": (dict(clip_eps=0.0), "clip_eps"),
+    "clip_eps text": (dict(clip_eps="1e-3"), "clip_eps must be a number"),
+    "clip_classifier 1": (dict(clip_classifier=1), "clip_classifier must be True or False"),
+    "clip_exclude_first_conv text": (dict(clip_exclude_first_conv="yes"), "clip_exclude_first_conv"),
+    "clip_exclude_stages text": (dict(clip_exclude_stages="0"), "clip_exclude_stages"),
     "train_subset -1": (dict(train_subset=-1), "train_subset"),
     "test_subset 0": (dict(test_subset=0), "test_subset"),
     "batch_size 0": (dict(batch_size=0), "batch_size"),
@@ -37,7 +42,11 @@ BAD = {
     "randaugment three numbers": (dict(randaugment=[1, 2, 3]), "randaugment takes two"),
     "randaugment 0 layers": (dict(randaugment=[0, 5]), "randaugment takes two"),
     "randaugment level 11": (dict(randaugment=[2, 11]), "randaugment takes two"),
-    "clip_exclude_stages -1": (dict(clip_exclude_stages=[-1]), "clip_exclude_stages"),
+    "clip_exclude_stages 2 of 2": (dict(clipping=0.01, clip_exclude_stages=[2]), "clip_exclude_stages: no "
+                                   "block has stage [2]"),
+    "clip_exclude_stages -3 of 2": (dict(clipping=0.01, clip_exclude_stages=[-3]), "clip_exclude_stages"),
+    "clip_exclude_skip_gains, BN": (dict(clipping=0.01, model="bn_resnet_small",
+                                         clip_exclude_skip_gains=True), "clip_exclude_skip_gains"),
     "sam_rho 0": (dict(sam_rho=0.0), "sam_rho"),
     "mixup_alpha 0": (dict(mixup_alpha=0.0), "mixup_alpha"),
     "crop_padding -1": (dict(crop_padding=-1), "crop_padding"),
@@ -62,13 +71,28 @@ if not torch.cuda.is_available():
 def test_bad_setting_is_one_line_naming_it(case):
     overrides, expected = BAD[case]
     with pytest.raises(ConfigError) as info:
-        TrainConfig(**{**GOOD, **overrides}).validate()
+        TrainConfig.from_dict({**GOOD, **overrides}).validate()  # the flat keys of config.json
     message = str(info.value)
     assert expected in message and "\n" not in message, message
 
 
 def test_good_settings_pass():
     TrainConfig(**GOOD).validate()
-    TrainConfig(**GOOD, clipping=0.01, randaugment=[2, 10], clip_exclude_stages=[0, 1],
+    TrainConfig(**GOOD, clipping=0.01, randaugment=[2, 10], agc=AGCSelection(exclude_stages=(0, -1)),
                 label_smoothing=0.0, warmup_epochs=0, base_lr=1, train_subset=1).validate()
     TrainConfig(model="nfnet_f0", dataset="cifar10", model_kwargs={"alpha": 0.0}).validate()
+
+
+def test_config_json_is_flat_and_round_trips():
+    """The AGC selection is one object in the config and flat clip_* keys on disk, as before it was one."""
+    selection = AGCSelection(exclude_stages=(1,), exclude_skip_gains=True)
+    config = TrainConfig(**GOOD, clipping=0.02, agc=selection)
+    values = config.to_dict()
+    assert "agc" not in values and values["clip_exclude_stages"] == [1] and values["clip_eps"] == 1e-3
+    keys = list(values)
+    assert keys[keys.index("clipping") + 1:keys.index("ema_decay")] == [
+        "clip_eps", "clip_classifier", "clip_exclude_first_conv", "clip_exclude_stages",
+        "clip_exclude_skip_gains"]
+    assert TrainConfig.from_dict(values) == config
+    with pytest.raises(ConfigError, match="unknown TrainConfig field"):
+        TrainConfig.from_dict({**values, "clip_exclude_stage": [0]})

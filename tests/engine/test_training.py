@@ -32,7 +32,7 @@ def tiny(tmp_path, name="run", **overrides) -> TrainConfig:
                   train_subset=64, test_subset=64, batch_size=16, epochs=2, base_lr=0.4,
                   warmup_epochs=0.5, ema_decay=0.9, run_dir=str(tmp_path / name), progress=False)
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values)  # the flat keys of config.json
 
 
 def test_config_defaults_validate_and_round_trip():

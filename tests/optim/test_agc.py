@@ -15,12 +15,13 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 from contract_nets import TinyNet, backward
 
+from nfrepro.models.utils import unwrap_model
 from nfrepro.optim.agc import (
+    AGCSelection,
     adaptive_grad_clip_,
     adaptive_grad_clip_reference_,
     clip_parameters,
     unitwise_norm,
-    unwrap_model,
 )
 from nfrepro.optim.agc_optimizer import AGC
 
@@ -61,7 +62,7 @@ def test_vectorised_matches_reference(dtype):
     fast, ref = _params(dtype), _params(dtype)
     stats, ref_stats = adaptive_grad_clip_(fast), adaptive_grad_clip_reference_(ref)
     assert not fast[6].grad.is_contiguous() and fast[7].grad.is_contiguous(memory_format=torch.channels_last)
-    for p, q in zip(fast, ref):
+    for p, q in zip(fast, ref, strict=True):
         rel = ((p.grad - q.grad).norm() / q.grad.norm().clamp_min(1e-30)).item()
         assert rel <= 1e-6, (tuple(p.shape), rel)
     assert stats["num_units"] == ref_stats["num_units"] == 6 + 7 + 1 + 1 + 5 + 1 + 8 + 6
@@ -73,7 +74,7 @@ def test_low_precision_matches_reference():
     fast, ref = _params(torch.bfloat16), _params(torch.bfloat16)
     adaptive_grad_clip_(fast)
     adaptive_grad_clip_reference_(ref)
-    for p, q in zip(fast, ref):
+    for p, q in zip(fast, ref, strict=True):
         assert p.grad.dtype == torch.bfloat16
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-2, atol=0)
 
@@ -85,9 +86,9 @@ def test_below_threshold_is_bit_for_bit_unchanged(clip):
         w = unitwise_norm(p.detach()).clamp_min(EPS)
         p.grad = p.grad / unitwise_norm(p.grad).view(_row(p)) * (0.5 * LAMBDA * w).view(_row(p))
     before = [p.grad.clone() for p in params]
-    stats = clip(params, LAMBDA, EPS)
+    stats = clip(params, LAMBDA, eps=EPS)
     assert int(stats["num_clipped"]) == 0 and float(stats["frac_units_clipped"]) == 0.0
-    for p, b in zip(params, before):
+    for p, b in zip(params, before, strict=True):
         assert torch.equal(p.grad, b)
 
 
@@ -97,9 +98,9 @@ def test_above_threshold_norm_is_lambda_times_weight_norm(clip):
     for p in params:
         p.grad = p.grad * 1e6  # far above the threshold everywhere
     weight_norms = [unitwise_norm(p.detach()) for p in params]
-    stats = clip(params, LAMBDA, EPS)
+    stats = clip(params, LAMBDA, eps=EPS)
     assert float(stats["frac_units_clipped"]) == 1.0
-    for p, w in zip(params, weight_norms):
+    for p, w in zip(params, weight_norms, strict=True):
         # §4: ||G_i|| -> lambda * max(||W_i||, eps), unit by unit (rows for conv and linear)
         torch.testing.assert_close(unitwise_norm(p.grad), LAMBDA * w.clamp_min(EPS), rtol=1e-12, atol=0)
     assert float(unitwise_norm(params[4].grad).max()) == pytest.approx(LAMBDA * EPS)  # zero weights
@@ -152,7 +153,7 @@ def test_clip_parameters_excludes_classifier_weight_only():
     ids = {id(p) for p in params}
     assert id(model.fc.weight) not in ids and id(model.fc.bias) in ids  # §4: the bias IS clipped
     assert len(params) == len(list(model.parameters())) - 1
-    assert len(clip_parameters(model, clip_classifier=True)) == len(list(model.parameters()))
+    assert len(clip_parameters(model, AGCSelection(clip_classifier=True))) == len(list(model.parameters()))
 
 
 def test_clip_parameters_through_torch_compile_wrapper():
@@ -165,21 +166,46 @@ def test_clip_parameters_through_torch_compile_wrapper():
 def test_clip_parameters_exclusions_and_errors():
     model = TinyNet()
     first = model.stem[0]
-    ids = {id(p) for p in clip_parameters(model, exclude_first_conv=True)}
+    ids = {id(p) for p in clip_parameters(model, AGCSelection(exclude_first_conv=True))}
     assert id(first.weight) not in ids and id(first.bias) not in ids and id(model.stem[2].weight) in ids
-    ids = {id(p) for p in clip_parameters(model, exclude_stages=(1,))}
+    ids = {id(p) for p in clip_parameters(model, AGCSelection(exclude_stages=(1,)))}
     assert all(id(p) not in ids for b in model.blocks[1:] for p in b.parameters())
     assert all(id(p) in ids for p in model.blocks[0].parameters())
     with pytest.raises(ValueError, match=r"stage \[4\]"):
-        clip_parameters(model, exclude_stages=(4,))
+        clip_parameters(model, AGCSelection(exclude_stages=(4,)))
 
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4, 2))
     with pytest.raises(TypeError, match="get_classifier"):
         clip_parameters(plain)
-    assert len(clip_parameters(plain, clip_classifier=True)) == 4
-    assert len(clip_parameters(plain, clip_classifier=True, exclude_first_conv=True)) == 2  # no stem
+    assert len(clip_parameters(plain, AGCSelection(clip_classifier=True))) == 4
+    no_stem = AGCSelection(clip_classifier=True, exclude_first_conv=True)
+    assert len(clip_parameters(plain, no_stem)) == 2  # no stem: the first conv of the model
     with pytest.raises(ValueError, match="blocks"):
-        clip_parameters(plain, clip_classifier=True, exclude_stages=(0,))
+        clip_parameters(plain, AGCSelection(clip_classifier=True, exclude_stages=(0,)))
+
+
+def test_selection_is_a_validated_hashable_value():
+    selection = AGCSelection(exclude_stages=[2, 0], exclude_first_conv=True)
+    assert selection.exclude_stages == (2, 0) and hash(selection) == hash(AGCSelection(
+        exclude_first_conv=True, exclude_stages=(2, 0)))
+    assert repr(selection) == "AGCSelection(exclude_first_conv=True, exclude_stages=(2, 0))"
+    assert repr(AGCSelection()) == "AGCSelection()" and AGCSelection().eps == EPS
+    with pytest.raises(TypeError):
+        AGCSelection(True)  # keyword-only: no positional booleans
+    for bad, error in ((dict(eps=0.0), ValueError), (dict(eps=float("nan")), ValueError),
+                       (dict(eps="1e-3"), TypeError), (dict(clip_classifier=1), TypeError),
+                       (dict(exclude_stages=0), TypeError), (dict(exclude_stages=(True,)), TypeError),
+                       (dict(exclude_stages="0"), TypeError)):
+        with pytest.raises(error, match=next(iter(bad))):
+            AGCSelection(**bad)
+
+
+def test_negative_stages_count_from_the_last():
+    model = TinyNet()
+    last = {id(p) for p in clip_parameters(model, AGCSelection(exclude_stages=(-1,)))}
+    assert last == {id(p) for p in clip_parameters(model, AGCSelection(exclude_stages=(1,)))}
+    with pytest.raises(ValueError, match=r"stage \[-3\]"):
+        clip_parameters(model, AGCSelection(exclude_stages=(-3,)))
 
 
 def _ddp_worker(rank, world_size, init_file, out_dir):
@@ -207,16 +233,16 @@ def test_ddp_two_processes_clip_identically(tmp_path):
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert 0 < r0["frac"] == r1["frac"]
-    for a, b in zip(r0["clipped"], r1["clipped"]):
+    for a, b in zip(r0["clipped"], r1["clipped"], strict=True):
         assert torch.equal(a, b)
     # the clip ran on the all-reduced gradients, and left the classifier weight alone
     model = TinyNet()
     with torch.no_grad():
-        for p, w, g in zip(model.parameters(), r0["weights"], r0["averaged"]):
+        for p, w, g in zip(model.parameters(), r0["weights"], r0["averaged"], strict=True):
             p.copy_(w)
             p.grad = g.clone()
     adaptive_grad_clip_reference_(clip_parameters(model), LAMBDA)
-    for p, c in zip(model.parameters(), r0["clipped"]):
+    for p, c in zip(model.parameters(), r0["clipped"], strict=True):
         torch.testing.assert_close(c, p.grad, rtol=1e-6, atol=0)
     assert torch.equal(r0["clipped"][-2], r0["averaged"][-2])  # fc.weight
 
@@ -231,14 +257,15 @@ def test_clip_parameters_can_leave_the_skip_gains_unclipped():
 
     model = create_model("nf_resnet_small")
     gains = {id(b.skip_gain) for b in model.blocks}
-    kept = {id(p) for p in clip_parameters(model, exclude_skip_gains=True)}
+    kept = {id(p) for p in clip_parameters(model, AGCSelection(exclude_skip_gains=True))}
     assert len(gains) == len(model.blocks) and not gains & kept
     assert kept | gains == {id(p) for p in clip_parameters(model)}
     with pytest.raises(ValueError, match="skip_gain"):
-        clip_parameters(create_model("nf_resnet_small", skip_gain_init=None), exclude_skip_gains=True)
+        clip_parameters(create_model("nf_resnet_small", skip_gain_init=None),
+                        AGCSelection(exclude_skip_gains=True))
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4, 2))  # no model.blocks
     with pytest.raises(ValueError, match="skip_gain"):
-        clip_parameters(plain, clip_classifier=True, exclude_skip_gains=True)
+        clip_parameters(plain, AGCSelection(clip_classifier=True, exclude_skip_gains=True))
 
 
 # ---------------------------------------------------------------- bad input (issue 18)

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from contract_nets import TinyNet, backward
 
-from nfrepro.optim.agc import adaptive_grad_clip_reference_, clip_parameters
+from nfrepro.optim.agc import AGCSelection, adaptive_grad_clip_reference_, clip_parameters
 from nfrepro.optim.agc_optimizer import AGC
 
 LAMBDA, EPS = 0.01, 1e-3
@@ -39,7 +39,7 @@ def test_wrapper_equals_clip_then_step(make_opt):
         adaptive_grad_clip_reference_(clip_parameters(twin), LAMBDA)
         bare.step()
         assert float(opt.last_stats["frac_units_clipped"]) > 0
-    for p, q in zip(model.parameters(), twin.parameters()):
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
     assert opt.param_groups is opt.optimizer.param_groups and opt.state is opt.optimizer.state
     opt.zero_grad()
@@ -62,7 +62,7 @@ def test_wrapper_state_dict_round_trip():
         o.zero_grad()
         backward(m, seed=5)
         o.step()
-    for p, q in zip(model.parameters(), twin.parameters()):
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         assert torch.equal(p, q)
 
 
@@ -89,7 +89,8 @@ def test_wrapper_drives_lr_schedulers(make_sched):
 
 def test_wrapper_param_groups_hooks_and_errors():
     model = TinyNet()
-    head, body = list(model.fc.parameters()), [p for n, p in model.named_parameters() if not n.startswith("fc")]
+    head = list(model.fc.parameters())
+    body = [p for n, p in model.named_parameters() if not n.startswith("fc")]
     opt = AGC(torch.optim.SGD(body, lr=0.1), body)
     opt.add_param_group({"params": [model.fc.bias], "lr": 0.01})
     opt.add_param_group({"params": [model.fc.weight]}, clip=False)
@@ -116,7 +117,7 @@ def _scaled_run(unscale_first: bool, fused: bool = False):
     ref = AGC(make(twin.parameters()), clip_parameters(twin))
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12)
     for step in range(2):
-        for m, o in ((model, opt), (twin, ref)):
+        for _m, o in ((model, opt), (twin, ref)):
             o.zero_grad()
         g = torch.Generator().manual_seed(step)
         x, y = torch.randn(4, 3, 6, 6, generator=g), torch.randint(0, 5, (4,), generator=g)
@@ -127,7 +128,7 @@ def _scaled_run(unscale_first: bool, fused: bool = False):
         scaler.update()
         F.cross_entropy(twin(x), y).backward()
         ref.step()
-    for p, q in zip(model.parameters(), twin.parameters()):
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
     assert float(opt.last_stats["frac_units_clipped"]) == float(ref.last_stats["frac_units_clipped"]) > 0
 
@@ -156,7 +157,7 @@ def test_grad_scaler_skips_step_and_clip_on_inf():
     scaler.step(opt)
     scaler.update()
     assert opt.last_stats is None  # step (and so the clip) skipped
-    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True))
     assert scaler.get_scale() == 2.0 ** 11
 
 
@@ -180,17 +181,15 @@ def test_from_model_selects_all_but_the_classifier_weight():
 def test_every_parameter_warns_and_the_classifier_on_purpose_does_not():
     import warnings
 
-    from nfrepro.models.head import CLASSIFIER_MARK as MODELS_MARK
     from nfrepro.optim import AGC
-    from nfrepro.optim.agc import CLASSIFIER_MARK
-    assert MODELS_MARK == CLASSIFIER_MARK
     model = _tiny_nf()
     with pytest.warns(UserWarning, match="AGC.from_model"):
         AGC(torch.optim.SGD(model.parameters(), lr=0.1), model.parameters())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         AGC(torch.optim.SGD(model.parameters(), lr=0.1), model.parameters(), clip_classifier=True)
-        AGC.from_model(model, torch.optim.SGD(model.parameters(), lr=0.1), clip_classifier=True)
+        AGC.from_model(model, torch.optim.SGD(model.parameters(), lr=0.1),
+                       selection=AGCSelection(clip_classifier=True))
 
 
 def test_models_without_get_classifier_need_an_explicit_exclude():
@@ -202,7 +201,8 @@ def test_models_without_get_classifier_need_an_explicit_exclude():
         AGC.from_model(net, opt)
     assert "DESIGN" not in str(info.value)
     agc = AGC.from_model(net, opt, exclude=[net.fc])
-    assert {id(p) for p in agc._clip_params} == {id(p) for n, p in net.named_parameters() if not n.startswith("fc.")}
+    assert {id(p) for p in agc._clip_params} == {id(p) for n, p in net.named_parameters()
+                                                 if not n.startswith("fc.")}
     agc = AGC.from_model(net, opt, exclude=[net.fc.weight])
     assert any(p is net.fc.bias for p in agc._clip_params)
 

@@ -9,6 +9,7 @@ import torch.nn as nn
 
 import nfrepro
 from nfrepro.optim import recipe
+from nfrepro.optim.agc import AGCSelection
 from nfrepro.optim.agc_optimizer import AGC
 
 
@@ -18,7 +19,10 @@ def _small(name="nf_resnet_small"):
 
 def test_linear_lr_scaling_and_schedule():
     assert recipe.scaled_lr(0.1, 4096) == pytest.approx(1.6)  # App. A: 1.6 at batch 4096
-    f = lambda t: recipe.warmup_cosine(t, 10, 110)
+
+    def f(t):
+        return recipe.warmup_cosine(t, 10, 110)
+
     assert f(0) == 0.0 and f(5) == 0.5 and f(10) == 1.0  # linear warmup from 0
     assert f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0) and f(200) == 0.0
     # official WarmupCosineDecay(start_val=0, min_val=0) for t > warmup
@@ -110,13 +114,16 @@ def test_sam_ascent_on_a_fraction_and_weights_restored():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
     x, y = torch.randn(10, 3), torch.randint(0, 2, (10,))
-    loss_of = lambda xb, yb: recipe.cross_entropy(model(xb), yb, 0.0)
+
+    def loss_of(xb, yb):
+        return recipe.cross_entropy(model(xb), yb, 0.0)
+
     before = [p.clone() for p in model.parameters()]
     recipe.sam_backward(model, loss_of, x, y, rho=0.0)
     sam0 = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     loss_of(x, y).backward()
-    for a, b in zip(sam0, model.parameters()):  # rho = 0: plain gradient
+    for a, b in zip(sam0, model.parameters(), strict=True):  # rho = 0: plain gradient
         torch.testing.assert_close(a, b.grad)
     model.zero_grad()
     seen = []
@@ -124,13 +131,14 @@ def test_sam_ascent_on_a_fraction_and_weights_restored():
     recipe.sam_backward(model, loss_of, x, y, rho=0.5, fraction=0.2)
     hook.remove()
     assert seen == [2, 10]  # ascent on 20% of the batch, descent on all of it
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    assert not all(torch.allclose(a, b.grad) for a, b in zip(sam0, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert not all(torch.allclose(a, b.grad) for a, b in zip(sam0, model.parameters(), strict=True))
 
 
 def test_clipping_the_classifier_on_purpose_does_not_warn(recwarn):
     """§4.1's layer ablation asks for the classifier to be clipped: AGC must not warn that it was
     given the classifier by mistake (the warning landed in notebook 03's outputs)."""
     model = nfrepro.create_model("nf_resnet_small", num_classes=10)
-    opt = recipe.make_optimizer(model, lr=0.1, clipping=0.01, clip_classifier=True)
+    opt = recipe.make_optimizer(model, lr=0.1, clipping=0.01,
+                                 selection=AGCSelection(clip_classifier=True))
     assert isinstance(opt, AGC) and not [w for w in recwarn if "classifier" in str(w.message)]
