@@ -79,6 +79,7 @@ test: setup ## lint (ruff), then the tests, and nbval over the notebooks under t
 	$(TEST_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks
 
 gpu-check: ## on a GPU machine: CUDA tests and benchmarks into results/gpu (DRY=1: toy run on the CPU)
+	@$(GPU_PYTHON) -c "import torch, pandas" 2>/dev/null || { echo "gpu-check: $(GPU_PYTHON) cannot import torch and pandas; name a python that can: make gpu-check GPU_PYTHON=.venv/bin/python"; exit 2; }
 	NFREPRO_COMMIT=$${NFREPRO_COMMIT:-$(GPU_COMMIT)} PYTHONPATH=. $(GPU_PYTHON) tools/gpu_check.py $(if $(DRY),--dry) $(GPU_CHECK_ARGS)
 
 throughput-before: setup ## optional: today's small-net throughput beside COMMIT's own step (COMMIT=<rev>)

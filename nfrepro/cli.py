@@ -35,7 +35,7 @@ from nfrepro.data.imagenet import image_folder
 from nfrepro.engine.checkpoint import CheckpointError
 from nfrepro.engine.config import ConfigError, TrainConfig, options
 from nfrepro.engine.device import AMP_MODES, autocast, check_device
-from nfrepro.engine.distributed import cleanup
+from nfrepro.engine.distributed import cleanup, is_main_process
 from nfrepro.engine.faults import (
     FolderInUseError,
     OutputLocationError,
@@ -105,10 +105,15 @@ class LoadConfig(argparse.Action):
         try:
             stored = json.loads(Path(values).read_text())
         except (OSError, json.JSONDecodeError) as err:
-            parser.error(f"--config {values}: cannot read a JSON configuration ({err})")
+            raise ConfigError(f"--config {values}: cannot read a JSON configuration ({err})") from None
+        if not isinstance(stored, dict):
+            raise ConfigError(f"--config {values}: holds a JSON {type(stored).__name__}, not an object of "
+                              f"TrainConfig fields (a run folder's config.json is one)")
+        if not isinstance(stored.get("model_kwargs", {}), dict):
+            raise ConfigError(f"--config {values}: model_kwargs must be an object of names to values")
         unknown = set(stored) - {o.name for o in options()}
         if unknown:
-            parser.error(f"--config {values}: unknown TrainConfig field(s) {', '.join(sorted(unknown))}")
+            raise ConfigError(f"--config {values}: unknown TrainConfig field(s) {', '.join(sorted(unknown))}")
         for name, value in stored.items():
             if getattr(namespace, name) != parser.get_default(name):
                 continue  # given on the command line
@@ -139,7 +144,7 @@ def _check_model(name: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     result = train(config)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         print(f"{result.status}: test top-1 {result.final('test_top1'):.2f}% "
               f"(EMA {result.final('test_top1_ema'):.2f}%) after {len(result.metrics)} epochs, "
               f"{result.wall_time_s:.0f} s; run folder {result.run_dir}")
@@ -161,18 +166,33 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_eval_args(args: argparse.Namespace) -> None:
+    """Every eval value that would be ignored, or mean "default" by accident, is refused."""
+    for flag, value, low in (("--image-size", args.image_size, 8), ("--limit", args.limit, 1),
+                             ("--num-classes", args.num_classes, 1), ("--batch-size", args.batch_size, 1),
+                             ("--workers", args.workers, 0)):
+        if value is not None and value < low:
+            raise ConfigError(f"{flag} must be >= {low}, got {value}"
+                              + (" (leave it out for the default)" if flag != "--workers" else ""))
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    _check_eval_args(args)
     _check_model(args.model)
     device = check_device(args.device)
     model = create_model(args.model, **({"num_classes": args.num_classes} if args.num_classes else {}))
     if args.weights:
         load_pretrained(model, args.weights)
-    size = args.image_size or getattr(getattr(model, "variant", None), "test_px", None)
+    size = args.image_size if args.image_size is not None else getattr(
+        getattr(model, "variant", None), "test_px", None)
     if size is None:
         raise ConfigError(f"{args.model} has no variant test resolution: pass --image-size")
     dataset = image_folder(args.data, size)
-    if args.limit:
+    if args.limit is not None:
         dataset = Subset(dataset, range(min(args.limit, len(dataset))))
+    if not args.weights:
+        print(f"note: no --weights, so this scores {args.model} as initialised (untrained)",
+              file=sys.stderr)
     model = model.to(device)
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
                         pin_memory=device.type == "cuda")
@@ -239,7 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except ConfigError as err:  # --config's file, read while parsing: one line, as every usage error
+        print(f"nfrepro: error: {error_line(err, 1000)}", file=sys.stderr)
+        return 2
     try:
         return args.run(args)
     except USAGE_ERRORS as err:

@@ -14,7 +14,8 @@ The next cell starts with::
     import nfrepro.notebook
     profile, figures_dir, results_dir = nfrepro.notebook.start(globals(), known=[...])
 
-:func:`start` refuses a papermill parameter the notebook does not define, lets
+:func:`start` refuses a papermill parameter the notebook does not define or of another type
+than its default, lets
 ``$NFREPRO_PROFILE`` override ``profile`` (the tests set ``smoke``), applies that profile's
 ``profile_sizes`` and pandas' display width, and returns the profile with its output folders
 (:func:`nfrepro.engine.profiles.output_dirs`: smoke runs write to ``.scratch/``).
@@ -23,6 +24,7 @@ prints a path as the notebooks do, relative to the project root.
 """
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, MutableMapping, NamedTuple
@@ -67,6 +69,41 @@ def check_parameters(namespace: Mapping[str, Any], known: Iterable[str]) -> None
                          f"{', '.join(sorted(known))}")
 
 
+def parameter_defaults(history: Iterable[str], known: Iterable[str]) -> dict[str, Any]:
+    """The literal values of the ``parameters`` cell, read back from the kernel's input history
+    (IPython's ``In``): the first cell that assigns only known names, ``profile`` among them."""
+    known = set(known)
+    for source in history:
+        try:
+            body = ast.parse(source).body
+        except SyntaxError:
+            continue
+        values = {}
+        for node in body:
+            target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+            if isinstance(target, ast.Name):
+                try:
+                    values[target.id] = ast.literal_eval(node.value)
+                except ValueError:
+                    break
+        if "profile" in values and set(values) <= known:
+            return values
+    return {}
+
+
+def check_parameter_types(namespace: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Refuse a papermill value of another type than the parameter's default (``-p seeds abc`` where
+    the default is a number), before any experiment cell runs; None on either side is not checked."""
+    for name, default in defaults.items():
+        value = namespace.get(name)
+        if value is None or default is None:
+            continue
+        numeric = isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+        if not (numeric or type(value) is type(default)):
+            raise TypeError(f"notebook parameter {name}={value!r} is a {type(value).__name__}, but this "
+                            f"notebook expects a {type(default).__name__} like its default {default!r}")
+
+
 def apply_sizes(namespace: MutableMapping[str, Any], profile: str, known: Iterable[str]) -> dict[str, Any]:
     """Set ``namespace[SIZES][profile]``'s values in ``namespace``; return them. Every profile and
     parameter named there must exist, so a misspelt size fails instead of being ignored."""
@@ -89,6 +126,7 @@ def start(namespace: MutableMapping[str, Any], known: Iterable[str]) -> Session:
     width; the profile and its ``(figures, results)`` folders."""
     known = list(known)
     check_parameters(namespace, known)
+    check_parameter_types(namespace, parameter_defaults(namespace.get("In") or [], known))
     profile = resolve_profile(namespace.get("profile", "cpu"))
     namespace["profile"] = profile
     apply_sizes(namespace, profile, known)

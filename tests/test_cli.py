@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -185,10 +182,11 @@ def test_bench_prints_its_table_and_nothing_else(tmp_path):
     assert proc.stdout.startswith("agc (") and len(proc.stdout.splitlines()) > 2
 
 
-# --- issue 18's battery: every bad input is one line and exit 2, before any work -------------
+# --- every bad input is one line and exit 2, before any work ----------------------------------
 TINY2 = [*TINY[:2], "--model-arg", "depths=[1,1]", "--model-arg", "widths=[4,8]", *TINY[6:]]
 OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
            "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+EVAL = ["eval", "--model", "nf_resnet_small", "--data", "{tmp}/images"]
 BATTERY = {
     "model-arg unknown key": (["train", *TINY, "--model-arg", "colour=red"], {}, "takes no argument colour"),
     "model-arg bad value": (["train", *TINY, "--model-arg", "alpha=-5"], {}, "alpha must be finite"),
@@ -245,6 +243,34 @@ BATTERY = {
     "bench profile and out-dir": (["bench", "--profile", "smoke", "--out-dir", "{tmp}/bench"], {},
                                   "give one of them"),
     "bench device tpu": (["bench", "--device", "tpu", "--out-dir", "{tmp}/bench"], {}, "device 'tpu'"),
+    # values that would be ignored, or mean "default" by accident
+    "eval image-size 0": ([*EVAL, "--image-size", "0"], {}, "--image-size must be >= 8"),
+    "eval image-size -40": ([*EVAL, "--image-size", "-40"], {}, "--image-size must be >= 8"),
+    "eval limit 0": ([*EVAL, "--limit", "0"], {}, "--limit must be >= 1"),
+    "eval limit -1": ([*EVAL, "--limit", "-1"], {}, "--limit must be >= 1"),
+    "eval a data set root": (["eval", "--model", "nf_resnet_small", "--data", "{tmp}/root", "--image-size",
+                              "32"], {},
+                             "holds train/ and val/"),
+    "log-every 0": (["train", *TINY, "--log-every", "0"], {}, "log_every must be >= 1"),
+    "image-size on tensors": (["train", *TINY, "--image-size", "32"], {}, "applies to --dataset folder"),
+    "stage that does not exist": (["train", *TINY, "--clipping", "0.01", "--clip-exclude-stages", "7"], {},
+                                  "no block has stage [7]"),
+    "config a list": (["train", *TINY, "--config", "{tmp}/list.json"], {}, "holds a JSON list"),
+    "config a number": (["train", *TINY, "--config", "{tmp}/number.json"], {}, "holds a JSON int"),
+    "config model_kwargs a list": (["train", *TINY, "--config", "{tmp}/kwargs.json"], {},
+                                   "model_kwargs must be an object of names"),
+    "group_size 0": (["train", "--model", "nfnet_f0", "--model-arg", "group_size=0",
+                      "--dataset", "synthetic"], {}, "group_size must be >= 1"),
+    "stale RANK": (["train", *TINY, "--run-dir", "{tmp}/stale"], {"RANK": "1"}, "RANK=1 but WORLD_SIZE=1"),
+    "run dir of another tool": (["train", *TINY, "--run-dir", "{tmp}/foreign"], {},
+                                "that nfrepro did not write for this run"),
+    "sweep results named .json": (["sweep", *TINY, "--grid", '{"seed": [0]}', "--results", "{tmp}/out.json",
+                                   "--runs-dir", "{tmp}/runs"], {}, "name a .csv file"),
+    "sweep results beside a foreign json": (["sweep", *TINY, "--grid", '{"seed": [0]}', "--results",
+                                             "{tmp}/report.csv", "--runs-dir", "{tmp}/runs"], {},
+                                            "report.json exists and is not an nfrepro run record"),
+    "sweep grid duplicates": (["sweep", *TINY, "--grid", '{"seed": [0, 0]}', "--results", "{tmp}/d.csv",
+                               "--runs-dir", "{tmp}/runs"], {}, "lists 0 twice"),
 }
 if not torch.cuda.is_available():
     BATTERY["device cuda absent"] = (["train", *TINY, "--device", "cuda"], {}, "CUDA is not available")
@@ -277,6 +303,15 @@ def bad_files(tmp_path_factory):
         (tmp / "images" / label).mkdir(parents=True)
         Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp / "images" / label / "ok.png")
     (tmp / "images" / "b" / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    for split in ("train", "val"):
+        (tmp / "root" / split / "a").mkdir(parents=True)
+    (tmp / "list.json").write_text("[1, 2]")
+    (tmp / "number.json").write_text("3")
+    (tmp / "kwargs.json").write_text('{"model_kwargs": [1]}')
+    (tmp / "foreign").mkdir()
+    (tmp / "foreign" / "config.json").write_text('{"tool": "not nfrepro"}')
+    (tmp / "foreign" / "metrics.csv").write_text("a,b\n1,2\n")
+    (tmp / "report.json").write_text('{"mine": true}')
     return tmp
 
 
@@ -306,23 +341,3 @@ def test_clip_exclude_stages_takes_one_or_more_indices(stages, tmp_path):
     config = cli.config_from_args(cli.build_parser().parse_args(args))
     assert config.agc.exclude_stages == tuple(int(s) for s in stages)
     assert cli.main([*args, "--run-dir", str(tmp_path / "run")]) == 0
-
-
-def test_sigint_says_the_run_resumes_and_exits_130(tmp_path):
-    run = tmp_path / "run"
-    args = ["train", *TINY, "--epochs", "40", "--run-dir", str(run)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "nfrepro", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (run / "metrics.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in err, err
-    assert "same command resumes" in err and len(err.strip().splitlines()) <= 3
-    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
-    epoch = json.loads((run / "metrics.json").read_text())["epoch"]
-    assert 1 <= epoch < 40
-    assert cli.main(args) == 0  # the same command resumes and finishes
-    assert len(pd.read_csv(run / "metrics.csv")) == 40

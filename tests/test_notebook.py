@@ -82,3 +82,15 @@ def test_start_resolves_the_profile_and_applies_its_sizes(tmp_path, monkeypatch)
 def test_a_misspelt_size_is_refused(sizes):
     with pytest.raises(ValueError, match="profile_sizes"):
         notebook.apply_sizes({"profile_sizes": sizes}, "smoke", ["profile", "batch", "profile_sizes"])
+
+
+def test_a_parameter_of_another_type_than_its_default_stops_the_notebook_at_once():
+    history = ["", 'profile = "cpu"\nseeds = 5\nlr = 0.1\nflags = None\n', "seeds = 'abc'\n"]
+    defaults = notebook.parameter_defaults(history, ["profile", "seeds", "lr", "flags"])
+    assert defaults == {"profile": "cpu", "seeds": 5, "lr": 0.1, "flags": None}
+    with pytest.raises(TypeError, match="seeds='abc' is a str, but this notebook expects a int"):
+        notebook.check_parameter_types({"profile": "cpu", "seeds": "abc", "lr": 0.1}, defaults)
+    with pytest.raises(TypeError, match="expects a bool"):
+        notebook.check_parameter_types({"flag": 1}, {"flag": True})
+    # an int where a float is expected, and anything where the default is None, are fine
+    notebook.check_parameter_types({"profile": "smoke", "seeds": 3, "lr": 1, "flags": [1]}, defaults)

@@ -172,13 +172,17 @@ def summary(tables: dict[str, pd.DataFrame]) -> list[str]:
     return lines
 
 
+class NoDeviceError(RuntimeError):
+    """The real check was asked for on a machine without CUDA."""
+
+
 def run(out_dir: str | Path | None = None, dry: bool = False, budget_s: float = 420.0,
         parts: tuple[str, ...] = PARTS, log: Callable[[str], None] = print) -> dict[str, pd.DataFrame]:
     """Run ``parts`` in order, each saved to ``out_dir/<part>.csv`` as soon as it ends."""
     device = resolve_device("cpu" if dry else "auto")
     if not dry and device.type != "cuda":
-        raise RuntimeError("gpu-check found no CUDA device: run it on a GPU machine, or pass --dry "
-                           "(make gpu-check DRY=1) for the toy run on the CPU")
+        raise NoDeviceError("found no CUDA device: run it on a GPU machine, or pass --dry "
+                            "(make gpu-check DRY=1) for the toy run on the CPU")
     plan = DRY if dry else REAL
     out = Path(out_dir) if out_dir is not None else (
         ROOT / (".scratch/gpu-dry" if dry else "results/gpu"))
@@ -226,7 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
                         help="what to run, in order")
     args = parser.parse_args(argv)
-    run(args.out_dir, args.dry, args.budget_s, tuple(args.parts))
+    try:
+        run(args.out_dir, args.dry, args.budget_s, tuple(args.parts))
+    except NoDeviceError as err:  # one line, not a traceback
+        print(f"gpu-check: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -184,6 +184,13 @@ class TrainConfig:
              f"unknown dataset {self.dataset!r}: choose one of {', '.join([*DATASET_SHAPES, FOLDER])}"),
             (self.image_size is None or self.image_size >= 8,
              f"image_size must be >= 8, got {self.image_size}"),
+            (self.image_size is None or self.dataset == FOLDER,
+             f"image_size applies to --dataset {FOLDER} only ({self.dataset} images have a fixed size): "
+             f"leave it out"),
+            (self.log_every is None or self.log_every >= 1,
+             f"log_every must be >= 1 step, got {self.log_every} (leave it out to log no steps)"),
+            (isinstance(self.model_kwargs, dict),
+             f"model_kwargs must be a mapping of argument names to values, got {self.model_kwargs!r}"),
             (self.loader_workers >= 0, f"loader_workers must be >= 0, got {self.loader_workers}"),
         ]
         for ok, message in checks:

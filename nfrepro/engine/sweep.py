@@ -30,7 +30,7 @@ from nfrepro.engine.distributed import is_main_process
 from nfrepro.engine.faults import OutputLocationError, check_output_dir, exclusive_lock
 from nfrepro.engine.profiles import project_root
 from nfrepro.engine.progress import progress_bar
-from nfrepro.engine.records import read_results, save_results
+from nfrepro.engine.records import check_results_path, read_results, save_results
 from nfrepro.engine.training import ConfigError, RunResult, TrainConfig, run_name, train
 
 ID_COLUMNS = ["run", "model", "dataset", "batch_size", "clipping", "seed"]
@@ -130,6 +130,8 @@ def run_sweep(grid: Mapping[str, Sequence[Any]], base_config: TrainConfig | None
     base = base_config or TrainConfig()
     configs = [(o, apply_overrides(base, o, runs_dir)) for o in expand_grid(grid)]  # validate all first
     results_csv = Path(results_csv)
+    if not results_csv.is_dir():
+        check_results_path(results_csv)  # never clobber a file nfrepro did not write
     if results_csv.is_dir():
         raise OutputLocationError(errno.EISDIR, f"results table {results_csv} is a folder: name a "
                                   f".csv file in it")

@@ -37,7 +37,6 @@ from nfrepro.data.loader import TensorLoader
 from nfrepro.engine import distributed as dist
 from nfrepro.engine.checkpoint import (
     CheckpointError,
-    checkpoint_epoch,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -50,16 +49,23 @@ from nfrepro.engine.config import (
     check_same_config,
     run_name,
 )
-from nfrepro.engine.device import autocast, check_device, compute_dtype, memory_format
+from nfrepro.engine.device import autocast, check_device, memory_format
 from nfrepro.engine.faults import (
     atomic_write,
     check_output_dir,
     error_line,
     exclusive_lock,
+    remove_temp_files,
 )
 from nfrepro.engine.profiles import project_root
 from nfrepro.engine.progress import progress_bar
-from nfrepro.engine.records import save_results
+from nfrepro.engine.run_folder import (
+    METRIC_COLUMNS,
+    RunResult,
+    finished_run,
+    refuse_foreign_files,
+    write_metrics,
+)
 from nfrepro.engine.step_log import StepLogger, tensorboard_writer
 from nfrepro.models.factory import create_model
 from nfrepro.optim.norm_clipping import GradNormClip
@@ -74,26 +80,6 @@ from nfrepro.optim.recipe import (
 )
 
 __all__ = ["TrainConfig", "ConfigError", "RunResult", "run_name", "train", "evaluate"]
-
-METRIC_COLUMNS = ["epoch", "step", "train_loss", "test_top1", "test_top1_ema", "lr",
-                  "frac_clipped", "wall_time_s", "status"]
-FINISHED = ("completed", "diverged")
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    status: str                       # "completed" or "diverged"
-    config: TrainConfig
-    metrics: pd.DataFrame             # the rows of metrics.csv
-    wall_time_s: float
-    model: nn.Module | None = None    # trained model (None when read back from a finished run)
-    ema_model: nn.Module | None = None
-
-    def final(self, column: str) -> float:
-        values = self.metrics[column].dropna()
-        return float(values.iloc[-1]) if len(values) else float("nan")
-
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -114,44 +100,6 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     model.train(was_training)
     correct, total = dist.all_reduce_(counts).tolist()
     return 100.0 * correct / max(total, 1)
-
-
-def _finished(run_dir: Path, config: TrainConfig) -> RunResult | None:
-    """The result of a run that already completed or diverged in ``run_dir``, else None.
-
-    Finished means the record says so *and* the metrics CSV agrees with it (the rows it counts,
-    the same last epoch and status) *and* the checkpoint does (written after the last epoch of a
-    completed run; a diverged run keeps its last good one, of an earlier epoch, or none): the CSV
-    is written first, so a kill between the two writes, a truncated CSV or a stale checkpoint
-    reads as unfinished and the run resumes from its checkpoint, whose progress rewrites both files.
-    """
-    try:
-        record = json.loads((run_dir / "metrics.json").read_text())
-        metrics = pd.read_csv(run_dir / "metrics.csv")
-    except (OSError, ValueError):
-        return None
-    if record.get("status") not in FINISHED:
-        return None
-    if (len(metrics) != record.get("rows") or list(metrics.columns) != METRIC_COLUMNS
-            or metrics["status"].iloc[-1] != record["status"]
-            or int(metrics["epoch"].iloc[-1]) != record.get("epoch", len(metrics))):
-        return None
-    saved = checkpoint_epoch(run_dir / "checkpoint.pt")
-    last = int(metrics["epoch"].iloc[-1])
-    if (saved != last) if record["status"] == "completed" else (saved is not None and saved > last):
-        return None
-    check_same_config(record.get("parameters", {}), config, run_dir)
-    return RunResult(run_dir, record["status"], config, metrics, record.get("wall_time_s", 0.0))
-
-
-def _write_metrics(run_dir: Path, rows: list[dict], config: TrainConfig, wall: float,
-                   status: str, device: torch.device, world_size: int) -> None:
-    """metrics.csv, then its record metrics.json (atomically, in that order: see :func:`_finished`)."""
-    df = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    save_results(df, run_dir / "metrics.csv", params=config.to_dict(), wall_time_s=wall,
-                 device=device, status=status, world_size=world_size,
-                 threads_per_worker=torch.get_num_threads(), dtype=compute_dtype(device, config.amp),
-                 epoch=int(df["epoch"].iloc[-1]) if len(df) else 0)
 
 
 @dataclass
@@ -217,7 +165,8 @@ def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
     opt = make_optimizer(model, scaled_lr(config.base_lr, config.batch_size),
                          weight_decay=config.weight_decay, momentum=config.momentum,
                          nesterov=config.nesterov, optimizer=config.optimizer,
-                         clipping=config.clipping, selection=config.agc)
+                         clipping=config.clipping, selection=config.agc,
+                         warn_nonfinite=False)  # the engine stops a run whose loss is not finite
     norm_clip = GradNormClip(model.parameters(), config.clip_norm) if config.clip_norm else None
     sched = make_scheduler(opt, min(round(config.warmup_epochs * per_epoch), total), total)
     ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
@@ -273,13 +222,17 @@ def _save(parts: _Parts, path: Path, config: TrainConfig, progress: dict[str, An
 
 
 def _step_hook(config: TrainConfig, run_dir: Path, main: bool,
-               on_step: Callable[[int, dict], None] | None) -> Callable[[int, dict], None] | None:
-    """The user's ``on_step`` and, on rank 0, the CSV / TensorBoard logger of ``config.log_every``."""
+               on_step: Callable[[int, dict], None] | None,
+               resumed_step: int = 0) -> Callable[[int, dict], None] | None:
+    """The user's ``on_step`` and, on rank 0, the CSV / TensorBoard logger of ``config.log_every``;
+    a run resumed at ``resumed_step`` first drops what a killed run logged after it."""
     logger = None
     if main and (config.log_every or config.tensorboard):
-        writer = tensorboard_writer(run_dir / "tensorboard") if config.tensorboard else None
+        writer = tensorboard_writer(run_dir / "tensorboard", purge_step=resumed_step + 1 if resumed_step
+                                    else None) if config.tensorboard else None
         logger = StepLogger(config.log_every or config.check_every,
                             run_dir / "steps.csv" if config.log_every else None, writer)
+        logger.resume_at(resumed_step)
     if logger is None:
         return on_step
 
@@ -385,22 +338,25 @@ def train(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None 
 def _train_locked(config: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None,
                   on_step: Callable[[int, dict], None] | None, run_dir: Path, info: dist.DistInfo,
                   world_size: int) -> RunResult:
-    done = _finished(run_dir, config)
+    done = finished_run(run_dir, config)
     if done is not None:
         return done
     parts, main, ckpt_path = _build(config, info), info.is_main, run_dir / "checkpoint.pt"
     progress = {"epoch": 0, "step": 0, "rows": [], "wall_time_s": 0.0, "status": "running"}
+    if main:  # the folder is ours (locked): what a killed writer left goes
+        remove_temp_files(run_dir)
     if ckpt_path.exists():
         progress = _resume(parts, ckpt_path, config, info)
     elif main:
+        refuse_foreign_files(run_dir, config)
         atomic_write(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     rows, wall_before = progress["rows"], progress["wall_time_s"]
     started = time.perf_counter()
     bar = progress_bar(total=parts.total_steps, initial=progress["step"], desc=run_dir.name,
                        disable=not (config.progress and main), dynamic_ncols=True)
-    step_hook = _step_hook(config, run_dir, main, on_step)
+    step_hook = _step_hook(config, run_dir, main, on_step, progress["step"])
     if progress["status"] == "completed" and main:  # killed between checkpoint and metrics
-        _write_metrics(run_dir, rows, config, wall_before, "completed", info.device, world_size)
+        write_metrics(run_dir, rows, config, wall_before, "completed", info.device, world_size)
     while progress["epoch"] < parts.n_epochs and progress["status"] == "running":
         step, stats = _train_epoch(parts, config, progress["step"], bar, step_hook, progress["epoch"] + 1)
         epoch = progress["epoch"] + 1
@@ -422,7 +378,7 @@ def _train_locked(config: TrainConfig, on_epoch_end: Callable[[int, dict], None]
         if status != "diverged":  # a diverged run keeps its last good checkpoint
             _save(parts, ckpt_path, config, progress, main)
         if main:
-            _write_metrics(run_dir, rows, config, wall, status, info.device, world_size)
+            write_metrics(run_dir, rows, config, wall, status, info.device, world_size)
         dist.barrier()
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)

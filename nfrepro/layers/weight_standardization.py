@@ -61,8 +61,7 @@ class WSConv2d(SamePadConv2d):
         self.eps = eps
         self.gain = nn.Parameter(torch.full((out_channels,), float(gain_init)))
 
-    def reset_parameters(self) -> None:
-        """Weights N(0, 1/fan_in), bias 0, instead of nn.Conv2d's init."""
+    def reset_parameters(self) -> None:  # the class docstring's init, not nn.Conv2d's
         fan_in_normal_(self)
 
     def standardized_weight(self) -> torch.Tensor:

@@ -138,7 +138,7 @@ class NFNet(ClassifierHead, nn.Module):
                  se_ratio: float = 0.5, group_size: int = 128, bottleneck_ratio: float = 0.5,
                  extra_conv: bool = True):
         super().__init__()
-        check_common_args(num_classes, in_chans, alpha)
+        check_common_args(num_classes, in_chans, alpha, group_size=group_size)
         if variant not in VARIANTS:
             raise ValueError(f"unknown NFNet variant {variant!r}: choose one of {', '.join(VARIANTS)}")
         if norm not in ("none", "batch"):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,6 +50,8 @@ from nfrepro.models.weight_formats import (  # noqa: F401  (to_timm, haiku_shape
 )
 
 logger = logging.getLogger(__name__)
+# fine-tuning loads refuse a checkpoint that fits less than this share of the model's tensors
+MIN_FITTING = 0.5
 
 # ---------------------------------------------------------------- architecture checks
 def describe(state: Mapping[str, torch.Tensor]) -> str:
@@ -141,9 +144,12 @@ def load_fitting(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[st
             report["reinitialised"].append(key)
         else:
             report["skipped"].append(key)
-    if not report["loaded"]:
-        raise ValueError(f"no tensor of the checkpoint fits {type(model).__name__} (keys such as "
-                         f"{list(state)[:3]}): is it a checkpoint of another model?")
+    body = [k for k in ours if not k.startswith(head)]  # the classifier may change with the task
+    fit = len(report["loaded"]) + len(report["adapted"])
+    if fit < MIN_FITTING * len(body):
+        raise ValueError(f"only {fit} of the {len(body)} tensors of {type(model).__name__} (classifier "
+                         f"aside) fit the checkpoint (keys such as {list(state)[:3]}); fine-tuning needs at "
+                         f"least {MIN_FITTING:.0%}: pick the model the weights were trained as")
     report["missing"] = sorted(set(ours) - set(fitting) - set(report["reinitialised"]))
     model.load_state_dict(fitting, strict=False)
     return report
@@ -287,8 +293,9 @@ def load_pretrained(model: nn.Module, source: str | Path | Mapping[str, Any],
     ``strict=True``: the checkpoint must match the model exactly (a mismatch raises a
     ``ValueError`` saying what differs). ``strict=False`` (fine-tuning; what
     ``create_model(name, pretrained=...)`` uses): every tensor that fits is loaded, the first conv
-    is adapted to other input channels, a classifier of another size stays freshly initialised,
-    and one ``logging`` line (logger ``nfrepro.models.pretrained``) says what was done.
+    is adapted to other input channels, a classifier of another size stays freshly initialised.
+    A checkpoint that fits fewer than :data:`MIN_FITTING` of the model's tensors (classifier aside)
+    is refused; anything short of an exact fit is one ``UserWarning`` saying what was done.
     """
     state = convert(source) if isinstance(source, Mapping) else read_checkpoint(source)
     if strict:
@@ -309,7 +316,10 @@ def load_pretrained(model: nn.Module, source: str | Path | Mapping[str, Any],
     if report["missing"]:
         parts.append(f"{len(report['missing'])} model tensors not in the file keep their init "
                      f"({', '.join(report['missing'][:3])}...)")
-    logger.info("; ".join(parts))
+    if len(parts) > 1:  # anything but an exact fit is a warning a user sees
+        warnings.warn("; ".join(parts), UserWarning, stacklevel=2)
+    else:
+        logger.info(parts[0])
     return model
 
 

@@ -66,12 +66,14 @@ def model_parameters(name: str) -> set[str] | None:
     return {p.name for p in params[len(args):] if p.kind in keyword}
 
 
-def check_common_args(num_classes: Any, in_chans: Any, alpha: Any = None) -> None:
+def check_common_args(num_classes: Any, in_chans: Any, alpha: Any = None, **counts: Any) -> None:
     """The model contract's shared arguments (DESIGN.md), checked once for every family:
     ``num_classes >= 0`` (0: no classifier weights to speak of, but a valid head), ``in_chans >= 1``,
-    and a finite ``alpha``. A wrong type is a ``TypeError``, a wrong value a ``ValueError``,
-    each naming the argument."""
-    for arg, value, low in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
+    a finite ``alpha``, and every other count a family names (``group_size=...``) >= 1. A wrong
+    type is a ``TypeError``, a wrong value a ``ValueError``, each naming the argument."""
+    checks = [("num_classes", num_classes, 0), ("in_chans", in_chans, 1),
+              *((arg, value, 1) for arg, value in counts.items())]
+    for arg, value, low in checks:
         if not isinstance(value, numbers.Integral) or isinstance(value, bool):
             raise TypeError(f"{arg} must be an int, got {value!r}")
         if value < low:
@@ -84,6 +86,9 @@ def check_common_args(num_classes: Any, in_chans: Any, alpha: Any = None) -> Non
 
 
 def _check_name(name: str) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"a model name is a string such as 'nfnet_f0', got {name!r}; "
+                        f"nfrepro.list_models() lists them")
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""

@@ -53,7 +53,6 @@ FAMILY_DEFAULTS: dict[str, dict] = {
     "bn": dict(use_ws=False, skip_gain_init=None, alpha=1.0, stochdepth_rate=0.0, order="bn_relu_conv"),
     "plain": dict(use_ws=False, skip_gain_init=None, alpha=1.0, stochdepth_rate=0.0, order=None),
 }
-FAMILIES = tuple(FAMILY_DEFAULTS)
 
 
 class ResNet(ClassifierHead, nn.Module):
@@ -74,13 +73,12 @@ class ResNet(ClassifierHead, nn.Module):
         self.use_ws, self.skip_gain_init, self.alpha = use_ws, skip_gain_init, float(alpha)
         self.drop_rate, self.stochdepth_rate, self.se_ratio = drop_rate, stochdepth_rate, se_ratio
 
-        # Stem: its output is SPP index 0. Official: 7x7/2 conv to 16 * width = widths[0] / 4.
+        # Stem (SPP index 0); official: 7x7/2 conv to 16 * width = widths[0] / 4. Body: betas from
+        # the official bookkeeping (models.variance), 1 for the BN and plain nets.
         stem_ch = widths[0] if small_stem else max(1, widths[0] // 4)
         stem_conv = make_conv(in_chans, stem_ch, 3 if small_stem else 7, 1 if small_stem else 2,
                               kind="ws" if use_ws else "plain", bias=family != "bn")
         self.stem = nn.Sequential(stem_conv, *([] if small_stem else [SamePadMaxPool2d(3, 2)]))
-
-        # Body: beta from the official bookkeeping (models.variance); 1 for the BN and plain nets
         num_blocks = sum(depths)
         betas = expected_betas(depths, alpha) if family == "nf" else [1.0] * num_blocks
         blocks, ch, index = [], stem_ch, 0
@@ -117,15 +115,14 @@ class ResNet(ClassifierHead, nn.Module):
         return self.final_act(x)
 
     def expected_block_variances(self) -> list[float]:
-        """Theory line for the SPP: 1 for the stem, then each block's expected output variance
-        (:func:`~nfrepro.models.variance.expected_variances`, with skip gains 1)."""
+        """The SPP's theory line: 1 (the stem), then :func:`~nfrepro.models.variance.expected_variances`."""
         return [1.0] + expected_variances(self.depths, self.alpha, normalized=self.family != "plain")
 
 
 def _check_switches(family: str, depths: Sequence[int], widths: Sequence[int], use_ws: bool,
                     order: str | None, drop_rate: float, stochdepth_rate: float, se_ratio: float) -> None:
-    if family not in FAMILIES:
-        raise ValueError(f"family={family!r}: choose one of {', '.join(FAMILIES)}")
+    if family not in FAMILY_DEFAULTS:
+        raise ValueError(f"family={family!r}: choose one of {', '.join(FAMILY_DEFAULTS)}")
     if use_ws and family != "nf":
         raise ValueError(f"use_ws=True: {family}_resnet uses plain convs; Scaled WS is nf_resnet*'s")
     if family == "bn" and order not in BN_ORDERS:

@@ -7,13 +7,10 @@ For every unit ``i`` (an output row) of every clipped parameter ``W`` with gradi
               \frac{\|G_i\|}{\max(\|W_i\|, \epsilon)} > \lambda \\
               G_i & \text{otherwise} \end{cases}
 
-with ``lambda = clipping`` (0.01 at batch 1024-4096, §5.1), ``eps = 1e-3``. Units: rows of a conv
-``O x I x kh x kw`` or linear ``O x I``; a tensor of <= 1 dim (bias, gain) is one unit. As in the
-official code, ``||G_i||`` is floored at 1e-6 in the division only. The classifier weight is not
-clipped (:class:`AGCSelection`). Departures: timm clips its ``O x 1 x 1 x 1`` WS gain element by
-element, we (and the official) clip the vector as a whole. Non-finite gradients are not repaired
-(nor by the paper): a NaN unit passes unchanged, an inf unit is multiplied by 0; the statistics
-count both (``num_nonfinite``).
+with ``lambda = clipping``. Units: rows of a conv ``O x I x kh x kw`` or linear ``O x I``; a tensor
+of <= 1 dim (bias, gain) is one unit (timm clips its ``O x 1 x 1 x 1`` WS gain per element). The
+classifier weight is not clipped (:class:`AGCSelection`). Non-finite values are not repaired (nor
+officially): a NaN unit passes, an inf one becomes 0 x inf; ``num_nonfinite`` counts them.
 """
 from __future__ import annotations
 
@@ -85,7 +82,7 @@ def adaptive_grad_clip_reference_(parameters: Params, clipping: float = CLIPPING
         g.copy_(torch.where(trigger.view(shape), g * scale.view(shape), g))
         num_units += trigger.numel()
         num_clipped += int(trigger.sum())
-        num_nonfinite += int((~torch.isfinite(g_norm)).sum())
+        num_nonfinite += int((~(torch.isfinite(g_norm) & torch.isfinite(w_norm))).sum())
     return _stats(num_units, torch.tensor(num_clipped), torch.tensor(num_nonfinite))
 
 
@@ -139,7 +136,8 @@ def _clip_group_(params: list[torch.Tensor], clipping: float, eps: float,
         ends = torch.tensor(sizes).cumsum(0)
         per_tensor = torch.diff(trigger.cumsum(0)[ends - 1], prepend=torch.zeros(1, dtype=torch.int64))
         keep = per_tensor.nonzero().flatten().tolist()
-    count = torch.stack([trigger.sum(), (~torch.isfinite(g_norm)).sum()]) if stats else None
+    finite = torch.isfinite(g_norm) & torch.isfinite(max_norm)  # max_norm: lambda max(||W_i||, eps)
+    count = torch.stack([trigger.sum(), (~finite).sum()]) if stats else None
     if keep:
         scales = scale.split(sizes)  # views, no copies
         torch._foreach_mul_([grads[i] for i in keep],

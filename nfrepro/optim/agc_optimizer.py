@@ -1,8 +1,7 @@
 r"""AGC as an optimizer: wrap any ``torch.optim`` optimizer so that every step clips first (NFNets §4).
 
-Weight decay is added by the inner optimizer, after clipping (official ``optim.py``). With mixed
-precision, pass the wrapper to the scaler (``scaler.step(agc)``): it unscales before AGC clips.
-"""
+The inner optimizer adds weight decay after clipping (official ``optim.py``); ``scaler.step(agc)``
+unscales before AGC clips."""
 from __future__ import annotations
 
 import warnings
@@ -36,28 +35,31 @@ class AGC(Optimizer):
 
     ``param_groups``, ``state``, ``defaults``, ``state_dict()`` are the inner optimizer's; ``last_stats``
     the latest clip's statistics. Stepping the inner optimizer directly raises; handing AGC the
-    classifier weight warns (§4.1). A ``closure`` runs once, before clipping.
+    classifier weight warns (§4.1), so does the first non-finite weight or gradient (unless
+    ``warn_nonfinite=False``: the check is a device sync per step). A ``closure`` runs once, first.
     """
 
     _step_supports_amp_scaling = False  # a GradScaler unscales before step(), and skips it on infs
 
     def __init__(self, optimizer: Optimizer, parameters: Params, clipping: float = CLIPPING, *,
-                 eps: float = EPS, stats: bool = True, clip_classifier: bool = False):
+                 eps: float = EPS, stats: bool = True, clip_classifier: bool = False,
+                 warn_nonfinite: bool = True):
         # Optimizer.__init__ is not called: it would build param_groups of its own.
         if not isinstance(optimizer, Optimizer) or isinstance(optimizer, AGC):
             raise TypeError(f"AGC wraps a torch.optim.Optimizer not already wrapped in AGC (that would clip "
                             f"twice), got {type(optimizer).__name__}")
         agc._check_hyperparameters(clipping, eps)
         self.optimizer, self.clipping, self.eps, self.stats = optimizer, clipping, eps, stats
-        self.last_stats: dict[str, Any] | None = None
+        self.last_stats: dict[str, Any] | None = None  # of the latest step
         self._clip_params: list[torch.Tensor] = []
         self._add_clip_params(parameters)
+        if not self._clip_params:  # e.g. a model.parameters() generator already read once
+            raise ValueError("AGC was given no parameters to clip: pass a list, or use AGC.from_model")
         if not clip_classifier and any(getattr(p, CLASSIFIER_MARK, False) for p in self._clip_params):
-            warnings.warn("AGC was given the classifier's weight to clip (every parameter of the "
-                          "model?); the paper leaves it unclipped. Use AGC.from_model(model, optimizer) "
-                          "or AGC(optimizer, nfrepro.clip_parameters(model)); pass clip_classifier=True "
-                          "to clip it on purpose.", UserWarning, stacklevel=2)
-        self._in_step = False
+            warnings.warn("AGC was given the classifier's weight to clip; the paper leaves it unclipped. "
+                          "Use AGC.from_model(model, optimizer) or nfrepro.clip_parameters(model), or pass "
+                          "clip_classifier=True to clip it on purpose.", UserWarning, stacklevel=2)
+        self._in_step, self._warn_nonfinite = False, warn_nonfinite and stats  # warn until the first
         self._guard_inner()
         for name in ("step_pre", "step_post", "state_dict_pre", "state_dict_post", "load_state_dict_pre",
                      "load_state_dict_post"):
@@ -102,6 +104,10 @@ class AGC(Optimizer):
             loss = closure() if closure is not None else None
         self.last_stats = agc.adaptive_grad_clip_(self._clip_params, self.clipping, eps=self.eps,
                                                   stats=self.stats)
+        if self._warn_nonfinite and int(self.last_stats["num_nonfinite"]):
+            self._warn_nonfinite = False  # once
+            warnings.warn(f"AGC: {int(self.last_stats['num_nonfinite'])} unit(s) with a non-finite weight "
+                          f"or gradient, which clipping does not repair", RuntimeWarning, stacklevel=2)
         self._in_step = True
         try:
             self.optimizer.step()

@@ -83,7 +83,7 @@ def param_groups(model: nn.Module, weight_decay: float = WEIGHT_DECAY) -> list[d
 def make_optimizer(model: nn.Module, lr: float, *, weight_decay: float = WEIGHT_DECAY,
                    momentum: float = MOMENTUM, nesterov: bool = True, optimizer: str = "sgd",
                    clipping: float | None = None, selection: AGCSelection = PAPER_SELECTION,
-                   stats: bool = True) -> torch.optim.Optimizer:
+                   stats: bool = True, warn_nonfinite: bool = True) -> torch.optim.Optimizer:
     """SGD (Nesterov) over :func:`param_groups`, wrapped in AGC when ``clipping`` (lambda) is a number.
 
     ``optimizer="adamw"`` uses ``torch.optim.AdamW`` (default betas, decoupled weight decay from
@@ -92,7 +92,8 @@ def make_optimizer(model: nn.Module, lr: float, *, weight_decay: float = WEIGHT_
 
     ``clipping=None`` turns AGC off; ``selection`` says which parameters it clips (by default all
     but the classifier weight, :func:`nfrepro.optim.agc.clip_parameters`); ``stats=False`` skips
-    the clip statistics (``AGC.last_stats``), as the benchmarks do.
+    the clip statistics (``AGC.last_stats``), as the benchmarks do; ``warn_nonfinite=False``
+    skips AGC's per-step check for non-finite weights and gradients (a loop that watches its loss).
     """
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(param_groups(model, weight_decay), lr=lr,
@@ -104,7 +105,7 @@ def make_optimizer(model: nn.Module, lr: float, *, weight_decay: float = WEIGHT_
     if clipping is None:
         return opt
     return AGC(opt, clip_parameters(model, selection), clipping, eps=selection.eps, stats=stats,
-               clip_classifier=selection.clip_classifier)
+               clip_classifier=selection.clip_classifier, warn_nonfinite=warn_nonfinite)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int,

@@ -1,4 +1,4 @@
-"""nfrepro.engine.config: every bad setting is a ConfigError naming it, before any work (issue 18)."""
+"""nfrepro.engine.config: every bad setting is a ConfigError naming it, before any work."""
 from __future__ import annotations
 
 import math

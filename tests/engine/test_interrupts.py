@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from nfrepro import cli
 
@@ -79,7 +78,6 @@ def test_sigint_says_the_run_resumes_and_exits_130(tmp_path):
     assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == list(range(1, 7))
 
 
-@pytest.mark.xfail(strict=True, reason="the engine does not call StepLogger.resume_at yet")
 def test_kill_9_three_times_then_resume_logs_every_step_once(tmp_path):
     run = tmp_path / "run"
     args = ["train", *TINY, "--epochs", "5", "--log-every", "1", "--run-dir", str(run)]

@@ -56,7 +56,7 @@ def test_run_name_is_deterministic_and_ignores_non_trajectory_fields(tmp_path):
     assert a != run_name(tiny(tmp_path, clip_exclude_skip_gains=True))
 
 
-PINNED_NAME = "nf_resnet_small-synthetic-b16-clipoff-s0-cf07aa94"  # tiny()'s folder name since session 1
+PINNED_NAME = "nf_resnet_small-synthetic-b16-clipoff-s0-cf07aa94"  # tiny()'s folder name, pinned
 
 
 def test_unclipped_skip_gains_move_where_clipped_ones_cannot(tmp_path):
@@ -172,7 +172,7 @@ def test_tensorboard_needs_the_package_or_writes_events(tmp_path):
     assert list((tmp_path / "run" / "tensorboard").glob("events.*"))
 
 
-# --- faults: kill windows, a full disk, a second process (issue 18) ----------------------------
+# --- faults: kill windows, a full disk, a second process -----------------------------------
 def assert_same_weights(a_dir, b_dir):
     a, b = load_checkpoint(a_dir / "checkpoint.pt"), load_checkpoint(b_dir / "checkpoint.pt")
     for part in ("model", "ema"):

@@ -254,20 +254,18 @@ def test_format_comes_from_content_and_prefixes_are_stripped(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("in_chans", [1, 3, 5])
-def test_create_model_fine_tunes_from_a_file(tmp_path, caplog, in_chans):
-    import logging
-
+def test_create_model_fine_tunes_from_a_file(tmp_path, in_chans):
     import nfrepro
     from nfrepro.models.pretrained import adapt_input_conv
     source = tiny(seed=0)
     torch.save(source.state_dict(), tmp_path / "f0.pth")
-    with caplog.at_level(logging.INFO, logger="nfrepro.models.pretrained"):
+    with pytest.warns(UserWarning) as caught:  # a partial fit is a warning a user sees, not INFO
         model = nfrepro.create_model("nfnet_f0", pretrained=tmp_path / "f0.pth",
                                      **{**TINY, "num_classes": 7, "in_chans": in_chans})
     assert model.fc.out_features == 7 and model.stem.conv0.weight.shape[1] == in_chans
     assert model.blocks[2].conv1.weight.equal(source.blocks[2].conv1.weight)
     assert model.stem.conv0.weight.equal(adapt_input_conv(source.stem.conv0.weight, in_chans))
-    (line,) = [r.getMessage() for r in caplog.records]
+    (line,) = [str(w.message) for w in caught]
     assert "re-initialised the classifier" in line
     assert ("adapted stem.conv0.weight" in line) == (in_chans != 3)
 
@@ -312,3 +310,11 @@ def test_broken_weights_files_are_a_value_error_naming_the_file(tmp_path, name, 
         load_pretrained(model, tmp_path / name)
     with pytest.raises(FileNotFoundError, match="no weights file"):
         load_pretrained(model, tmp_path / "missing.pth")
+
+
+def test_weights_of_another_architecture_are_refused_not_partly_loaded():
+    import nfrepro
+    source = nfrepro.create_model("nf_resnet_small")  # a few tensors share names and shapes
+    with pytest.raises(ValueError, match=r"only \d+ of the \d+ tensors .* at least 50%: pick the model"):
+        nfrepro.create_model("nf_resnet26", pretrained=source.state_dict(),
+                             depths=(1, 1, 1, 1), widths=(16, 32, 32, 64))

@@ -8,7 +8,7 @@ import torch.nn as nn
 import nfrepro
 from nfrepro.analysis.complexity import count_params
 from nfrepro.models.factory import create_model
-from nfrepro.models.registry import list_models, register_model
+from nfrepro.models.registry import build_model, list_models, register_model
 
 REAL_FORWARD_MAX_PARAMS = 30_000_000
 IMAGE_SIZE = 64
@@ -95,7 +95,7 @@ def test_small_models_run_forward_passes(name):
         assert out.shape == (2, num_classes) and torch.isfinite(out).all()
 
 
-# --- bad constructor arguments name themselves (issue 18) ---------------------------------------
+# --- bad constructor arguments name themselves ----------------------------------------------
 @pytest.mark.parametrize("name", ["nf_resnet_small", "bn_resnet_small", "plain_resnet_small", "nfnet_f0"])
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(in_chans=0), ValueError, "in_chans must be >= 1"),
@@ -120,3 +120,14 @@ def test_model_parameters_lists_what_a_model_accepts():
     assert "colour" not in accepted and "family" not in accepted  # bound by the variant
     with pytest.raises(ValueError, match="Did you mean"):
         model_parameters("nf_resnet_smal")
+
+
+def test_a_model_name_that_is_not_a_string_is_one_clear_error():
+    with pytest.raises(TypeError, match="a model name is a string"):
+        build_model(None)
+
+
+@pytest.mark.parametrize("value, error", [(0, ValueError), (-128, ValueError), (1.5, TypeError)])
+def test_nfnet_group_size_must_be_a_positive_whole_number(value, error):
+    with pytest.raises(error, match="group_size must be"):
+        build_model("nfnet_f0", group_size=value)

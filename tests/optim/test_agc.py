@@ -268,7 +268,7 @@ def test_clip_parameters_can_leave_the_skip_gains_unclipped():
         clip_parameters(plain, AGCSelection(clip_classifier=True, exclude_skip_gains=True))
 
 
-# ---------------------------------------------------------------- bad input (issue 18)
+# ---------------------------------------------------------------- bad input
 @pytest.mark.parametrize("clipping, error", [(float("inf"), ValueError), (float("nan"), ValueError),
                                              (0.0, ValueError), ("0.01", TypeError), (None, TypeError),
                                              (True, TypeError)])

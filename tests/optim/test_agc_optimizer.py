@@ -229,3 +229,45 @@ def test_grad_scaler_stepping_the_inner_optimizer_raises():
     clone = copy.deepcopy(agc)    # the guard survives a copy
     with pytest.raises(InnerStepError):
         clone.optimizer.step()
+
+
+def test_an_exhausted_generator_is_an_error_not_a_silent_no_op():
+    model = TinyNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    params = model.parameters()
+    list(params)  # read once already
+    with pytest.raises(ValueError, match="no parameters to clip"):
+        AGC(opt, params)
+
+
+def test_non_finite_weights_and_gradients_are_counted_and_warned_about_once():
+    model = TinyNet()
+    opt = AGC(torch.optim.SGD(model.parameters(), lr=0.0), clip_parameters(model))
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("nan"))  # one unit's weights
+    with pytest.warns(RuntimeWarning, match="non-finite weight or gradient"):
+        backward(model)
+        opt.step()
+    assert int(opt.last_stats["num_nonfinite"]) >= 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: the second step is silent
+        backward(model)
+        opt.step()
+    quiet = AGC(torch.optim.SGD(model.parameters(), lr=0.0), clip_parameters(model), warn_nonfinite=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        backward(model)
+        quiet.step()
+    assert int(quiet.last_stats["num_nonfinite"]) >= 1
+
+
+def test_a_nan_weight_is_counted_by_the_reference_and_the_fast_path_alike():
+    from nfrepro.optim.agc import adaptive_grad_clip_
+    w = torch.ones(3, 4, requires_grad=True)
+    with torch.no_grad():
+        w[1, 0] = float("nan")
+    w.grad = torch.ones(3, 4)
+    fast = adaptive_grad_clip_([w], 0.01)
+    w.grad = torch.ones(3, 4)
+    reference = adaptive_grad_clip_reference_([w], 0.01)
+    assert int(fast["num_nonfinite"]) == int(reference["num_nonfinite"]) == 1

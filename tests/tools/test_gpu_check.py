@@ -50,3 +50,4 @@ def test_without_cuda_the_real_check_refuses_to_start(tmp_path):
         pytest.skip("CUDA is present: the real check would run")
     with pytest.raises(RuntimeError, match="DRY=1"):
         gpu_check.run(tmp_path, dry=False)
+    assert gpu_check.main(["--out-dir", str(tmp_path)]) == 2  # one line on stderr, no traceback
