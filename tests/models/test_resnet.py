@@ -224,7 +224,7 @@ def test_residual_out_sees_the_branch_before_skip_gain_and_alpha():
     assert torch.allclose(out, x + 0.5 * 0.25 * seen["r"], atol=1e-6)
 
 
-@pytest.mark.parametrize("family", R.FAMILIES)
+@pytest.mark.parametrize("family", list(R.FAMILY_DEFAULTS))
 @pytest.mark.parametrize("index", [0, 2])  # identity shortcut; projection shortcut at a transition
 def test_block_forward_equals_the_paper_formula(family, index):
     """The block computes each activation as the bare g and hands its constant (gamma, times beta
