@@ -177,14 +177,19 @@ def run_overrides(spec: Mapping[str, Any], scale: Scale,
                   methods: Mapping[str, Mapping[str, Any]] = METHODS) -> dict[str, Any]:
     """The TrainConfig overrides of one planned run (a row of a plan): its variant's, its layer
     choice's and the row's batch size, seed and lambda (:func:`sweep_plan.run_overrides`)."""
-    arms = {name: _flat(arm, scale) for name, arm in methods.items()}
-    return sweep_plan.run_overrides(spec, arms, layer_overrides(scale))
+    return sweep_plan.run_overrides(spec, _flat_arms(methods, scale), layer_overrides(scale))
+
+
+def _flat_arms(methods: Mapping[str, Mapping[str, Any]], scale: Scale) -> dict[str, dict[str, Any]]:
+    """The arms as TrainConfig overrides: an arm's ``"agc"`` selection as config.json's flat keys."""
+    return {name: _flat(arm, scale) for name, arm in methods.items()}
 
 
 def _flat(arm: Mapping[str, Any], scale: Scale) -> dict[str, Any]:
     """An arm with its ``"agc"`` selection (if any) as config.json's flat keys."""
     arm = dict(arm)
-    return {**arm, **_selection_keys(arm.pop("agc", PAPER_SELECTION), scale)} if "agc" in arm else arm
+    selection = arm.pop("agc", PAPER_SELECTION)
+    return {**arm, **_selection_keys(selection, scale)}
 
 
 def _selection_keys(selection: AGCSelection, scale: Scale) -> dict[str, Any]:
@@ -204,8 +209,8 @@ def run_plan(plan: pd.DataFrame, scale: Scale, runs_dir: str | Path, progress: b
              methods: Mapping[str, Mapping[str, Any]] = METHODS) -> pd.DataFrame:
     """:func:`nfrepro.experiments.sweep_plan.run_plan` with this module's variants and layer
     choices: run (or read back) every planned run; the tidy table, one row per run and metric."""
-    return sweep_plan.run_plan(plan, scale, runs_dir, methods, layer_overrides(scale), progress=progress,
-                               workers=workers, train_fn=train_fn)
+    return sweep_plan.run_plan(plan, scale, runs_dir, _flat_arms(methods, scale), layer_overrides(scale),
+                               progress=progress, workers=workers, train_fn=train_fn)
 
 
 # the paper's side of the comparison (§4.1, Fig. 2; App. A), quoted, never measured

@@ -249,7 +249,8 @@ def test_a_full_disk_stops_the_run_and_keeps_the_previous_files(tmp_path, monkey
 
     def fsync(fd):
         calls.append(fd)
-        if len(calls) == 5:  # config.json; epoch 1: checkpoint, metrics.csv, .json; epoch 2: checkpoint
+        # config.json; epoch 1: checkpoint, metrics (record copy, .csv, .json); epoch 2: checkpoint
+        if len(calls) == 6:
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 

@@ -67,6 +67,23 @@ def test_run_plan_shares_runs_between_plans_and_reads_skip_gains(tmp_path):
     assert len(gains) == 2 * sum(TINY.depths) and set(gains["variant"]) == {A.NF, A.AGC}
 
 
+def test_every_arm_and_layer_choice_becomes_a_run_config(tmp_path):
+    """Arms that carry an AGC selection (skip gains unclipped) and every layer choice reach the
+    engine as config.json's flat keys (one run each, not trained here)."""
+    seen = []
+
+    def record(config):
+        seen.append(config)
+        raise StopIteration  # stop before training: the config is what is checked
+
+    free_gains = A.plan_batch_size(TINY, variants=[A.AGC_FREE_GAINS]).head(1)
+    last_stage = A.plan_layers(TINY, {A.AGC: 0.01}, layers=["last stage unclipped"]).head(1)
+    for plan in (free_gains, last_stage):
+        with pytest.raises(StopIteration):
+            A.run_plan(plan, TINY, tmp_path, progress=False, train_fn=record)
+    assert seen[0].agc.exclude_skip_gains and seen[1].agc.exclude_stages == (TINY.num_stages - 1,)
+
+
 def test_departures_table_sets_each_setting_beside_the_paper():
     table = A.departures(A.SCALES["cpu"])
     assert list(table.index) == list(A.PAPER_SETUP) and table.notna().all().all()
