@@ -192,6 +192,13 @@ class TrainConfig:
             (isinstance(self.model_kwargs, dict),
              f"model_kwargs must be a mapping of argument names to values, got {self.model_kwargs!r}"),
             (self.loader_workers >= 0, f"loader_workers must be >= 0, got {self.loader_workers}"),
+            (self.loader_workers == 0 or self.dataset == FOLDER,
+             f"loader_workers applies to --dataset {FOLDER} only ({self.dataset} is held in memory): "
+             f"leave it out"),
+            (not self.download or self.dataset == "cifar10",
+             f"download applies to --dataset cifar10 only, not {self.dataset}: leave it out"),
+            (self.data_root is None or self.dataset != "synthetic",
+             "data_root does not apply to --dataset synthetic (its images are generated): leave it out"),
         ]
         for ok, message in checks:
             if not ok:
