@@ -416,7 +416,7 @@ def test_sigint_says_the_run_resumes_and_exits_130(tmp_path):
 
 def test_kill_9_three_times_then_resume_logs_every_step_once(tmp_path):
     run = tmp_path / "run"
-    args = ["train", *TINY_RUN, "--epochs", "5", "--log-every", "1", "--run-dir", str(run)]
+    args = ["train", *TINY_RUN, "--epochs", "5", "--log-every", "1", "--tensorboard", "--run-dir", str(run)]
     for step in (3, 5, 7):  # 2 steps an epoch: each kill falls one step past the last checkpoint
         proc = start_paused(args)
         wait_for(proc, "step", step)
@@ -429,3 +429,18 @@ def test_kill_9_three_times_then_resume_logs_every_step_once(tmp_path):
     assert steps == list(range(1, len(steps) + 1)) and len(steps) == 5 * 2  # 32 images, batch 16
     assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == list(range(1, 6))
     assert not stale.exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()  # the resumed writers purged what the killed ones logged past the checkpoint
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 11))
+
+
+def test_eval_without_weights_says_it_scores_an_untrained_net(tmp_path, capsys):
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / label / "x.png")
+    assert cli.main(["eval", "--model", "nf_resnet_small", "--num-classes", "2", "--image-size", "32",
+                     "--data", str(tmp_path), "--workers", "0", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "no --weights, so this scores nf_resnet_small as initialised (untrained)" in captured.err
+    assert "top-1" in captured.out and "on 2 images" in captured.out
