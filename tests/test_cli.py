@@ -360,7 +360,10 @@ TINY_RUN = ["--model", "nf_resnet_small", "--model-arg", "depths=[1]", "--model-
         "--batch-size", "16", "--no-progress"]
 # the CLI, with a pause after every checkpoint and logged step that the parent ends with a line
 PAUSED_CLI = """
+import signal
 import sys
+# as in a terminal, whatever the test runner inherited (a background job ignores SIGINT)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import nfrepro.engine.training as training
 def pause(*event):
     print(*event, flush=True)
