@@ -117,13 +117,14 @@ def run_record(params: Mapping[str, Any], wall_time_s: float, device: Any = None
     return record
 
 
-def _is_record(path: Path) -> bool:
-    """Whether ``path`` holds a run record of ours (a JSON object with our keys)."""
+def _record(path: Path) -> dict[str, Any] | None:
+    """The run record of ours that ``path`` holds (a JSON object with our keys), else None."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and {"git_commit", "rows", "parameters"} <= record.keys()
+        return None
+    ours = isinstance(record, dict) and {"git_commit", "rows", "parameters"} <= record.keys()
+    return record if ours else None
 
 
 def check_results_path(path: str | Path) -> Path:
@@ -137,7 +138,7 @@ def check_results_path(path: str | Path) -> Path:
         raise ValueError(f"results table {path}: name a .csv file (its run record is written beside "
                          f"it with the suffix .json)")
     record = path.with_suffix(".json")
-    if record.exists() and not _is_record(record):
+    if record.exists() and _record(record) is None:
         raise ValueError(f"{record} exists and is not an nfrepro run record: the table {path.name} "
                          f"would overwrite it; choose another name or move it aside")
     if path.exists() and not record.exists():
@@ -187,8 +188,8 @@ def read_results(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     path = Path(path)
     where, pending = path.with_suffix(".json"), _pending(path)
     if pending.exists():  # a save was cut short: the pair that agrees wins, the other record goes
-        promote = _is_record(pending) and (
-            json.loads(pending.read_text()).get("table_sha256") == _sha256(path))
+        sha = (_record(pending) or {}).get("table_sha256")
+        promote = sha is not None and sha == _sha256(path)
         with contextlib.suppress(OSError):
             os.replace(pending, where) if promote else pending.unlink()
     try:

@@ -130,11 +130,10 @@ def run_sweep(grid: Mapping[str, Sequence[Any]], base_config: TrainConfig | None
     base = base_config or TrainConfig()
     configs = [(o, apply_overrides(base, o, runs_dir)) for o in expand_grid(grid)]  # validate all first
     results_csv = Path(results_csv)
-    if not results_csv.is_dir():
-        check_results_path(results_csv)  # never clobber a file nfrepro did not write
     if results_csv.is_dir():
         raise OutputLocationError(errno.EISDIR, f"results table {results_csv} is a folder: name a "
                                   f".csv file in it")
+    check_results_path(results_csv)  # never clobber a file nfrepro did not write
     for folder in {results_csv.parent, *(Path(c.run_dir).parent for _, c in configs)}:
         check_output_dir(folder)
     main = is_main_process()
