@@ -14,11 +14,17 @@ estimate is the mean of the per-seed differences and the interval is Student's t
 
 One value gives no interval: its verdict is *not resolved*. A rate (divergence) gets Wilson's
 score interval (:func:`rate_ci`).
+
+A verdict holds for the setting its evidence comes from, so every row carries it
+(:data:`SETTING_COLUMNS`: data set, training images, epochs, optimizer steps, batch size, peak learning
+rate, warmup steps, clipping, seeds; :func:`setting_of` reads them from the runs' configurations) and a
+``reading``: one plain sentence saying what the numbers mean. :func:`table` refuses a row without them.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -28,7 +34,10 @@ T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
         10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
         18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
 Z975 = 1.959964
-COLUMNS = ["claim", "estimate", "ci_low", "ci_high", "n", "verdict", "rule"]
+SETTING_COLUMNS = ["dataset", "train_images", "epochs", "steps", "batch_size", "peak_lr", "warmup_steps",
+                   "clipping", "seeds"]
+COLUMNS = ["claim", "estimate", "ci_low", "ci_high", "n", "verdict", "rule", *SETTING_COLUMNS, "reading"]
+TRAIN_IMAGES = {"fashion_mnist": 60_000, "cifar10": 50_000}  # full training sets
 REPRODUCED, CONTRADICTED, NOT_RESOLVED = "reproduced", "contradicted", "not resolved"
 
 
@@ -80,8 +89,9 @@ def level(low: float, high: float, tolerance: float) -> str:
 
 
 def claim_row(claim: str, differences: Iterable[float], kind: str = "greater", margin: float = 0.0,
-              tolerance: float = 1.0) -> dict:
-    """One row of a verdict table (:data:`COLUMNS`) for per-seed ``differences``."""
+              tolerance: float = 1.0, setting: Setting | None = None, reading: str = "") -> dict:
+    """One row of a verdict table (:data:`COLUMNS`) for per-seed ``differences``, with the
+    ``setting`` of the runs and a one-sentence ``reading``."""
     estimate, low, high, n = mean_ci(differences)
     if kind == "greater":
         verdict = greater(low, high, margin) if n > 1 else NOT_RESOLVED
@@ -92,8 +102,79 @@ def claim_row(claim: str, differences: Iterable[float], kind: str = "greater", m
     else:
         raise ValueError(f"kind must be 'greater' or 'level', got {kind!r}")
     return {"claim": claim, "estimate": estimate, "ci_low": low, "ci_high": high, "n": n,
-            "verdict": verdict, "rule": rule}
+            "verdict": verdict, "rule": rule, **(setting.row() if setting else {}), "reading": reading}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The setting a verdict's evidence comes from. A field that differs between the compared runs
+    holds the range ("128-2048"); ``clipping`` says what clips ("none", "AGC λ=0.01", "norm 1")."""
+    dataset: str
+    train_images: int | str
+    epochs: float | str
+    steps: int | str
+    batch_size: int | str
+    peak_lr: float | str
+    warmup_steps: int | str
+    clipping: str
+    seeds: int
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """The setting in words, for a reading: "60,000 images, 232 steps at batch 2048"."""
+        images = f"{self.train_images:,}" if isinstance(self.train_images, int) else self.train_images
+        return f"{images} images, {self.steps} steps at batch {self.batch_size}"
+
+
+def _span(values: Iterable[Any]) -> Any:
+    """One value when all agree, else "low-high" (numbers) or "a | b" (words)."""
+    distinct = sorted(set(values), key=lambda v: (isinstance(v, str), v))
+    if len(distinct) == 1:
+        return distinct[0]
+    if all(isinstance(v, (int, float)) for v in distinct):
+        return f"{distinct[0]:g}-{distinct[-1]:g}"
+    return " | ".join(str(v) for v in distinct)
+
+
+def _clipping(config: Any) -> str:
+    if getattr(config, "clipping", None):
+        return f"AGC λ={config.clipping:g}"
+    if getattr(config, "clip_norm", None):
+        return f"norm {config.clip_norm:g}"
+    return "none"
+
+
+def setting_of(configs: Iterable[Any], seeds: int, train_images: int | None = None) -> Setting:
+    """The :class:`Setting` of the runs made from ``configs`` (:class:`~nfrepro.engine.config.TrainConfig`).
+
+    Steps and warmup steps follow the engine: ``train_images // batch_size`` steps an epoch (the last
+    partial batch is dropped), ``config.steps`` when given, warmup ``round(warmup_epochs * per_epoch)``;
+    the peak learning rate is ``base_lr * batch_size / 256``. ``train_images`` overrides the size the
+    data set name and ``train_subset`` imply (for data sets this table does not know)."""
+    rows = []
+    for c in configs:
+        images = train_images or c.train_subset or TRAIN_IMAGES.get(c.dataset)
+        if images is None:
+            raise ValueError(f"setting_of: how many training images does {c.dataset!r} hold? "
+                             "Pass train_images=N.")
+        per_epoch = images // c.batch_size
+        total = c.steps or c.epochs * per_epoch
+        rows.append(dict(dataset=c.dataset, train_images=images, epochs=round(total / per_epoch, 2),
+                         steps=total, batch_size=c.batch_size, peak_lr=c.base_lr * c.batch_size / 256,
+                         warmup_steps=min(round(c.warmup_epochs * per_epoch), total), clipping=_clipping(c)))
+    if not rows:
+        raise ValueError("setting_of needs the configuration of at least one run")
+    return Setting(**{k: _span(r[k] for r in rows) for k in rows[0]}, seeds=seeds)
 
 
 def table(rows: Iterable[dict]) -> pd.DataFrame:
-    return pd.DataFrame(list(rows), columns=COLUMNS)
+    """The verdict rows as a table with :data:`COLUMNS`; each row must carry its setting and reading."""
+    rows = list(rows)
+    for r in rows:
+        missing = [k for k in [*SETTING_COLUMNS, "reading"] if r.get(k) in (None, "")]
+        if missing:
+            raise ValueError(f"verdict {r.get('claim')!r} lacks {missing}: pass setting=setting_of(...) "
+                             "and a one-sentence reading to claim_row")
+    return pd.DataFrame(rows, columns=COLUMNS)
