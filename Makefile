@@ -61,18 +61,26 @@ browser: ## install Chromium and chromedriver (Debian packages) for the browser 
 # The benchmarks' tables (results/bench_*.csv) are committed too, so the same run remakes them:
 # every results/*.json and figure names one commit (tests/test_provenance.py).
 BENCHMARKS := agc train_step inference throughput weight_standardization
+# Notebook 00 runs last: its synthesis reads every verdict file and the minutes each step took
+# (.scratch/reproduce/times.csv, which it saves as results/reproduce_times.csv).
+TIMES := .scratch/reproduce/times.csv
 reproduce: setup ## run every notebook (default "cpu" profile), regenerating figures/ and results/
 	@export NFREPRO_COMMIT=$$(git rev-parse HEAD)$$(git diff --quiet HEAD -- . || echo -dirty); \
 	echo "== reproducing at $$NFREPRO_COMMIT"; \
 	case $$NFREPRO_COMMIT in *-dirty) echo "== uncommitted changes: every record will say -dirty and tests/test_provenance.py will fail; commit first to publish the outputs";; esac; \
-	cd notebooks && for nb in $(NOTEBOOKS); do \
-	  echo "== $$nb"; start=$$(date +%s); \
-	  env -u NFREPRO_PROFILE ../$(BIN)/papermill --progress-bar --cwd . "$$nb" "$$nb" || exit 1; \
-	  echo "== $$nb done in $$(( $$(date +%s) - start )) s"; \
-	done; \
-	cd .. && echo "== benchmarks: $(BENCHMARKS)" && start=$$(date +%s) && \
+	mkdir -p $(dir $(TIMES)) && echo "notebook,seconds" > $(TIMES) && \
+	run_notebook() { \
+	  echo "== $$1"; start=$$(date +%s); \
+	  (cd notebooks && env -u NFREPRO_PROFILE ../$(BIN)/papermill --progress-bar --cwd . "$$1" "$$1") || return 1; \
+	  echo "$${1%.ipynb},$$(( $$(date +%s) - start ))" >> $(TIMES); \
+	  echo "== $$1 done in $$(( $$(date +%s) - start )) s"; \
+	}; \
+	for nb in $(filter-out 00_overview.ipynb,$(NOTEBOOKS)); do run_notebook "$$nb" || exit 1; done; \
+	echo "== benchmarks: $(BENCHMARKS)" && start=$$(date +%s) && \
 	env -u NFREPRO_PROFILE $(BIN)/python -m nfrepro bench --profile cpu --which $(BENCHMARKS) && \
-	echo "== benchmarks done in $$(( $$(date +%s) - start )) s"
+	echo "benchmarks,$$(( $$(date +%s) - start ))" >> $(TIMES) && \
+	echo "== benchmarks done in $$(( $$(date +%s) - start )) s" && \
+	run_notebook 00_overview.ipynb && rm -f $(TIMES)
 
 test: setup ## lint (ruff), then the tests, and nbval over the notebooks under the smoke profile
 	$(BIN)/ruff check .

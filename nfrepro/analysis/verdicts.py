@@ -18,7 +18,7 @@ score interval (:func:`rate_ci`).
 A verdict holds for the setting its evidence comes from, so every row carries it
 (:data:`SETTING_COLUMNS`: data set, training images, epochs, optimizer steps, batch size, peak learning
 rate, warmup steps, clipping, seeds; :func:`setting_of` reads them from the runs' configurations) and a
-``reading``: one plain sentence saying what the numbers mean. :func:`table` refuses a row without them.
+``reading``: one plain sentence saying what the numbers mean. :func:`table` can refuse a row without them.
 """
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
 Z975 = 1.959964
 SETTING_COLUMNS = ["dataset", "train_images", "epochs", "steps", "batch_size", "peak_lr", "warmup_steps",
                    "clipping", "seeds"]
-COLUMNS = ["claim", "estimate", "ci_low", "ci_high", "n", "verdict", "rule", *SETTING_COLUMNS, "reading"]
+COLUMNS = ["claim", "estimate", "ci_low", "ci_high", "n", "verdict", "rule", *SETTING_COLUMNS, "reading",
+           "paper"]  # paper: the paper's number for the claim, where it gives one (text, with its source)
 TRAIN_IMAGES = {"fashion_mnist": 60_000, "cifar10": 50_000}  # full training sets
 REPRODUCED, CONTRADICTED, NOT_RESOLVED = "reproduced", "contradicted", "not resolved"
 
@@ -89,9 +90,10 @@ def level(low: float, high: float, tolerance: float) -> str:
 
 
 def claim_row(claim: str, differences: Iterable[float], kind: str = "greater", margin: float = 0.0,
-              tolerance: float = 1.0, setting: Setting | None = None, reading: str = "") -> dict:
+              tolerance: float = 1.0, setting: Setting | None = None, reading: str = "",
+              paper: str = "") -> dict:
     """One row of a verdict table (:data:`COLUMNS`) for per-seed ``differences``, with the
-    ``setting`` of the runs and a one-sentence ``reading``."""
+    ``setting`` of the runs, a one-sentence ``reading`` and the ``paper``'s number where it gives one."""
     estimate, low, high, n = mean_ci(differences)
     if kind == "greater":
         verdict = greater(low, high, margin) if n > 1 else NOT_RESOLVED
@@ -102,7 +104,8 @@ def claim_row(claim: str, differences: Iterable[float], kind: str = "greater", m
     else:
         raise ValueError(f"kind must be 'greater' or 'level', got {kind!r}")
     return {"claim": claim, "estimate": estimate, "ci_low": low, "ci_high": high, "n": n,
-            "verdict": verdict, "rule": rule, **(setting.row() if setting else {}), "reading": reading}
+            "verdict": verdict, "rule": rule, **(setting.row() if setting else {}), "reading": reading,
+            "paper": paper}
 
 
 @dataclass(frozen=True)
@@ -169,10 +172,11 @@ def setting_of(configs: Iterable[Any], seeds: int, train_images: int | None = No
     return Setting(**{k: _span(r[k] for r in rows) for k in rows[0]}, seeds=seeds)
 
 
-def table(rows: Iterable[dict]) -> pd.DataFrame:
-    """The verdict rows as a table with :data:`COLUMNS`; each row must carry its setting and reading."""
+def table(rows: Iterable[dict], require_setting: bool = False) -> pd.DataFrame:
+    """The verdict rows as a table with :data:`COLUMNS`. ``require_setting``: refuse a row without
+    its setting and reading."""
     rows = list(rows)
-    for r in rows:
+    for r in rows if require_setting else []:
         missing = [k for k in [*SETTING_COLUMNS, "reading"] if r.get(k) in (None, "")]
         if missing:
             raise ValueError(f"verdict {r.get('claim')!r} lacks {missing}: pass setting=setting_of(...) "
