@@ -18,7 +18,7 @@ score interval (:func:`rate_ci`).
 A verdict holds for the setting its evidence comes from, so every row carries it
 (:data:`SETTING_COLUMNS`: data set, training images, epochs, optimizer steps, batch size, peak learning
 rate, warmup steps, clipping, seeds; :func:`setting_of` reads them from the runs' configurations) and a
-``reading``: one plain sentence saying what the numbers mean. :func:`table` can refuse a row without them.
+``reading``: one plain sentence saying what the numbers mean. :func:`table` refuses a row without them.
 """
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ def setting_of(configs: Iterable[Any], seeds: int, train_images: int | None = No
     return Setting(**{k: _span(r[k] for r in rows) for k in rows[0]}, seeds=seeds)
 
 
-def table(rows: Iterable[dict], require_setting: bool = False) -> pd.DataFrame:
+def table(rows: Iterable[dict], require_setting: bool = True) -> pd.DataFrame:
     """The verdict rows as a table with :data:`COLUMNS`. ``require_setting``: refuse a row without
     its setting and reading."""
     rows = list(rows)

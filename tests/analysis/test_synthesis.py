@@ -10,7 +10,7 @@ from nfrepro.engine.profiles import project_root
 
 
 def _write(folder, name, rows):
-    verdicts.table(rows).to_csv(folder / name, index=False)
+    verdicts.table(rows, require_setting=False).to_csv(folder / name, index=False)
 
 
 def _rows():
