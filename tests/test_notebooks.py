@@ -63,3 +63,35 @@ def test_overview_lists_every_notebook():
     for path in NOTEBOOKS:
         if path.name != "00_overview.ipynb":
             assert f"| `{path.stem}` |" in table, f"notebook 00 does not list {path.stem}"
+
+
+def _outputs_text(nb) -> str:
+    texts = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            texts.append(str(output.get("text", "")))
+            texts += [str(v) for k, v in output.get("data", {}).items() if k.startswith("text/")]
+    return "\n".join(texts)
+
+
+def test_overview_synthesis_holds_every_committed_claim():
+    """Notebook 00's synthesis, as committed, shows every claim of every results/*_verdicts.csv."""
+    import pandas as pd
+
+    shown = _outputs_text(nbformat.read(ROOT / "notebooks" / "00_overview.ipynb", as_version=4))
+    for path in sorted((ROOT / "results").glob("*_verdicts.csv")):
+        for claim in pd.read_csv(path)["claim"]:
+            assert claim.replace("|", "\\|") in shown, f"notebook 00 does not show {path.name}'s {claim!r}"
+
+
+def test_every_committed_verdict_says_its_setting_and_reading():
+    import pandas as pd
+
+    from nfrepro.analysis.verdicts import SETTING_COLUMNS
+
+    for path in sorted((ROOT / "results").glob("*_verdicts.csv")):
+        df = pd.read_csv(path, keep_default_na=False)
+        missing = [c for c in [*SETTING_COLUMNS, "reading"] if c not in df.columns]
+        assert not missing, f"{path.name} lacks {missing}"
+        empty = df[(df[[*SETTING_COLUMNS, "reading"]].astype(str) == "").any(axis=1)]["claim"].tolist()
+        assert not empty, f"{path.name}: these verdicts lack part of their setting or reading: {empty}"

@@ -111,20 +111,26 @@ def _is_number(x: object) -> bool:
 def budgets(verdicts: pd.DataFrame, times: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each notebook's budget, spanned over its verdicts' settings, and its minutes under
     ``make reproduce`` (``times``: columns notebook, seconds; the notebook column holds file stems
-    such as ``02_agc_batch_size``)."""
+    such as ``02_agc_batch_size``). Steps without verdicts (notebooks 01, 04, 05, the benchmarks)
+    get a row with their minutes alone."""
     keys = [k for k in ("dataset", "train_images", "epochs", "steps", "batch_size", "seeds")
             if k in verdicts.columns]
     out = verdicts.groupby("notebook")[keys].agg(_span).reset_index() if keys else \
         verdicts[["notebook"]].drop_duplicates()
     if times is not None and len(times):
-        numbers = times.assign(number=times["notebook"].str[:2])
+        numbers = times.assign(number=times["notebook"].str.split("_").str[0])
         minutes = []
         for nbs in out["notebook"]:
             wanted = [n.strip() for n in nbs.split(",")]
             secs = numbers.loc[numbers["number"].isin(wanted), "seconds"]
             minutes.append(round(float(secs.sum()) / 60, 1) if len(secs) == len(wanted) else math.nan)
         out["minutes"] = minutes
-    return out
+        covered = {n.strip() for nbs in out["notebook"] for n in nbs.split(",")}
+        rest = numbers[~numbers["number"].isin(covered) & (numbers["number"] != "00")]
+        out = pd.concat([out, pd.DataFrame({"notebook": rest["notebook"],
+                                            "minutes": (rest["seconds"] / 60).round(1)})],
+                        ignore_index=True)
+    return out.sort_values("notebook", kind="stable").reset_index(drop=True)
 
 
 def all_times(times: pd.DataFrame) -> pd.DataFrame:
@@ -164,3 +170,14 @@ def summary(verdicts: pd.DataFrame) -> str:
         text.append(f"(Some verdict files predate the setting and reading columns: {', '.join(missing)}; "
                     "`make reproduce` regenerates them.)")
     return "\n\n".join(text)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """``df`` as a Markdown table (for ``IPython.display.Markdown``; long cells wrap in JupyterLab)."""
+    def cell(v: object) -> str:
+        if isinstance(v, float) and math.isnan(v):
+            return ""
+        return str(v).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(map(cell, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)

@@ -50,6 +50,7 @@ def test_budgets_span_each_notebook_and_add_its_minutes(tmp_path):
                           "seconds": [600, 300, 60]})
     b = synthesis.budgets(synthesis.read_verdicts(tmp_path), times)
     row = b.iloc[0]
+    assert b["notebook"].tolist() == ["02, 03", "benchmarks"] and b.iloc[1]["minutes"] == 1.0
     assert (row["notebook"], row["batch_size"], row["steps"], row["minutes"]) == ("02, 03", "128-2048",
                                                                                 "58-936", 15.0)
     total = synthesis.all_times(times)
@@ -61,3 +62,9 @@ def test_budgets_span_each_notebook_and_add_its_minutes(tmp_path):
 def test_the_committed_verdict_files_are_all_known():
     v = synthesis.read_verdicts(project_root() / "results")
     assert len(synthesis.synthesis_table(v)) == len(v) > 0
+
+
+def test_markdown_table_escapes_pipes_and_blanks_missing_values():
+    df = pd.DataFrame({"a": ["x|y", "z"], "b": [1.5, math.nan]})
+    lines = synthesis.markdown_table(df).splitlines()
+    assert lines == ["| a | b |", "|---|---|", "| x\\|y | 1.5 |", "| z |  |"]
