@@ -28,7 +28,8 @@ timm's ``NormFreeNet`` (``timm/models/nfnet.py``, the class behind ``dm_nfnet_f0
 * ``group_matcher(coarse=False)``: timm's parameter grouping (stem, then one group per block, or
   per stage when ``coarse``, the final conv joining the last one, the classifier last), which
   ``timm.optim.create_optimizer_v2(..., layer_decay=...)`` reads for layer-wise lr decay.
-* ``default_cfg``: timm's alias of ``pretrained_cfg``.
+* ``default_cfg``: timm's alias of ``pretrained_cfg``; ``head_hidden_size``: the width
+  ``forward_head(x, pre_logits=True)`` returns (``num_features``: our pools keep the width).
 """
 from __future__ import annotations
 
@@ -105,6 +106,11 @@ class TimmApi:
     @default_cfg.setter
     def default_cfg(self, cfg: dict[str, Any]) -> None:
         self.pretrained_cfg = cfg
+
+    @property
+    def head_hidden_size(self) -> int:
+        """timm's name for the pre-logits width."""
+        return self.num_features
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in the backward pass (module docstring)."""

@@ -61,6 +61,7 @@ def test_same_method_names_and_signatures_as_timm(real_f0):
         defaults = [[p.default for p in sig.parameters.values()] for sig in (a, b)]
         assert defaults[0] == defaults[1], method
     assert theirs.default_cfg is theirs.pretrained_cfg and ours.default_cfg is ours.pretrained_cfg
+    assert theirs.head_hidden_size == ours.head_hidden_size == ours.num_features == 3072
 
 
 # ---------------------------------------------------------------- 1. gradient checkpointing
@@ -231,7 +232,7 @@ def test_prune_intermediate_layers_as_in_timm(indices):
             final, taps = model.forward_intermediates(X, indices=indices)
             out = model(X)
             assert torch.equal(out, model.forward_features(X))    # unpooled, headless
-        results.append((kept, _shapes(taps), tuple(out.shape), model.num_features,
+        results.append((kept, _shapes(taps), tuple(out.shape), model.num_features, model.head_hidden_size,
                         sum(p.numel() for p in model.parameters())))
     assert results[0] == results[1]
 
