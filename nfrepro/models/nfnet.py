@@ -40,7 +40,7 @@ import torch.nn as nn
 from nfrepro.layers.gains import GAMMAS, Activation, ScaledActivation, check_activation
 from nfrepro.layers.squeeze_excite import SqueezeExcite
 from nfrepro.layers.stochastic_depth import StochasticDepth
-from nfrepro.models.features import stage_levels
+from nfrepro.models.features import feature_levels
 from nfrepro.models.head import ClassifierHead, new_classifier
 from nfrepro.models.protocol import imagenet_cfg
 from nfrepro.models.registry import check_common_args, register_variant
@@ -185,7 +185,7 @@ class NFNet(ClassifierHead, nn.Module):
         self.head_drop = nn.Dropout(self.drop_rate)
         self.fc = new_classifier(self.num_features, num_classes)  # official fc_init N(0, 0.01)
         # timm conventions: the feature levels of features_only, the paper's image protocol
-        self.feature_info = stage_levels(stem_ch, 4, self.widths, self.num_features)
+        self.feature_info = feature_levels(self, "stem.conv2", final="final_conv")  # timm's levels
         self.pretrained_cfg = imagenet_cfg(self.variant.train_px, self.variant.test_px, in_chans=in_chans,
                                            num_classes=num_classes, first_conv="stem.conv0",
                                            source="NFNets Table 1 / App. A")
