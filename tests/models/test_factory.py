@@ -50,7 +50,8 @@ def test_torchvision_feature_extractor_traces(name):
     model, x = tiny(name), torch.randn(2, 3, 33, 31)   # odd sizes: TF SAME padding differs per side
     extractor = fe.create_feature_extractor(model, {"blocks.1": "mid", "final_act": "last"})
     out = extractor(x)
-    assert torch.equal(out["last"], model.forward_features(x))
+    # the trace records F.gelu; eager NFNets run the same GELU in other CPU ops (models.gelu): rounding
+    assert torch.allclose(out["last"], model.forward_features(x), rtol=0, atol=1e-6)
     assert out["mid"].shape[1] == model.feature_info.channels(2)
 
 
