@@ -28,6 +28,11 @@ def randomise_(model):
     return model.eval()
 
 
+def assert_timms(ours, expected):
+    """Equal to timm's output up to float rounding: 1e-4 of its scale."""
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
 @pytest.fixture(scope="module")
 def f0_pair():
     """Our F0 under timm's numerics and timm's dm_nfnet_f0 holding the same (random) weights."""
@@ -46,7 +51,7 @@ def test_timm_numerics_give_timms_logits_and_official_ones_do_not(f0_pair):
     with torch.no_grad():
         expected = theirs(x)
         assert expected.abs().max() > 0.1
-        torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+        assert_timms(ours(x), expected)
         official = set_numerics(ours, "official")(x)     # the same weights, the official numerics
         set_numerics(ours, "timm")
     gap = ((official - expected).abs().max() / expected.abs().max()).item()
@@ -58,12 +63,9 @@ def test_timm_numerics_fold_and_features_match_timm_too(f0_pair):
     ours, theirs = f0_pair
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        expected = theirs(x)
-        folded = fold_for_inference(ours)(x)
-        torch.testing.assert_close(folded, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
-        feats = theirs.forward_head(theirs.forward_features(x), pre_logits=True)
-        ours_feats = ours.forward_head(ours.forward_features(x), pre_logits=True)
-        torch.testing.assert_close(ours_feats, feats, rtol=1e-4, atol=1e-4 * feats.abs().max().item())
+        assert_timms(fold_for_inference(ours)(x), theirs(x))
+        # pre-logits: what a linear probe or a retrieval index reads
+        assert_timms(*(m.forward_head(m.forward_features(x), pre_logits=True) for m in (ours, theirs)))
 
 
 def test_timm_ws_is_the_additive_eps_formula():
