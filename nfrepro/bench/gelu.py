@@ -1,8 +1,9 @@
 """GELU benchmark: the sigmoid form of the tanh GELU (``nfrepro.models.gelu``) against PyTorch's kernels.
 
-Claim: on the CPU, ``x * sigmoid(2u)`` in four elementwise passes, with a hand-written backward free
-of transcendentals, runs a forward + backward faster than ``F.gelu(x, approximate="tanh")``, whose
-kernel evaluates ``tanh``; timm's exact ``F.gelu(x)`` (erf) is timed beside them for reference.
+Claim, to be settled by this benchmark (no result is recorded yet): on the CPU, ``x * sigmoid(2u)``
+in four elementwise passes, with a hand-written backward free of transcendentals, runs a forward +
+backward faster than ``F.gelu(x, approximate="tanh")``, whose kernel evaluates ``tanh``; timm's
+exact ``F.gelu(x)`` (erf) is timed beside them for reference.
 All three sides run forward and backward on the same tensor (default: an NFNet-F0 stage-0 map at
 batch 2 and 192 px, ``2 x 256 x 48 x 48``, float32), alternating (style rule 9). The values agree
 (``tests/models/test_gelu.py``; checked again here before timing).
