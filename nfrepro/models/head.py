@@ -25,6 +25,10 @@ FC_INIT_STD = 0.01  # official fc_init: RandomNormal(stddev=0.01), zero bias
 # A flag on the classifier's weight; nfrepro.optim.AGC (which models may not import) warns when it
 # is asked to clip a tensor carrying it (the paper never clips the classifier, §4.1).
 CLASSIFIER_MARK = "_nfrepro_classifier"
+# TorchScript cannot compile our layers (Python dispatch: the fused WS backward, TF "SAME" padding
+# computed from the input's size); the three tools below follow the input size exactly.
+SCRIPT_REFUSAL = ("torch.jit.script cannot compile nfrepro models: use torch.compile(model), "
+                  "torch.export.export(model, (x,)) or torch.jit.trace(model, x)")
 
 
 def new_classifier(num_features: int, num_classes: int, like: nn.Module | None = None) -> nn.Module:
@@ -57,6 +61,10 @@ class ClassifierHead(TimmApi):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """``torch.jit.script`` asks this first (for the model and any module holding it)."""
+        raise RuntimeError(SCRIPT_REFUSAL)
 
     def get_classifier(self) -> nn.Module:
         """The final ``nn.Linear``, found by identity (AGC); ``nn.Identity`` after ``reset_classifier(0)``."""
