@@ -182,7 +182,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = check_device(args.device)
     model = create_model(args.model, **({"num_classes": args.num_classes} if args.num_classes else {}))
     if args.weights:
-        load_pretrained(model, args.weights)
+        load_pretrained(model, args.weights, use_ema=args.use_ema)
     size = args.image_size if args.image_size is not None else getattr(
         getattr(model, "variant", None), "test_px", None)
     if size is None:
@@ -234,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help=about["model"])
     ev.add_argument("--weights", default=None, help="weights file: DeepMind .npz / pickle, timm .pth / "
                     ".pth.tar / .safetensors, or a state dict (format read from the content)")
+    ev.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=None,
+                    help="a training checkpoint's EMA weights (timm's state_dict_ema, ours ema): --use-ema "
+                         "takes them, --no-use-ema the raw weights (default: the raw weights, with a "
+                         "warning when EMA weights are there too)")
     ev.add_argument("--data", required=True, help="folder with one sub-folder per class")
     ev.add_argument("--image-size", type=int, default=None, help="default: the variant's test px")
     ev.add_argument("--num-classes", type=int, default=None,

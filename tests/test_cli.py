@@ -104,6 +104,32 @@ def test_eval_on_an_image_folder(tmp_path, capsys):
                      "--image-size", "28"]) == 2
 
 
+def test_eval_picks_a_training_checkpoints_ema_weights(tmp_path, capsys, monkeypatch):
+    """--use-ema / --no-use-ema reach load_pretrained (timm's use_ema); the default stays the raw weights."""
+    import torch
+    from PIL import Image
+
+    import nfrepro.cli
+
+    (tmp_path / "val" / "a").mkdir(parents=True)
+    Image.new("RGB", (28, 28), (200, 10, 10)).save(tmp_path / "val" / "a" / "0.png")
+    model = nfrepro.create_model("nf_resnet_small", num_classes=2)
+    raw = model.state_dict()
+    ema = {k: v + 1 if v.is_floating_point() else v for k, v in raw.items()}
+    torch.save({"state_dict": raw, "state_dict_ema": ema}, tmp_path / "ck.pth.tar")
+    seen = {}
+    real = nfrepro.cli.load_pretrained
+    monkeypatch.setattr(nfrepro.cli, "load_pretrained",
+                        lambda m, path, use_ema=None: seen.setdefault(use_ema, real(m, path, use_ema=use_ema)))
+    base = ["eval", "--model", "nf_resnet_small", "--num-classes", "2", "--data", str(tmp_path / "val"),
+            "--workers", "0", "--device", "cpu", "--image-size", "28", "--weights", str(tmp_path / "ck.pth.tar")]
+    for flag, key in (([], None), (["--use-ema"], True), (["--no-use-ema"], False)):
+        assert cli.main([*base, *flag]) == 0
+        assert key in seen
+    first = next(iter(seen[True].state_dict().values()))
+    assert torch.equal(first, next(iter(ema.values())))
+
+
 def test_bench_dispatches(monkeypatch, tmp_path, capsys):
     import nfrepro.bench.runner
 

@@ -9,10 +9,11 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
 
 def test_the_readme_has_the_guide():
-    for heading in ("Create a model", "Fine-tune from a weights file", "Features for a dense head",
-                    "AGC with SGD or AdamW", "Fold and export"):
+    for heading in ("Create a model", "timm's training API", "Fine-tune from a weights file",
+                    "Features for a dense head", "AGC with SGD or AdamW", "Fold and export",
+                    "Official or timm numerics"):
         assert f"### {heading}" in README
-    assert len(BLOCKS) >= 5
+    assert len(BLOCKS) >= 6
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from nfrepro.bench.agc import bench_agc
+from nfrepro.bench.gelu import bench_gelu
 from nfrepro.bench.models import bench_inference, bench_train_step
 from nfrepro.bench.throughput import measure_throughput
 from nfrepro.bench.weight_standardization import bench_weight_standardization
@@ -24,7 +25,8 @@ from nfrepro.engine.records import save_results
 BENCHMARKS: dict[str, Callable[..., pd.DataFrame]] = {"agc": bench_agc, "train_step": bench_train_step,
                                                       "inference": bench_inference,
                                                       "throughput": measure_throughput,
-                                                      "weight_standardization": bench_weight_standardization}
+                                                      "weight_standardization": bench_weight_standardization,
+                                                      "gelu": bench_gelu}
 
 
 def run_benchmarks(which=("agc",), device: Any = None, out_dir: str | Path | None = None,

@@ -6,17 +6,16 @@ by a pixel). Official uses: ``base.WSConv2D`` and the NF-ResNet stem's ``hk.max_
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
-    """TensorFlow "SAME" padding (before, after) for one spatial dimension."""
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    """TensorFlow "SAME" padding (before, after) for one spatial dimension; ``size`` may be the 0-d
+    tensor ``torch.jit.trace`` hands out for ``x.shape[i]``, so that a trace pads every input size."""
+    total = (kernel - 1) * dilation + 1 - stride + (-size) % stride  # (ceil(size / s) - 1) s + k_eff - size
+    total = total.clamp(min=0) if isinstance(total, torch.Tensor) else max(total, 0)
     return total // 2, total - total // 2
 
 
@@ -26,7 +25,7 @@ def pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
     which FX tracing cannot follow: ``torch.fx.wrap`` below makes it one leaf of a traced graph."""
     top, bottom = same_padding(x.shape[-2], kernel[0], stride[0], dilation[0])
     left, right = same_padding(x.shape[-1], kernel[1], stride[1], dilation[1])
-    if not (top or bottom or left or right):
+    if not torch.jit.is_tracing() and not (top or bottom or left or right):  # traced: always pad
         return x  # e.g. a 1x1 stride-2 conv on an even input: F.pad would copy x for nothing
     return F.pad(x, (left, right, top, bottom), value=value)
 

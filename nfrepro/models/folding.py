@@ -13,14 +13,17 @@ computed once. :func:`fold_weight_standardization` returns a copy of a model in 
 model), moving each remaining constant into the linear map beside it:
 
 * a plain conv's ``input_scale`` into its weight;
-* the head's gamma into the classifier (the mean pool and dropout at eval are linear);
 * "+BN": each eval-mode BatchNorm into the conv before it (``w * g / sqrt(var + eps)``, bias
   ``b - mean * g / sqrt(var + eps)``);
 * NFNet blocks: ``alpha``, the skip gain and the SE's x2 into the SE's sigmoid gate (an ``N x C``
   tensor), the gated branch added to the shortcut in one ``addcmul`` (:class:`FoldedNFBlock`).
 
 A folded NFNet block keeps no hook point (``residual_out``), stochastic depth or dropout: it is an
-inference artefact, not a model to train or to measure signal propagation on.
+inference artefact, not a model to train or to measure signal propagation on. The head's gamma stays
+in the final activation (it could go into the classifier, the mean pool being linear, but then
+``forward_features`` and ``forward_head(..., pre_logits=True)`` would differ from the model's by
+that factor; it costs one multiply of the small last map). A ``features_only`` backbone folds too:
+its model is folded and wrapped again with the same ``out_indices``.
 """
 from __future__ import annotations
 
@@ -29,9 +32,9 @@ import copy
 import torch
 import torch.nn as nn
 
-from nfrepro.layers.gains import Activation, ScaledActivation
 from nfrepro.layers.padding import SamePadConv2d
 from nfrepro.layers.weight_standardization import WSConv2d
+from nfrepro.models.features import FeatureExtractor
 from nfrepro.models.nfnet import NFNet
 from nfrepro.models.resnet import ResNet
 from nfrepro.models.resnet_blocks import ConvBN
@@ -110,10 +113,13 @@ class FoldedNFBlock(nn.Module):
 
 
 def fold_for_inference(model: nn.Module) -> nn.Module:
-    """A copy of an NF-ResNet or NFNet (either ``norm``) at eval with every constant folded
-    (module docstring): the same logits as ``model.eval()`` up to float rounding; the input is
-    untouched. BatchNorm and unnormalised ResNets have no constants to fold (their pre-activation
-    BN cannot go into the next conv exactly: zero padding does not commute with its shift)."""
+    """A copy of an NF-ResNet or NFNet (either ``norm``), or of a ``features_only`` backbone of one,
+    at eval with every constant folded (module docstring): the same logits, features and pre-logits
+    as ``model.eval()`` up to float rounding; the input is untouched. BatchNorm and unnormalised
+    ResNets have no constants to fold (their pre-activation BN cannot go into the next conv
+    exactly: zero padding does not commute with its shift)."""
+    if isinstance(model, FeatureExtractor):
+        return FeatureExtractor(fold_for_inference(model.model), model.feature_info.out_indices).eval()
     if not (isinstance(model, NFNet) or (isinstance(model, ResNet) and model.family == "nf")):
         raise TypeError(f"fold_for_inference folds the constants of an NF-ResNet or NFNet; got "
                         f"{type(model).__name__} {getattr(model, 'family', '')}. Use "
@@ -123,8 +129,4 @@ def fold_for_inference(model: nn.Module) -> nn.Module:
     with torch.no_grad():
         if isinstance(folded, NFNet):
             folded.blocks = nn.Sequential(*[FoldedNFBlock(b) for b in folded.blocks])
-        fc, act = folded.get_classifier(), folded.final_act
-        if isinstance(act, ScaledActivation) and act.gamma != 1.0 and isinstance(fc, nn.Linear):
-            fc.weight.mul_(act.gamma)
-            folded.final_act = Activation(folded.final_act.name)
     return folded

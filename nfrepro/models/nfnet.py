@@ -40,8 +40,9 @@ import torch.nn as nn
 from nfrepro.layers.gains import GAMMAS, Activation, ScaledActivation, check_activation
 from nfrepro.layers.squeeze_excite import SqueezeExcite
 from nfrepro.layers.stochastic_depth import StochasticDepth
-from nfrepro.models.features import stage_levels
+from nfrepro.models.features import feature_levels
 from nfrepro.models.head import ClassifierHead, new_classifier
+from nfrepro.models.numerics import set_numerics
 from nfrepro.models.protocol import imagenet_cfg
 from nfrepro.models.registry import check_common_args, register_variant
 from nfrepro.models.resnet_blocks import make_conv
@@ -128,7 +129,7 @@ class NFNet(ClassifierHead, nn.Module):
     """NFNet-Fn, ``variant`` a key of :data:`VARIANTS` (kept as ``model.variant``). Ablations:
     ``channels``/``depths`` replace the row's (T2's default widths: ``(256, 512, 1024, 2048)``),
     ``width`` multiplies the widths, ``extra_conv=False`` drops the second 3x3 conv (T2),
-    ``norm="batch"`` is Table 6's "-NF, +BN" model."""
+    ``norm="batch"`` is Table 6's "-NF, +BN" model; ``numerics="timm"``: :mod:`nfrepro.models.numerics`."""
 
     def __init__(self, variant: str = "F0", num_classes: int = 1000, in_chans: int = 3, *,
                  use_ws: bool = True, norm: str = "none", skip_gain_init: float = 0.0,
@@ -136,7 +137,7 @@ class NFNet(ClassifierHead, nn.Module):
                  stochdepth_rate: float = 0.25, width: float = 1.0,
                  channels: tuple[int, ...] | None = None, depths: tuple[int, ...] | None = None,
                  se_ratio: float = 0.5, group_size: int = 128, bottleneck_ratio: float = 0.5,
-                 extra_conv: bool = True):
+                 extra_conv: bool = True, numerics: str = "official"):
         super().__init__()
         check_common_args(num_classes, in_chans, alpha, group_size=group_size)
         if variant not in VARIANTS:
@@ -145,8 +146,7 @@ class NFNet(ClassifierHead, nn.Module):
             raise ValueError(f"norm must be 'none' (normalizer-free) or 'batch', got {norm!r}")
         if norm == "batch" and use_ws:
             raise ValueError("use_ws=True cannot be honoured with norm='batch' (BN replaces Scaled WS)")
-        self.variant = VARIANTS[variant]
-        self.num_classes, self.norm = num_classes, norm
+        self.variant, self.num_classes, self.norm = VARIANTS[variant], num_classes, norm
         self.alpha = (1.0 if norm == "batch" else 0.2) if alpha is None else float(alpha)
         self.drop_rate = self.variant.drop_rate if drop_rate is None else float(drop_rate)
         self.depths = tuple(depths or self.variant.depths)
@@ -185,10 +185,11 @@ class NFNet(ClassifierHead, nn.Module):
         self.head_drop = nn.Dropout(self.drop_rate)
         self.fc = new_classifier(self.num_features, num_classes)  # official fc_init N(0, 0.01)
         # timm conventions: the feature levels of features_only, the paper's image protocol
-        self.feature_info = stage_levels(stem_ch, 4, self.widths, self.num_features)
+        self.feature_info = feature_levels(self, "stem.conv2", final="final_conv")  # timm's levels
         self.pretrained_cfg = imagenet_cfg(self.variant.train_px, self.variant.test_px, in_chans=in_chans,
                                            num_classes=num_classes, first_conv="stem.conv0",
                                            source="NFNets Table 1 / App. A")
+        set_numerics(self, numerics)                       # official WS eps and GELU, or timm's
 
     def final_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last block's output -> the unpooled ``N x num_features`` map (final 1x1 conv, activation)."""

@@ -17,7 +17,12 @@ Two sources carry the same ImageNet weights (paper-facts, "Pretrained weights"):
   shaped ``(O, 1, 1, 1)``.
 
 Pickles run code when loaded: read only files you trust (DeepMind's, or your own). ``.pth`` files
-are read with ``torch.load(weights_only=True)``.
+are read with ``torch.load(weights_only=True)``, which unpickles tensors and plain containers only;
+like timm's own ``load_checkpoint`` we also allow ``argparse.Namespace``, the ``args`` that timm's
+``train.py`` (``CheckpointSaver``) stores in ``model_best.pth.tar`` / ``checkpoint-N.pth.tar``. A file
+that needs any other class is refused with its name. Such a training checkpoint holds the weights
+under ``state_dict`` and, with ``--model-ema``, the EMA weights under ``state_dict_ema``;
+``use_ema=True`` loads the latter (timm's ``load_checkpoint(..., use_ema=True)``).
 
 Both are converted to our state-dict names, then checked against the model: a checkpoint of
 another variant (for example F1 weights into an F0) raises a ``ValueError`` that names the
@@ -26,8 +31,10 @@ differently from the official code (paper-facts, "Pitfalls"); the weights are th
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import pickle
+import re
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -205,10 +212,26 @@ def sniff_format(path: str | Path) -> str:
 
 
 CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "params")  # training checkpoints
+EMA_KEYS = ("state_dict_ema", "model_ema", "ema")  # timm's train.py (and older timm), ours
+# the classes a weights_only load may meet besides tensors and containers: timm's training args
+SAFE_GLOBALS = (argparse.Namespace,)
 
 
-def _unwrap(raw: Any) -> Any:
-    """A training checkpoint (timm's ``{"state_dict": ...}``, ours ``{"model": ...}``) -> its weights."""
+def _unwrap(raw: Any, use_ema: bool | None = None) -> Any:
+    """A training checkpoint (timm's ``{"state_dict": ...}``, ours ``{"model": ...}``) -> its weights;
+    with ``use_ema`` its EMA weights where it has them (timm's order: ``state_dict_ema``,
+    ``model_ema``; then ours, ``ema``), else the weights, as timm's ``load_state_dict`` does.
+    ``use_ema=None`` takes the weights and warns when EMA weights sit beside them."""
+    ema = next((k for k in EMA_KEYS if isinstance(raw, Mapping) and isinstance(raw.get(k), Mapping)), None)
+    if ema is not None and use_ema:
+        return raw[ema]
+    if use_ema:
+        logger.info("use_ema=True: the checkpoint holds no EMA weights (%s); loading its weights",
+                    "/".join(EMA_KEYS))
+    elif ema is not None and use_ema is None:
+        warnings.warn(f"the checkpoint also holds EMA weights ({ema!r}): loading the raw weights; "
+                      f"use_ema=True loads the EMA ones (timm's load_checkpoint default), use_ema=False "
+                      f"says you want the raw ones", UserWarning, stacklevel=4)
     while isinstance(raw, Mapping):
         inner = next((raw[k] for k in CONTAINER_KEYS if isinstance(raw.get(k), Mapping)), None)
         if inner is None:
@@ -227,14 +250,16 @@ def strip_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+def read_checkpoint(path: str | Path, use_ema: bool | None = None) -> dict[str, torch.Tensor]:
     """Read an official Haiku pickle, a flat ``.npz``, a timm ``.pth``/``.pth.tar``/``.safetensors``
     or one of our own state dicts or training checkpoints, and return it under our names. The
-    format is read from the file's content (:func:`sniff_format`), not its suffix.
+    format is read from the file's content (:func:`sniff_format`), not its suffix; ``use_ema``
+    picks a training checkpoint's EMA weights (:func:`_unwrap`).
 
     A missing file is a ``FileNotFoundError``; an empty, truncated or foreign one (text, an
     image...) a ``ValueError`` naming the file, whatever the reader raised (pickle, zip, torch and
-    safetensors each raise their own types, some with an empty message)."""
+    safetensors each raise their own types, some with an empty message). A torch file that needs a
+    class ``weights_only`` refuses is a ``ValueError`` naming the class."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
@@ -243,13 +268,34 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     except ImportError:
         raise  # its message says what to install
     except Exception as err:
+        refused = _refused_globals(path, err) if isinstance(err, pickle.UnpicklingError) else []
+        if refused:
+            raise ValueError(
+                f"{path} needs {', '.join(refused)} to be unpickled, which nfrepro does not do: "
+                f"torch.load(weights_only=True) admits tensors, plain containers and (torch >= 2.5) "
+                f"argparse.Namespace, timm's training args, only. If you trust the file, read it "
+                f"yourself, torch.load(path, weights_only=False), and pass its state dict (for example "
+                f"checkpoint['state_dict']) as pretrained= / to load_pretrained") from err
         raise ValueError(f"{path} is empty, truncated or not a weights file ({type(err).__name__}); "
                          f"expected a DeepMind pickle / .npz, a torch .pth / .pth.tar or a .safetensors "
                          f"file") from err
     if not isinstance(raw, Mapping):
         raise ValueError(f"{path} holds a {type(raw).__name__}, not a mapping of parameter names to "
                          f"arrays: not a weights file")
-    return convert(raw)
+    return convert(raw, use_ema)
+
+
+def _refused_globals(path: Path, err: Exception) -> list[str]:
+    """The classes a ``weights_only`` load refused: torch's own list where it has one (torch >= 2.5),
+    else the names in its message ("Unsupported global: GLOBAL module.Class"); none for a file
+    that is merely broken."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # older torch, or a file it cannot list
+        names = re.findall(r"GLOBAL ([\w.]+)", str(err))
+    if getattr(torch.serialization, "safe_globals", None) is not None:   # these were admitted
+        names = [n for n in names if n not in {f"{g.__module__}.{g.__qualname__}" for g in SAFE_GLOBALS}]
+    return list(dict.fromkeys(names))
 
 
 def _read_raw(path: Path) -> Any:
@@ -265,16 +311,20 @@ def _read_raw(path: Path) -> Any:
                 raw.setdefault(module, {})[name] = npz[key]
         return raw
     if kind == "torch":
-        return torch.load(path, map_location="cpu", weights_only=True)
+        safe = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5; scoped to this load
+        if safe is None:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        with safe(list(SAFE_GLOBALS)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     if kind == "pickle":
         return _plain(_unpickle(path))
     raise ValueError(f"{path}: not a weights file nfrepro can read (expected a DeepMind pickle or .npz, "
                      f"a torch .pth / .pth.tar, or a .safetensors file)")
 
 
-def convert(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+def convert(raw: Mapping[str, Any], use_ema: bool | None = None) -> dict[str, torch.Tensor]:
     """Any supported parameter mapping -> our state dict (the format is recognised by its names)."""
-    raw = strip_prefixes(_unwrap(raw))
+    raw = strip_prefixes(_unwrap(raw, use_ema))
     keys = list(raw)
     if keys and all(k.startswith(HAIKU_ROOT) for k in keys):
         return from_haiku(raw)
@@ -287,7 +337,7 @@ def convert(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def load_pretrained(model: nn.Module, source: str | Path | Mapping[str, Any],
-                    strict: bool = True) -> nn.Module:
+                    strict: bool = True, use_ema: bool | None = None) -> nn.Module:
     """Load weights into ``model`` (in place; returned) from a file path or an in-memory mapping.
 
     ``strict=True``: the checkpoint must match the model exactly (a mismatch raises a
@@ -296,8 +346,13 @@ def load_pretrained(model: nn.Module, source: str | Path | Mapping[str, Any],
     is adapted to other input channels, a classifier of another size stays freshly initialised.
     A checkpoint that fits fewer than :data:`MIN_FITTING` of the model's tensors (classifier aside)
     is refused; anything short of an exact fit is one ``UserWarning`` saying what was done.
+
+    ``use_ema`` (timm's ``load_checkpoint`` argument): ``True`` loads a training checkpoint's EMA
+    weights (timm's ``state_dict_ema``, ours ``ema``) where it has them; ``False`` its raw weights;
+    ``None`` (default) the raw weights, with a warning if EMA weights were there too (timm's default
+    is ``True``: it takes the EMA weights silently).
     """
-    state = convert(source) if isinstance(source, Mapping) else read_checkpoint(source)
+    state = convert(source, use_ema) if isinstance(source, Mapping) else read_checkpoint(source, use_ema)
     if strict:
         return load_state(model, state)
     report = load_fitting(model, state)

@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from nfrepro.layers.gains import Activation, ScaledActivation, check_activation
 from nfrepro.layers.padding import SamePadMaxPool2d
-from nfrepro.models.features import stage_levels
+from nfrepro.models.features import feature_levels
 from nfrepro.models.head import ClassifierHead, new_classifier
 from nfrepro.models.protocol import imagenet_cfg, small_cfg
 from nfrepro.models.registry import check_common_args, register_variant
@@ -105,7 +105,7 @@ class ResNet(ClassifierHead, nn.Module):
         self.fc = new_classifier(ch, num_classes)  # official fc_init RandomNormal(0.01)
 
         # timm conventions: the feature levels of features_only, the image protocol
-        self.feature_info = stage_levels(stem_ch, 1 if small_stem else 4, widths, widths[-1])
+        self.feature_info = feature_levels(self, "stem.0")   # the stem conv, before the max-pool
         self.pretrained_cfg = (
             small_cfg(in_chans=in_chans, num_classes=num_classes, first_conv="stem.0") if small_stem else
             imagenet_cfg(224, 224, in_chans=in_chans, num_classes=num_classes, first_conv="stem.0",

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from nfrepro.layers.weight_standardization import WSConv2d
+from nfrepro.models.features import FeatureExtractor
 from nfrepro.models.nfnet import NFNet
 
 HAIKU_ROOT = "NFNet/~/"
@@ -91,7 +92,7 @@ def _haiku_entry(key: str) -> tuple[str, str, tuple[int, ...] | None]:
 
 def haiku_shapes(model: nn.Module) -> dict[str, dict[str, tuple[int, ...]]]:
     """The official names and shapes of ``model``'s parameters (works on the meta device)."""
-    _check_exportable(model)
+    model = _check_exportable(model)
     shapes: dict[str, dict[str, tuple[int, ...]]] = {}
     for key, tensor in model.state_dict().items():
         module, name, perm = _haiku_entry(key)
@@ -102,7 +103,7 @@ def haiku_shapes(model: nn.Module) -> dict[str, dict[str, tuple[int, ...]]]:
 
 def to_haiku(model: nn.Module) -> dict[str, dict[str, np.ndarray]]:
     """Our NFNet -> a Haiku-style params dict with the official names and layouts."""
-    _check_exportable(model)
+    model = _check_exportable(model)
     params: dict[str, dict[str, np.ndarray]] = {}
     for key, tensor in model.state_dict().items():
         module, name, perm = _haiku_entry(key)
@@ -146,10 +147,13 @@ def from_timm(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
 def to_timm(model: nn.Module) -> dict[str, torch.Tensor]:
     """Our NFNet -> a state dict in timm's ``dm_nfnet_*`` names and layouts (inverse of :func:`from_timm`).
 
-    WS gains become ``(O, 1, 1, 1)``, the SE linears 1x1 convs ``(O, I, 1, 1)``, skip gains keep
-    their shape; blocks are numbered per stage (``stages.{s}.{j}``) from ``block.stage``.
+    A ``features_only`` backbone gives its NFNet's tensors, no ``head.fc``: what
+    ``timm.create_model(name, num_classes=0)`` loads strictly, and timm's ``features_only=True``
+    loader reads from a file. WS gains become ``(O, 1, 1, 1)``, the SE linears 1x1 convs
+    ``(O, I, 1, 1)``, skip gains keep their shape; blocks are numbered per stage
+    (``stages.{s}.{j}``) from ``block.stage``.
     """
-    _check_exportable(model)
+    model = _check_exportable(model)
     inverse = {ours: theirs for theirs, ours in _TIMM_BLOCK.items()}
     position: dict[int, tuple[int, int]] = {}
     per_stage: dict[int, int] = {}
@@ -178,11 +182,15 @@ def to_timm(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-
-def _check_exportable(model: nn.Module) -> None:
+def _check_exportable(model: nn.Module) -> NFNet:
+    """The NFNet whose weights ``model`` holds (a ``features_only`` backbone's inner model: its
+    weights less the classifier, which timm's own ``features_only`` loader drops too)."""
+    if isinstance(model, FeatureExtractor):
+        model = model.model
     if not isinstance(model, NFNet):
         raise ValueError(f"pretrained NFNet weights fit nfrepro.models.nfnet.NFNet, "
                          f"not {type(model).__name__}")
     if model.norm != "none" or not isinstance(model.stem.conv0, WSConv2d):
         raise ValueError("DeepMind's weights are for the normalizer-free WS model (use_ws=True, "
                          "norm='none'); this model has plain or BatchNorm convs")
+    return model

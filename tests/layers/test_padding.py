@@ -58,3 +58,13 @@ def test_no_padding_needed_returns_the_input_itself():
     x = torch.randn(2, 3, 8, 8)
     assert pad_same(x, (1, 1), (2, 2)) is x
     assert pad_same(x, (3, 3), (2, 2)).shape[-1] == 9
+
+
+def test_padding_amounts_from_a_traced_size_are_the_same():
+    """torch.jit.trace hands out x.shape[i] as a 0-d tensor: the amounts are then tensors (so the trace
+    recomputes them for each input), equal to the integer ones."""
+    for size in range(1, 14):
+        for kernel, stride, dilation in ((3, 2, 1), (1, 2, 1), (2, 2, 1), (3, 1, 2), (7, 2, 1), (3, 4, 1)):
+            got = same_padding(torch.tensor(size), kernel, stride, dilation)
+            assert all(isinstance(v, torch.Tensor) for v in got)
+            assert [int(v) for v in got] == list(same_padding(size, kernel, stride, dilation))

@@ -77,7 +77,8 @@ def test_folding_every_gain_computes_the_same_logits(size):
     model = tiny()
     folded = fold_for_inference(model)
     assert all(type(b) is FoldedNFBlock for b in folded.blocks)
-    assert all(m.gamma == 1.0 for m in folded.modules() if isinstance(m, ScaledActivation))
+    scaled = [m for m in folded.modules() if isinstance(m, ScaledActivation) and m.gamma != 1.0]
+    assert scaled == [folded.final_act]   # the head's gamma stays, so that the features stay equal
     assert all(m.input_scale == 1.0 for m in folded.modules() if isinstance(m, SamePadConv2d))
     assert isinstance(model.blocks[0].conv0, WSConv2d)  # input untouched
     assert model.final_act.gamma > 1.5 and model.blocks[0].conv0.input_scale > 1.5
@@ -106,9 +107,27 @@ def test_fold_for_inference_on_every_nf_family(name, kwargs):
         assert (folded(x) - ref).abs().max().item() < 1e-5 * ref.abs().max().item()
 
 
+@pytest.mark.parametrize("name, kwargs", [
+    ("nfnet_f0", dict(channels=(32, 64, 64, 64), depths=(1, 2, 2, 1), group_size=16)),
+    ("nf_resnet26", dict(widths=(16, 32, 32, 64), depths=(1, 1, 1, 1))),
+])
+def test_folded_features_and_pre_logits_equal_the_models(name, kwargs):
+    """Not only the logits: forward_features and forward_head(..., pre_logits=True) of the folded copy
+    are the model's (the head's gamma is not moved into the classifier, where it would divide them)."""
+    torch.manual_seed(0)
+    model = randomise(create_model(name, num_classes=10, skip_gain_init=1.0, **kwargs))
+    folded = fold_for_inference(model)
+    x = torch.randn(2, 3, 33, 33)
+    with torch.no_grad():
+        for fn in (lambda m: m.forward_features(x), lambda m: m.forward_head(m.forward_features(x), True),
+                   lambda m: m(x)):
+            ref = fn(model)
+            assert (fn(folded) - ref).abs().max().item() < 1e-5 * ref.abs().max().item()
+
+
 def test_folding_every_gain_does_less_work():
-    """The SE's x * gate goes into the addcmul and the head's gamma into the classifier: fewer ops
-    than the copy with only WS folded (a bound, not an exact count)."""
+    """The SE's x * gate goes into the addcmul: fewer ops than the copy with only WS folded (a bound,
+    not an exact count)."""
     model = tiny()
     x = torch.randn(1, 3, 32, 32)
     ws_only, folded = fold_weight_standardization(model).eval(), fold_for_inference(model)

@@ -11,6 +11,7 @@ import torch
 from nfrepro.models.nfnet import NFNet
 from nfrepro.models.pretrained import (
     from_haiku,
+    from_timm,
     haiku_shapes,
     load_pretrained,
     read_checkpoint,
@@ -184,9 +185,8 @@ def test_dill_pickles_need_dill(tmp_path):
         load_pretrained(tiny(), path)
 
 
-@pytest.mark.slow
-def test_logits_match_timm_dm_nfnet_f0():
-    """Random timm ``dm_nfnet_f0`` weights converted into our F0 give the same logits (eval, 64 px).
+def timm_with_official_numerics(**kw):
+    """timm's ``dm_nfnet_f0`` (random weights, eval) computing as the official code does.
 
     timm departs from the official numerics in two places (paper-facts, "Pitfalls"), undone here on
     the timm side only: its ScaledStdConv2dSame standardizes with ``F.batch_norm(..., eps=1e-5)``,
@@ -199,7 +199,7 @@ def test_logits_match_timm_dm_nfnet_f0():
     from timm.models.nfnet import GammaAct
 
     torch.manual_seed(0)
-    reference = timm.create_model("dm_nfnet_f0", pretrained=False).eval()
+    reference = timm.create_model("dm_nfnet_f0", pretrained=False, **kw).eval()
     for module in reference.modules():
         if isinstance(module, ScaledStdConv2dSame):
             module.eps = 1e-12
@@ -209,12 +209,89 @@ def test_logits_match_timm_dm_nfnet_f0():
         for name, p in reference.named_parameters():
             if name.endswith(("skipinit_gain", ".gain", "bias")):
                 p.uniform_(0.5, 1.5)
+    return reference
+
+
+@pytest.mark.slow
+def test_logits_match_timm_dm_nfnet_f0():
+    """Random timm ``dm_nfnet_f0`` weights converted into our F0 give the same logits (eval, 64 px)."""
+    reference = timm_with_official_numerics()
     model = load_pretrained(NFNet("F0").eval(), reference.state_dict())
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         expected, ours = reference(x), model(x)
     assert expected.abs().max() > 0.1
     assert (ours - expected).abs().max().item() < 1e-4
+
+
+# ---------------------------------------------------------------- timm's training checkpoints
+# dm_nfnet_f0 narrowed through timm's own config fields (F0's stem; fewer, narrower blocks), and ours alike
+SMALL_TIMM = dict(depths=(1, 2, 1, 1), channels=(256, 64, 64, 128), group_size=16, num_features=256,
+                  num_classes=10)
+SMALL = dict(depths=(1, 2, 1, 1), channels=(256, 64, 64, 128), group_size=16, num_classes=10)
+
+
+def test_timm_training_checkpoints_load_with_their_args_and_ema(tmp_path):
+    """What timm's train.py writes (its CheckpointSaver: epoch, arch, optimizer, version, ``args``
+    as an ``argparse.Namespace``, state_dict, state_dict_ema, metric, saver) loads under
+    ``weights_only=True``; ``use_ema`` picks the EMA weights, as timm's ``load_checkpoint`` does."""
+    import argparse
+    import warnings
+
+    from timm.utils import CheckpointSaver, ModelEmaV3
+
+    import nfrepro
+
+    reference = timm_with_official_numerics(**SMALL_TIMM)
+    ema = ModelEmaV3(reference, decay=0.9)       # a copy of the weights before the step below
+    opt = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(2, 3, 64, 64)
+    reference(x).square().mean().backward()
+    opt.step()
+    args = argparse.Namespace(model="dm_nfnet_f0", lr=0.1, epochs=3, model_ema=True, device="cpu")
+    saver = CheckpointSaver(reference, opt, args=args, model_ema=ema, checkpoint_dir=str(tmp_path))
+    saver.save_checkpoint(epoch=3, metric=71.5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-3.pth.tar", "last.pth.tar",
+                                                         "model_best.pth.tar"]
+    path = tmp_path / "model_best.pth.tar"
+    assert isinstance(torch.load(path, weights_only=False)["args"], argparse.Namespace)
+
+    with pytest.warns(UserWarning, match="also holds EMA weights .*use_ema=True"):
+        raw = load_pretrained(NFNet("F0", **SMALL).eval(), path)
+    ema_model = nfrepro.create_model("nfnet_f0", pretrained=tmp_path / "checkpoint-3.pth.tar", use_ema=True,
+                                     **SMALL).eval()
+    for model, source in ((raw, reference), (ema_model, ema.module)):
+        expected = from_timm(source.state_dict())
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in expected.items())
+        with torch.no_grad():
+            assert torch.allclose(model(x), source(x), atol=1e-4)   # the timm model's logits
+    assert not torch.equal(raw.blocks[0].conv0.weight, ema_model.blocks[0].conv0.weight)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")             # use_ema=False: the raw weights, no warning
+        load_pretrained(NFNet("F0", **SMALL), path, use_ema=False)
+
+
+def test_use_ema_reads_our_checkpoints_and_falls_back_like_timm():
+    a, b = tiny(seed=0), tiny(seed=1)
+    ours = {"format": "nfrepro-checkpoint-v1", "model": a.state_dict(), "ema": b.state_dict()}
+    picked = load_pretrained(tiny(seed=2), ours, use_ema=True)
+    assert picked.blocks[1].conv1.weight.equal(b.blocks[1].conv1.weight)
+    plain = load_pretrained(tiny(seed=2), {"state_dict": a.state_dict()}, use_ema=True)  # no EMA: the weights
+    assert plain.blocks[1].conv1.weight.equal(a.blocks[1].conv1.weight)
+    import nfrepro
+    with pytest.raises(ValueError, match="pass pretrained=PATH"):
+        nfrepro.create_model("nfnet_f0", use_ema=True)
+
+
+class NotAWeight:
+    """A class no weights file needs: ``weights_only`` must refuse it."""
+
+
+def test_a_checkpoint_needing_another_class_is_refused_by_name(tmp_path):
+    path = tmp_path / "model_best.pth.tar"
+    torch.save({"state_dict": tiny().state_dict(), "args": NotAWeight()}, path)
+    with pytest.raises(ValueError, match=r"needs \S*NotAWeight to be unpickled.*weights_only=False"):
+        load_pretrained(tiny(), path)
 
 
 # ---------------------------------------------------------------- fine-tuning loads, formats by content
