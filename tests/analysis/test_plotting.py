@@ -277,3 +277,15 @@ def test_batch_mates_x_label_fits_the_figure():
     label = fig.axes[0].xaxis.label.get_window_extent(fig.canvas.get_renderer())
     page = fig.bbox
     assert page.x0 <= label.x0 and label.x1 <= page.x1, "the x label is cut off at the figure's edge"
+
+
+def test_relative_cost_draws_a_measured_range_and_keeps_the_legend_off_the_bars():
+    costs = pd.DataFrame({"step": ["base", "new"] * 2, "quantity": ["params"] * 2 + ["step, measured"] * 2,
+                          "value": [1.0, 1.2, 1.0, 0.9], "low": [np.nan, np.nan, 0.95, 0.85],
+                          "high": [np.nan, np.nan, 1.05, 0.95]})
+    fig = plotting.plot_relative_cost(costs, baseline="base")
+    ranges = [ln for ln in fig.axes[0].get_lines()
+              if len(ln.get_ydata()) == 2 and np.isfinite(ln.get_ydata()).all()
+              and ln.get_xdata()[0] == ln.get_xdata()[1]]  # vertical and drawn: not seaborn's NaN bars
+    assert sorted(tuple(np.round(ln.get_ydata(), 3)) for ln in ranges) == [(0.85, 0.95), (0.95, 1.05)]
+    assert fig.axes[0].get_legend() is None and len(fig.legends) == 1
