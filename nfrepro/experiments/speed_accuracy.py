@@ -7,8 +7,11 @@ NFNets of Table 6, ResNet-50, EfficientNet-B0..B7), its training resolution and 
 :func:`speed_ratios` sets the speed-ups the paper claims (F1 vs EfficientNet-B7; NF vs BN) beside ours.
 :func:`train_step_latency` times each contender's training step, one model after the other;
 :func:`pair_latency` times the two models of each speed pair alternately, step by step, and gives
-the ratio with its interquartile range and a bootstrap interval. :func:`committed_results` reads what
-``make gpu-check`` measured on a GPU (``results/gpu``); :func:`beside` sets it beside the rest.
+the ratio with its interquartile range and a bootstrap interval. :func:`nf_bn_attribution` prices
+the parts of the NF step that the BN step lacks (WS, AGC) in alternating rounds, and
+:func:`attribution_reading` / :func:`findings` write the notebook's sentences from the numbers.
+:func:`committed_results` reads what ``make gpu-check`` measured on a GPU (``results/gpu``);
+:func:`beside` sets it beside the rest.
 """
 from __future__ import annotations
 
