@@ -10,7 +10,9 @@
   ``nfnet_f0``: the baseline SE-ResNeXt-D NF (default ResNet widths, one grouped 3x3 conv), then
   the modified widths [256, 512, 1536, 1536] (§4.1), then the second grouped 3x3 conv (= F0); and
   the last row, default widths with the second conv. The augmentation rows of Table 2 (MixUp,
-  RandAugment, CutMix) change training, not the network.
+  RandAugment, CutMix) change training, not the network. :func:`table2_rounds` times their
+  training steps in alternating rounds; :func:`table2_reading` says what each change did to the
+  counts and to the measured step, in sentences written from those numbers.
 """
 from __future__ import annotations
 
@@ -22,8 +24,11 @@ import torch.nn as nn
 
 from nfrepro.analysis.complexity import count_macs, count_params
 from nfrepro.analysis.reference import paper_value
+from nfrepro.bench.harness import make_batch, place, train_step_fn
 from nfrepro.data.augment import MIXUP_ALPHA
 from nfrepro.engine.config import TrainConfig
+from nfrepro.engine.device import resolve_device
+from nfrepro.experiments.rounds import direction, iqrs_overlap, pair_ratio, round_summary, round_times
 from nfrepro.models.factory import create_model
 from nfrepro.models.nfnet import VARIANTS
 from nfrepro.optim import agc, recipe
@@ -98,6 +103,76 @@ def table2_complexity(px: int | None = None) -> pd.DataFrame:
         size = model_size("nfnet_f0", px, **overrides)
         rows += [{"label": label, "resolution": px, "metric": k, "value": val} for k, val in size.items()]
     return pd.DataFrame(rows)
+
+
+# (from, to, the change in words): each architecture change of Table 2 as a pair of its rows
+_BASE, _WIDTH, _F0, _DEFAULT = TABLE2_STEPS
+TABLE2_CHANGES = ((_BASE, _WIDTH, "the modified widths"), (_WIDTH, _F0, "the second conv"),
+                  (_DEFAULT, _F0, "the modified widths, on the net with the second conv"),
+                  (_BASE, _F0, "all changes together (F0 against the baseline)"))
+
+
+def table2_rounds(batch_size: int, px: int, device: Any = None, rounds: int = 20, warmup: int = 2,
+                  **overrides: Any) -> pd.DataFrame:
+    """The training steps (forward, backward, AGC, SGD with Nesterov momentum) of the four Table 2
+    networks on one batch, timed in alternating rounds (:func:`nfrepro.experiments.rounds.round_times`):
+    tidy ``side``, ``round``, ``step_ms``, with ``batch_size``, ``resolution`` and ``device``."""
+    device = resolve_device(device)
+    x, y = make_batch(batch_size, px, device)
+    steps = {label: train_step_fn(place(m, device), x, y, clip="nfrepro")
+             for label, m in table2_models(**overrides).items()}
+    return round_times(steps, rounds, warmup, device).assign(batch_size=batch_size, resolution=px,
+                                                             device=str(device))
+
+
+def table2_reading(sizes: pd.DataFrame, times: pd.DataFrame) -> list[str]:
+    """One sentence group per change of :data:`TABLE2_CHANGES`, written from the numbers: what the
+    change did to the parameter and multiply-add counts (``sizes``: index label, columns ``params``,
+    ``macs``), to the measured step (the per-round ratio of :func:`table2_rounds`' rounds, its IQR and
+    95% interval, and whether the two steps' time IQRs overlap) and to the paper's TPUv3 step. Where
+    the step moved against both counts, it says so and that this run does not measure why."""
+    summary = round_summary(times, _BASE).set_index("side")
+    rounds = int(times["round"].nunique())
+    out = []
+    for a, b, what in TABLE2_CHANGES:
+        r = pair_ratio(times, b, a)
+        counts = {k: 100 * (sizes.loc[b, k] / sizes.loc[a, k] - 1) for k in ("params", "macs")}
+        paper = 100 * (paper_value("train_step_tpuv3", b) / paper_value("train_step_tpuv3", a) - 1)
+        word = direction(r, "slower", "faster", "no clear difference")
+        overlap = "overlap" if iqrs_overlap(summary.loc[a], summary.loc[b]) else "do not overlap"
+        short_a, short_b = (label.removeprefix("NFNet-F0 ").strip("()") for label in (a, b))
+        ratio = (f"{r['ratio_median']:.3f}x the {short_a} step's time (per-round ratio: IQR "
+                 f"{r['ratio_q25']:.3f}-{r['ratio_q75']:.3f}, 95% interval of the median "
+                 f"{r['ratio_ci_low']:.3f}-{r['ratio_ci_high']:.3f}, {rounds} rounds)")
+        iqr = lambda side: f"{summary.loc[side, 'q25_ms']:.0f}-{summary.loc[side, 'q75_ms']:.0f} ms"  # noqa: E731
+        text = (f"**{what[0].upper() + what[1:]}** ({short_a} to {short_b}): {counts['params']:+.1f}% "
+                f"parameters, {counts['macs']:+.1f}% multiply-adds. The {short_b} step took {ratio}: {word}. "
+                f"The two steps' times have IQRs {iqr(a)} and {iqr(b)}, which {overlap}. "
+                f"The paper's TPUv3 step: {paper:+.1f}%.")
+        grew = counts["params"] > 0 and counts["macs"] > 0
+        shrank = counts["params"] < 0 and counts["macs"] < 0
+        if (grew and word == "faster") or (shrank and word == "slower"):
+            text += (" The step moved against both counts, so neither predicts the step time here; this run "
+                     "does not measure why.")
+        out.append(text)
+    return out
+
+
+def findings(table3: pd.DataFrame, table1_disagreements: int, readings: list[str], setting: str) -> str:
+    """Notebook 04's "What we found" in Markdown, from the numbers: how far our parameter and FLOP
+    counts are from Table 3's (``table3``: columns ``params (M), ours`` / ``paper`` and ``FLOPs (B MACs),
+    ours`` / ``paper``), how many Table 1 rows disagree, then :func:`table2_reading`'s sentences."""
+    dp = (table3["params (M), ours"] - table3["params (M), paper"]).abs().max()
+    df = (table3["FLOPs (B MACs), ours"] - table3["FLOPs (B MACs), paper"]).abs().max()
+    return "\n".join([
+        f"* **Table 1 and Table 3.** {table1_disagreements} of the variant table's rows differ from the "
+        f"paper's; our parameter and multiply-add counts of {', '.join(table3.index)} are at most "
+        f"{dp:.3f}M and {df:.3f}B away from Table 3's two-decimal numbers.",
+        f"* **Table 2, measured** ({setting}):",
+        *[f"  * {r}" for r in readings],
+        "* The paper's step times are TPUv3 with 32 images per device in bf16, so only the direction of "
+        "each change can be set beside ours, not its size.",
+    ])
 
 
 # ----------------------------------------------------------------------------- the F0..F7 family

@@ -6,7 +6,9 @@ the two BatchNorm orders) into a measured value and a bound; :func:`nfnet_checks
 an NFNet-F0, whose ResNet-D shortcuts do not follow that line; :func:`nfnet_prediction` computes
 the curve they follow instead. :func:`run_spps` measures the notebook's nets for one seed and
 :func:`evidence_over_seeds` / :func:`spread` give every number the notebook quotes as evidence
-with its spread over seeds (input noise and initialisation). The statistics themselves are
+with its spread over seeds (input noise and initialisation). :func:`correlated_images` and
+:func:`nfnet_input_evidence` set NFNet-F0's SPP on real images (whose neighbouring pixels are
+correlated) beside its SPP on white noise. The statistics themselves are
 :func:`nfrepro.analysis.spp.signal_propagation`.
 """
 from __future__ import annotations
@@ -16,10 +18,13 @@ from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from nfrepro.analysis import spp
 from nfrepro.layers.gains import activation_variance
 from nfrepro.models import create_model
+from nfrepro.models.folding import fold_conv
+from nfrepro.models.utils import first_conv
 from nfrepro.models.variance import propagated_variances
 
 RELU_SQ_MEAN_RATIO = 1.0 / (math.pi - 1.0)  # (1/pi) / (1 - 1/pi): squared mean over variance of a
@@ -245,3 +250,192 @@ def with_spread(summary: pd.DataFrame, name: str, fmt: str = ".2f") -> str:
     """``"mean [min, max]"`` of one number of :func:`spread`, each formatted with ``fmt``."""
     r = summary.loc[name]
     return f"{r['mean']:{fmt}} [{r['min']:{fmt}}, {r['max']:{fmt}}]"
+
+
+# ------------------------------------------------------------------ NFNet-F0 on correlated input
+NOISE, IMAGES = "N(0, 1) noise", "Fashion-MNIST, upsampled"  # the two inputs' labels
+
+
+def correlated_images(images: torch.Tensor, batch: int, resolution: int, seed: int) -> torch.Tensor:
+    """``batch`` images drawn by ``seed`` from ``images`` (uint8 ``N x 1 x H x W``, e.g. Fashion-MNIST's
+    test split), bilinearly upsampled to ``resolution`` px, repeated to 3 channels and standardised
+    over the whole batch to mean 0 and variance 1, so that they share N(0, 1) noise's first two
+    moments; what differs is the correlation of neighbouring pixels (and of the three channels)."""
+    pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))[:batch]
+    x = F.interpolate(images[pick].to(torch.float32), size=(resolution, resolution), mode="bilinear",
+                      align_corners=False).repeat(1, 3, 1, 1)
+    return (x - x.mean()) / x.std(unbiased=False)
+
+
+def nfnet_spps(inputs: Mapping[str, torch.Tensor], width: float, seed: int, device: Any = "cpu",
+               ) -> tuple[Any, dict[str, pd.DataFrame]]:
+    """One NFNet-F0 (skip gains 1, ``width`` fraction, initialised from ``seed``) and its SPP on each
+    input of ``inputs`` (label -> batch), each joined with :func:`nfnet_prediction` (which assumes
+    uncorrelated pixels): the same weights see every input, so the input is the only change."""
+    torch.manual_seed(seed)
+    model = create_model("nfnet_f0", skip_gain_init=1.0, width=width).to(device)
+    prediction = nfnet_prediction(model)
+    return model, {label: spp.signal_propagation(model, x.to(device)).join(prediction, on="index")
+                   for label, x in inputs.items()}
+
+
+def neighbour_correlation(x: torch.Tensor) -> float:
+    """Pearson correlation of horizontally adjacent pixels of ``x`` (``N x C x H x W``), pooled over
+    images and channels: about 0 for white noise, near 1 for a smooth image."""
+    a, b = x[..., :, :-1].flatten().double(), x[..., :, 1:].flatten().double()
+    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+
+def first_conv_variances(model: Any, x: torch.Tensor) -> dict[str, float]:
+    """Average channel variance of the stem's first conv output on ``x``: with its Scaled-WS weight
+    (``first_conv_var``), and with the same weight scaled alike but not centred
+    (``first_conv_var_uncentred``: ``gain * W / sqrt(N var)``, each row keeping its mean). Scaled WS
+    gives every filter weights that sum to zero, so it passes nothing of an input that is constant
+    across its window; the pair measures what that does to a given input."""
+    conv = first_conv(model)
+    plain = fold_conv(conv)  # the same conv (padding, stride) holding the standardised weight
+    w = conv.weight.detach()
+    var = w.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
+    with torch.no_grad():
+        standardised = spp.channel_stats(plain(x))[1]
+        scale = (conv.gain * conv.input_scale).view(-1, 1, 1, 1) / torch.sqrt(w[0].numel() * var)
+        plain.weight.copy_(w * scale)
+        uncentred = spp.channel_stats(plain(x))[1]
+    return {"first_conv_var": standardised, "first_conv_var_uncentred": uncentred}
+
+
+def nfnet_input_evidence(frames: Mapping[str, pd.DataFrame], inputs: Mapping[str, torch.Tensor] | None = None,
+                         model: Any = None) -> pd.DataFrame:
+    """Per input (label of ``frames``, :func:`nfnet_spps`): the stem output's variance (``stem_var``),
+    the fraction of the variance each strided transition keeps (``kept_stage{s}``: variance after
+    the stage's first block / before it; a 2 x 2 pool of uncorrelated pixels keeps about a
+    quarter), the last block's variance, the largest squared channel mean, the largest deviation
+    from the uncorrelated-pixel prediction and, given the ``inputs``, their
+    :func:`neighbour_correlation` and (with the ``model``) :func:`first_conv_variances`.
+    Tidy: ``input``, ``name``, ``value``."""
+    rows = []
+    for label, df in frames.items():
+        var = df.set_index("index")["avg_var"]
+        b = _blocks(df).set_index("index")
+        out = {"stem_var": float(var.loc[0])}
+        out.update({f"kept_stage{int(r.stage)}": float(var[i] / var[i - 1])
+                    for i, r in b.iterrows() if r.block_in_stage == 0 and r.stage > 0})
+        out.update(final_var=float(var.iloc[-1]), max_sq_mean=float(b["avg_sq_mean"].max()),
+                   vs_prediction=max_deviation_from(df, df.set_index("index")["predicted_var"]))
+        if inputs is not None:
+            out["pixel_correlation"] = neighbour_correlation(inputs[label])
+            if model is not None:
+                out.update(first_conv_variances(model, inputs[label]))
+        rows += [{"input": label, "name": k, "value": v} for k, v in out.items()]
+    return pd.DataFrame(rows)
+
+
+def nfnet_inputs_over_seeds(images: torch.Tensor, seeds: Iterable[int], batch: int, resolution: int,
+                            width: float, device: Any = "cpu",
+                            known: Mapping[int, tuple[Any, Mapping[str, pd.DataFrame]]] | None = None,
+                            ) -> pd.DataFrame:
+    """:func:`nfnet_input_evidence` for every seed, on N(0, 1) noise and on :func:`correlated_images`
+    drawn from ``images``, both drawn by the seed that initialises the net (as in :func:`run_spps`);
+    seeds in ``known`` (what :func:`nfnet_spps` returned for them) are not re-run. Tidy, with a
+    ``seed`` column."""
+    rows = []
+    for seed in seeds:
+        inputs = {NOISE: torch.randn(batch, 3, resolution, resolution,
+                                     generator=torch.Generator().manual_seed(seed)),
+                  IMAGES: correlated_images(images, batch, resolution, seed)}
+        model, frames = (known or {}).get(seed) or nfnet_spps(inputs, width, seed, device)
+        rows.append(nfnet_input_evidence(frames, {k: x.to(device) for k, x in inputs.items()}, model)
+                    .assign(seed=seed))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _range(per_seed: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Mean, min and max over seeds of one quantity, per input (``name`` "kept": the mean over
+    the strided transitions of each seed first)."""
+    if name == "kept":
+        rows = per_seed[per_seed["name"].str.startswith("kept_stage")]
+        per = rows.groupby(["input", "seed"])["value"].mean()
+    else:
+        per = per_seed[per_seed["name"] == name].set_index(["input", "seed"])["value"]
+    return per.groupby("input").agg(["mean", "min", "max"])
+
+
+def _apart(a: pd.Series, b: pd.Series) -> str:
+    """Whether two min-max ranges over seeds overlap, in words."""
+    return "the ranges over seeds do not overlap" if a["min"] > b["max"] or a["max"] < b["min"] \
+        else "the ranges over seeds overlap"
+
+
+def input_reading(per_seed: pd.DataFrame, noise: str = NOISE, images: str = IMAGES) -> str:
+    """What changes on NFNet-F0's SPP when real images replace white noise, in sentences written from
+    :func:`nfnet_input_evidence` rows over seeds (``seed``, ``input``, ``name``, ``value``): the stem's
+    output variance, the fraction of variance the strided transitions keep and the last block's
+    variance on each input (mean [min, max] over seeds), and the inputs' pixel correlation."""
+    fmt = lambda r, f: f"{r['mean']:{f}} [{r['min']:{f}}, {r['max']:{f}}]"  # noqa: E731
+    stem, kept, final = _range(per_seed, "stem_var"), _range(per_seed, "kept"), _range(per_seed, "final_var")
+    more = "more" if kept.loc[images, "mean"] > kept.loc[noise, "mean"] else "less"
+    fn, fi = final.loc[noise, "mean"], final.loc[images, "mean"]
+    size = f"{fn / fi:.0f} times smaller" if fi < fn else f"{fi / fn:.1f} times larger"
+    text = (f"On {noise} the stem's output has variance {fmt(stem.loc[noise], '.3g')}; on {images} "
+            f"{fmt(stem.loc[images], '.2g')} ({_apart(stem.loc[noise], stem.loc[images])}). Across the "
+            f"strided transitions the ResNet-D shortcut keeps on average {fmt(kept.loc[noise], '.0%')} of "
+            f"the variance on noise and {fmt(kept.loc[images], '.0%')} on the images: {more} on the images "
+            f"({_apart(kept.loc[noise], kept.loc[images])}). The last block's variance is "
+            f"{fn:.3g} on noise and {fi:.3g} on the images, {size} (means over "
+            f"{per_seed['seed'].nunique()} seeds, [min, max] in brackets).")
+    mean = per_seed.groupby(["name", "input"])["value"].mean()
+    if "first_conv_var" in mean:
+        ws, raw, corr = mean["first_conv_var"], mean["first_conv_var_uncentred"], mean["pixel_correlation"]
+        text += (f" Where the images lose it: the stem's first convolution alone leaves them variance "
+                 f"{ws[images]:.2g} with its Scaled-WS weights and {raw[images]:.2g} with the same weights "
+                 f"left uncentred (noise: {ws[noise]:.2g} and {raw[noise]:.2g}). Scaled WS makes every "
+                 f"filter's weights sum to zero, so a filter passes nothing of an input that is constant "
+                 f"across its window, and adjacent pixels of the upsampled images correlate at "
+                 f"{corr[images]:.3f} (noise: {corr[noise]:.3f}).")
+    return text
+
+
+# ------------------------------------------------------------------ the notebook's closing summary
+def held_at(per_seed: pd.DataFrame, checks: pd.DataFrame) -> pd.Series:
+    """For each check of :func:`spp_checks` / :func:`nfnet_checks` (its ``op`` and ``bound``), at how
+    many of the seeds of :func:`evidence_over_seeds` its value meets the bound: ``"k of n"``."""
+    out = {}
+    for r in checks.itertuples():
+        v = per_seed.loc[per_seed["name"] == r.check, "value"]
+        ok = (v < r.bound) if r.op == "<" else (v > r.bound)
+        out[r.check] = f"{int(ok.sum())} of {len(v)}"
+    return pd.Series(out)
+
+
+def findings(per_seed: pd.DataFrame, checks: pd.DataFrame, f0_inputs: pd.DataFrame, setting: str,
+             theory_last: float) -> str:
+    """Notebook 01's "What we found", in Markdown written from the numbers: each figure's shape with
+    its value over seeds (mean [min, max]) and at how many seeds its check held, then what changes
+    for NFNet-F0 on images (:func:`input_reading`). ``theory_last``: 1 + k alpha^2 at the last block."""
+    ev, held = spread(per_seed), held_at(per_seed, checks)
+    q = lambda name, fmt=".2f": with_spread(ev, name, fmt)  # noqa: E731
+    n = int(per_seed["seed"].nunique())
+    return "\n".join([
+        f"Setting: {setting}; every number is the mean over {n} seeds of input noise and initialisation, "
+        "with the [min, max] over them.",
+        "",
+        f"* **NF-ResNet with Scaled WS (Fig. 2).** Its variance stays within "
+        f"{q('nf_ws_variance_vs_theory', '.1%')} of the line 1 + k alpha^2 and its squared channel means "
+        f"stay at or below "
+        f"{q('nf_ws_no_mean_shift', '.3f')} (both bounds held at {held['nf_ws_variance_vs_theory']} and "
+        f"{held['nf_ws_no_mean_shift']} seeds).",
+        f"* **The same net without WS.** Its squared channel mean reaches {q('nf_he_sq_mean_last')} at the "
+        f"last block, {q('nf_he_mean_vs_ws', '.0f')} times the WS net's, and exceeds its variance at every "
+        f"stage end (held at {held['nf_he_mean_dominates']} seeds): the mean shift that WS removes. "
+        f"Its variance ends at {q('nf_he_var_last')}, against {theory_last:.2f} on the 1 + k alpha^2 line "
+        "that the paper describes it following.",
+        f"* **Unnormalised.** The variance grows {q('plain_growth_per_block')} times per block, a straight "
+        f"line on a log axis (R^2 {q('plain_log_linear_r2', '.3f')}).",
+        f"* **BatchNorm (Fig. 1).** In ReLU-BN-Conv order the squared mean stays below "
+        f"{q('relu_bn_conv_no_mean_shift', '.1e')} of the variance; in BN-ReLU-Conv order it is at least "
+        f"{q('bn_relu_conv_mean_shift')} of it at every stage end (theory {RELU_SQ_MEAN_RATIO:.2f}).",
+        f"* **NFNet-F0 on noise.** It does not follow 1 + k alpha^2: its variance stays within "
+        f"{q('nfnet_var_vs_prediction', '.1%')} of the prediction for uncorrelated pixels, in which each "
+        "ResNet-D transition keeps about a quarter of the variance.",
+        f"* **NFNet-F0 on images.** {input_reading(f0_inputs)}",
+    ])

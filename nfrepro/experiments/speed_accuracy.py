@@ -7,17 +7,20 @@ NFNets of Table 6, ResNet-50, EfficientNet-B0..B7), its training resolution and 
 :func:`speed_ratios` sets the speed-ups the paper claims (F1 vs EfficientNet-B7; NF vs BN) beside ours.
 :func:`train_step_latency` times each contender's training step, one model after the other;
 :func:`pair_latency` times the two models of each speed pair alternately, step by step, and gives
-the ratio with its interquartile range and a bootstrap interval. :func:`committed_results` reads what
-``make gpu-check`` measured on a GPU (``results/gpu``); :func:`beside` sets it beside the rest.
+the ratio with its interquartile range and a bootstrap interval. :func:`nf_bn_attribution` prices
+the parts of the NF step that the BN step lacks (WS, AGC) in alternating rounds, and
+:func:`attribution_reading` / :func:`findings` write the notebook's sentences from the numbers.
+:func:`committed_results` reads what ``make gpu-check`` measured on a GPU (``results/gpu``);
+:func:`beside` sets it beside the rest.
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -29,16 +32,16 @@ from nfrepro.bench.harness import (
     compare,
     import_timm,
     make_batch,
-    paired_ratio,
     place,
     release,
-    step_times,
     tidy_rows,
     train_step_fn,
 )
 from nfrepro.engine.device import resolve_device
 from nfrepro.engine.profiles import project_root
+from nfrepro.experiments.rounds import direction, pair_ratio, round_differences, round_times
 from nfrepro.models import create_model, list_models
+from nfrepro.models.folding import fold_weight_standardization
 from nfrepro.models.nfnet import VARIANTS
 
 # EfficientNet-B0..B7 train (and test) at these resolutions (Tan & Le 2019, the compound scaling
@@ -324,11 +327,92 @@ def _time_pair(fast: str, slow: str, by_label: Mapping[str, str], overrides, dev
         model = place(build_model(name, **dict((overrides or {}).get(name, {}))), device, channels_last)
         x, y = make_batch(batch_size, pxs[-1], device, channels_last)
         steps[label] = train_step_fn(model, x, y, clip="nfrepro" if c.agc else None, amp=amp)
-    times = step_times(steps, repeats=rounds, warmup=warmup, device=device)
-    stats = paired_ratio(times[slow], times[fast])
-    stats["fast_median_ms"] = 1e3 * float(np.median(times[fast]))
-    stats["slow_median_ms"] = 1e3 * float(np.median(times[slow]))
+    times = round_times(steps, rounds, warmup, device)
+    stats = pair_ratio(times, slow, fast)
+    median = times.groupby("side")["step_ms"].median()
+    stats["fast_median_ms"], stats["slow_median_ms"] = float(median[fast]), float(median[slow])
     return stats, (pxs[0], pxs[1])
+
+
+# ---------------------------------------------------------------- where the NF-vs-BN gap goes (Table 6)
+FULL, NO_AGC, WS_FOLDED, BN = "NF: WS + AGC", "NF: WS, no AGC", "NF: WS folded, no AGC", "BN"
+ATTRIBUTION_PARTS = {"AGC": (FULL, NO_AGC), "weight standardization": (NO_AGC, WS_FOLDED),
+                     "rest: NF without WS or AGC vs BN": (WS_FOLDED, BN)}
+
+
+def nf_bn_attribution(variant: str = "f0", device: Any = None, batch_size: int = 2, res_scale: float = 1.0,
+                      rounds: int = 15, warmup: int = 2, amp: str | bool | None = "auto",
+                      channels_last: bool | None = None,
+                      overrides: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """What the NF net's training step spends beside the BN net's (NFNets Table 6), one change per side,
+    all four timed in the same alternating rounds (:func:`round_times`) on the same batch:
+
+    * ``FULL``: the NF net's step as notebook 05 times it (Scaled WS in every conv, AGC);
+    * ``NO_AGC``: the same weights, AGC off;
+    * ``WS_FOLDED``: the same weights with every standardised weight computed once and held by a plain
+      conv (:func:`nfrepro.models.folding.fold_weight_standardization`): no WS work in the forward or
+      backward pass, AGC off (training it would not train an NF net; here it only prices WS);
+    * ``BN``: the "-NF +BN" net's step (no AGC, as in the survey).
+
+    ``FULL - NO_AGC`` prices AGC, ``NO_AGC - WS_FOLDED`` weight standardization and ``WS_FOLDED - BN``
+    what is left (:data:`ATTRIBUTION_PARTS`). Tidy :func:`round_times` rows with ``model``,
+    ``batch_size``, ``resolution`` and ``device``.
+    """
+    device = resolve_device(device)
+    nf_name, bn_name = f"nfnet_{variant}", f"nfnet_bn_{variant}"
+    px = scaled_px(contender(nf_name).train_px, res_scale)
+    x, y = make_batch(batch_size, px, device, channels_last)
+    nf = place(build_model(nf_name, **dict((overrides or {}).get(nf_name, {}))), device, channels_last)
+    bn = build_model(bn_name, **dict((overrides or {}).get(bn_name, {})))
+    models = {FULL: nf, NO_AGC: copy.deepcopy(nf), WS_FOLDED: fold_weight_standardization(nf),
+              BN: place(bn, device, channels_last)}
+    steps = {side: train_step_fn(m, x, y, clip="nfrepro" if side == FULL else None, amp=amp)
+             for side, m in models.items()}
+    out = round_times(steps, rounds, warmup, device)
+    del steps, models, nf, bn
+    release(device)
+    return out.assign(model=nf_name, batch_size=batch_size, resolution=px, device=str(device))
+
+
+def attribution_reading(times: pd.DataFrame) -> str:
+    """The NF-vs-BN gap of :func:`nf_bn_attribution` in sentences written from its rounds: each side's
+    per-round ratio to the BN step, and the per-round milliseconds of each part."""
+    ratio = {side: pair_ratio(times, side, BN) for side in (FULL, WS_FOLDED)}
+    parts = round_differences(times, {"gap": (FULL, BN), **ATTRIBUTION_PARTS}).set_index("part")
+    ms = lambda p: (f"{parts.loc[p, 'median_ms']:.0f} ms (IQR {parts.loc[p, 'q25_ms']:.0f} to "  # noqa: E731
+                    f"{parts.loc[p, 'q75_ms']:.0f})")
+    r = lambda side: (f"{ratio[side]['ratio_median']:.2f}x (95% interval {ratio[side]['ratio_ci_low']:.2f}"  # noqa: E731
+                      f"-{ratio[side]['ratio_ci_high']:.2f})")
+    gap = parts.loc["gap", "median_ms"]
+    share = lambda p: f", {parts.loc[p, 'median_ms'] / gap:.0%} of the gap" if gap > 0 else ""  # noqa: E731
+    rest = direction(ratio[WS_FOLDED], "slower than the BN step", "faster than the BN step",
+                     "not distinguishable from the BN step")
+    return (f"The NF training step took {r(FULL)} the BN step's time, a gap of {ms('gap')} per round. "
+            f"AGC accounts for {ms('AGC')}{share('AGC')}; weight standardization for "
+            f"{ms('weight standardization')}{share('weight standardization')}. "
+            f"With both removed the NF step took {r(WS_FOLDED)} the BN step's time ({rest}); per round it "
+            f"differs from the BN step by {ms('rest: NF without WS or AGC vs BN')}. (Medians over "
+            f"{int(times['round'].nunique())} "
+            f"rounds of per-round differences; they need not add up exactly.)")
+
+
+def findings(ratios: pd.DataFrame, attribution: pd.DataFrame | None, setting: str) -> str:
+    """Notebook 05's "What we found" in Markdown, from the numbers: each measured speed pair of
+    :func:`speed_ratios` (faster or slower only where its 95% interval excludes 1) beside the
+    paper's TPUv3 ratio, then :func:`attribution_reading`."""
+    lines = [f"Measured here: {setting}. The paper's ratios are TPUv3 step times at 32 images per core."]
+    for r in ratios.dropna(subset=["measured"]).itertuples():
+        ci = (f"95% interval {r.measured_ci_low:.2f}-{r.measured_ci_high:.2f}"
+              if r.measured_ci_low == r.measured_ci_low else "one median each, no interval")
+        word = direction({"ratio_ci_low": r.measured_ci_low, "ratio_ci_high": r.measured_ci_high},
+                         f"{r.fast} trained faster than {r.slow}", f"{r.fast} trained slower than {r.slow}",
+                         f"no clear difference between {r.fast} and {r.slow}")
+        lines.append(f"* **{r.fast} vs {r.slow}.** {r.slow} / {r.fast} step time: {r.measured:.2f}x ({ci}): "
+                     f"{word} here; the paper's TPUv3 ratio is {r.paper_tpuv3:.2f}x.")
+    if attribution is not None:
+        lines.append(f"* **Where the NF-vs-BN gap goes ({attribution['model'].iloc[0]}).** "
+                     f"{attribution_reading(attribution)}")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- a GPU's measurements

@@ -249,3 +249,43 @@ def test_plot_spp_draws_a_predicted_frame_on_both_variance_panels_with_its_label
     assert np.allclose(dashed[2][0].get_ydata(), 0.9)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "ResNet-D prediction" in labels and not any("alpha" in s for s in labels)
+
+
+def _spans(bbox) -> tuple[float, float]:
+    return bbox.y0, bbox.y1
+
+
+def test_spp_axis_labels_stay_beside_their_own_panel():
+    """A rotated y label taller than its panel runs into the row above or below (the 600-layer grid
+    is three rows of 3.9 inches; NFNet-F0's single row is 4.6 inches): every label fits its panel."""
+    names = ("Fig. 1: BatchNorm", "Fig. 2: Normalizer-Free", "Unnormalised")
+    rows = {name: {"net": _spp_frame(1.04, sq_mean=0.1)} for name in names}
+    for fig in (plotting.plot_spp_grid(rows, title="grid"), plotting.plot_spp({"net": _spp_frame(1.04)})):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            low, high = _spans(ax.get_window_extent(renderer))
+            label_low, label_high = _spans(ax.yaxis.label.get_window_extent(renderer))
+            assert low - 1 <= label_low and label_high <= high + 1, (ax.get_ylabel(), ax.get_title())
+
+
+def test_batch_mates_x_label_fits_the_figure():
+    effects = pd.DataFrame({"family": ["BN", "NF"] * 2, "mode": ["train"] * 2 + ["eval"] * 2,
+                            "relative_change": [0.5, 0.0, 0.0, 0.0]})
+    fig = plotting.plot_batch_mates(effects)
+    fig.canvas.draw()
+    label = fig.axes[0].xaxis.label.get_window_extent(fig.canvas.get_renderer())
+    page = fig.bbox
+    assert page.x0 <= label.x0 and label.x1 <= page.x1, "the x label is cut off at the figure's edge"
+
+
+def test_relative_cost_draws_a_measured_range_and_keeps_the_legend_off_the_bars():
+    costs = pd.DataFrame({"step": ["base", "new"] * 2, "quantity": ["params"] * 2 + ["step, measured"] * 2,
+                          "value": [1.0, 1.2, 1.0, 0.9], "low": [np.nan, np.nan, 0.95, 0.85],
+                          "high": [np.nan, np.nan, 1.05, 0.95]})
+    fig = plotting.plot_relative_cost(costs, baseline="base")
+    ranges = [ln for ln in fig.axes[0].get_lines()
+              if len(ln.get_ydata()) == 2 and np.isfinite(ln.get_ydata()).all()
+              and ln.get_xdata()[0] == ln.get_xdata()[1]]  # vertical and drawn: not seaborn's NaN bars
+    assert sorted(tuple(np.round(ln.get_ydata(), 3)) for ln in ranges) == [(0.85, 0.95), (0.95, 1.05)]
+    assert fig.axes[0].get_legend() is None and len(fig.legends) == 1

@@ -1,6 +1,7 @@
 """Notebook 01's claims (``nfrepro.experiments.signal_propagation``): the SPP shapes of the NF-ResNet
 paper (Fig. 1 and 2) hold on the project's own nets at small width and resolution (``slow``: the
 600-layer nets); an NFNet-F0 passes its own checks."""
+import pandas as pd
 import pytest
 import torch
 from conftest import NETS, spp_of
@@ -78,3 +79,60 @@ NETS_BY_LABEL = {  # notebook 01's nets, by its labels
     "NF, Scaled WS": ("nf_resnet600", dict(skip_gain_init=1.0)),
     "unnormalised": ("plain_resnet600", dict()),
 }
+
+
+def test_correlated_images_share_the_noise_moments_but_not_its_independence():
+    images = torch.zeros(6, 1, 8, 8, dtype=torch.uint8)
+    images[:, :, 2:6, 2:6] = 200                     # a bright square on black, like a garment
+    images[3:, :, :, :4] = 90
+    x = claims.correlated_images(images, batch=4, resolution=64, seed=0)
+    assert x.shape == (4, 3, 64, 64) and torch.equal(x[:, 0], x[:, 2])
+    assert abs(float(x.mean())) < 1e-5 and float(x.var(unbiased=False)) == pytest.approx(1.0, rel=1e-4)
+    assert claims.neighbour_correlation(x) > 0.9
+    assert abs(claims.neighbour_correlation(torch.randn(4, 3, 64, 64))) < 0.05
+    again = claims.correlated_images(images, batch=4, resolution=64, seed=0)
+    assert torch.equal(x, again)                     # the seed picks the images
+
+
+def test_nfnet_on_images_and_noise_one_net_and_a_reading_from_the_numbers():
+    images = (torch.rand(20, 1, 8, 8) * 255).to(torch.uint8)
+    images = torch.nn.functional.avg_pool2d(images.float(), 3, 1, 1).to(torch.uint8)  # smoother
+    per_seed = claims.nfnet_inputs_over_seeds(images, [0, 1], batch=2, resolution=64, width=0.0625)
+    names = set(per_seed["name"])
+    assert {"stem_var", "kept_stage1", "kept_stage3", "final_var", "pixel_correlation", "first_conv_var",
+            "first_conv_var_uncentred"} <= names
+    assert set(per_seed["input"]) == {claims.NOISE, claims.IMAGES} and set(per_seed["seed"]) == {0, 1}
+    noise = per_seed[(per_seed["input"] == claims.NOISE) & per_seed["name"].str.startswith("kept")]
+    assert noise["value"].between(0.1, 0.35).all()   # a 2 x 2 pool of uncorrelated pixels: ~ a quarter
+    text = claims.input_reading(per_seed)
+    kept = per_seed[per_seed["name"].str.startswith("kept")].groupby("input")["value"].mean()
+    assert f"{kept[claims.NOISE]:.0%}" in text and f"{kept[claims.IMAGES]:.0%}" in text
+    assert ("more on the images" in text) == (kept[claims.IMAGES] > kept[claims.NOISE])
+    first = per_seed[per_seed["name"].str.startswith("first_conv")].pivot_table(
+        index="input", columns="name", values="value")
+    ratio = first["first_conv_var"] / first["first_conv_var_uncentred"]
+    assert ratio[claims.IMAGES] < 0.5 < ratio[claims.NOISE]  # zero-sum WS rows drop a smooth input
+    assert "Scaled WS makes every filter's weights sum to zero" in text
+
+
+def test_input_reading_says_whether_the_ranges_over_seeds_overlap():
+    def rows(noise_kept, image_kept):
+        out = []
+        for seed, (n, i) in enumerate(zip(noise_kept, image_kept, strict=True)):
+            for label, k in ((claims.NOISE, n), (claims.IMAGES, i)):
+                out += [{"seed": seed, "input": label, "name": "kept_stage1", "value": k},
+                        {"seed": seed, "input": label, "name": "stem_var", "value": 1.0},
+                        {"seed": seed, "input": label, "name": "final_var", "value": 0.01}]
+        return pd.DataFrame(out)
+
+    apart = claims.input_reading(rows([0.24, 0.25], [0.5, 0.6]))
+    assert "more on the images (the ranges over seeds do not overlap)" in apart
+    close = claims.input_reading(rows([0.24, 0.30], [0.27, 0.29]))
+    assert "more on the images (the ranges over seeds overlap)" in close
+
+
+def test_findings_quote_the_numbers_and_how_many_seeds_met_each_bound():
+    checks = pd.DataFrame({"check": ["nf_ws_variance_vs_theory"], "op": ["<"], "bound": [0.1]})
+    per_seed = pd.DataFrame({"seed": [0, 1, 2], "name": "nf_ws_variance_vs_theory",
+                             "value": [0.02, 0.05, 0.2]})
+    assert claims.held_at(per_seed, checks)["nf_ws_variance_vs_theory"] == "2 of 3"

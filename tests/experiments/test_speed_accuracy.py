@@ -113,3 +113,45 @@ def test_pair_latency_alternates_and_reports_the_ratio_with_its_spread():
     assert ratios.loc["NFNet-F0 -NF +BN", "measured"] == pytest.approx(v["ratio_median"])  # paired wins
     assert ratios.loc["NFNet-F0 -NF +BN", "rounds"] == 3
     assert math.isnan(ratios.loc["EffNet-B7", "measured_q25"])
+
+
+def test_nf_bn_attribution_times_four_sides_one_change_apart():
+    small = {m: {"width": 0.125, "depths": (1, 1, 1, 1)} for m in ("nfnet_f0", "nfnet_bn_f0")}
+    df = speed_accuracy.nf_bn_attribution("f0", device="cpu", batch_size=2, res_scale=0.2, rounds=2, warmup=0,
+                                          overrides=small)
+    sides = [speed_accuracy.FULL, speed_accuracy.NO_AGC, speed_accuracy.WS_FOLDED, speed_accuracy.BN]
+    assert list(dict.fromkeys(df["side"])) == sides and len(df) == 4 * 2
+    assert (df["step_ms"] > 0).all() and set(df["resolution"]) == {40} and set(df["model"]) == {"nfnet_f0"}
+    assert set(speed_accuracy.ATTRIBUTION_PARTS) == {"AGC", "weight standardization",
+                                                    "rest: NF without WS or AGC vs BN"}
+
+
+def _attribution(full, no_agc, folded, bn):
+    sides = (speed_accuracy.FULL, speed_accuracy.NO_AGC, speed_accuracy.WS_FOLDED, speed_accuracy.BN)
+    return pd.DataFrame([{"side": side, "round": r, "step_ms": v}
+                         for side, vs in zip(sides, (full, no_agc, folded, bn), strict=True)
+                         for r, v in enumerate(vs)]).assign(model="nfnet_f0")
+
+
+def test_attribution_reading_prices_each_part_from_the_rounds():
+    # per round: AGC 20 ms, WS 100 ms, and the NF net without either 10 ms slower than BN
+    bn = [300.0, 310.0, 290.0, 305.0, 295.0]
+    df = _attribution([b + 130 for b in bn], [b + 110 for b in bn], [b + 10 for b in bn], bn)
+    text = speed_accuracy.attribution_reading(df)
+    assert "a gap of 130 ms (IQR 130 to 130) per round" in text
+    assert "AGC accounts for 20 ms (IQR 20 to 20), 15% of the gap" in text
+    assert "weight standardization for 100 ms (IQR 100 to 100), 77% of the gap" in text
+    assert "(slower than the BN step); per round it differs from the BN step by 10 ms" in text
+    jitter = (-5, 5, -3, 3, 0)
+    same = _attribution([b + 130 for b in bn], [b + 110 for b in bn],
+                        [b + d for b, d in zip(bn, jitter, strict=True)], bn)
+    assert "not distinguishable from the BN step" in speed_accuracy.attribution_reading(same)
+
+
+def test_findings_call_a_pair_faster_only_where_its_interval_says_so():
+    ratios = pd.DataFrame({"fast": ["NFNet-F1", "NFNet-F0"], "slow": ["EffNet-B7", "NFNet-F0 -NF +BN"],
+                           "measured": [5.5, 0.73], "measured_ci_low": [5.2, 0.70],
+                           "measured_ci_high": [5.6, 0.73], "paper_tpuv3": [8.81, 1.52]})
+    text = speed_accuracy.findings(ratios, None, "cpu")
+    assert "NFNet-F1 trained faster than EffNet-B7 here" in text
+    assert "NFNet-F0 trained slower than NFNet-F0 -NF +BN here" in text and "1.52x" in text

@@ -48,7 +48,8 @@ def plot_batch_mates(effects: pd.DataFrame, floor: float = 1e-9) -> plt.Figure:
                   jitter=0.2, size=4)
     ax.set_xscale("log")
     ax.axvline(floor, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel(f"relative change of the example's logits (max |Δ| / max |logit|; 0 drawn at {floor:g})")
+    # two lines: on one, the label is wider than the figure and its end is cut off
+    ax.set_xlabel(f"relative change of the example's logits\n(max |Δ| / max |logit|; 0 drawn at {floor:g})")
     ax.set_ylabel("")
     ax.grid(True, axis="x", alpha=0.3)
     return fig

@@ -164,21 +164,32 @@ def plot_relative_cost(df: pd.DataFrame, baseline: str, title: str | None = None
     ``df``: columns ``step`` (x, in order of appearance), ``quantity`` (hue) and ``value``. For
     the architecture steps of NFNets Table 2: params, multiply-adds, measured and paper latency.
     A quantity whose name contains "paper" is the paper's number: its bars are hatched, so that
-    it is never read as one of ours.
+    it is never read as one of ours. Optional columns ``low`` and ``high`` (same unit as ``value``,
+    NaN where there is none) draw a black range on a bar, e.g. the IQR of a measured time.
     """
     base = df[df["step"] == baseline].set_index("quantity")["value"]
     rel = df.assign(relative=df["value"] / df["quantity"].map(base)).dropna(subset=["relative"])
     fig, ax = plt.subplots(figsize=(8.5, 4.2), constrained_layout=True)
     sns.barplot(data=rel, x="step", y="relative", hue="quantity", palette=palette, ax=ax)
+    steps = list(dict.fromkeys(rel["step"]))
     for container, quantity in zip(ax.containers, dict.fromkeys(rel["quantity"]), strict=False):
         if "paper" in str(quantity):
             for bar in container:
                 bar.set_hatch("//")
                 bar.set_edgecolor("white")
+        if {"low", "high"} <= set(rel.columns):
+            rows = rel[rel["quantity"] == quantity].set_index("step")
+            for step, bar in zip(steps, container, strict=False):
+                low, high = rows.loc[step, ["low", "high"]] / base[quantity]
+                if low == low and high == high:  # not NaN
+                    x = bar.get_x() + bar.get_width() / 2
+                    ax.plot([x, x], [low, high], color="black", lw=1.6)
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xlabel("architecture step (NFNets Table 2)")
     ax.set_ylabel(f"relative to {baseline}")
-    ax.legend(fontsize="small", loc="upper left")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.get_legend().remove()  # below the axes: inside, it covered the tallest bars
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize="small", frameon=False)
     if title:
         ax.set_title(title)
     return fig

@@ -14,6 +14,10 @@ SPP_PANELS = (
     ("avg_var", "Average channel variance"),
     ("res_avg_var", "Residual average channel variance"),
 )
+# Each panel's y label: short, because the column title already names the quantity in full and a
+# long rotated label runs past a short panel into the next row. The input has variance 1 (N(0, 1)
+# noise, or images standardised to it), so the values need no unit.
+SPP_AXIS_LABELS = {"avg_sq_mean": "squared mean", "avg_var": "variance", "res_avg_var": "residual variance"}
 # A panel switches to a log axis ("auto") when its positive values span more than three decades:
 # an unnormalised net's exploding variance does, a BN net's linear growth to ~50 does not (a
 # straight line in depth should stay straight on the page).
@@ -136,7 +140,7 @@ def plot_spp(data, theory=None, ax: Sequence[plt.Axes] | None = None, logy="auto
             _floor_log_panel(a, curves, log_floor)
         a.set_title(label)
         a.set_xlabel("Block index (0 = stem)")
-        a.set_ylabel(f"{label.lower()} (unit-variance input)")
+        a.set_ylabel(SPP_AXIS_LABELS[column])
         a.grid(True, which="major", alpha=0.3)
     handles, labels = axes[1].get_legend_handles_labels()
     if labels and ax is None:
