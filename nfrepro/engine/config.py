@@ -91,9 +91,6 @@ class TrainConfig:
     clipping: float | None = _about(None, "AGC lambda; none: no clipping (the baselines)")
     agc: AGCSelection = _about(None, "which parameters AGC clips, and its eps (flat: the clip_* keys)",
                                factory=AGCSelection)
-    agc_granularity: str = _about("unit", "what AGC's ratio is taken over: unit (each output row, the "
-                                  "paper's) or tensor (each whole parameter, layer-wise; notebook 07)",
-                                  choices=AGC_GRANULARITIES)
     ema_decay: float | None = _about(0.999, "EMA decay of the weights; none: no EMA (the paper's 0.99999 "
                                      "suits 112k steps; after a few thousand, that EMA would still be "
                                      "mostly the initial weights)")
@@ -129,6 +126,9 @@ class TrainConfig:
     optimizer: str = _about("sgd", "sgd (the paper's, Nesterov) or adamw (notebook 07's AGC-with-Adam study)")
     clip_norm: float | None = _about(None, "ordinary global gradient-norm clipping threshold (notebook "
                                      "07's baseline); none: off. Not with clipping (AGC)")
+    agc_granularity: str = _about("unit", "what AGC's ratio is taken over: unit (each output row, the "
+                                  "paper's) or tensor (each whole parameter, layer-wise; notebook 07)",
+                                  choices=AGC_GRANULARITIES)
     log_every: int | None = _about(None, "write step, loss, lr and fraction clipped to RUN/steps.csv "
                                    "every N steps (each read syncs the GPU); none: off")
     tensorboard: bool = _about(False, "write the per-step scalars to RUN/tensorboard (needs: pip install "
