@@ -143,7 +143,8 @@ def _span(values: Iterable[Any]) -> Any:
 
 def _clipping(config: Any) -> str:
     if getattr(config, "clipping", None):
-        return f"AGC λ={config.clipping:g}"
+        layer_wise = getattr(config, "agc_granularity", "unit") == "tensor"
+        return f"{'layer-wise AGC' if layer_wise else 'AGC'} λ={config.clipping:g}"
     if getattr(config, "clip_norm", None):
         return f"norm {config.clip_norm:g}"
     return "none"

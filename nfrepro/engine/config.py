@@ -28,6 +28,7 @@ from nfrepro.engine.faults import error_line
 from nfrepro.models.factory import create_model
 from nfrepro.models.registry import model_parameters
 from nfrepro.optim.agc import AGCSelection, clip_parameters
+from nfrepro.optim.norm_clipping import AGC_GRANULARITIES
 from nfrepro.optim.recipe import (
     BASE_LR,
     LABEL_SMOOTHING,
@@ -125,6 +126,9 @@ class TrainConfig:
     optimizer: str = _about("sgd", "sgd (the paper's, Nesterov) or adamw (notebook 07's AGC-with-Adam study)")
     clip_norm: float | None = _about(None, "ordinary global gradient-norm clipping threshold (notebook "
                                      "07's baseline); none: off. Not with clipping (AGC)")
+    agc_granularity: str = _about("unit", "what AGC's ratio is taken over: unit (each output row, the "
+                                  "paper's) or tensor (each whole parameter, layer-wise; notebook 07)",
+                                  choices=AGC_GRANULARITIES)
     log_every: int | None = _about(None, "write step, loss, lr and fraction clipped to RUN/steps.csv "
                                    "every N steps (each read syncs the GPU); none: off")
     tensorboard: bool = _about(False, "write the per-step scalars to RUN/tensorboard (needs: pip install "
@@ -159,6 +163,10 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.clipping is None or (finite(self.clipping) and self.clipping > 0),
              f"clipping (AGC lambda) must be finite and > 0, got {self.clipping}; use None to turn AGC off"),
+            (self.agc_granularity in AGC_GRANULARITIES and (self.agc_granularity == "unit"
+                                                             or self.clipping is not None),
+             f"agc_granularity must be one of {', '.join(AGC_GRANULARITIES)} (tensor with clipping, AGC's "
+             f"lambda, set), got {self.agc_granularity!r}"),
             (self.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}"),
             (self.mix in MIX_MODES, f"mix must be one of {MIX_MODES}, got {self.mix!r}"),
             (finite(self.mixup_alpha) and self.mixup_alpha > 0,
@@ -347,7 +355,8 @@ def check_model(name: str, kwargs: dict[str, Any], dataset: str, data_root: str 
 
 # Fields added after run folders existed, with the value that reproduces the earlier behaviour:
 # at that value they are left out of the trajectory, so the earlier folders keep their names.
-ADDED_LATER = {"clip_exclude_skip_gains": False, "optimizer": "sgd", "clip_norm": None, "image_size": None}
+ADDED_LATER = {"clip_exclude_skip_gains": False, "optimizer": "sgd", "clip_norm": None, "image_size": None,
+               "agc_granularity": "unit"}
 
 
 def trajectory(values: dict[str, Any]) -> dict[str, Any]:

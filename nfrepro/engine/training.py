@@ -68,7 +68,8 @@ from nfrepro.engine.run_folder import (
 )
 from nfrepro.engine.step_log import StepLogger, tensorboard_writer
 from nfrepro.models.factory import create_model
-from nfrepro.optim.norm_clipping import GradNormClip
+from nfrepro.optim.agc import clip_parameters
+from nfrepro.optim.norm_clipping import GradNormClip, TensorwiseAGC
 from nfrepro.optim.recipe import (
     EMA,
     LABEL_SMOOTHING,
@@ -115,7 +116,7 @@ class _Parts:
     autocast: Callable[[], Any]
     total_steps: int
     n_epochs: int
-    norm_clip: GradNormClip | None = None  # ordinary clipping (clip_norm), run before each step
+    norm_clip: GradNormClip | TensorwiseAGC | None = None  # clip_norm, or layer-wise AGC: before each step
 
 
 def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
@@ -162,12 +163,15 @@ def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
                                    channels_last=channels_last)
     per_epoch = len(train_loader)
     total = config.steps or config.epochs * per_epoch
+    tensorwise = config.clipping is not None and config.agc_granularity == "tensor"
     opt = make_optimizer(model, scaled_lr(config.base_lr, config.batch_size),
                          weight_decay=config.weight_decay, momentum=config.momentum,
                          nesterov=config.nesterov, optimizer=config.optimizer,
-                         clipping=config.clipping, selection=config.agc,
+                         clipping=None if tensorwise else config.clipping, selection=config.agc,
                          warn_nonfinite=False)  # the engine stops a run whose loss is not finite
-    norm_clip = GradNormClip(model.parameters(), config.clip_norm) if config.clip_norm else None
+    norm_clip = GradNormClip(model.parameters(), config.clip_norm) if config.clip_norm else \
+        TensorwiseAGC(clip_parameters(model, config.agc), config.clipping, eps=config.agc.eps) if tensorwise \
+        else None
     sched = make_scheduler(opt, min(round(config.warmup_epochs * per_epoch), total), total)
     ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
     net: nn.Module = model
@@ -294,7 +298,7 @@ def _train_epoch(parts: _Parts, config: TrainConfig, step: int, bar,
             p.ema.update(p.model, step)  # t = updates made before this one (official)
         step += 1
         loss = loss.detach().float()
-        clipper = p.opt if config.clipping else p.norm_clip  # AGC: units clipped; clip_norm: step clipped
+        clipper = p.norm_clip or (p.opt if config.clipping else None)  # units clipped; clip_norm: the step
         clipped = clipper.last_stats["frac_units_clipped"] if clipper is not None else 0.0
         sums += torch.stack([loss, torch.as_tensor(clipped, device=device, dtype=torch.float32),
                              torch.ones((), device=device)])

@@ -139,6 +139,29 @@ def test_plot_clipping_threshold_one_panel_per_variant_with_extension_and_best()
     assert any("paper" in t.get_text() for t in fig.axes[0].texts)  # 0.16 is beyond grid_top
 
 
+def test_plot_clipping_threshold_draws_a_reference_line_in_its_panel():
+    runs = _agc_runs()
+    runs = runs[runs["line"] == "NF + AGC"]
+    runs = pd.concat([runs, runs.assign(variant="AdamW + AGC")], ignore_index=True)
+    fig = plotting.plot_clipping_threshold(runs, reference={"AdamW + AGC": ("AdamW, unclipped", 61.5)})
+    dashed = [ln for a in fig.axes for ln in a.get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == 1 and dashed[0].axes is fig.axes[1] and dashed[0].get_ydata()[0] == 61.5
+    assert "AdamW, unclipped" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_plot_clipping_census_has_a_legend_one_global_line_and_the_ratio_panel():
+    rows = [{"step": s, "kind": k, "rule": r, "fraction": 0.5 if r != "global" else float(s > 0)}
+            for s in (0, 2, 4) for k in ("bias", "skip gain", "weight (conv / linear)")
+            for r in ("global", "tensor", "unit")]
+    ratio = pd.DataFrame({"step": [0, 2, 4], "global_ratio": [0.004, 0.05, 0.03]})
+    fig = plotting.plot_clipping_census(pd.DataFrame(rows), ratio=ratio, clipping=0.01)
+    assert len(fig.axes) == 4 and len(fig.axes[2].get_lines()) == 1  # global: all kinds clip together
+    assert fig.axes[0].get_title().startswith("unit-wise") and len(fig.axes[1].get_lines()) == 3
+    assert fig.axes[3].get_yscale() == "log"
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"bias", "skip gain", "every kind (all or none)", "λ = 0.01"} <= set(labels)
+
+
 def test_plot_agc_layers_orders_rows():
     runs = _agc_runs()
     runs = runs[(runs["line"] == "NF + AGC") & (runs["batch_size"] == 2048)]

@@ -305,3 +305,20 @@ def test_a_stale_checkpoint_makes_a_finished_run_resume(tmp_path):
     assert_same_weights(tmp_path / "whole", tmp_path / "run")
     assert train(tiny(tmp_path)).model is None  # now everything agrees: read back
     assert whole.status == again.status == "completed"
+
+
+def test_layer_wise_agc_runs_and_keeps_old_run_names(tmp_path):
+    """agc_granularity="tensor" clips with one ratio per tensor before the step (the optimizer is not
+    wrapped), records the fraction of units clipped; the default leaves run names as they were."""
+    run = train(tiny(tmp_path, "tensor", clipping=1e-4, agc_granularity="tensor"))
+    # at lambda 1e-4 every tensor with a gradient is clipped (behind a skip gain at 0 some have none)
+    assert run.status == "completed" and run.final("frac_clipped") > 0.2
+    never = train(tiny(tmp_path, "never", clipping=1e6, agc_granularity="tensor"))
+    assert never.final("frac_clipped") == 0.0
+    assert run_name(tiny(tmp_path, clipping=0.01)) == run_name(tiny(tmp_path, clipping=0.01,
+                                                                    agc_granularity="unit"))
+    assert run_name(tiny(tmp_path, clipping=0.01)) != run_name(tiny(tmp_path, clipping=0.01,
+                                                                    agc_granularity="tensor"))
+    for bad in (dict(agc_granularity="tensor"), dict(clipping=0.01, agc_granularity="row")):
+        with pytest.raises(ConfigError, match="agc_granularity"):
+            tiny(tmp_path, **bad).validate()

@@ -70,7 +70,8 @@ def plot_agc_batch_size(points: pd.DataFrame, ax: plt.Axes | None = None, title:
 def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None,
                             panel: str = "variant", grid_top: float | None = None,
                             ylabel: str = "final test top-1 (%)", palette: str = "viridis",
-                            xlabel: str = "clipping threshold λ (log scale)") -> plt.Figure:
+                            xlabel: str = "clipping threshold λ (log scale)",
+                            reference: Mapping[str, tuple[str, float]] | None = None) -> plt.Figure:
     """NFNets Fig. 2b: top-1 (y) against the clipping threshold lambda (x, log), one line per batch size.
 
     ``runs``: one row per run, columns ``panel`` (one axis per value), ``batch_size``,
@@ -78,7 +79,8 @@ def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None
     are the seeds; diverged runs are crosses in a shaded strip below every result. ``best``
     (columns ``panel``, ``batch_size``, ``clipping``) rings the best lambda of each line.
     ``grid_top``: the largest lambda of the paper's grid; the lambdas above it are shaded as an
-    extension.
+    extension. ``reference``: ``{panel value: (label, top-1)}``, a dashed horizontal line in that
+    panel (an unclipped baseline), named in the legend.
     """
     panels = list(dict.fromkeys(runs[panel]))
     batches = sorted(runs["batch_size"].unique())
@@ -108,6 +110,9 @@ def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None
             a.axvspan(grid_top * 2 ** 0.5, max(lams) * 2 ** 0.5, color="0.9", zorder=0)
             a.text(grid_top * 2 ** 0.5, 1.0, " beyond the paper's grid", transform=a.get_xaxis_transform(),
                    va="bottom", ha="left", fontsize=7.5, color="0.35")  # above the panel: clear of the data
+        if reference and name in reference:
+            label, value = reference[name]
+            handles[label] = a.axhline(value, color="0.3", ls="--", lw=1.3, label=label)
         ticks = sorted(sub["clipping"].dropna().unique())  # each panel its own thresholds
         a.set_xscale("log", base=2)
         a.set_xticks(ticks, [f"{v:g}" for v in ticks])
@@ -165,27 +170,48 @@ def plot_agc_layers(runs: pd.DataFrame, order: Sequence[str] | None = None,
     return fig
 
 
-def plot_clipping_census(census: pd.DataFrame, palette: str = "colorblind") -> plt.Figure:
+def plot_clipping_census(census: pd.DataFrame, ratio: pd.DataFrame | None = None,
+                         clipping: float | None = None, palette: str = "colorblind") -> plt.Figure:
     """Which units each clipping rule would clip, over training: one panel per rule (``rule``: unit,
     tensor, global), the fraction of units (``fraction``) against the step (``step``), one line per
-    parameter kind (``kind``)."""
-    rules = list(dict.fromkeys(census["rule"]))
+    parameter kind (``kind``). The global rule clips every unit or none, so its panel draws one line.
+    ``ratio`` (columns ``step``, ``global_ratio``) adds a panel with the global ratio ‖G‖/‖W‖ against
+    ``clipping`` (λ, dashed), on a log scale: when that rule fires."""
+    found = list(dict.fromkeys(census["rule"]))
+    rules = [r for r in ("unit", "tensor", "global") if r in found] + [r for r in found
+                                                                     if r not in ("unit", "tensor", "global")]
     kinds = list(dict.fromkeys(census["kind"]))
     colors = dict(zip(kinds, sns.color_palette(palette, n_colors=max(len(kinds), 1)), strict=False))
-    titles = {"unit": "unit-wise (AGC)", "tensor": "whole tensor", "global": "global norm"}
-    fig, axes = plt.subplots(1, len(rules), figsize=(4.6 * len(rules), 3.8), squeeze=False, sharey=True,
-                             constrained_layout=True)
+    titles = {"unit": "unit-wise (AGC): ‖G_i‖ / max(‖W_i‖, ε) > λ",
+              "tensor": "whole tensor: ‖G‖ / max(‖W‖, ε) > λ", "global": "global norm: one ratio, whole net"}
+    n = len(rules) + (ratio is not None)
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.9), squeeze=False, constrained_layout=True)
+    handles: dict[str, Any] = {}
     for ax, rule in zip(axes[0], rules, strict=False):
         sub = census[census["rule"] == rule]
-        for kind in kinds:
-            k = sub[sub["kind"] == kind].sort_values("step")
-            ax.plot(k["step"], k["fraction"], "-", color=colors[kind], lw=1.5, label=kind)
-        ax.set_title(titles.get(rule, rule))
+        for kind in kinds if rule != "global" else kinds[:1]:
+            k = sub[sub["kind"] == kind].groupby("step", as_index=False)["fraction"].mean()
+            label = kind if rule != "global" else "every kind (all or none)"
+            (handles[label],) = ax.plot(k["step"], k["fraction"], "-", lw=1.6, label=label,
+                                        color=colors[kind] if rule != "global" else "0.2")
+        ax.set_title(titles.get(rule, rule), fontsize="medium")
         ax.set_xlabel("training step")
         ax.set_ylim(-0.03, 1.03)
+        ax.set_ylabel("fraction of units clipped")
         ax.grid(True, alpha=0.3)
-    axes[0][0].set_ylabel("fraction of units clipped")
-    axes[0][-1].legend(fontsize="small", loc="best")
+    if ratio is not None:
+        ax = axes[0][-1]
+        (handles["global ratio ‖G‖ / ‖W‖"],) = ax.plot(ratio["step"], ratio["global_ratio"], "-", color="0.2",
+                                                      lw=1.6, label="global ratio ‖G‖ / ‖W‖")
+        if clipping is not None:
+            handles[f"λ = {clipping:g}"] = ax.axhline(clipping, color="tab:red", ls="--", lw=1.3)
+        ax.set_yscale("log")
+        ax.set_ylabel("‖G‖ / ‖W‖ (log scale)")
+        ax.set_title("the global rule's ratio against λ", fontsize="medium")
+        ax.set_xlabel("training step")
+        ax.grid(True, alpha=0.3)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 4),
+               fontsize="small")
     return fig
 
 
