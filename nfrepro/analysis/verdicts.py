@@ -15,6 +15,17 @@ estimate is the mean of the per-seed differences and the interval is Student's t
 One value gives no interval: its verdict is *not resolved*. A rate (divergence) gets Wilson's
 score interval (:func:`rate_ci`).
 
+Runs that diverge are their own outcome, so that one diverged seed cannot turn two settings into a
+tie (its chance-level score would widen the interval until it holds 0). :func:`paired_claim_row`
+compares accuracy over the seeds where *both* sides trained and counts the diverged runs apart
+(column ``diverged``): where the two divergence rates' Wilson intervals do not overlap, divergence
+decides (the side that diverges more is the worse); otherwise the t rule decides on the trained
+pairs, except that a side which diverged more often is never called ahead of, level with or
+keeping up with the other (that verdict becomes *not resolved*). A best value at the edge of the
+grid it was searched on is "at least" / "at most" (:func:`grid_edge`); a trend over seeds is the
+t interval of the per-seed fitted slopes (:func:`per_seed_slope`); where a curve with an interval
+band crosses a level, :func:`crossing` reads it.
+
 A verdict holds for the setting its evidence comes from, so every row carries it
 (:data:`SETTING_COLUMNS`: data set, training images, epochs, optimizer steps, batch size, peak learning
 rate, warmup steps, clipping, seeds; :func:`setting_of` reads them from the runs' configurations) and a
@@ -173,13 +184,104 @@ def setting_of(configs: Iterable[Any], seeds: int, train_images: int | None = No
     return Setting(**{k: _span(r[k] for r in rows) for k in rows[0]}, seeds=seeds)
 
 
-def table(rows: Iterable[dict], require_setting: bool = True) -> pd.DataFrame:
-    """The verdict rows as a table with :data:`COLUMNS`. ``require_setting``: refuse a row without
-    its setting and reading."""
+def table(rows: Iterable[dict], extra: Iterable[str] = (), require_setting: bool = True) -> pd.DataFrame:
+    """The verdict rows as a table with :data:`COLUMNS` (and the ``extra`` columns after ``rule``,
+    e.g. ``diverged``). ``require_setting``: refuse a row without its setting and reading."""
     rows = list(rows)
     for r in rows if require_setting else []:
         missing = [k for k in [*SETTING_COLUMNS, "reading"] if r.get(k) in (None, "")]
         if missing:
             raise ValueError(f"verdict {r.get('claim')!r} lacks {missing}: pass setting=setting_of(...) "
                              "and a one-sentence reading to claim_row")
-    return pd.DataFrame(rows, columns=COLUMNS)
+    at = COLUMNS.index("rule") + 1
+    return pd.DataFrame(rows, columns=[*COLUMNS[:at], *extra, *COLUMNS[at:]])
+
+
+# ----------------------------------------------------------------------------- divergence, edges, trends
+def paired_claim_row(claim: str, a: pd.Series, b: pd.Series, kind: str = "greater", margin: float = 0.0,
+                     tolerance: float = 1.0, setting: Setting | None = None, reading: str = "") -> dict:
+    """A verdict row on ``a - b`` (values per seed, the index; NaN: the run diverged) by the rule of
+    the module docstring: the t interval over the seeds where both trained, divergence apart.
+
+    Adds ``diverged`` ("k_a/n vs k_b/n" over the ``n`` seeds both sides ran); ``n`` is the number of
+    trained pairs. Seeds present on one side only are left out."""
+    seeds = a.index.intersection(b.index)
+    a, b = a[seeds].astype(float), b[seeds].astype(float)
+    trained = a.notna() & b.notna()
+    row = claim_row(claim, (a[trained] - b[trained]).tolist(), kind, margin, tolerance, setting, reading)
+    k_a, k_b, n = int(a.isna().sum()), int(b.isna().sum()), len(seeds)
+    _, lo_a, hi_a = rate_ci(k_a, n)
+    _, lo_b, hi_b = rate_ci(k_b, n)
+    verdict = row["verdict"]
+    if n and (lo_a > hi_b or lo_b > hi_a):  # the divergence rates differ: the side that diverges is worse
+        verdict = CONTRADICTED if kind == "level" or lo_a > hi_b else REPRODUCED
+    elif k_a != k_b:  # never call the side that diverged more the better, or level
+        favours_a = verdict == REPRODUCED  # "level" favours both sides
+        favours_b = verdict == (CONTRADICTED if kind == "greater" else REPRODUCED)
+        if (k_a > k_b and favours_a) or (k_b > k_a and favours_b):
+            verdict = NOT_RESOLVED
+    row.update(verdict=verdict, diverged=f"{k_a}/{n} vs {k_b}/{n}",
+               rule=row["rule"].replace("95% t interval", "95% t interval over trained pairs")
+               + "; divergence apart")
+    return row
+
+
+def rate_claim_row(claim: str, events: Iterable[bool], setting: Setting | None = None,
+                   reading: str = "") -> dict:
+    """A verdict row on "this happens in some runs" (a rate above 0, e.g. divergence): Wilson's 95%
+    interval; reproduced when its lower end is above 0, otherwise not resolved (no finite number of
+    clean runs proves a rate of 0)."""
+    e = [bool(x) for x in events]
+    rate, low, high = rate_ci(sum(e), len(e))
+    return {"claim": claim, "estimate": rate, "ci_low": low, "ci_high": high, "n": len(e),
+            "verdict": REPRODUCED if e and low > 0 else NOT_RESOLVED,
+            "rule": "95% Wilson interval of the rate > 0", "diverged": f"{sum(e)}/{len(e)}",
+            **(setting.row() if setting else {}), "reading": reading}
+
+
+def grid_edge(value: float, grid: Iterable[float]) -> str:
+    """"at least" when ``value`` is the largest of the ``grid`` searched, "at most" when the smallest
+    (the best may lie beyond), else ""."""
+    grid = sorted(grid)
+    if len(grid) > 1 and math.isclose(value, grid[-1]):
+        return "at least"
+    return "at most" if len(grid) > 1 and math.isclose(value, grid[0]) else ""
+
+
+def per_seed_slope(values: pd.DataFrame) -> tuple[float, float, float, int, pd.Series]:
+    """The least-squares slope of y on x fitted per seed (``values``: one row per seed, one column
+    per x, y in the cells; NaN cells left out, a seed needs two points), then the 95% t interval of
+    the mean slope over seeds: ``(mean, low, high, n, slopes)``. Seeds are the replicates, so the
+    interval respects how many there are (unlike a bootstrap of an argmax over a few seeds)."""
+    x = np.asarray(values.columns, dtype=float)
+    slopes = {}
+    for seed, y in values.iterrows():
+        ok = np.isfinite(y.to_numpy(dtype=float))
+        if ok.sum() >= 2 and np.ptp(x[ok]) > 0:
+            slopes[seed] = float(np.polyfit(x[ok], y.to_numpy(dtype=float)[ok], 1)[0])
+    slopes = pd.Series(slopes, dtype=float, name="slope")
+    return (*mean_ci(slopes), slopes)
+
+
+def crossing(x: Iterable[float], estimate: Iterable[float], low: Iterable[float], high: Iterable[float],
+             level: float) -> tuple[float, float, float]:
+    """Where a curve measured at increasing ``x`` rises above ``level`` for good, with the band
+    given by its interval: ``(at, earliest, latest)``, each linearly interpolated between the two
+    points around the crossing; the earliest is where the band's top (``high``) crosses, the latest
+    where its bottom (``low``) does. ``-inf``: above the level from the first point on; ``inf``:
+    not above it at the last point (not within the range measured)."""
+    x = np.asarray(list(x), dtype=float)
+
+    def first(y: Iterable[float]) -> float:
+        y = np.asarray(list(y), dtype=float)
+        above = y > level
+        if not above[-1]:
+            return math.inf
+        i = len(y) - 1
+        while i > 0 and above[i - 1]:
+            i -= 1
+        if i == 0:
+            return -math.inf
+        return float(x[i - 1] + (level - y[i - 1]) * (x[i] - x[i - 1]) / (y[i] - y[i - 1]))
+
+    return first(estimate), first(high), first(low)

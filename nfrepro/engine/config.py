@@ -356,7 +356,7 @@ def check_model(name: str, kwargs: dict[str, Any], dataset: str, data_root: str 
 # Fields added after run folders existed, with the value that reproduces the earlier behaviour:
 # at that value they are left out of the trajectory, so the earlier folders keep their names.
 ADDED_LATER = {"clip_exclude_skip_gains": False, "optimizer": "sgd", "clip_norm": None, "image_size": None,
-               "agc_granularity": "unit"}
+               "agc_granularity": "unit", "clip_exclude_stage_skip_gains": True}
 
 
 def trajectory(values: dict[str, Any]) -> dict[str, Any]:

@@ -103,15 +103,13 @@ def adaptive_grad_clip_(parameters: Params, clipping: float = CLIPPING, *, eps: 
     if not stats:
         return {}
     total = counts[0] if counts else torch.zeros(2, dtype=torch.int64)  # (clipped, non-finite)
-    for count in counts[1:]:
-        total = total + count.to(total.device, non_blocking=True)
+    total = sum((count.to(total.device, non_blocking=True) for count in counts[1:]), total)
     return _stats(num_units, total[0], total[1])
 
 
 def _unit_norms(tensors: list[torch.Tensor], num_nd: int, dtype: torch.dtype | None) -> torch.Tensor:
     """Flat vector of the unit norms of ``tensors``: the first ``num_nd`` are >= 2-d, the rest <= 1-d."""
-    parts = [torch.linalg.vector_norm(t, dim=tuple(range(1, t.ndim)), dtype=dtype)
-             for t in tensors[:num_nd]]
+    parts = [torch.linalg.vector_norm(t, dim=tuple(range(1, t.ndim)), dtype=dtype) for t in tensors[:num_nd]]
     if len(tensors) > num_nd:
         parts += [n.view(1) for n in torch._foreach_norm(tensors[num_nd:], 2, dtype=dtype)]
     return torch.cat(parts)  # shape (total units,)
@@ -158,12 +156,13 @@ class AGCSelection:
     exclude_stages: tuple[int, ...] = field(default=(), metadata=dict(
         help="leave the blocks of these stages unclipped (model.blocks[i].stage, 0-based; -1: the last)"))
     exclude_skip_gains: bool = field(default=False, metadata=dict(
-        help="leave the SkipInit gains unclipped: a departure from the paper, for short runs, in "
-             "which a clipped gain that starts at 0 can hardly move"))
+        help="leave the SkipInit gains unclipped (a departure: clipped at 0 they hardly move in short runs)"))
+    exclude_stage_skip_gains: bool = field(default=True, metadata=dict(
+        help="with exclude_stages, their SkipInit gains too (false: those gains stay clipped)"))
 
     def __post_init__(self) -> None:
         _check_hyperparameters(CLIPPING, self.eps)
-        for name in ("clip_classifier", "exclude_first_conv", "exclude_skip_gains"):
+        for name in (f.name for f in fields(self) if f.type in ("bool", bool)):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(stages := self.exclude_stages, tuple | list) or {type(s) for s in stages} - {int}:
@@ -196,7 +195,7 @@ def _skip_gains(base: nn.Module) -> list[torch.Tensor]:
     return gains
 
 
-def _stage_parameters(base: nn.Module, stages: tuple[int, ...]) -> list[torch.Tensor]:
+def _stage_parameters(base: nn.Module, stages: tuple[int, ...], gains: bool = True) -> list[torch.Tensor]:
     blocks = list(getattr(base, "blocks", ()))
     if not blocks or not all(hasattr(b, "stage") for b in blocks):
         raise ValueError(f"exclude_stages needs model.blocks, residual blocks with a .stage; "
@@ -206,7 +205,8 @@ def _stage_parameters(base: nn.Module, stages: tuple[int, ...]) -> list[torch.Te
     if wanted - set(found):
         raise ValueError(f"exclude_stages: no block has stage {sorted(wanted - set(found))}; "
                          f"the model's stages are {found} (0-based)")
-    return [p for b in blocks if b.stage in wanted for p in b.parameters()]
+    return [p for b in blocks if b.stage in wanted for p in b.parameters()
+            if gains or p is not getattr(b, "skip_gain", None)]  # gains=False: the skip gains stay clipped
 
 
 def clip_parameters(model: nn.Module, selection: AGCSelection = PAPER_SELECTION, *,
@@ -228,6 +228,6 @@ def clip_parameters(model: nn.Module, selection: AGCSelection = PAPER_SELECTION,
     if selection.exclude_skip_gains:
         skipped += _skip_gains(base)
     if selection.exclude_stages:
-        skipped += _stage_parameters(base, selection.exclude_stages)
+        skipped += _stage_parameters(base, selection.exclude_stages, selection.exclude_stage_skip_gains)
     ids = {id(p) for p in skipped}
     return [p for p in base.parameters() if id(p) not in ids]

@@ -35,6 +35,10 @@ def test_the_rule():
     assert verdicts.claim_row("one seed", [5.0], "greater")["verdict"] == "not resolved"
     with pytest.raises(ValueError, match="kind"):
         verdicts.claim_row("x", [1, 2], "less")
+    with pytest.raises(ValueError, match="lacks"):  # a verdict without its setting and reading
+        verdicts.table([row])
+    setting = verdicts.Setting("fashion_mnist", 60_000, 2, 58, 2048, 0.8, 15, "none", 3)
+    row = verdicts.claim_row("NF ahead", [2.0, 2.5, 3.0], setting=setting, reading="NF ahead by 2.5 points")
     assert list(verdicts.table([row]).columns) == verdicts.COLUMNS
 
 
@@ -69,3 +73,68 @@ def test_a_table_can_require_every_row_to_say_its_setting_and_reading():
         verdicts.table([verdicts.claim_row("c", [1.0, 2.0], setting=setting)], require_setting=True)
     with pytest.raises(ValueError, match="setting"):
         verdicts.table([verdicts.claim_row("c", [1.0, 2.0], reading="r")], require_setting=True)
+
+
+def _s(values):
+    import pandas as pd
+    return pd.Series(values, index=range(len(values)), dtype=float)
+
+
+def test_one_diverged_seed_cannot_make_a_tie():
+    """The issue's case: a lambda with one diverged seed (mean score 51) against the best (81): a t
+    interval over the scores holds 0, the paired comparison over trained seeds does not."""
+    best = _s([80.21, 80.74, 81.69, 81.68, 80.69])
+    other = _s([68.9, 62.48, 47.97, float("nan"), 66.69])
+    scored = verdicts.claim_row("x", (best - other.fillna(10.0)).tolist())
+    assert scored["verdict"] == "not resolved"  # what the old rule said: a "tie"
+    row = verdicts.paired_claim_row("best ahead", best, other)
+    assert row["verdict"] == "reproduced" and row["n"] == 4 and row["diverged"] == "0/5 vs 1/5"
+    # the side that diverged more is never called ahead or level on its trained seeds alone
+    nan = float("nan")
+    ahead = verdicts.paired_claim_row("other ahead", _s([90, 90.5, 91, nan, 90]), _s([80, 81, 80, 80, 81]))
+    assert ahead["ci_low"] > 0 and ahead["verdict"] == "not resolved"
+    level = verdicts.paired_claim_row("level", _s([80, 80.1, 80, nan, 80]), _s([80, 80, 80.1, 80, 80]),
+                                      "level", tolerance=1.0)
+    assert level["verdict"] == "not resolved"
+
+
+def test_divergence_decides_when_the_rates_separate():
+    nan = float("nan")
+    diverged, trained = _s([nan] * 5), _s([80, 81, 79, 80, 80])
+    row = verdicts.paired_claim_row("trained ahead", trained, diverged)
+    assert row["verdict"] == "reproduced" and row["n"] == 0 and row["diverged"] == "0/5 vs 5/5"
+    assert verdicts.paired_claim_row("diverged ahead", diverged, trained)["verdict"] == "contradicted"
+    assert verdicts.paired_claim_row("level", diverged, trained, "level")["verdict"] == "contradicted"
+    both = verdicts.paired_claim_row("both", diverged, _s([nan] * 5))
+    assert both["verdict"] == "not resolved"  # nothing trained, nothing to tell apart
+    rate = verdicts.rate_claim_row("diverges", [True, True, False])
+    assert rate["verdict"] == "reproduced" and rate["diverged"] == "2/3"
+    assert verdicts.rate_claim_row("never", [False] * 5)["verdict"] == "not resolved"
+
+
+def test_grid_edges_and_per_seed_slopes():
+    import pandas as pd
+    grid = (0.01, 0.02, 0.04)
+    assert verdicts.grid_edge(0.04, grid) == "at least" and verdicts.grid_edge(0.01, grid) == "at most"
+    assert verdicts.grid_edge(0.02, grid) == "" and verdicts.grid_edge(0.02, [0.02]) == ""
+    # y = -x + seed-dependent noise: slope -1 per seed, except one seed at -2
+    values = pd.DataFrame({5.0: [0.0, 0.0, 0.0], 7.0: [-2.0, -2.0, -4.0], 9.0: [-4.0, -4.0, -8.0]})
+    mean, low, high, n, slopes = verdicts.per_seed_slope(values)
+    assert list(slopes) == pytest.approx([-1.0, -1.0, -2.0]) and n == 3
+    assert mean == pytest.approx(-4 / 3) and low < mean < high
+    values.iloc[2, 1:] = float("nan")  # one point left: that seed has no slope
+    assert verdicts.per_seed_slope(values)[3] == 2
+
+
+def test_crossing_reads_where_a_band_rises_above_a_level():
+    x = [1.0, 2.0, 3.0, 4.0]
+    est, low, high = [-10.0, -5.0, 0.0, 1.0], [-12.0, -8.0, -2.0, 0.5], [-8.0, -2.0, 2.0, 1.5]
+    at, earliest, latest = verdicts.crossing(x, est, low, high, level=-1.0)
+    assert at == pytest.approx(2.8) and earliest == pytest.approx(2.25) and latest == pytest.approx(3.4)
+    assert verdicts.crossing(x, [-5] * 4, [-6] * 4, [-4] * 4, -1.0) == (math.inf,) * 3
+    assert verdicts.crossing(x, [0, 0, -5, 0], [0] * 4, [0] * 4, -1.0)[0] == pytest.approx(3.8)  # for good
+    assert verdicts.crossing(x, [0] * 4, [0] * 4, [0] * 4, -1.0)[0] == -math.inf
+    setting = verdicts.Setting("fashion_mnist", 60_000, 2, 58, 2048, 0.8, 15, "none", 2)
+    row = verdicts.paired_claim_row("x", _s([1.0, 2.0]), _s([0.0, 0.0]), setting=setting, reading="r")
+    assert list(verdicts.table([row], extra=["diverged"]).columns) == [
+        *verdicts.COLUMNS[:7], "diverged", *verdicts.COLUMNS[7:]]

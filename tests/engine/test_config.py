@@ -92,7 +92,7 @@ def test_config_json_is_flat_and_round_trips():
     keys = list(values)
     assert keys[keys.index("clipping") + 1:keys.index("ema_decay")] == [
         "clip_eps", "clip_classifier", "clip_exclude_first_conv", "clip_exclude_stages",
-        "clip_exclude_skip_gains"]
+        "clip_exclude_skip_gains", "clip_exclude_stage_skip_gains"]
     assert TrainConfig.from_dict(values) == config
     with pytest.raises(ConfigError, match="unknown TrainConfig field"):
         TrainConfig.from_dict({**values, "clip_exclude_stage": [0]})

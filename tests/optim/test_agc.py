@@ -173,6 +173,13 @@ def test_clip_parameters_exclusions_and_errors():
     assert all(id(p) in ids for p in model.blocks[0].parameters())
     with pytest.raises(ValueError, match=r"stage \[4\]"):
         clip_parameters(model, AGCSelection(exclude_stages=(4,)))
+    # one change at a time: the stage's weights unclipped, its SkipInit gains still clipped
+    weights_only = AGCSelection(exclude_stages=(1,), exclude_stage_skip_gains=False)
+    kept = {id(p) for p in clip_parameters(model, weights_only)}
+    later = model.blocks[1:]
+    assert {id(p) for b in later for p in b.parameters()} & kept == {id(b.skip_gain) for b in later}
+    freed = AGCSelection(exclude_stages=(1,), exclude_stage_skip_gains=False, exclude_skip_gains=True)
+    assert {id(p) for p in clip_parameters(model, freed)} == kept - {id(b.skip_gain) for b in model.blocks}
 
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4, 2))
     with pytest.raises(TypeError, match="get_classifier"):
