@@ -31,6 +31,7 @@ Departures, each stated where it is used:
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -269,10 +270,13 @@ def table2(runs: pd.DataFrame) -> pd.DataFrame:
 @torch.no_grad()
 def unit_ratios(model: torch.nn.Module, selection: AGCSelection = ARM_SELECTION,
                 eps: float = EPS) -> torch.Tensor:
-    r"""Every unit's :math:`\|G_i\| / \max(\|W_i\|, \epsilon)` over the parameters AGC clips (the NF +
-    AGC arm's selection), from the gradients now in ``.grad``: the quantity AGC bounds by lambda."""
+    r"""Every filter's :math:`\|G_i\| / \max(\|W_i\|, \epsilon)`, from the gradients now in ``.grad``:
+    the quantity AGC bounds by lambda, for every conv and linear weight the NF + AGC arm clips (all
+    but the classifier's). For SGD it is the relative size of the filter's next step over the
+    learning rate. Biases and gains are left out: zero-initialised, their norm is floored at
+    ``eps`` and their ratio measures the floor, not a step relative to a weight."""
     ratios = [(unitwise_norm(p.grad) / unitwise_norm(p).clamp_min(eps)).flatten()
-              for p in clip_parameters(model, selection) if p.grad is not None]
+              for p in clip_parameters(model, selection) if p.grad is not None and p.ndim > 1]
     return torch.cat(ratios)
 
 
@@ -281,8 +285,8 @@ def ratio_trace(scale: AugScale, batch_size: int, augmentation: str, seed: int, 
     """Step the run (``net``, ``augmentation``, ``batch_size``, ``seed``) by hand, exactly as the engine
     builds it, for ``steps`` updates (default ``scale.trace_steps``); per step the loss, the learning
     rate, the input batch's standard deviation after augmentation and normalisation, and the
-    largest, 99th-percentile and median unit ratio :func:`unit_ratios` before the update. Stops at a
-    non-finite loss."""
+    largest, 99th-percentile and median filter ratio :func:`unit_ratios` before the update. Stops at
+    a non-finite loss."""
     spec = {"variant": net, "layers": augmentation, "batch_size": batch_size, "seed": seed,
             "clipping": clipping_for(scale, batch_size) if net == AGC else np.nan}
     config = apply_overrides(scale.base_config(), run_overrides(spec, NETS, AUGMENTATIONS))
@@ -320,13 +324,14 @@ def traces(scale: AugScale, augmentations: Iterable[str] = (NONE, ALL), net: str
 
 
 def mechanism_claims(trace: pd.DataFrame, cfgs: Mapping[str, TrainConfig], runs: pd.DataFrame) -> list[dict]:
-    """Per seed, the mean over the traced steps of log10 of the largest unit ratio and of the input's
+    """Per seed, the mean over the traced steps of log10 of the largest filter ratio and of the input's
     standard deviation, with all three augmentations minus without (the runs' own setting)."""
     big = int(trace["batch_size"].max())
     steps = int(trace["step"].max()) + 1
     s = _setting(cfgs, runs, big, [NF], [NONE, ALL])
+    s = dataclasses.replace(s, steps=steps, epochs=round(s.epochs * steps / s.steps, 2))  # the traced steps
     rows = []
-    for column, what in (("max_ratio", "the largest unit ratio ||G_i|| / ||W_i|| (the quantity AGC bounds)"),
+    for column, what in (("max_ratio", "the largest filter ratio ||G_i|| / ||W_i|| (what AGC bounds)"),
                          ("input_std", "the input batch's standard deviation after augmentation")):
         per = trace.assign(v=np.log10(trace[column])).groupby(["augmentation", "seed"])["v"].mean().unstack(0)
         d = (per[ALL] - per[NONE]).dropna()
@@ -394,8 +399,8 @@ def findings(table: pd.DataFrame, summary: pd.DataFrame, t2: pd.DataFrame, curve
         out.append(f"**Still climbing?** From epoch {epochs[-2]} to {epochs[-1]} the runs with all "
                    f"three augmentations gained {climb[ALL]:+.1f} points of test top-1 (mean over nets, "
                    f"batch sizes and seeds), those without {climb[NONE]:+.1f}.")
-    ratio, std = _row(table, "raise the largest unit ratio"), _row(table, "raise the input batch")
-    out.append(f"**Mechanism.** All three augmentations multiplied the unclipped NF net's largest unit ratio "
-               f"‖G_i‖/‖W_i‖ by {10 ** ratio['estimate']:.2f} (log10 {_said(ratio, 2)}) and the input's "
-               f"standard deviation by {10 ** std['estimate']:.2f} (log10 {_said(std, 2)}).")
+    ratio, std = _row(table, "raise the largest filter ratio"), _row(table, "raise the input batch")
+    out.append(f"**Mechanism.** All three augmentations multiplied the unclipped NF net's largest filter "
+               f"ratio ‖G_i‖/‖W_i‖ by {10 ** ratio['estimate']:.2f} (log10 {_said(ratio, 2)}) and the "
+               f"input's standard deviation by {10 ** std['estimate']:.2f} (log10 {_said(std, 2)}).")
     return "\n\n".join(out)

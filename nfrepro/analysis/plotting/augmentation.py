@@ -67,13 +67,13 @@ def plot_augmented_examples(examples: Mapping[str, np.ndarray]) -> plt.Figure:
 
 
 def plot_ratio_trace(trace: pd.DataFrame, clipping: float | None = None) -> plt.Figure:
-    """Per step: the largest unit ratio ||G_i|| / ||W_i|| (log), the loss and the input's standard
+    """Per step: the largest filter ratio ||G_i|| / ||W_i|| (log), the loss and the input's standard
     deviation, one line per augmentation (median over seeds, band: min to max)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), constrained_layout=True)
     augs = list(dict.fromkeys(trace["augmentation"]))
     colors = _colors(augs)
     for ax, column, label in zip(axes, ("max_ratio", "loss", "input_std"),
-                                 ("largest unit ratio ‖G_i‖ / ‖W_i‖ (log)", "training loss",
+                                 ("largest filter ratio ‖G_i‖ / ‖W_i‖ (log)", "training loss",
                                   "input std after augmentation"), strict=True):
         for aug in augs:
             g = trace[trace["augmentation"] == aug].groupby("step")[column]
