@@ -11,16 +11,22 @@ then RandAugment on the mixed images (clipped to 0-255 and cast to uint8 first, 
 Departures, on purpose: the official pipeline draws two fresh images for every mixed one; here
 each image is mixed with its neighbour in the batch (``roll(1)``, as torchvision's MixUp/CutMix
 do), so a batch of N images yields N mixed ones. MixUp and CutMix draw one ratio per example, as
-the official code does. RandAugment is torchvision's ``v2.RandAugment`` applied per image: its op
-list and magnitude ranges are torchvision's, not the official TF ``autoaugment.py``'s; the
+the official code does. RandAugment uses torchvision's ``v2.RandAugment`` ops: its op list and
+magnitude ranges are torchvision's, not the official TF ``autoaugment.py``'s (which also applies
+each chosen op with a probability drawn from U(0.2, 0.8); torchvision always applies it); the
 magnitude is given on the official 0-10 level scale (level m = fraction m / 10 of each op's
 range), which torchvision expresses as ``num_magnitude_bins=11``. Levels above 10 (F3+) do not
-fit that table and are refused.
+fit that table and are refused. Geometric magnitudes scale with the image: torchvision translates
+by up to 150/331 of the width at level 10 (23% at level 5: 6 px of a 28 px image); the official
+code translates by up to 100 px at level 10, 26% of F0's 192 px at level 5. Each image draws its
+own op and sign per layer (as torchvision's per-image transform would); images that drew the same
+op and sign are transformed together as one batch, which computes the same per-image function in
+one call instead of one call per image.
 
 Every random draw comes from one numpy generator whose state is checkpointed. Draws are made for
 the global batch and sliced per rank, so N processes crop, flip and draw mixing ratios exactly as
-one process would; the mixing partner (the neighbour within the rank's slice) and RandAugment's
-op choices are per rank.
+one process would, RandAugment's ops and signs included; the mixing partner (the neighbour within
+the rank's slice) is per rank.
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ import torch.nn.functional as F
 
 MIX_MODES = (None, "mixup", "cutmix", "mixup_cutmix")
 MIXUP_ALPHA = 0.2  # App. A: MixUp with alpha 0.2
+RA_BINS = 11  # RandAugment levels 0..10, the official scale (torchvision's num_magnitude_bins)
 
 
 def random_crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor,
@@ -118,7 +125,7 @@ class Augment:
             x = torch.cat([xm[:half], xc[half:]])
             targets = torch.cat([ym[:half], yc[half:]])
         if self.randaugment is not None:
-            x = self._randaugment(x, int(self.rng.integers(2**62)))
+            x = self._randaugment(x, n, part)
         return x, targets
 
     def _cutmix_boxes(self, n: int, h: int, w: int) -> np.ndarray:
@@ -129,17 +136,35 @@ class Augment:
         return np.stack([np.clip(cy - rh // 2, 0, h), np.clip(cx - rw // 2, 0, w),
                          np.clip(cy + rh // 2, 0, h), np.clip(cx + rw // 2, 0, w)], 1)
 
-    def _randaugment(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+    def _randaugment(self, x: torch.Tensor, n: int, part: slice) -> torch.Tensor:
+        """``layers`` RandAugment ops per image (uint8 round trip, as the official code), drawn for the
+        global batch of ``n`` and sliced to this rank's ``part``; grouped by (op, sign), one call each."""
         from torchvision.transforms import v2
 
         layers, level = self.randaugment
-        op = v2.RandAugment(num_ops=layers, magnitude=level, num_magnitude_bins=11)
+        ra = v2.RandAugment(num_ops=1, magnitude=level, num_magnitude_bins=RA_BINS)
+        space = list(ra._AUGMENTATION_SPACE.items())  # name -> (magnitudes(bins, h, w), signed)
         images = x.clamp(0, 255).round().to(torch.uint8)
-        # torchvision draws from the global RNG: seed a forked copy so our generator rules
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            out = torch.stack([op(img) for img in images])  # per image: each gets its own ops
-        return out.to(x.dtype)
+        h, w = images.shape[-2:]
+        for _ in range(layers):
+            which = self.rng.integers(0, len(space), n)[part]
+            negative = (self.rng.random(n) < 0.5)[part]
+            out = images.clone()
+            for k, (name, (magnitudes, signed)) in enumerate(space):
+                table = magnitudes(RA_BINS, h, w)
+                magnitude = 0.0 if table is None else float(table[level])
+                # a signed op with a magnitude is applied as +m to some images and -m to others
+                for sign in ((1.0, -1.0) if signed and table is not None else (None,)):
+                    chosen = which == k
+                    if sign is not None:
+                        chosen &= negative == (sign < 0)
+                    idx = torch.as_tensor(np.flatnonzero(chosen), device=x.device)
+                    if len(idx):
+                        out[idx] = ra._apply_image_or_video_transform(
+                            images[idx], name, (sign or 1.0) * magnitude, interpolation=ra.interpolation,
+                            fill=ra._fill)
+            images = out
+        return images.to(x.dtype)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state}

@@ -17,7 +17,7 @@ import pickle
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -70,6 +70,22 @@ class ArrayDataset:
         if n is None or n >= len(self):
             return self
         return replace(self, images=self.images[:n], labels=self.labels[:n])
+
+    def select_classes(self, classes: Sequence[int] | None, per_class: int | None = None) -> "ArrayDataset":
+        """The examples of ``classes`` only, relabelled ``0 .. len(classes) - 1`` in the order given
+        (a source / target split of one data set), and of each class only its first ``per_class``
+        examples in the split's order (a few labelled images per class); None: all of either."""
+        if classes is None and per_class is None:
+            return self
+        classes = list(range(self.num_classes)) if classes is None else [int(c) for c in classes]
+        if len(set(classes)) != len(classes) or not all(0 <= c < self.num_classes for c in classes):
+            raise ValueError(f"classes must be distinct labels in 0..{self.num_classes - 1}, got {classes}")
+        keep = [torch.nonzero(self.labels == c).flatten()[:per_class] for c in classes]
+        idx = torch.cat(keep).sort().values  # the split's own order, classes interleaved as they were
+        relabel = torch.full((self.num_classes,), -1, dtype=torch.long)
+        relabel[torch.tensor(classes)] = torch.arange(len(classes))
+        return replace(self, images=self.images[idx], labels=relabel[self.labels[idx]],
+                       num_classes=len(classes))
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:

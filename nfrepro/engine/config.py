@@ -69,6 +69,15 @@ class TrainConfig:
                         "print(nfrepro.list_models())')")
     model_kwargs: dict[str, Any] = _about(None, "model constructor arguments (drop_rate, alpha, use_ws, ...)",
                                           factory=dict)
+    pretrained: str | None = _about(None, "weights file to start from (create_model(pretrained=...)): every "
+                                    "tensor that fits is loaded, BatchNorm statistics included; a classifier "
+                                    "of another size is re-initialised; none: random initialisation")
+    freeze_backbone: bool = _about(False, "train the classifier only (a linear probe): every other parameter "
+                                   "frozen and the backbone kept in eval mode (BatchNorm on its running "
+                                   "statistics)")
+    bn_reestimate: bool = _about(False, "before the first step, re-estimate every BatchNorm layer's running "
+                                 "statistics on the training images (one pass in fixed order, no "
+                                 "augmentation, a plain average over the batches)")
     dataset: str = _about("fashion_mnist", "data set; folder: an ImageNet-style --data-root with train/ "
                           "and val/", choices=(*DATASET_SHAPES, FOLDER))
     data_root: str | None = _about(None, "folder holding the data sets (none: $NFREPRO_DATA, else "
@@ -78,6 +87,11 @@ class TrainConfig:
     train_subset: int | None = _about(None, "train on the first N training images only (quick runs on "
                                       "the CPU); none: all")
     test_subset: int | None = _about(None, "evaluate on the first N test images only; none: all")
+    classes: list[int] | None = _about(None, "train and evaluate on these classes only, relabelled 0..k-1 in "
+                                       "the order given (a source / target split of one data set; after "
+                                       "train_subset / test_subset); none: all")
+    per_class: int | None = _about(None, "train on the first N training images of each class only (a few "
+                                   "labelled images per class); none: all")
     batch_size: int = _about(256, "the global batch size, split evenly over torchrun processes")
     epochs: int = _about(10, "number of epochs")
     steps: int | None = _about(None, "run length in updates, overriding epochs; none: use epochs")
@@ -199,6 +213,16 @@ class TrainConfig:
              f"log_every must be >= 1 step, got {self.log_every} (leave it out to log no steps)"),
             (isinstance(self.model_kwargs, dict),
              f"model_kwargs must be a mapping of argument names to values, got {self.model_kwargs!r}"),
+            (self.classes is None or (len(self.classes) >= 1 and len(set(self.classes)) == len(self.classes)
+                                      and all(0 <= c < _classes_of(self.dataset) for c in self.classes)),
+             f"classes must be distinct labels of {self.dataset} (0..{_classes_of(self.dataset) - 1}), got "
+             f"{self.classes}"),
+            (self.per_class is None or self.per_class > 0, f"per_class must be > 0, got {self.per_class}"),
+            (self.dataset != FOLDER or (self.classes is None and self.per_class is None
+                                        and not self.bn_reestimate),
+             f"classes, per_class and bn_reestimate apply to in-memory data sets, not --dataset {FOLDER}"),
+            (self.pretrained is None or Path(self.pretrained).is_file(),
+             f"pretrained: no weights file at {self.pretrained}"),
             (self.loader_workers >= 0, f"loader_workers must be >= 0, got {self.loader_workers}"),
             (self.loader_workers == 0 or self.dataset == FOLDER,
              f"loader_workers applies to --dataset {FOLDER} only ({self.dataset} is held in memory): "
@@ -216,7 +240,8 @@ class TrainConfig:
         except ValueError as err:
             raise ConfigError(str(err)) from None
         check_model(self.model, self.model_kwargs, self.dataset, self.data_root,
-                    self.agc if self.clipping is not None else None)
+                    self.agc if self.clipping is not None else None,
+                    classes=len(self.classes) if self.classes else None)
 
     def to_dict(self) -> dict[str, Any]:
         """The flat form of ``config.json``: ``agc``'s fields as the ``clip_*`` keys, in field order."""
@@ -315,12 +340,18 @@ def _flat_names(text: str) -> str:
     return re.sub(r"\b(eps|exclude_\w+)\b", r"clip_\1", text)
 
 
+def _classes_of(dataset: str) -> int:
+    return DATASET_SHAPES[dataset][1] if dataset in DATASET_SHAPES else 0
+
+
 def check_model(name: str, kwargs: dict[str, Any], dataset: str, data_root: str | None = None,
-                selection: AGCSelection | None = None) -> None:
+                selection: AGCSelection | None = None, classes: int | None = None) -> None:
     """The model ``name`` with ``kwargs`` can be built for ``dataset`` (and AGC can find what
     ``selection`` names in it): else a ConfigError that names the argument. Builds it once on the
     meta device (shapes only, no memory). A folder data set's classes are its class sub-folders (a
-    missing folder is an error here, before any work)."""
+    missing folder is an error here, before any work). ``classes``: the run's own number of
+    classes (a ``classes`` subset of the data set's)."""
+    chosen = classes
     if dataset == FOLDER:
         try:
             channels, classes = 3, folder.num_classes(data_root)
@@ -328,6 +359,7 @@ def check_model(name: str, kwargs: dict[str, Any], dataset: str, data_root: str 
             raise ConfigError(error_line(err)) from None
     else:
         channels, classes = DATASET_SHAPES[dataset]
+    classes = chosen or classes
     for key, data_value in (("num_classes", classes), ("in_chans", channels)):
         if key in kwargs and kwargs[key] != data_value:
             raise ConfigError(f"model argument {key}={kwargs[key]!r} disagrees with {dataset}, which "
@@ -356,7 +388,9 @@ def check_model(name: str, kwargs: dict[str, Any], dataset: str, data_root: str 
 # Fields added after run folders existed, with the value that reproduces the earlier behaviour:
 # at that value they are left out of the trajectory, so the earlier folders keep their names.
 ADDED_LATER = {"clip_exclude_skip_gains": False, "optimizer": "sgd", "clip_norm": None, "image_size": None,
-               "agc_granularity": "unit", "clip_exclude_stage_skip_gains": True}
+               "agc_granularity": "unit", "clip_exclude_stage_skip_gains": True,
+               "classes": None, "per_class": None, "pretrained": None, "freeze_backbone": False,
+               "bn_reestimate": False}
 
 
 def trajectory(values: dict[str, Any]) -> dict[str, Any]:

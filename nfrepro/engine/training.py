@@ -35,6 +35,7 @@ from nfrepro.data.augment import Augment
 from nfrepro.data.datasets import load_dataset
 from nfrepro.data.loader import TensorLoader
 from nfrepro.engine import distributed as dist
+from nfrepro.engine import finetune
 from nfrepro.engine.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -127,13 +128,20 @@ def _build(config: TrainConfig, info: dist.DistInfo) -> _Parts:
         train_data = load_dataset(config.dataset, True, config.data_root, config.download,
                                   config.train_subset)
         test_data = load_dataset(config.dataset, False, config.data_root, config.download,
-                                 config.test_subset)
+                                 config.test_subset).select_classes(config.classes)
+        train_data = train_data.select_classes(config.classes, config.per_class)
         classes, channels = train_data.num_classes, train_data.images.shape[1]
     torch.manual_seed(config.seed)  # same initial weights in every process
     random.seed(config.seed)
     np.random.seed(config.seed)
     model = create_model(config.model, **{"num_classes": classes, "in_chans": channels,
                                           **config.model_kwargs})
+    if config.pretrained is not None:
+        finetune.load_weights(model, config.pretrained)
+    if config.freeze_backbone:
+        finetune.freeze_backbone(model)
+    if config.bn_reestimate:  # the unaugmented training images, in order: no generator is drawn from
+        finetune.reestimate_bn_statistics(model, TensorLoader(train_data, config.eval_batch_size))
     channels_last = memory_format(device, config.channels_last, model) == torch.channels_last
     model = model.to(device, memory_format=torch.channels_last if channels_last
                      else torch.preserve_format)
@@ -277,7 +285,7 @@ def _train_epoch(parts: _Parts, config: TrainConfig, step: int, bar,
         with p.autocast():
             return cross_entropy(p.net(x), y, config.label_smoothing)
 
-    p.net.train()
+    finetune.train_mode(p.net, config.freeze_backbone)
     sums = torch.zeros(3, device=device)  # loss, fraction of units clipped, steps
     bad = torch.zeros((), device=device)  # 1 once a loss was non-finite or above max_loss
     todo, lr, diverged = min(len(p.train_loader), p.total_steps - step), float("nan"), False

@@ -68,3 +68,32 @@ def test_randaugment_is_per_image_seeded_and_leaves_global_rng_alone():
         Augment(10, randaugment=(4, 15))
     with pytest.raises(ValueError, match="mix"):
         Augment(10, mix="cutout")
+
+
+def test_randaugment_batched_ops_equal_per_image_ops():
+    """Images that drew the same op and sign are transformed in one call: per image, the same
+    result as transforming each alone (every op, signed both ways, at level 5)."""
+    from torchvision.transforms import v2
+
+    from nfrepro.data.augment import RA_BINS
+
+    ra = v2.RandAugment(num_ops=1, magnitude=5, num_magnitude_bins=RA_BINS)
+    images = torch.randint(0, 256, (5, 1, 12, 12), dtype=torch.uint8)
+    for name, (magnitudes, signed) in ra._AUGMENTATION_SPACE.items():
+        table = magnitudes(RA_BINS, 12, 12)
+        for sign in (1.0, -1.0) if signed else (1.0,):
+            m = 0.0 if table is None else sign * float(table[5])
+            batch = ra._apply_image_or_video_transform(images, name, m, interpolation=ra.interpolation,
+                                                       fill=ra._fill)
+            alone = torch.cat([ra._apply_image_or_video_transform(
+                img[None], name, m, interpolation=ra.interpolation, fill=ra._fill) for img in images])
+            assert torch.equal(batch, alone), name
+
+
+def test_randaugment_draws_are_global_and_sliced_per_rank():
+    x = torch.randint(0, 256, (8, 1, 12, 12)).float()
+    labels = torch.zeros(8, dtype=torch.long)
+    whole = Augment(10, randaugment=(2, 5), seed=3)(x, labels)[0]
+    halves = [Augment(10, randaugment=(2, 5), seed=3)(x[r * 4:(r + 1) * 4], labels[:4], r, 2)[0]
+              for r in range(2)]
+    torch.testing.assert_close(torch.cat(halves), whole)

@@ -117,3 +117,18 @@ def test_download_without_network_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", offline)
     with pytest.raises(DataNotFoundError, match="could not download CIFAR-10.*network"):
         load_dataset("cifar10", root=tmp_path, download=True)
+
+
+def test_select_classes_relabels_in_the_order_given_and_keeps_the_first_per_class():
+    ds = data.synthetic(n=200, num_classes=10, seed=0)
+    target = ds.select_classes([7, 2, 5], per_class=4)
+    assert target.num_classes == 3 and len(target) == 12
+    assert sorted(target.labels.tolist()) == [0] * 4 + [1] * 4 + [2] * 4
+    # the first 4 images of class 7 (in the split's order) became class 0, pixels unchanged
+    first7 = torch.nonzero(ds.labels == 7).flatten()[:4]
+    torch.testing.assert_close(target.images[target.labels == 0], ds.images[first7])
+    everything = ds.select_classes([0, 1])
+    assert len(everything) == int(((ds.labels == 0) | (ds.labels == 1)).sum())
+    assert ds.select_classes(None) is ds
+    with pytest.raises(ValueError, match="distinct"):
+        ds.select_classes([1, 1])

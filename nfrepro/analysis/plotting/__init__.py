@@ -9,7 +9,8 @@ commit in the PNG.
 One module per family of figures: :mod:`~nfrepro.analysis.plotting.spp` (signal propagation),
 :mod:`~nfrepro.analysis.plotting.speed` (speed against accuracy, step costs),
 :mod:`~nfrepro.analysis.plotting.agc` (the AGC ablations and clipping over training),
-:mod:`~nfrepro.analysis.plotting.batchnorm` (notebook 06), with the shared "diverged" strip in
+:mod:`~nfrepro.analysis.plotting.batchnorm` (notebook 06),
+:mod:`~nfrepro.analysis.plotting.augmentation` (notebooks 08 and 09), with the shared "diverged" strip in
 :mod:`~nfrepro.analysis.plotting.style`. Every figure function is re-exported here, so notebooks
 write ``from nfrepro.analysis import plotting`` and ``plotting.plot_spp(...)``.
 """
@@ -21,12 +22,21 @@ from nfrepro.analysis.plotting.agc import (
     plot_clipping_threshold,
     plot_first_steps,
 )
+from nfrepro.analysis.plotting.augmentation import (
+    plot_augmentation_top1,
+    plot_augmented_examples,
+    plot_curves,
+    plot_ratio_trace,
+    plot_transfer,
+)
 from nfrepro.analysis.plotting.batchnorm import plot_batch_dependence, plot_batch_mates, plot_difference
 from nfrepro.analysis.plotting.speed import plot_relative_cost, plot_speed_accuracy
 from nfrepro.analysis.plotting.spp import LOG_FLOOR, SPP_PANELS, plot_spp, plot_spp_grid, spp_frames
 from nfrepro.analysis.plotting.style import DIVERGED_BAND
 
 __all__ = ["DIVERGED_BAND", "LOG_FLOOR", "SPP_PANELS", "plot_agc_batch_size", "plot_agc_layers",
-           "plot_batch_dependence", "plot_batch_mates", "plot_clip_fraction", "plot_clipping_census",
+           "plot_augmentation_top1", "plot_augmented_examples", "plot_curves", "plot_ratio_trace",
+           "plot_transfer", "plot_batch_dependence", "plot_batch_mates", "plot_clip_fraction",
+           "plot_clipping_census",
            "plot_clipping_threshold", "plot_difference", "plot_first_steps", "plot_relative_cost",
            "plot_speed_accuracy", "plot_spp", "plot_spp_grid", "spp_frames"]
