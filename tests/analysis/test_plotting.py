@@ -249,3 +249,28 @@ def test_plot_spp_draws_a_predicted_frame_on_both_variance_panels_with_its_label
     assert np.allclose(dashed[2][0].get_ydata(), 0.9)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "ResNet-D prediction" in labels and not any("alpha" in s for s in labels)
+
+
+def test_the_augmentation_and_transfer_figures_draw_from_tables():
+    """Notebooks 08 and 09: top-1 per augmentation (diverged runs in the strip), the augmented
+    images, the ratio trace, the curves, and top-1 against target size."""
+    augs, nets = ["none", "all three"], ["NF", "BN"]
+    runs = pd.DataFrame([{"batch_size": b, "net": n, "augmentation": a, "seed": s,
+                          "top1": np.nan if (n, a, b) == ("NF", "all three", 512) else 80.0 + s,
+                          "diverged": (n, a, b) == ("NF", "all three", 512)}
+                         for b in (128, 512) for n in nets for a in augs for s in range(3)])
+    fig = plotting.plot_augmentation_top1(runs, augs, nets)
+    assert len(fig.axes) == 2
+    images = {a: np.zeros((3, 8, 8), dtype=np.uint8) for a in augs}
+    assert len(plotting.plot_augmented_examples(images).axes) == 6
+    trace = pd.DataFrame([{"step": t, "augmentation": a, "seed": s, "max_ratio": 1.0 + t, "loss": 2.0,
+                           "input_std": 1.0} for a in augs for s in range(2) for t in range(4)])
+    assert plotting.plot_ratio_trace(trace, clipping=0.04).axes[0].get_yscale() == "log"
+    curves = pd.DataFrame([{"net": n, "augmentation": a, "epoch": e, "test_top1": 70.0 + e}
+                           for n in nets for a in augs for e in (10, 20)])
+    assert len(plotting.plot_curves(curves, nets).axes) == 2
+    summary = pd.DataFrame([{"arm": arm, "per_class": k, "family": f, "top1": 90.0, "ci_low": 85.0,
+                             "ci_high": 120.0} for arm in ("fine-tune", "linear probe")
+                            for k in (25, 100) for f in ("NF", "BN")])
+    fig = plotting.plot_transfer(summary, ["fine-tune", "linear probe"], ["NF", "BN"])
+    assert fig.axes[0].get_ylim()[1] < 110  # intervals drawn within 0-100

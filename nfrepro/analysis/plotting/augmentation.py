@@ -41,6 +41,7 @@ def plot_augmentation_top1(runs: pd.DataFrame, augmentations: Sequence[str],
             ax.plot(done["x"] + dx, done["top1"], ".", color=colors[net], alpha=0.5, ms=5)
             mark_diverged(ax, g.loc[g["diverged"].astype(bool), "x"], colors[net], dx)
         ax.set_xticks(range(len(augmentations)), augmentations, rotation=15)
+        ax.set_xlabel("augmentation")
         ax.set_title(f"batch {b}, peak lr {0.1 * b / 256:g}")
         ax.grid(True, axis="y", alpha=0.3)
     axes[0][0].set_ylabel("final test top-1 (%)")
@@ -63,6 +64,8 @@ def plot_augmented_examples(examples: Mapping[str, np.ndarray]) -> plt.Figure:
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.supxlabel("the same training images, one draw of each augmentation", fontsize=9)
+    fig.supylabel("augmentation", fontsize=9, x=0.01)
     fig.subplots_adjust(wspace=0.05, hspace=0.08, left=label_width / (1.1 * n + label_width), right=0.98)
     return fig
 
