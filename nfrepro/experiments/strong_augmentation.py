@@ -87,14 +87,14 @@ SCALES: dict[str, AugScale] = {
     "smoke": AugScale(dataset="synthetic", widths=(4, 8, 16), depths=(1, 1, 1), epochs=2, warmup_epochs=0.5,
                       batch_sizes=(32,), clippings=(0.16,), seeds=(0, 1), train_subset=128, test_subset=128,
                       ema_decay=None, threads=1, trace_steps=3),
-    # 2-core CPU: 2,000 Fashion-MNIST images for 30 epochs (the regime in which a net this size
-    # overfits, so that augmentation can pay), warmup 3 epochs, the small nets with the ImageNet
+    # 2-core CPU: 2,000 Fashion-MNIST images for 20 epochs (the regime in which a net this size
+    # overfits, so that augmentation can pay), warmup 2 epochs, the small nets with the ImageNet
     # stem, batch 128 (the unclipped NF net trains) and 512 (4x the learning rate), five seeds, 5,000
-    # test images every 5 epochs, two runs at a time
+    # test images at epochs 10 and 20, two runs at a time
     "cpu": AugScale(dataset="fashion_mnist", widths=(16, 32, 64), depths=(2, 2, 2), small_stem=False,
-                    epochs=30, warmup_epochs=3.0, batch_sizes=(128, 512), clippings=(0.16, 0.04),
+                    epochs=20, warmup_epochs=2.0, batch_sizes=(128, 512), clippings=(0.16, 0.04),
                     seeds=(0, 1, 2, 3, 4), train_subset=2000, test_subset=5000, ema_decay=None, workers=2,
-                    trace_steps=40, extra={"eval_every": 5}),
+                    trace_steps=40, extra={"eval_every": 10}),
     # one GPU: CIFAR-10, wider nets, the paper's batch 1024 and a quarter of it
     "gpu": AugScale(dataset="cifar10", widths=(64, 128, 256), depths=(2, 2, 2), epochs=60, warmup_epochs=5.0,
                     batch_sizes=(256, 1024), clippings=(0.04, 0.01), seeds=(0, 1, 2, 3, 4), crop_padding=4,

@@ -14,8 +14,11 @@ paired by seed. Arms (the plan's ``layers`` column, named ``arm`` in every table
 
 * **fine-tune**: every weight trains, the paper's fine-tuning recipe where it fits: no weight
   decay, no dropout, an EMA of the weights, linear warmup then cosine, learning rate 0.1 not
-  scaled with the batch (the paper's 0.1 at its large batch; here at batch 32, a larger step per
-  image, said where it is used);
+  scaled with the batch (the paper's 0.1 at its large batch; here at batch 32, a far larger step
+  per image). At that learning rate the unclipped NF net diverges in some runs (measured: the
+  verdicts count them), so the NF net is fine-tuned twice: as it is, and with AGC (the NF recipe,
+  :data:`FINETUNE_CLIPPING`: the paper's bound on a filter's relative step, lr x lambda, carried
+  over), from the same pre-trained weights (:data:`FINE_TUNED`);
 * **linear probe**: the backbone frozen and in eval mode, only a new classifier trains
   (:mod:`nfrepro.engine.finetune`); BN then normalises with the *source* task's running statistics;
 * **linear probe, BN statistics re-estimated**: the same, after re-estimating BN's running
@@ -60,8 +63,8 @@ from nfrepro.models import create_model
 
 SOURCE = (0, 1, 2, 3, 4, 5)  # T-shirt/top, trouser, pullover, dress, coat, sandal
 TARGET = (6, 7, 8, 9)        # shirt, sneaker, bag, ankle boot
-NF, BN = "NF", "BN"
-FAMILIES = {NF: "nf_resnet_small", BN: "bn_resnet_small"}
+NF, AGC, BN = "NF", "NF + AGC", "BN"
+FAMILIES = {NF: "nf_resnet_small", BN: "bn_resnet_small"}  # the pre-trained twins
 FINE_TUNE, PROBE, SCRATCH = "fine-tune", "linear probe", "from scratch"
 PROBE_BN = "linear probe, BN statistics re-estimated"
 ARMS: dict[str, dict[str, Any]] = {  # label -> TrainConfig overrides (besides the weights to start from)
@@ -69,6 +72,16 @@ ARMS: dict[str, dict[str, Any]] = {  # label -> TrainConfig overrides (besides t
     PROBE_BN: {"freeze_backbone": True, "bn_reestimate": True}, SCRATCH: {},
 }
 PAPER_LR = 0.1  # fine-tuning learning rate, not scaled with the batch
+# AGC's lambda when fine-tuning NF at lr 0.1: the bound on a filter's relative step per update,
+# lr x lambda = 0.016, is the paper's at its batch 4096 (lr 1.6, lambda 0.01, §5.1)
+FINETUNE_CLIPPING = 0.016 / PAPER_LR
+# fine-tuned family -> (the pre-trained family whose weights it starts from, TrainConfig overrides,
+# its arms); NF + AGC: the same NF weights, fine-tuned with AGC (skip gains unclipped, as in notebook 08)
+FINE_TUNED: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
+    NF: (NF, {"model": FAMILIES[NF]}, (FINE_TUNE, PROBE, SCRATCH)),
+    AGC: (NF, {"model": FAMILIES[NF], "clip_exclude_skip_gains": True}, (FINE_TUNE, SCRATCH)),
+    BN: (BN, {"model": FAMILIES[BN]}, (FINE_TUNE, PROBE, PROBE_BN, SCRATCH)),
+}
 TOLERANCE = 1.0  # points of top-1: "level"
 RUNS = "transfer"  # the sweep's folder: sweep_plan.runs_dir(RUNS, profile)
 # Table 4 (224 px): ResNet depth -> (BN, NF) top-1 after JFT-300M pre-training
@@ -169,25 +182,25 @@ def finetune_layers(scale: TransferScale) -> dict[str, dict[str, Any]]:
 
 
 def finetune_arms(scale: TransferScale, weights: dict[tuple[str, int], Path]) -> dict[str, dict[str, Any]]:
-    """Variant -> overrides: each family from each pre-training seed's weights, and from scratch."""
-    arms = {f"{f} from pre-training seed {p}": {"model": FAMILIES[f], "pretrained": str(weights[(f, p)])}
-            for f in FAMILIES for p in scale.seeds}
-    arms.update({f"{f} {SCRATCH}": {"model": FAMILIES[f]} for f in FAMILIES})
+    """Variant -> overrides: each fine-tuned family from each pre-training seed's weights, and from
+    scratch (:data:`FINE_TUNED`)."""
+    arms = {f"{f} from pre-training seed {p}": {**overrides, "pretrained": str(weights[(source, p)])}
+            for f, (source, overrides, _) in FINE_TUNED.items() for p in scale.seeds}
+    arms.update({f"{f} {SCRATCH}": overrides for f, (_, overrides, _) in FINE_TUNED.items()})
     return arms
 
 
 def finetune_plan(scale: TransferScale) -> pd.DataFrame:
     rows = []
-    for f in FAMILIES:
+    for f, (_, _, arms) in FINE_TUNED.items():
         for k in scale.per_class:
-            for arm in ARMS:
-                if arm == PROBE_BN and f != BN:
-                    continue
+            for arm in arms:
                 for s in scale.finetune_seeds:
                     variant = (f"{f} {SCRATCH}" if arm == SCRATCH
                                else f"{f} from pre-training seed {pretrain_seed(scale, s)}")
                     rows.append({"variant": variant, "layers": _label(arm, k), "seed": s,
-                                 "batch_size": scale.finetune_batch, "clipping": np.nan})
+                                 "batch_size": scale.finetune_batch,
+                                 "clipping": FINETUNE_CLIPPING if f == AGC else np.nan})
     return make_plan(rows)
 
 
@@ -214,7 +227,7 @@ def runs_table(tidy: pd.DataFrame, scale: TransferScale) -> pd.DataFrame:
     labels = {_label(a, k): (a, k) for a in ARMS for k in scale.per_class}
     runs["arm"] = [labels[v][0] for v in runs["layers"]]
     runs["per_class"] = [labels[v][1] for v in runs["layers"]]
-    runs["family"] = runs["variant"].str.split(" ").str[0]
+    runs["family"] = runs["variant"].str.split(" from ").str[0]
     runs["pretrain_seed"] = [np.nan if SCRATCH in v else pretrain_seed(scale, int(s))
                              for v, s in zip(runs["variant"], runs["seed"], strict=True)]
     return runs
@@ -259,22 +272,36 @@ def _row(runs: pd.DataFrame, cfgs: Mapping[str, TrainConfig], k: int, claim: str
 
 
 def claims(runs: pd.DataFrame, cfgs: Mapping[str, TrainConfig]) -> list[dict]:
-    """The verdict rows of notebook 09; ``cfgs``: the runs' configurations by folder name."""
+    """The verdict rows of notebook 09; ``cfgs``: the runs' configurations by folder name. Fine-tuned,
+    the NF net is compared with AGC (the NF recipe at the paper's learning rate) and without; the
+    probes train the classifier only, which AGC does not clip, so they use the NF net without."""
+    from nfrepro.experiments.strong_augmentation import rate_row
+
     gaps = paper_gaps()["gap"]
     paper = f"paper T4: {gaps.min():+.1f} to {gaps.max():+.1f}"
-    arm = runs["arm"]
+    arm, family = runs["arm"], runs["family"]
     rows = []
     for k in sorted(int(k) for k in runs["per_class"].unique()):
-        def nf_minus_bn(arm_nf: str, arm_bn: str, k: int = k) -> pd.Series:
-            return (_scores(runs, NF, arm_nf, k) - _scores(runs, BN, arm_bn, k)).dropna()
+        def minus_bn(nf: str, arm_nf: str, arm_bn: str, k: int = k) -> pd.Series:
+            return (_scores(runs, nf, arm_nf, k) - _scores(runs, BN, arm_bn, k)).dropna()
 
-        ft, probe, probe_bn = (nf_minus_bn(FINE_TUNE, FINE_TUNE), nf_minus_bn(PROBE, PROBE),
-                               nf_minus_bn(PROBE, PROBE_BN))
+        ft, ft_nf = minus_bn(AGC, FINE_TUNE, FINE_TUNE), minus_bn(NF, FINE_TUNE, FINE_TUNE)
+        probe, probe_bn = minus_bn(NF, PROBE, PROBE), minus_bn(NF, PROBE, PROBE_BN)
         gap = (probe - ft).dropna()
         reest = (_scores(runs, BN, PROBE_BN, k) - _scores(runs, BN, PROBE, k)).dropna()
+        nf_ft = runs[(family == NF) & (arm == FINE_TUNE) & (runs["per_class"] == k)]
+        s = _setting(runs, cfgs, (family == NF) & (arm == FINE_TUNE) & (runs["per_class"] == k))
         rows += [
-            _row(runs, cfgs, k, f"NF fine-tunes better than BN (NF - BN, top-1 points; {paper})", ft,
-                 arm == FINE_TUNE, f"fine-tuned NF scored {ft.mean():+.2f} points against BN ({paper})."),
+            _row(runs, cfgs, k, f"NF + AGC fine-tunes better than BN (NF + AGC - BN, top-1 points; {paper})",
+                 ft, (arm == FINE_TUNE) & family.isin([AGC, BN]),
+                 f"fine-tuned with AGC, NF scored {ft.mean():+.2f} points against BN ({paper})."),
+            rate_row(f"{k} per class: NF without AGC diverges when fine-tuned at the paper's lr 0.1 (rate)",
+                     int(nf_ft["diverged"].sum()), len(nf_ft), s,
+                     f"at {s.describe()} ({k} target images per class), {int(nf_ft['diverged'].sum())} of "
+                     f"{len(nf_ft)} unclipped NF fine-tuning runs diverged."),
+            _row(runs, cfgs, k, "NF without AGC fine-tunes better than BN (NF - BN, top-1 points, a diverged "
+                 "run at chance)", ft_nf, (arm == FINE_TUNE) & family.isin([NF, BN]),
+                 f"fine-tuned without clipping, NF scored {ft_nf.mean():+.2f} points against BN."),
             _row(runs, cfgs, k, "NF's linear probe beats BN's, BN on its source statistics (NF - BN, "
                  "top-1 points)", probe, arm == PROBE, f"with the backbone frozen NF scored "
                  f"{probe.mean():+.2f} points against BN normalising with its source-task statistics."),
@@ -283,19 +310,19 @@ def claims(runs: pd.DataFrame, cfgs: Mapping[str, TrainConfig]) -> list[dict]:
                  f"with the backbone frozen NF scored {probe_bn.mean():+.2f} points against BN with "
                  "statistics re-estimated on the target images."),
             _row(runs, cfgs, k, "NF's lead over BN is larger with the backbone frozen than fine-tuned "
-                 "((NF - BN) probe minus (NF - BN) fine-tuned, points)", gap, arm.isin([PROBE, FINE_TUNE]),
+                 "((NF - BN) probe minus (NF + AGC - BN) fine-tuned, points)", gap,
+                 (arm == PROBE) | ((arm == FINE_TUNE) & family.isin([AGC, BN])),
                  f"NF's lead over BN was {gap.mean():+.2f} points larger frozen than fine-tuned."),
             _row(runs, cfgs, k, "re-estimating BN's statistics on the target helps BN's linear probe "
-                 "(top-1 points)", reest, arm.isin([PROBE, PROBE_BN]) & (runs["family"] == BN),
+                 "(top-1 points)", reest, arm.isin([PROBE, PROBE_BN]) & (family == BN),
                  f"re-estimating BN's running statistics on the target images moved its probe's top-1 by "
                  f"{reest.mean():+.2f} points."),
         ]
-        for family in FAMILIES:
-            pre = (_scores(runs, family, FINE_TUNE, k) - _scores(runs, family, SCRATCH, k)).dropna()
-            mine = arm.isin([FINE_TUNE, SCRATCH]) & (runs["family"] == family)
-            rows.append(_row(runs, cfgs, k, f"pre-training helps {family} (fine-tuned minus from scratch, "
-                             "top-1 points)", pre, mine,
-                             f"starting from the source-task weights gave {family} {pre.mean():+.2f} points "
+        for f in (AGC, BN):
+            pre = (_scores(runs, f, FINE_TUNE, k) - _scores(runs, f, SCRATCH, k)).dropna()
+            rows.append(_row(runs, cfgs, k, f"pre-training helps {f} (fine-tuned minus from scratch, top-1 "
+                             "points)", pre, arm.isin([FINE_TUNE, SCRATCH]) & (family == f),
+                             f"starting from the source-task weights gave {f} {pre.mean():+.2f} points "
                              "over random weights."))
     return rows
 
@@ -377,8 +404,11 @@ def _said(row: pd.Series) -> str:
 def findings(table: pd.DataFrame, summary: pd.DataFrame, source: pd.DataFrame, bn_check: pd.DataFrame,
              steps: int) -> str:
     """The numbers behind "What we found", in sentences."""
+    def hit(k: int, text: str) -> pd.Series:
+        return table[table["claim"].str.startswith(f"{k} per class: {text}")].iloc[0]
+
     def row(k: int, text: str) -> str:
-        return _said(table[table["claim"].str.startswith(f"{k} per class: {text}")].iloc[0])
+        return _said(hit(k, text))
 
     src = source.groupby("family")["top1_ema"].mean()
     gaps = paper_gaps()["gap"]
@@ -386,19 +416,22 @@ def findings(table: pd.DataFrame, summary: pd.DataFrame, source: pd.DataFrame, b
            "source classes' test images (EMA weights, mean of the pre-training seeds)."]
     sizes = sorted(int(k) for k in summary["per_class"].unique())
     probe = "NF's linear probe beats BN's, BN"
-    lines = [f"* {k} per class: fine-tuned {row(k, 'NF fine-tunes')}; linear probe, BN on its source "
-             f"statistics {row(k, probe + ' on')}; linear probe, BN re-estimated {row(k, probe + ' stat')}"
-             for k in sizes]
+    lines = []
+    for k in sizes:
+        div = hit(k, "NF without AGC diverges")
+        lines.append(f"* {k} per class: fine-tuned with AGC {row(k, 'NF + AGC fine-tunes')}; without AGC "
+                     f"{row(k, 'NF without AGC fine-tunes')}, {int(round(div['estimate'] * div['n']))} of "
+                     f"{div['n']} runs diverged; linear probe, BN on its source statistics "
+                     f"{row(k, probe + ' on')}; linear probe, BN re-estimated {row(k, probe + ' stat')}")
     out.append(f"**NF minus BN on the target** (Table 4: NF ahead by {gaps.min():.1f} to {gaps.max():.1f}):"
                "\n\n" + "\n".join(lines))
     moved = (bn_check["re_estimated"] - bn_check["left_by_fine_tuning"]).groupby(bn_check["per_class"])
     moved = moved.mean()
     out.append("**BatchNorm's statistics.** Re-estimated on the target before a linear probe, BN's top-1 "
-               "moved "
-               + "; ".join(f"{row(k, 're-estimating BN')} at {k} per class" for k in sizes)
+               "moved " + "; ".join(f"{row(k, 're-estimating BN')} at {k} per class" for k in sizes)
                + f". After full fine-tuning ({steps} steps: the source keeps a share 0.9^{steps} = "
                f"{0.9 ** steps:.1e} of the running averages) re-estimating them moved the top-1 by "
                + ", ".join(f"{v:+.2f}" for v in moved) + " points on average.")
-    pre = [f"{f} at {k} per class {row(k, f'pre-training helps {f}')}" for k in sizes for f in FAMILIES]
+    pre = [f"{f} at {k} per class {row(k, f'pre-training helps {f}')}" for k in sizes for f in (AGC, BN)]
     out.append("**What pre-training is worth here** (fine-tuned minus from scratch): " + "; ".join(pre) + ".")
     return "\n\n".join(out)

@@ -312,3 +312,28 @@ def test_relative_cost_draws_a_measured_range_and_keeps_the_legend_off_the_bars(
               and ln.get_xdata()[0] == ln.get_xdata()[1]]  # vertical and drawn: not seaborn's NaN bars
     assert sorted(tuple(np.round(ln.get_ydata(), 3)) for ln in ranges) == [(0.85, 0.95), (0.95, 1.05)]
     assert fig.axes[0].get_legend() is None and len(fig.legends) == 1
+
+
+def test_the_augmentation_and_transfer_figures_draw_from_tables():
+    """Notebooks 08 and 09: top-1 per augmentation (diverged runs in the strip), the augmented
+    images, the ratio trace, the curves, and top-1 against target size."""
+    augs, nets = ["none", "all three"], ["NF", "BN"]
+    runs = pd.DataFrame([{"batch_size": b, "net": n, "augmentation": a, "seed": s,
+                          "top1": np.nan if (n, a, b) == ("NF", "all three", 512) else 80.0 + s,
+                          "diverged": (n, a, b) == ("NF", "all three", 512)}
+                         for b in (128, 512) for n in nets for a in augs for s in range(3)])
+    fig = plotting.plot_augmentation_top1(runs, augs, nets)
+    assert len(fig.axes) == 2
+    images = {a: np.zeros((3, 8, 8), dtype=np.uint8) for a in augs}
+    assert len(plotting.plot_augmented_examples(images).axes) == 6
+    trace = pd.DataFrame([{"step": t, "augmentation": a, "seed": s, "max_ratio": 1.0 + t, "loss": 2.0,
+                           "input_std": 1.0} for a in augs for s in range(2) for t in range(4)])
+    assert plotting.plot_ratio_trace(trace, clipping=0.04).axes[0].get_yscale() == "log"
+    curves = pd.DataFrame([{"net": n, "augmentation": a, "epoch": e, "test_top1": 70.0 + e}
+                           for n in nets for a in augs for e in (10, 20)])
+    assert len(plotting.plot_curves(curves, nets).axes) == 2
+    summary = pd.DataFrame([{"arm": arm, "per_class": k, "family": f, "top1": 90.0, "ci_low": 85.0,
+                             "ci_high": 120.0} for arm in ("fine-tune", "linear probe")
+                            for k in (25, 100) for f in ("NF", "BN")])
+    fig = plotting.plot_transfer(summary, ["fine-tune", "linear probe"], ["NF", "BN"])
+    assert fig.axes[0].get_ylim()[1] < 110  # intervals drawn within 0-100

@@ -15,8 +15,11 @@ SCALE = tr.SCALES["smoke"]
 def test_the_cpu_plan_pairs_every_fine_tuning_seed_with_a_pre_training_seed():
     scale = tr.SCALES["cpu"]
     plan = tr.finetune_plan(scale)
-    arms = {tr.NF: 3, tr.BN: 4}  # the re-estimated probe is BN's only
+    arms = {tr.NF: 3, tr.AGC: 2, tr.BN: 4}  # the re-estimated probe is BN's only; NF + AGC: no probe
     assert len(plan) == sum(arms.values()) * len(scale.per_class) * len(scale.finetune_seeds)
+    clipped = plan[plan["variant"].str.startswith(tr.AGC)]
+    assert np.allclose(clipped["clipping"], 0.16) and len(clipped) == 2 * 3 * 10
+    assert plan.loc[~plan["variant"].str.startswith(tr.AGC), "clipping"].isna().all()
     assert [tr.pretrain_seed(scale, s) for s in range(4)] == [0, 1, 0, 1]
     assert set(plan["batch_size"]) == {scale.finetune_batch}
     recipe = tr.finetune_overrides(scale)
@@ -35,10 +38,8 @@ def test_paper_gaps_are_table_4s():
 def _runs(score):
     """A runs table as runs_table gives it, with made-up scores: score(family, arm, k, seed)."""
     rows = []
-    for family in tr.FAMILIES:
-        for arm in tr.ARMS:
-            if arm == tr.PROBE_BN and family != tr.BN:
-                continue
+    for family, (_, _, arms) in tr.FINE_TUNED.items():
+        for arm in arms:
             for k in (25, 100):
                 for seed in range(4):
                     top1 = score(family, arm, k, seed)
@@ -52,19 +53,21 @@ def test_claims_pair_nf_and_bn_by_seed():
 
     def score(family, arm, k, seed):
         base = 80.0 + 0.3 * seed + (5.0 if arm != tr.SCRATCH else 0.0)
-        return base + (1.0 if family == tr.NF and arm == tr.FINE_TUNE else 0.0) + (
+        return base + (1.0 if family == tr.AGC and arm == tr.FINE_TUNE else 0.0) + (
             2.0 if arm == tr.PROBE_BN else 0.0)
 
     runs = _runs(score)
     cfgs = {r: TrainConfig(dataset="fashion_mnist", classes=list(tr.TARGET), per_class=int(r.split("-")[-2]),
                            batch_size=32, steps=200, base_lr=0.8, warmup_epochs=1.0) for r in runs["run"]}
     table = verdicts.table(tr.claims(runs, cfgs))
-    first = table.set_index("claim").loc[
-        "25 per class: NF fine-tunes better than BN (NF - BN, top-1 points; paper T4: +0.6 to +1.4)"]
+    first = table[table["claim"].str.startswith("25 per class: NF + AGC fine-tunes better than BN")].iloc[0]
+    assert "paper T4: +0.6 to +1.4" in first["claim"]
     assert first["estimate"] == pytest.approx(1.0) and first["verdict"] == "reproduced"
     assert first["train_images"] == 100 and first["steps"] == 200 and first["peak_lr"] == pytest.approx(0.1)
     reest = table[table["claim"].str.contains("re-estimating BN's statistics")]
     assert np.allclose(reest["estimate"], 2.0)
+    diverged = table[table["claim"].str.contains("NF without AGC diverges")]
+    assert (diverged["estimate"] == 0).all() and set(diverged["verdict"]) == {"contradicted"}
 
 
 @pytest.mark.slow

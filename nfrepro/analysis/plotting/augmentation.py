@@ -41,6 +41,7 @@ def plot_augmentation_top1(runs: pd.DataFrame, augmentations: Sequence[str],
             ax.plot(done["x"] + dx, done["top1"], ".", color=colors[net], alpha=0.5, ms=5)
             mark_diverged(ax, g.loc[g["diverged"].astype(bool), "x"], colors[net], dx)
         ax.set_xticks(range(len(augmentations)), augmentations, rotation=15)
+        ax.set_xlabel("augmentation")
         ax.set_title(f"batch {b}, peak lr {0.1 * b / 256:g}")
         ax.grid(True, axis="y", alpha=0.3)
     axes[0][0].set_ylabel("final test top-1 (%)")
@@ -54,7 +55,8 @@ def plot_augmentation_top1(runs: pd.DataFrame, augmentations: Sequence[str],
 def plot_augmented_examples(examples: Mapping[str, np.ndarray]) -> plt.Figure:
     """One row per augmentation (label -> ``N x H x W`` uint8 images, the same N images in each)."""
     rows, n = len(examples), len(next(iter(examples.values())))
-    fig, axes = plt.subplots(rows, n, figsize=(1.1 * n, 1.15 * rows), squeeze=False)
+    label_width = 1.3  # inches for the row labels
+    fig, axes = plt.subplots(rows, n, figsize=(1.1 * n + label_width, 1.15 * rows), squeeze=False)
     for r, (label, images) in enumerate(examples.items()):
         for c in range(n):
             ax = axes[r][c]
@@ -62,7 +64,9 @@ def plot_augmented_examples(examples: Mapping[str, np.ndarray]) -> plt.Figure:
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    fig.subplots_adjust(wspace=0.05, hspace=0.08, left=0.16)
+    fig.supxlabel("the same training images, one draw of each augmentation", fontsize=9)
+    fig.supylabel("augmentation", fontsize=9, x=0.01)
+    fig.subplots_adjust(wspace=0.05, hspace=0.08, left=label_width / (1.1 * n + label_width), right=0.98)
     return fig
 
 
@@ -112,8 +116,8 @@ def plot_curves(curves: pd.DataFrame, nets: Sequence[str]) -> plt.Figure:
 
 def plot_transfer(summary: pd.DataFrame, arms: Sequence[str], families: Sequence[str]) -> plt.Figure:
     """Top-1 (y) against target images per class (x, log), one panel per arm, one line per family;
-    bars: 95% t interval over seeds. ``summary``: ``arm``, ``per_class``, ``family``, ``top1``,
-    ``ci_low``, ``ci_high``."""
+    bars: 95% t interval over seeds (clipped to 0-100). ``summary``: ``arm``, ``per_class``,
+    ``family``, ``top1``, ``ci_low``, ``ci_high``."""
     fig, axes = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 3.8), sharey=True,
                              constrained_layout=True, squeeze=False)
     colors = _colors(list(families))
@@ -123,8 +127,9 @@ def plot_transfer(summary: pd.DataFrame, arms: Sequence[str], families: Sequence
             g = sub[sub["family"] == family].sort_values("per_class")
             if g.empty:
                 continue
-            x = np.log2(g["per_class"].astype(float)) + (j - 0.5) * 0.08
-            ax.errorbar(x, g["top1"], yerr=[g["top1"] - g["ci_low"], g["ci_high"] - g["top1"]], marker="o",
+            x = np.log2(g["per_class"].astype(float)) + (j - (len(families) - 1) / 2) * 0.07
+            low, high = g["ci_low"].clip(0, 100), g["ci_high"].clip(0, 100)  # an interval of 2 seeds is wide
+            ax.errorbar(x, g["top1"], yerr=[g["top1"] - low, high - g["top1"]], marker="o",
                         capsize=3, color=colors[family], label=family)
         ticks = sorted(summary["per_class"].unique())
         ax.set_xticks(np.log2(np.asarray(ticks, float)), [str(t) for t in ticks])
