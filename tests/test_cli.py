@@ -119,10 +119,14 @@ def test_eval_picks_a_training_checkpoints_ema_weights(tmp_path, capsys, monkeyp
     torch.save({"state_dict": raw, "state_dict_ema": ema}, tmp_path / "ck.pth.tar")
     seen = {}
     real = nfrepro.cli.load_pretrained
-    monkeypatch.setattr(nfrepro.cli, "load_pretrained",
-                        lambda m, path, use_ema=None: seen.setdefault(use_ema, real(m, path, use_ema=use_ema)))
+
+    def spy(m, path, use_ema=None):
+        return seen.setdefault(use_ema, real(m, path, use_ema=use_ema))
+
+    monkeypatch.setattr(nfrepro.cli, "load_pretrained", spy)
     base = ["eval", "--model", "nf_resnet_small", "--num-classes", "2", "--data", str(tmp_path / "val"),
-            "--workers", "0", "--device", "cpu", "--image-size", "28", "--weights", str(tmp_path / "ck.pth.tar")]
+            "--workers", "0", "--device", "cpu", "--image-size", "28",
+            "--weights", str(tmp_path / "ck.pth.tar")]
     for flag, key in (([], None), (["--use-ema"], True), (["--no-use-ema"], False)):
         assert cli.main([*base, *flag]) == 0
         assert key in seen
