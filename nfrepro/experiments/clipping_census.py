@@ -92,7 +92,8 @@ def census_fractions(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def census_facts(raw: pd.DataFrame, clipping: float, eps: float = EPS) -> dict[str, Any]:
-    """The numbers the census is read with: the global ratio and how often it exceeds lambda; the
+    """The numbers the census is read with: the global ratio, how often it exceeds lambda and from
+    which step (``global_first``; ``global_later`` census steps from there on); the
     skip gains' largest |w| and smallest |g| (their threshold is lambda max(|w|, eps)); the share of
     weight units each rule clips."""
     ratio = raw.groupby("step")["global_ratio"].first()
@@ -100,8 +101,10 @@ def census_facts(raw: pd.DataFrame, clipping: float, eps: float = EPS) -> dict[s
     frac = census_fractions(raw).groupby(["kind", "rule"])["fraction"].mean()
     w_max = float(skip["w_norm"].max()) if len(skip) else math.nan
     weight = "weight (conv / linear)"
-    return {"steps": len(ratio), "global_fired": int((ratio > clipping).sum()), "clipping": clipping,
-            "eps": eps,
+    fired = ratio[ratio > clipping]
+    first = int(fired.index[0]) if len(fired) else None  # the first census step the global rule fires
+    return {"steps": len(ratio), "global_fired": len(fired), "clipping": clipping, "eps": eps,
+            "global_first": first, "global_later": int((ratio.index >= first).sum()) if len(fired) else 0,
             "global_ratio_first": float(ratio.iloc[0]), "global_ratio_median": float(ratio.iloc[1:].median()),
             "skip_w_max": w_max, "skip_g_min": float(skip["g_norm"].min()) if len(skip) else math.nan,
             "skip_threshold": clipping * max(w_max, eps),

@@ -28,6 +28,7 @@ Departures: Fashion-MNIST, the small NF ResNet with the ImageNet stem, 2 epochs 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -320,7 +321,11 @@ def findings(table: pd.DataFrame, details: pd.DataFrame, facts: dict[str, Any], 
     out = [f"**Unit-wise against layer-wise AGC (§4).** {said(COMPARISONS[0][2])} What the census shows: "
            f"on weight matrices and filter banks the unit-wise rule clipped {f['weight_unit']:.0%} of the "
            f"units per step and the whole-tensor rule {f['weight_tensor']:.0%}; on biases, gains and skip "
-           "gains (one unit each) the two are the same rule, so only the weight matrices tell them apart.",
+           "gains (one unit each) the two are the same rule, so only the weight matrices tell them apart. "
+           f"Both held the skip gains down alike (mean |skip gain| at batch {small}: {gain(AGC_SGD):.2g} "
+           f"unit-wise, {gain(AGC_TENSOR):.2g} layer-wise), which at this budget weighs more than the "
+           "weight matrices; more steps, or the gains left unclipped (notebook 02's departure), would let "
+           "the weight matrices decide.",
            f"**AGC against clip_grad_norm_, each at its best.** {said(COMPARISONS[1][2])} Mean |skip gain| "
            f"after training at batch {small}, each at its best threshold: {gain(AGC_SGD):.3f} with AGC, "
            f"{gain(AGC_TENSOR):.3f} with layer-wise AGC, {gain(NORM_SGD):.3f} with clip_grad_norm_. "
@@ -338,24 +343,35 @@ def findings(table: pd.DataFrame, details: pd.DataFrame, facts: dict[str, Any], 
     for r in table.itertuples():
         if r.claim.startswith("AGC changes nothing"):
             frac = details[details["variant"] == AGC_ADAMW].groupby("clipping")["frac_clipped"].mean()
+            frac = details[details["variant"] == AGC_ADAMW].groupby("clipping")["frac_clipped"].mean()
+            gains = details[details["batch_size"] == r.batch_size].groupby("variant")["skip_gain"].mean()
+            moved = ("top-1 does not move" if r.verdict == verdicts.REPRODUCED else
+                     "top-1 moves less than the seeds scatter (the interval is too wide to call it level)")
             out.append(f"**AdamW.** **{r.verdict}**; {r.reading}. AGC does clip there (at "
-                       f"λ={frac.index[0]:g}, {frac.iloc[0]:.0%} of the units per step), and top-1 does not "
-                       "move, as Adam's per-coordinate normalisation predicts: multiplying a unit's "
-                       f"gradients by a constant 1e-3 changed AdamW's weights by {adam['constant']:.0e} of "
-                       "their travel. AGC's factor is not constant (it follows 1/‖G_i‖), and on pure-noise "
-                       f"gradients AGC changed them by {adam['agc']:.2f} of their travel: it reweights "
-                       "steps in time but cannot shrink them, and on the net that left top-1 where it was. "
-                       "AGC's premise, a step of η G, is SGD's, not Adam's.")
+                       f"λ={frac.index[0]:g}, {frac.iloc[0]:.0%} of the units per step), and {moved}, as "
+                       "Adam's per-coordinate normalisation predicts: multiplying a unit's gradients by a "
+                       f"constant 1e-3 changed AdamW's weights by {adam['constant']:.0e} of their travel. "
+                       "AGC's factor is not constant (it follows 1/‖G_i‖); on pure-noise gradients AGC "
+                       f"changed them by {adam['agc']:.2f} of their travel: it reweights steps in time but "
+                       "cannot shrink them. The skip gains show it: with AGC (mean over its λs) they "
+                       f"reached {gains[AGC_ADAMW]:.2g} under AdamW ({gains[ADAMW]:.2g} unclipped) and "
+                       f"{gains[AGC_SGD]:.2g} under SGD. AGC's "
+                       "premise, a step of η G, is SGD's, not Adam's.")
+    fire = (f"below λ until census step {f['global_first']}, then above it on {f['global_fired']} of the "
+            f"{f['global_later']} census steps from there on" if f["global_first"] else
+            f"above λ on {f['global_fired']} of {f['steps']} census steps")
     out.append(f"**The census (λ={f['clipping']:g}).** The global-norm rule takes one ratio for the whole "
-               f"net, ‖G‖/‖W‖: {f['global_ratio_first']:.2g} at the first step, then a median of "
-               f"{f['global_ratio_median']:.2g}, above λ on {f['global_fired']} of {f['steps']} census "
-               "steps. When it fires it scales every gradient of the net by one factor: all units or none, "
-               "so it cannot single out the layer whose step is too large. The scalar skip gains are "
+               f"net, ‖G‖/‖W‖: {f['global_ratio_first']:.2g} at the first step, a median of "
+               f"{f['global_ratio_median']:.2g} after; {fire}. When it fires it scales every gradient of "
+               "the net by one factor, a smaller step for every layer alike: it clips all units or none, "
+               "and cannot single out the layer whose step is too large. The scalar skip gains are "
                "clipped whenever |g| > λ·max(|w|, eps): their |w| stayed at most "
                f"{f['skip_w_max']:.1e} ({'below' if f['skip_w_max'] < f['eps'] else 'above'} eps = "
                f"{f['eps']:g}), so their threshold was at most {f['skip_threshold']:.0e}, while their "
-               f"gradients were at least {f['skip_g_min']:.1e}.")
-    counts = table["verdict"].value_counts()
-    tally = "; ".join(f"{counts.get(v, 0)} {v}"
-                      for v in (verdicts.REPRODUCED, verdicts.CONTRADICTED, verdicts.NOT_RESOLVED))
-    return "\n\n".join([*out, f"**In short**, at this budget: {tally} (each row's setting is in the table)."])
+               f"gradients were at least {f['skip_g_min']:.1e}: every step clips them, and each can move "
+               "by at most about lr·λ·eps a step (momentum aside).")
+    named = {v: "; ".join(re.split(r" \(|, each|: ", c.removeprefix("§4: "))[0]
+                          for c in table.loc[table["verdict"] == v, "claim"]) or "none"
+             for v in (verdicts.REPRODUCED, verdicts.CONTRADICTED, verdicts.NOT_RESOLVED)}
+    return "\n\n".join([*out, "**In short**, at this budget (each row's setting is in the table): "
+                         + ". ".join(f"*{v}*: {c}" for v, c in named.items()) + "."])

@@ -116,3 +116,22 @@ def test_run_details_reads_skip_gains_and_the_clipped_fraction(tmp_path):
 def test_adam_undoes_a_constant_rescale_of_a_unit_and_agc_only_reweights_steps():
     check = gc.adam_rescale_check()
     assert check["constant"] < 1e-4 < check["agc"] < 1.0
+
+
+def test_findings_name_each_verdict_and_the_measured_reasons():
+    runs = sweep_plan.per_run(_tidy(_scores()))
+    best = gc.best_thresholds(runs)
+    table = verdicts.table(gc.claims(runs, best, gc.SCALES["smoke"]), require_setting=True)
+    gains = {gc.AGC_SGD: 0.001, gc.AGC_TENSOR: 0.002, gc.NORM_SGD: 0.2, gc.AGC_ADAMW: 0.03, gc.ADAMW: 0.03}
+    details = runs.assign(frac_clipped=0.25, skip_gain=runs["variant"].map(gains))
+    facts = {"clipping": 0.01, "eps": 1e-3, "steps": 4, "global_fired": 3, "global_first": 2,
+             "global_later": 3, "global_ratio_first": 0.003, "global_ratio_median": 0.02, "skip_w_max": 2e-4,
+             "skip_g_min": 2e-5,
+             "skip_threshold": 1e-5, "weight_unit": 0.11, "weight_tensor": 0.14}
+    text = gc.findings(table, details, facts, {"constant": 1e-5, "agc": 0.26}, best,
+                       other={"agc": 84.3, "free_gains": 86.4, "steps": 936})
+    assert "*reproduced*: unit-wise AGC beats layer-wise AGC at batch 16" in text
+    assert "*contradicted*: AGC beats clip_grad_norm_ at batch 16" in text  # clip_grad_norm_ leads there
+    assert "0.001 with AGC" in text and "0.200 with clip_grad_norm_" in text and "stay nearly shut" in text
+    assert "Notebook 02 trains 936 steps" in text and "84.3%" in text
+    assert "below λ until census step 2" in text and "at most 1e-05" in text
