@@ -7,7 +7,7 @@ measured in one run: NF's and BN's training steps timed round-robin on the same 
 alone (the part of NF's step that grows with the parameters, not the batch), and BatchNorm's share
 of BN's step (``torch.profiler``). Timed at notebook 05's batch of 2 and at the training batch, so
 that the two notebooks' pairs can be read side by side: 05 times NFNet-F0 against its BatchNorm
-twin (71M parameters at 192 px, AGC on), 06 the small ResNets (about 0.2M parameters at 28 px,
+twin (71M parameters at 192 px, AGC on), 06 the small ResNets (tens of thousands at 28 px,
 unclipped, as notebook 06 trains them).
 """
 from __future__ import annotations

@@ -9,24 +9,26 @@ from nfrepro.analysis import verdicts
 from nfrepro.experiments import agc_ablation
 from nfrepro.experiments import why_no_batchnorm as nobn
 from nfrepro.experiments.agc_ablation import BN, NF
-from nfrepro.experiments.sweep_plan import Scale
 from nfrepro.models import create_model
 
 TINY = {"depths": (1, 1), "widths": (4, 8), "num_classes": 10, "in_chans": 1}
 SMOKE = nobn.SCALES["smoke"]
 
 
-def _tidy(scores, train_images=None, epochs=1):
-    """Tidy run rows as run_plan writes them: {(variant, batch, seed): top-1}."""
+def _tidy(scores, train_images=None, epochs=1, loss=0.5):
+    """Tidy run rows as run_sweep writes them: {(variant, batch, seed): top-1}."""
     rows = []
     for (variant, batch, seed), top1 in scores.items():
         run = f"{variant}-{batch}-{seed}-{train_images}"
         base = {"variant": variant, "layers": "", "batch_size": batch, "clipping": float("nan"), "seed": seed,
                 "run": run, "status": "completed"}
         rows += [{**base, "metric": "final_test_top1", "value": top1},
+                 {**base, "metric": "final_train_loss", "value": loss + (0.1 if variant == NF else 0.0)},
                  {**base, "metric": "diverged", "value": 0.0}, {**base, "metric": "steps", "value": 10}]
     out = pd.DataFrame(rows)
-    return out if train_images is None else out.assign(train_images=train_images, epochs=epochs)
+    if train_images is None:
+        return out
+    return out.assign(train_images=train_images, epochs=epochs, runs=nobn.RUNS)
 
 
 def _sweep(noise=(0.0, 0.3, -0.2, 0.1, -0.4)):
@@ -38,17 +40,23 @@ def _sweep(noise=(0.0, 0.3, -0.2, 0.1, -0.4)):
     return _tidy(scores)
 
 
-def test_the_sweep_is_notebook_02s_recipe_on_fewer_images():
-    """The budget ladder changes one thing: the training set (EMA never changes the scored weights)."""
-    sweep, nb02 = nobn.SCALES["cpu"], agc_ablation.SCALES["cpu"]
-    fields = {f.name for f in dataclasses.fields(Scale)} - {"train_subset", "batch_sizes", "seeds",
-                                                              "ema_decay"}
-    assert {f: getattr(sweep, f) for f in fields} == {f: getattr(nb02, f) for f in fields}
-    assert sweep.train_subset < 60_000 and set(nobn.SMALL) <= set(sweep.batch_sizes) and len(sweep.seeds) >= 5
-    budget = nobn.BUDGETS["cpu"]
-    assert budget.scale is nb02 and budget.moderate in nb02.batch_sizes and budget.large in nb02.batch_sizes
-    assert set(budget.seeds) <= set(nb02.seeds)  # 02's runs are read back, not trained again
-    assert budget.shared == agc_ablation.sweep_dir("cpu").parent.name
+def test_the_budget_holds_the_papers_step_size_sum_on_fewer_images():
+    """lr = base B / 256 at every batch: a run's sum of step sizes is base x images processed / 256, so
+    0.4 on 15,000 images for 2 epochs is the paper's 0.1 on all 60,000, and the 2,000-image rung is
+    this notebook's earlier budget (0.1 on 8,000 images for 2 epochs)."""
+    scale, roles = nobn.SCALES["cpu"], nobn.ROLES["cpu"]
+
+    def step_size_sum(sc, batch):
+        c = nobn.setting(sc, [batch], 1)
+        return c.peak_lr * c.steps  # the peak lr times the steps: the schedule's shape is the same
+    assert step_size_sum(scale, 2) == pytest.approx(step_size_sum(scale, 512), rel=0.02)
+    assert scale.base_config().base_lr * scale.train_subset == pytest.approx(0.1 * 60_000)
+    assert 0.4 * min(roles.rungs) == pytest.approx(0.1 * 8_000)
+    assert set(nobn.SMALL) | {roles.moderate, roles.large, roles.largest} <= set(scale.batch_sizes)
+    assert len(scale.seeds) >= 5 and max(roles.rungs) < scale.train_subset
+    table = nobn.budget_table(scale, roles)
+    assert len(table) == len(scale.batch_sizes) + len(roles.rungs)
+    assert table.loc[table["batch_size"] == 2, "steps"].item() == 15_000
 
 
 def test_within_family_changes_and_their_difference():
@@ -74,26 +82,26 @@ def test_a_family_that_does_not_depend_on_the_batch_is_not_called_dependent():
     assert "reproduced" not in set(table.loc[table["claim"].str.contains("difference-in"), "verdict"])
 
 
-def test_gap_ladder_and_absolute_claims_read_each_budget():
-    budget = nobn.Budget(dataclasses.replace(SMOKE, train_subset=256), shared=nobn.RUNS, moderate=16,
-                         large=64, seeds=(0, 1, 2), small=4, rungs=(128,), rung_seeds=(0, 1, 2))
-    full, rung, sweep = {}, {}, {}
+def test_gap_ladder_and_absolute_claims_read_the_sweep():
+    scale = dataclasses.replace(SMOKE, train_subset=256, batch_sizes=(2, 4, 16, 64))
+    roles = nobn.Roles(moderate=16, large=64, rungs=(64, 128))
+    full, rung, small = {}, {}, {}
     for s, e in enumerate((0.0, 0.2, -0.2)):
-        full.update({(BN, 16, s): 88 + e, (NF, 16, s): 87.8 + e, (BN, 64, s): 87 + e,
-                     (NF, 64, s): 84 - 2 * e})
-        rung.update({(BN, 16, s): 86 + e, (NF, 16, s): 84 + e, (BN, 4, s): 82 + e,
-                     (NF, 4, s): 84.5 - e})
-        sweep.update({(BN, 16, s): 80 + e, (NF, 16, s): 70 + e})
-    tidy = pd.concat([_tidy(full, 256, 1), _tidy(rung, 128, 1), _tidy(sweep, 64, 1)], ignore_index=True)
+        full.update({(BN, 16, s): 88 + e, (NF, 16, s): 87.8 + e, (BN, 64, s): 87 + e, (NF, 64, s): 84 - 2 * e,
+                     (BN, 2, s): 84 + e, (NF, 2, s): 87.5 - e, (BN, 4, s): 85 + e, (NF, 4, s): 87.6})
+        rung.update({(BN, 16, s): 86 + e, (NF, 16, s): 84 + e})
+        small.update({(BN, 16, s): 80 + e, (NF, 16, s): 70 + e})
+    tidy = pd.concat([_tidy(full, 256), _tidy(rung, 128), _tidy(small, 64)], ignore_index=True)
     ladder = nobn.gap_ladder(tidy, 16)
     assert list(ladder["train_images"]) == [64, 128, 256]
     assert list(ladder["NF - BN"].round(6)) == [-10.0, -2.0, -0.2]
-    table = verdicts.table(nobn.absolute_claims(tidy, budget))
-    assert table["train_images"].tolist() == [256, 256, 128, 128]
-    assert table["batch_size"].tolist() == [16, 64, 4, 16]
-    assert list(table["verdict"]) == ["reproduced", "contradicted", "reproduced", "contradicted"]
-    assert table["claim"].is_unique and "on 128 training images" in table.loc[2, "claim"]
-    assert "NF is 2.5 points" in table.loc[2, "reading"]
+    assert (ladder["NF train loss"] > ladder["BN train loss"]).all()
+    table = verdicts.table(nobn.absolute_claims(tidy, scale, roles))
+    assert table["batch_size"].tolist() == [16, 64, 2, 4] and (table["train_images"] == 256).all()
+    assert list(table["verdict"]) == ["reproduced", "contradicted", "reproduced", "reproduced"]
+    assert "NF is 3.5 points" in table.loc[2, "reading"]
+    models = nobn.runs_of(nobn.full(tidy, scale))
+    assert set(models["train_images"]) == {256} and models["run"].is_unique
 
 
 def test_batch_mates_change_a_bn_net_in_training_mode_only():
@@ -136,3 +144,19 @@ def test_mode_claims_at_test_batch_1_and_at_the_training_batch():
     assert list(table["verdict"]) == ["reproduced"] * 3
     assert [c.split(":")[0] for c in table["claim"]] == [BN, BN, NF]
     assert "test batch 128" in table.loc[1, "claim"] and table.loc[0, "estimate"] == pytest.approx(70.0)
+
+
+def test_run_sweep_trains_notebook_02s_batches_in_its_folders(monkeypatch):
+    """Batches notebook 02 also trains go to its run folders (an identical run is made once), the
+    rest and the rungs to this notebook's; every table says which folder holds its runs."""
+    calls = []
+
+    def fake_run_plan(plan, scale, folder, arms, progress=True, workers=1):
+        calls.append((sorted(set(plan["batch_size"])), scale.train_subset, folder.parent.name))
+        return pd.DataFrame({"run": [f"r{len(calls)}"], "metric": ["steps"], "value": [1.0]})
+    monkeypatch.setattr(nobn, "run_plan", fake_run_plan)
+    scale = dataclasses.replace(SMOKE, batch_sizes=(2, 4, 32, 128))
+    tidy = nobn.run_sweep(scale, nobn.Roles(moderate=32, large=128, rungs=(16,)), "smoke", progress=False)
+    shared = agc_ablation.sweep_dir("smoke").parent.name
+    assert calls == [([2, 4], 64, nobn.RUNS), ([32, 128], 64, shared), ([32], 16, nobn.RUNS)]
+    assert list(tidy["runs"]) == [nobn.RUNS, shared, nobn.RUNS] and list(tidy["train_images"]) == [64, 64, 16]
