@@ -48,7 +48,8 @@ Z975 = 1.959964
 SETTING_COLUMNS = ["dataset", "train_images", "epochs", "steps", "batch_size", "peak_lr", "warmup_steps",
                    "clipping", "seeds"]
 COLUMNS = ["claim", "estimate", "ci_low", "ci_high", "n", "verdict", "rule", *SETTING_COLUMNS, "reading"]
-TRAIN_IMAGES = {"fashion_mnist": 60_000, "cifar10": 50_000}  # full training sets
+TRAIN_IMAGES = {"fashion_mnist": 60_000, "cifar10": 50_000,  # full training sets
+                "synthetic": 512}  # the default size of nfrepro.data.datasets.synthetic (smoke runs)
 REPRODUCED, CONTRADICTED, NOT_RESOLVED = "reproduced", "contradicted", "not resolved"
 
 
