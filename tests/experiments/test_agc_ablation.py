@@ -116,7 +116,7 @@ def test_smoke_runs_stay_in_the_scratch_folder():
 
 
 def test_the_same_plan_run_twice_gives_identical_csvs(tmp_path):
-    """Issue 15: a results table depends only on the plan (and the recorded environment), so two
+    """A results table depends only on the plan (and the recorded environment), so two
     executions into two run folders write byte-identical CSVs; the wall time is in the run folders."""
     from nfrepro.engine.records import save_results
 
