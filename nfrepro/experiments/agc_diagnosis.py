@@ -15,6 +15,7 @@ the mechanism of the naive NF net's failure that notebook 02 shows (:func:`blowu
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -75,9 +76,24 @@ def trace_first_steps(config: TrainConfig, steps: int = 30) -> pd.DataFrame:
 
 def trace_arms(arms: Mapping[str, Iterable[TrainConfig]], steps: int, by: str = "arm") -> pd.DataFrame:
     """:func:`trace_first_steps` of every config of every arm, in one table with the arm's label
-    (column ``by``) and each config's ``seed``."""
-    return pd.concat([trace_first_steps(c, steps).assign(**{by: name}, seed=c.seed)
-                      for name, configs in arms.items() for c in configs], ignore_index=True)
+    (column ``by``) and each config's ``seed``. One thread, as the sweep's runs train: the trace
+    repeats bit for bit, and steps the very updates of the run it retraces."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return pd.concat([trace_first_steps(c, steps).assign(**{by: name}, seed=c.seed)
+                          for name, configs in arms.items() for c in configs], ignore_index=True)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def logged_gap(trace: pd.DataFrame, steps_csv: str | Path) -> float:
+    """The largest relative difference between a trace's losses and those its run logged
+    (``RUN/steps.csv``) at the steps both hold with a finite loss: 0 when the trace steps the very
+    updates of the run (the same data, order, weights and precision)."""
+    both = pd.read_csv(steps_csv).merge(trace, on="step", suffixes=("_logged", ""))
+    both = both[np.isfinite(both["loss_logged"]) & np.isfinite(both["loss"])]
+    return float((both["loss"] - both["loss_logged"]).abs().div(both["loss_logged"].abs()).max())
 
 
 def first_conv_facts(config: TrainConfig) -> dict[str, Any]:

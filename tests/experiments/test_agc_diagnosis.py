@@ -58,3 +58,14 @@ def test_trace_of_an_unclipped_run_and_the_blow_up_summary(tmp_path):
     assert s.loc["NF + AGC", "blew_up"] == 0 and s.loc["NF + AGC", "growth"] == 1.0
     text = D.describe_blowup(s.reset_index(), 0.01)
     assert "blew up in 2 of 2 runs (median step 3)" in text and "32x" in text and "did not blow up" in text
+
+
+def test_a_trace_steps_the_very_updates_of_its_run(tmp_path):
+    from nfrepro.engine.training import train
+
+    scale = A.SCALES["smoke"]
+    (config,) = A.arm_configs(scale, A.AGC, 32, 0.01, runs_dir=tmp_path)
+    train(config)  # the sweep's run, logging its loss every scale.log_every steps
+    trace = D.trace_arms({A.AGC: [config]}, steps=6)
+    assert D.logged_gap(trace, tmp_path / config.run_dir.split("/")[-1] / "steps.csv") < 1e-6
+    assert D.logged_gap(trace.assign(loss=trace["loss"] * 1.01), f"{config.run_dir}/steps.csv") > 1e-3
