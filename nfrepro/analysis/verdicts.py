@@ -49,7 +49,8 @@ SETTING_COLUMNS = ["dataset", "train_images", "epochs", "steps", "batch_size", "
                    "clipping", "seeds"]
 COLUMNS = ["claim", "estimate", "ci_low", "ci_high", "n", "verdict", "rule", *SETTING_COLUMNS, "reading",
            "paper"]  # paper: the paper's number for the claim, where it gives one (text, with its source)
-TRAIN_IMAGES = {"fashion_mnist": 60_000, "cifar10": 50_000}  # full training sets
+TRAIN_IMAGES = {"fashion_mnist": 60_000, "cifar10": 50_000,  # full training sets
+                "synthetic": 512}  # the default size of nfrepro.data.datasets.synthetic (smoke runs)
 REPRODUCED, CONTRADICTED, NOT_RESOLVED = "reproduced", "contradicted", "not resolved"
 
 

@@ -24,7 +24,9 @@ them (their norm is floored at ``eps``), so a small-lambda run trains as a shall
 (measured on this project's runs, not in the paper). The labelled variant
 ``"NF + AGC, skip gains unclipped"`` clips everything the paper clips except the SkipInit gains
 (``AGCSelection(exclude_skip_gains=True)``) to show what the frozen gains cost; both are reported, against the
-same unclipped NF net.
+same unclipped NF net. How far each verdict moves with the budget is measured, not assumed:
+:func:`plan_length` trains the largest batch (and the largest at which NF trains unclipped) at
+four lengths spanning 8x in steps.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from nfrepro.engine.config import TrainConfig, agc_keys
+from nfrepro.engine.sweep import apply_overrides
 from nfrepro.engine.training import RunResult, train
 from nfrepro.experiments import sweep_plan
 from nfrepro.experiments.sweep_plan import PLAN_COLUMNS, Scale, make_plan
@@ -60,16 +63,23 @@ STYLES: dict[str, dict[str, str]] = {
     AGC_FREE_GAINS: {"color": "tab:green", "ls": "--"},
 }
 
-# §4.1: which parameters AGC clips, one arm per label (LAST_STAGE: the net's last stage).
+# §4.1: which parameters AGC clips, one arm per label (LAST_STAGE: the net's last stage). Each arm
+# changes one thing against its base: an unclipped stage keeps its SkipInit gains clipped
+# (exclude_stage_skip_gains=False), because freeing the gains is the other variant's change.
 PAPER_LAYERS = "all but the classifier (paper)"
+FIRST_CONV = "first conv unclipped"
 LAST_STAGE = -1
 LAYERS: dict[str, AGCSelection] = {
     PAPER_LAYERS: PAPER_SELECTION,
     "also the classifier": AGCSelection(clip_classifier=True),
-    "first conv unclipped": AGCSelection(exclude_first_conv=True),
-    "first stage unclipped": AGCSelection(exclude_stages=(0,)),
-    "last stage unclipped": AGCSelection(exclude_stages=(LAST_STAGE,)),
+    FIRST_CONV: AGCSelection(exclude_first_conv=True),
+    "first stage unclipped": AGCSelection(exclude_stages=(0,), exclude_stage_skip_gains=False),
+    "last stage unclipped": AGCSelection(exclude_stages=(LAST_STAGE,), exclude_stage_skip_gains=False),
 }
+# the arms run on each base: AGC as published, and the same arms on the skip-gains-unclipped base
+# (the classifier arm does not touch the gains, so it runs on the paper's base only)
+LAYER_ARMS: dict[str, tuple[str, ...]] = {
+    AGC: tuple(LAYERS), AGC_FREE_GAINS: tuple(k for k in LAYERS if k != "also the classifier")}
 
 
 # ----------------------------------------------------------------------------- the scale
@@ -79,8 +89,9 @@ class AgcScale(Scale):
     clippings: tuple[float, ...]          # notebook 03: the paper's grid (part of it at smoke scale)
     extra_clippings: tuple[float, ...]    # notebook 03: beyond the paper's grid
     batch_clippings: tuple[float, ...]    # notebook 02: the lambdas searched per batch size
-    long_epochs: int | None = None        # notebook 02: the largest batch again, this many epochs
-    long_clipping: float = 0.01           # ... at the paper's lambda for batch 1024-4096 (§5.1)
+    lengths: tuple[int, ...] = ()         # notebook 02: training lengths (epochs) of the length study
+    length_seeds: tuple[int, ...] = ()    # ... its seeds at lengths other than ``epochs`` (all seeds there)
+    long_clipping: float = 0.01           # ... AGC's lambda: the paper's for batch 1024-4096 (§5.1)
 
 
 PAPER_CLIPPINGS = (0.01, 0.02, 0.04, 0.08, 0.16)  # §4.1, also in nfrepro/analysis/paper_reference.csv
@@ -91,22 +102,24 @@ SCALES: dict[str, AgcScale] = {
     "smoke": AgcScale(dataset="synthetic", widths=(4, 8, 16), depths=(1, 1, 1), epochs=2,
                    warmup_epochs=0.5, batch_sizes=(32, 128), clippings=(0.01, 0.16),
                    extra_clippings=(0.64,), batch_clippings=(0.01, 0.16), seeds=(0,),
-                   long_epochs=3, ema_decay=None, threads=1),
-    # 2-core CPU, notebooks 02 + 03 within 45 minutes: Fashion-MNIST, the small nets with the
-    # ImageNet stem (28 px -> 7 px before the first block: 4x cheaper than the 3x3 stride-1 stem),
-    # 2 epochs, five seeds (the paper's runs per point), two runs at a time. Batch 4096 would get
-    # 14 steps per epoch, so the range is the paper's 16x span moved down one octave; notebook 02
-    # searches every other lambda of the paper's grid and runs batch 2048 again for 8 epochs.
-    "cpu": AgcScale(dataset="fashion_mnist", widths=(16, 32, 64), depths=(2, 2, 2), small_stem=False,
-                 epochs=2, warmup_epochs=0.5, batch_sizes=(128, 512, 2048),
-                 clippings=PAPER_CLIPPINGS, extra_clippings=(0.32,),
-                 batch_clippings=PAPER_CLIPPINGS[::2], seeds=(0, 1, 2, 3, 4), long_epochs=8,
-                 workers=2),
+                   lengths=(1, 2, 8), length_seeds=(0,), ema_decay=None, threads=1),
+    # 2-core AVX2 CPU computing in fp32, notebooks 02 + 03 within 40 minutes. The cost is the images
+    # processed, so the paper's 16x span of batch sizes, the learning rates 0.05-0.8 and the steps of a
+    # 60k-image run at batch 128-2048 are kept on a quarter of Fashion-MNIST at batches four times
+    # smaller: 15,000 images, batch 32-512, lr 0.4 B/256; two epochs are 936 / 234 / 58 steps. The
+    # small nets with one block per stage and the ImageNet stem (28 px -> 7 px before the first
+    # block, four stem channels), no EMA, five seeds (the paper's runs per point), two runs at a time.
+    "cpu": AgcScale(dataset="fashion_mnist", train_subset=15_000, widths=(16, 16, 32), depths=(1, 1, 1),
+                 small_stem=False, epochs=2, warmup_epochs=0.5, batch_sizes=(32, 128, 512),
+                 clippings=PAPER_CLIPPINGS, extra_clippings=(), batch_clippings=PAPER_CLIPPINGS,
+                 seeds=(0, 1, 2, 3, 4), lengths=(1, 2, 4, 8), length_seeds=(0, 1, 2), ema_decay=None,
+                 workers=2, extra={"base_lr": 0.4}),
     # one GPU: CIFAR-10, the small nets four times wider, the paper's five batch sizes and grid
     "gpu": AgcScale(dataset="cifar10", widths=(64, 128, 256), depths=(2, 2, 2), epochs=15,
                  warmup_epochs=1.0, batch_sizes=(256, 512, 1024, 2048, 4096),
                  clippings=PAPER_CLIPPINGS, extra_clippings=(0.32, 0.64),
-                 batch_clippings=PAPER_CLIPPINGS, seeds=(0, 1), crop_padding=4, flip=True),
+                 batch_clippings=PAPER_CLIPPINGS, seeds=(0, 1), lengths=(4, 8, 15, 30, 60),
+                 length_seeds=(0, 1, 2), crop_padding=4, flip=True),
 }
 
 
@@ -126,30 +139,73 @@ def plan_clipping(scale: AgcScale, variants: Iterable[str] = CLIPPED) -> pd.Data
                  for c in (*scale.clippings, *scale.extra_clippings) for s in scale.seeds)
 
 
-def plan_layers(scale: AgcScale, clipping: Mapping[str, float],
-                layers: Iterable[str] = LAYERS) -> pd.DataFrame:
-    """§4.1 layer choice: at the largest batch size, each clipped variant at its ``clipping[variant]``."""
-    return make_plan({"variant": v, "layers": layer, "batch_size": max(scale.batch_sizes),
-                  "clipping": lam, "seed": s}
-                 for v, lam in clipping.items() for layer in layers for s in scale.seeds)
+def plan_layers(scale: AgcScale, clipping: Mapping[tuple[str, int], float]) -> pd.DataFrame:
+    """§4.1 layer choice: at the largest batch size, every arm of :data:`LAYER_ARMS` on each base
+    variant; at the next smaller batch (the control of the first conv's claim), the base and the
+    first conv unclipped. ``clipping[(variant, batch)]``: the lambda of that base at that batch."""
+    big = max(scale.batch_sizes)
+    smaller = [b for b in scale.batch_sizes if b < big]
+    only = {big: None, **({max(smaller): (PAPER_LAYERS, FIRST_CONV)} if smaller else {})}
+    return make_plan({"variant": v, "layers": layer, "batch_size": b, "clipping": clipping[(v, b)], "seed": s}
+                     for b, keep in only.items() for v, arms in LAYER_ARMS.items() if (v, b) in clipping
+                     for layer in arms if keep is None or layer in keep for s in scale.seeds)
 
 
-def long_methods(scale: AgcScale) -> dict[str, dict[str, Any]]:
-    """The variants of :func:`plan_long`: BN and the clipped ones, trained ``scale.long_epochs``."""
-    e = scale.long_epochs
-    return {f"{v}, {e} epochs": {**METHODS[v], "epochs": e, "eval_every": e} for v in (BN, *CLIPPED)}
+# ----------------------------------------------------------------------------- the training length
+def length_variant(variant: str, epochs: int) -> str:
+    """The label of ``variant`` trained ``epochs`` epochs (the length study)."""
+    return f"{variant}, {epochs} epoch" + ("s" if epochs != 1 else "")
 
 
-def plan_long(scale: AgcScale) -> pd.DataFrame:
-    """Fig. 2a at the largest batch size with ``long_epochs`` (4x the steps at the cpu scale) and
-    the paper's lambda for large batches: do the SkipInit gains, clipped as published, open up
-    and let AGC catch BN once they have had the steps? Run with
-    ``methods=long_methods(scale)``."""
-    methods = long_methods(scale)
-    return make_plan({"variant": v, "layers": PAPER_LAYERS if "AGC" in v else "",
-                  "batch_size": max(scale.batch_sizes),
-                  "clipping": scale.long_clipping if "AGC" in v else np.nan, "seed": s}
-                 for v in methods for s in scale.seeds)
+def split_length(label: str) -> tuple[str, int | None]:
+    """``(variant, epochs)`` of a :func:`length_variant` label; ``(label, None)`` for any other."""
+    head, _, tail = label.rpartition(", ")
+    return (head, int(tail.split()[0])) if head and tail.endswith((" epoch", " epochs")) else (label, None)
+
+
+def length_methods(scale: AgcScale) -> dict[str, dict[str, Any]]:
+    """Every variant at every length of ``scale.lengths``: its overrides with ``epochs`` (tested at
+    the end only). At ``scale.epochs`` a run is the very run of the batch-size study (same folder)."""
+    return {length_variant(v, e): {**METHODS[v], "epochs": e, "eval_every": e}
+            for v in METHODS for e in scale.lengths}
+
+
+def plan_length(scale: AgcScale, nf_batch: int | None = None) -> pd.DataFrame:
+    """The training-length study (run with ``methods=length_methods(scale)``): at the largest batch,
+    BN and both clipped variants at the paper's lambda for large batches (``long_clipping``); at
+    ``nf_batch`` (the largest batch at which NF without clipping trained), NF and BN. Every length
+    of ``scale.lengths``; all seeds at ``scale.epochs`` (the runs of Fig. 2a, read back), the
+    ``length_seeds`` elsewhere."""
+    big = max(scale.batch_sizes)
+    series = [(BN, big), (AGC, big), (AGC_FREE_GAINS, big)]
+    if nf_batch is not None:
+        series += [(NF, nf_batch)] + ([(BN, nf_batch)] if nf_batch != big else [])
+    return make_plan({"variant": length_variant(v, e), "layers": PAPER_LAYERS if v in CLIPPED else "",
+                      "batch_size": b, "clipping": scale.long_clipping if v in CLIPPED else np.nan, "seed": s}
+                     for v, b in series for e in scale.lengths
+                     for s in (scale.seeds if e == scale.epochs else scale.length_seeds))
+
+
+def all_methods(scale: AgcScale) -> dict[str, dict[str, Any]]:
+    """Every variant label of notebooks 02 / 03 at ``scale``: :data:`METHODS`, the lengths, the fp32 twins."""
+    return {**METHODS, **length_methods(scale), **fp32_methods()}
+
+
+def run_config(spec: Mapping[str, Any], scale: Scale, methods: Mapping[str, Mapping[str, Any]] = METHODS,
+               runs_dir: str | Path | None = None) -> TrainConfig:
+    """The TrainConfig of one planned run (a row of a plan, or of a run table)."""
+    return apply_overrides(scale.base_config(), run_overrides(spec, scale, methods), runs_dir)
+
+
+def arm_configs(scale: AgcScale, variant: str, batch_size: int, clipping: float | None = None,
+                layers: str | None = None, runs_dir: str | Path | None = None) -> list[TrainConfig]:
+    """The TrainConfigs of ``variant`` at ``batch_size`` (and ``clipping``, ``layers``: the paper's
+    for a clipped variant by default), one per seed of ``scale``: the sweep's runs, for diagnostics
+    that step them again by hand (:mod:`nfrepro.experiments.agc_diagnosis`)."""
+    layers = layers if layers is not None else PAPER_LAYERS if variant in CLIPPED else ""
+    spec = {"variant": variant, "layers": layers, "batch_size": batch_size,
+            "clipping": np.nan if clipping is None else clipping}
+    return [run_config({**spec, "seed": s}, scale, runs_dir=runs_dir) for s in scale.seeds]
 
 
 FP32_SUFFIX = ", fp32"
@@ -234,22 +290,27 @@ def departures(scale: AgcScale) -> pd.DataFrame:
     data = "Fashion-MNIST (60k, 28 px)" if scale.dataset == "fashion_mnist" else \
         "CIFAR-10 (50k, 32 px)" if scale.dataset == "cifar10" else f"{scale.dataset} (toy)"
     if scale.train_subset:
-        data += f", first {scale.train_subset} training images"
+        data += f", the first {scale.train_subset:,} training images"
     stem = "3x3 stride-1 stem" if scale.small_stem else "ImageNet stem (7x7/2 conv, 3x3/2 max-pool)"
     aug = "crop + flip" if scale.crop_padding or scale.flip else "no augmentation"
+    base_lr = scale.base_config().base_lr
+    ema = "no EMA" if scale.ema_decay is None else f"EMA {scale.ema_decay:g}"
+    lengths = "" if not scale.lengths else (
+        f"; the largest batch again at {_join(scale.lengths)} epochs ({len(scale.length_seeds)} seeds "
+        f"beside the {scale.epochs}-epoch runs)")
     here = {
         "data set": data,
         "networks": f"small NF / BN ResNets: widths {scale.widths}, blocks per stage "
                     f"{scale.depths}, basic blocks, {stem}",
-        "training": f"{scale.epochs} epochs, lr 0.1 B/256 with linear warmup "
-                    f"({scale.warmup_epochs:g} epoch), then cosine decay; {aug}",
+        "training": f"{scale.epochs} epochs, lr {base_lr:g} B/256 with linear warmup "
+                    f"({scale.warmup_epochs:g} epoch), then cosine decay; {aug}; {ema}{lengths}",
         "batch sizes": ", ".join(map(str, scale.batch_sizes)),
         "clipping λ": f"notebook 02: {_join(scale.batch_clippings)}; notebook 03: "
                       f"{_join(scale.clippings)}" + (f", and beyond: {_join(scale.extra_clippings)}"
                                                      if scale.extra_clippings else ""),
-        "runs per point": f"{len(scale.seeds)} seed(s): verdicts from the mean over all with its "
-                          f"95% interval; the best 4 of 5 reported beside (a diverged run scores "
-                          f"chance, 10%)",
+        "runs per point": f"{len(scale.seeds)} seed(s): accuracy compared over the seeds where both "
+                          f"sides trained (95% t interval), divergence counted apart (Wilson interval); "
+                          f"the best 4 of 5 reported beside (a diverged run scores chance, 10%)",
         "skip gains": "clipped as in the paper, and a labelled variant that leaves them unclipped",
     }
     return pd.DataFrame({"paper (§4.1)": PAPER_SETUP, "here": here})

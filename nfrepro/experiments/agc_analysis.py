@@ -1,16 +1,25 @@
-"""The numbers behind the verdicts of notebooks 02 and 03 (NFNets §4.1: Fig. 2a, Fig. 2b, layers).
+r"""The numbers behind notebooks 02 and 03 (NFNets §4.1: Fig. 2a, Fig. 2b, layers, training length).
 
 Everything here reads the tidy run tables that :func:`nfrepro.experiments.agc_ablation.run_plan`
-returns and the notebooks save (one row per run and metric), so a verdict can be recomputed from the CSVs in
-``results/`` without training. Rules, stated once: a run's result is its final test top-1; a
-diverged run is *shown* as diverged and, where a mean must decide something (the best lambda, a
-verdict), *scored* at chance (10% for 10 classes); differences under :data:`TOLERANCE` points
-count as no difference.
+returns and the notebooks save (one row per run and metric), so every number can be recomputed from
+the CSVs in ``results/`` without training. Rules, stated once: a run's result is its final test
+top-1; a diverged run is its own outcome (counted, with Wilson's interval), and accuracy is
+compared over the seeds where both sides trained (:func:`nfrepro.analysis.verdicts.paired_claim_row`).
+Where a mean must *pick* something (the best lambda), a diverged run is scored at chance (10% for
+10 classes), so that a lambda that diverges is not picked for the runs that happened to train.
+The verdict rows, with their settings and readings, are built in
+:mod:`nfrepro.experiments.agc_verdicts`.
+
+The theory the notebooks test (:func:`step_bound`): AGC caps each unit's gradient at
+:math:`\lambda\max(\|W_i\|,\epsilon)`, so one SGD step moves a unit by at most
+:math:`\eta\lambda` of its norm (momentum :math:`\beta` raises the cap to
+:math:`\eta\lambda/(1-\beta)` when successive gradients align). With :math:`\eta \propto B`, the
+same relative step needs :math:`\lambda^* \propto 1/B`.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -18,7 +27,6 @@ import pandas as pd
 from nfrepro.analysis import verdicts as V
 from nfrepro.engine.checkpoint import load_checkpoint
 from nfrepro.experiments.agc_ablation import (
-    AGC_FREE_GAINS,
     BN,
     CLIPPED,
     FP32_SUFFIX,
@@ -27,32 +35,49 @@ from nfrepro.experiments.agc_ablation import (
     PAPER_LAYERS,
     PLAN_COLUMNS,
     UNCLIPPED,
+    AgcScale,
+    split_length,
 )
 
 TOLERANCE = 1.0  # points of top-1: smaller differences count as "no difference" in the verdicts
+BEST_OF = (4, 5)  # the paper's points: the mean of the best 4 of 5 runs (§4.1)
 
-def best_clipping(runs: pd.DataFrame, clippings: Iterable[float] | None = None) -> pd.DataFrame:
-    """Best lambda per (clipped variant, batch size): the highest mean score over seeds.
 
-    ``runs`` as :func:`~nfrepro.experiments.sweep_plan.per_run` returns (only runs with
-    ``layers == PAPER_LAYERS`` count);
-    ``clippings`` restricts the search (e.g. to the paper's grid). Ties go to the smaller lambda.
-    Columns: variant, batch_size, clipping, mean_top1 (mean score), seeds, diverged (runs),
-    at_top (the best is the largest lambda searched: the true best may lie above).
-    """
+def _grid(runs: pd.DataFrame, clippings: Iterable[float] | None) -> pd.DataFrame:
+    """The clipped runs of the paper's layer choice, restricted to ``clippings`` (None: all)."""
     df = runs[runs["variant"].isin(CLIPPED) & (runs["layers"] == PAPER_LAYERS)]
     if clippings is not None:
         df = df[df["clipping"].round(6).isin([round(c, 6) for c in clippings])]
-    grouped = (df.groupby(["variant", "batch_size", "clipping"])
-               .agg(mean_top1=("score", "mean"), seeds=("seed", "nunique"),
-                    diverged=("diverged", "sum")).reset_index())
+    return df
+
+
+def _best(scores: pd.Series) -> float:
+    """The lambda (index) with the highest score; ties go to the smaller lambda."""
+    return float(scores[scores == scores.max()].index.min())
+
+
+def best_clipping(runs: pd.DataFrame, clippings: Iterable[float] | None = None) -> pd.DataFrame:
+    """Best lambda per (clipped variant, batch size): the highest mean score over seeds (a diverged
+    run at chance). ``runs`` as :func:`~nfrepro.experiments.sweep_plan.per_run` returns;
+    ``clippings`` restricts the search (e.g. to the paper's grid). Columns: variant, batch_size,
+    clipping, mean_top1 (mean score), seeds, diverged (runs), edge ("at least" / "at most" when the
+    best is at the end of the grid searched: the true best may lie beyond)."""
+    grouped = (_grid(runs, clippings).groupby(["variant", "batch_size", "clipping"])
+               .agg(mean_top1=("score", "mean"), seeds=("seed", "nunique"), diverged=("diverged", "sum"))
+               .reset_index())
     rows = []
     for _, g in grouped.groupby(["variant", "batch_size"]):
-        g = g.sort_values("clipping")
-        best = g.loc[g["mean_top1"].idxmax()]  # idxmax keeps the first (smallest lambda) of ties
-        rows.append({**best.to_dict(), "at_top": best["clipping"] == g["clipping"].max()})
-    return pd.DataFrame(rows, columns=["variant", "batch_size", "clipping", "mean_top1", "seeds",
-                                       "diverged", "at_top"])
+        lam = _best(g.set_index("clipping")["mean_top1"])
+        best = g[g["clipping"] == lam].iloc[0].to_dict()
+        rows.append({**best, "edge": V.grid_edge(lam, g["clipping"])})
+    return pd.DataFrame(rows, columns=["variant", "batch_size", "clipping", "mean_top1", "seeds", "diverged",
+                                       "edge"])
+
+
+def nf_trains_batch(runs: pd.DataFrame) -> int | None:
+    """The largest batch size at which no run of NF without clipping diverged (None: none)."""
+    nf = runs[runs["variant"] == NF].groupby("batch_size")["diverged"].sum()
+    return int(nf[nf == 0].index.max()) if (nf == 0).any() else None
 
 
 def fig2a_points(runs: pd.DataFrame, clippings: Iterable[float] | None = None) -> pd.DataFrame:
@@ -60,49 +85,166 @@ def fig2a_points(runs: pd.DataFrame, clippings: Iterable[float] | None = None) -
     batch size (:func:`best_clipping` over ``clippings``). One row per run, ``line`` = variant."""
     best = best_clipping(runs, clippings)[["variant", "batch_size", "clipping"]]
     plain = runs[runs["variant"].isin(UNCLIPPED)]
-    clipped = runs[runs["layers"] == PAPER_LAYERS].merge(best, on=["variant", "batch_size",
-                                                                   "clipping"])
+    clipped = runs[runs["layers"] == PAPER_LAYERS].merge(best, on=["variant", "batch_size", "clipping"])
     out = pd.concat([plain, clipped], ignore_index=True)
-    return out.assign(line=out["variant"]).sort_values(["line", "batch_size", "seed"],
-                                                      ignore_index=True)
+    return out.assign(line=out["variant"]).sort_values(["line", "batch_size", "seed"], ignore_index=True)
 
 
-def layer_effects(runs: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.DataFrame:
-    """§4.1 layer choice: each layer setting against the paper's (all but the classifier).
-
-    One row per (variant, layers): mean score, its difference to the paper's setting, diverged
-    runs, and ``effect``: "hurts" / "helps" (by at least ``tolerance``) or "no difference".
-    """
-    m = (runs.groupby(["variant", "layers"])
-         .agg(mean_top1=("score", "mean"), seeds=("seed", "nunique"), diverged=("diverged", "sum"),
-              clipping=("clipping", "first")).reset_index())
-    ref = m[m["layers"] == PAPER_LAYERS].set_index("variant")["mean_top1"]
-    m["vs_paper_setting"] = m["mean_top1"] - m["variant"].map(ref)
-    m["effect"] = np.select([m["vs_paper_setting"] <= -tolerance, m["vs_paper_setting"] >= tolerance],
-                            ["hurts", "helps"], "no difference")
-    m.loc[m["layers"] == PAPER_LAYERS, "effect"] = "(reference)"
-    order = {k: i for i, k in enumerate(LAYERS)}
-    return m.sort_values(["variant", "layers"], key=lambda s: s.map(order) if s.name == "layers"
-                         else s, ignore_index=True)
+def top1(runs: pd.DataFrame, **where: Any) -> pd.Series:
+    """Top-1 per seed (NaN: diverged) of the runs whose columns equal ``where``'s values."""
+    sel = pd.Series(True, index=runs.index)
+    for col, val in where.items():
+        sel &= runs[col] == val
+    return runs[sel].set_index("seed")["top1"].sort_index()
 
 
-# claim -> (layer setting, what the paper's text expects of it)
-LAYER_CLAIMS = {  # (read by layer_claims)
-    "never clip the final linear layer": ("also the classifier", "hurts"),
-    "the first conv can be left unclipped": ("first conv unclipped", "no difference"),
-    "every stage must be clipped (first)": ("first stage unclipped", "hurts"),
-    "every stage must be clipped (last)": ("last stage unclipped", "hurts"),
-}
+def best_k_mean(values: Iterable[float], k: int = BEST_OF[0]) -> float:
+    """The mean of the ``k`` largest values (all of them when there are fewer): the paper's
+    "best 4 of 5" (§4.1). Give it scores (a diverged run at chance)."""
+    v = sorted((float(x) for x in values if x == x), reverse=True)
+    return float(np.mean(v[:k])) if v else float("nan")
 
 
+def line_summary(points: pd.DataFrame) -> pd.DataFrame:
+    """Per line and batch size: lambda, mean / min / max top-1 over the runs that trained, runs that
+    diverged ("k/n"), and the paper's summary, the mean of the best 4 of 5 (a diverged run at chance)."""
+    out = (points.groupby(["line", "batch_size"], sort=False)
+           .agg(clipping=("clipping", "first"), mean_top1=("top1", "mean"), min_top1=("top1", "min"),
+                max_top1=("top1", "max"), seeds=("seed", "nunique"), k=("diverged", "sum"),
+                best_4_of_5=("score", best_k_mean))
+           .reset_index().sort_values(["line", "batch_size"], ignore_index=True))
+    out.insert(7, "diverged", [f"{int(k)}/{n}" for k, n in zip(out.pop("k"), out["seeds"], strict=True)])
+    return out
+
+
+def lambda_ties(runs: pd.DataFrame, clippings: Iterable[float] | None = None) -> pd.DataFrame:
+    """The best lambda per (clipped variant, batch size), and which lambdas tie with it.
+
+    A lambda ties with the best unless :func:`~nfrepro.analysis.verdicts.paired_claim_row` finds
+    the best ahead of it (over the seeds where both trained, divergence apart): one diverged seed
+    cannot make a clearly worse lambda tie. Columns: variant, batch_size, best (lambda), edge,
+    mean (top-1 of the trained runs), diverged ("k/n" at the best), tied (the lambdas that tie)."""
+    rows = []
+    for (v, b), g in _grid(runs, clippings).groupby(["variant", "batch_size"], sort=False):
+        top = g.pivot_table(index="seed", columns="clipping", values="top1", dropna=False)
+        best = _best(g.groupby("clipping")["score"].mean())
+        tied = [lam for lam in top.columns if lam == best or V.paired_claim_row(
+            "", top[best], top[lam])["verdict"] != V.REPRODUCED]
+        rows.append({"variant": v, "batch_size": int(b), "best": best, "edge": V.grid_edge(best, top.columns),
+                     "mean": float(top[best].mean()), "diverged": f"{int(top[best].isna().sum())}/{len(top)}",
+                     "tied": ", ".join(f"{x:g}" for x in sorted(tied))})
+    return pd.DataFrame(rows, columns=["variant", "batch_size", "best", "edge", "mean", "diverged", "tied"])
+
+
+# ----------------------------------------------------------------------------- Fig. 2b and the theory
+def step_bound(runs: pd.DataFrame, scale: AgcScale) -> pd.Series:
+    r"""Per run, :math:`\eta\lambda`: the most one (momentum-free) SGD step can move a clipped unit,
+    relative to its norm, with :math:`\eta` the run's peak learning rate (base_lr B / 256)."""
+    return scale.base_config().base_lr * runs["batch_size"] / 256 * runs["clipping"]
+
+
+def per_seed_best(runs: pd.DataFrame, clippings: Iterable[float] | None = None) -> pd.DataFrame:
+    """Per clipped variant, seed and batch size, the lambda that seed scored best with (a diverged
+    run at chance; ties go to the smaller lambda) and whether it sits at an edge of the grid."""
+    rows = []
+    for (v, s, b), g in _grid(runs, clippings).groupby(["variant", "seed", "batch_size"]):
+        lam = _best(g.set_index("clipping")["score"])
+        rows.append({"variant": v, "seed": int(s), "batch_size": int(b), "best": lam,
+                     "edge": V.grid_edge(lam, g["clipping"])})
+    return pd.DataFrame(rows, columns=["variant", "seed", "batch_size", "best", "edge"])
+
+
+def lambda_slope(best: pd.DataFrame) -> pd.DataFrame:
+    """Per variant, the slope of log2 lambda* against log2 B fitted per seed (:func:`per_seed_best`),
+    its mean and 95% t interval over seeds (:func:`~nfrepro.analysis.verdicts.per_seed_slope`), and
+    how many per-seed best lambdas sit at an edge that makes the fall look smaller than it is
+    (the top of the grid at the smallest batch, the bottom at the largest)."""
+    rows = []
+    for v, g in best.groupby("variant", sort=False):
+        table = np.log2(g.pivot_table(index="seed", columns="batch_size", values="best"))
+        table.columns = np.log2(table.columns.astype(float))
+        mean, low, high, n, slopes = V.per_seed_slope(table)
+        small, big = g["batch_size"].min(), g["batch_size"].max()
+        censored = int(((g["batch_size"] == small) & (g["edge"] == "at least")).sum()
+                       + ((g["batch_size"] == big) & (g["edge"] == "at most")).sum())
+        rows.append({"variant": v, "slope": mean, "ci_low": low, "ci_high": high, "seeds": n,
+                     "per_seed": ", ".join(f"{x:.2f}" for x in slopes), "at_edge": censored,
+                     "points": len(g)})
+    return pd.DataFrame(rows, columns=["variant", "slope", "ci_low", "ci_high", "seeds", "per_seed",
+                                       "at_edge", "points"])
+
+
+def collapse(runs: pd.DataFrame, scale: AgcScale) -> pd.DataFrame:
+    r"""Fig. 2b against the step bound :math:`\eta\lambda` instead of :math:`\lambda`: per clipped
+    variant, batch size and lambda, the step bound, mean top-1 of the trained runs and runs diverged;
+    and per (variant, batch) the best step bound (``best``: True on the best lambda's row, by mean
+    score). If the theory holds, the batch sizes peak at the same :math:`\eta\lambda`."""
+    g = _grid(runs, None).assign(step_bound=lambda d: step_bound(d, scale))
+    out = (g.groupby(["variant", "batch_size", "clipping"])
+           .agg(step_bound=("step_bound", "first"), mean_top1=("top1", "mean"), mean_score=("score", "mean"),
+                diverged=("diverged", "sum"), seeds=("seed", "nunique")).reset_index())
+    best = best_clipping(runs)[["variant", "batch_size", "clipping"]].assign(best=True)
+    out = out.merge(best, on=["variant", "batch_size", "clipping"], how="left")
+    return out.assign(best=out["best"].eq(True))
+
+
+def collapse_spread(table: pd.DataFrame) -> pd.DataFrame:
+    """Per variant, how far apart (octaves) the batch sizes' best step bounds lie, against how far
+    apart their best lambdas lie: the theory predicts the first near 0 and the second equal to
+    the octaves spanned by the batch sizes."""
+    best = table[table["best"]]
+    return (best.groupby("variant", sort=False)
+            .agg(octaves_of_batch=("batch_size", lambda b: np.log2(b.max() / b.min())),
+                 octaves_of_best_lambda=("clipping", lambda c: np.log2(c.max() / c.min())),
+                 octaves_of_best_step=("step_bound", lambda u: np.log2(u.max() / u.min())))
+            .reset_index())
+
+
+# ----------------------------------------------------------------------------- the training length
+def length_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The length study's per-run table with ``arm`` (the variant) and ``epochs`` split from its labels."""
+    parts = runs["variant"].map(split_length)
+    return runs.assign(arm=parts.str[0], epochs=parts.str[1].astype(int))
+
+
+def length_gaps(runs: pd.DataFrame, steps_of: dict[tuple[int, int], int],
+                tolerance: float = TOLERANCE) -> pd.DataFrame:
+    """Per series (an arm against BN at one batch size) and length: ``arm - BN`` over the seeds where
+    both trained, its 95% interval and the verdict on "keeps up with BN" (``> -tolerance``), with
+    the runs diverged. ``runs``: :func:`length_runs`; ``steps_of[(batch, epochs)]``: the steps."""
+    rows = []
+    for (arm, b), g in runs[runs["arm"] != BN].groupby(["arm", "batch_size"], sort=False):
+        for e in sorted(g["epochs"].unique()):
+            bn = top1(runs, arm=BN, batch_size=b, epochs=e)
+            r = V.paired_claim_row("", top1(g, epochs=e), bn, margin=-tolerance)
+            rows.append({"series": f"{arm} - BN", "arm": arm, "batch_size": int(b), "epochs": int(e),
+                         "steps": steps_of[(int(b), int(e))], **{k: r[k] for k in (
+                             "estimate", "ci_low", "ci_high", "n", "diverged", "verdict")}})
+    return pd.DataFrame(rows)
+
+
+def keep_up_steps(gaps: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.DataFrame:
+    """Per series, after how many steps the gap to BN rises above ``-tolerance`` for good
+    (:func:`~nfrepro.analysis.verdicts.crossing` on log2 steps): ``steps`` and the band
+    ``earliest`` / ``latest`` (0: from the shortest run on; inf: not within the longest run)."""
+    rows = []
+    for series, g in gaps.groupby("series", sort=False):
+        g = g.sort_values("steps")
+        x = np.log2(g["steps"].astype(float))
+        at, early, late = V.crossing(x, g["estimate"], g["ci_low"], g["ci_high"], -tolerance)
+        rows.append({"series": series, "arm": g["arm"].iloc[0], "batch_size": int(g["batch_size"].iloc[0]),
+                     **{k: (0.0 if v == -np.inf else float(2 ** v)) for k, v in
+                        (("steps", at), ("earliest", early), ("latest", late))},
+                     "longest": int(g["steps"].max()), "gap_at_longest": float(g["estimate"].iloc[-1])})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- skip gains, clipping
 def skip_gains(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
-    """The learned SkipInit gains of finished NF runs, read from their last checkpoints.
-
-    One row per (run, block): the plan columns, ``block`` (its index in ``model.blocks``) and
-    ``skip_gain``. With AGC as published the gains start at 0 and are clipped against
-    ``max(|g|, eps)``, so over a short run they barely move (:mod:`nfrepro.experiments.agc_ablation`);
-    the variant that leaves them unclipped shows how far they move otherwise.
-    """
+    """The learned SkipInit gains of finished NF runs, read from their last checkpoints: one row per
+    (run, block) with the plan columns, ``block`` (its index in ``model.blocks``) and ``skip_gain``.
+    With AGC as published a gain starts at 0 and is clipped against ``max(|g|, eps)``, so over a
+    short run it barely moves; the variant that leaves the gains unclipped shows how far they move."""
     rows = []
     nf = runs[~runs["variant"].str.startswith(BN) & ~runs["diverged"]]  # every NF variant, any length
     for r in nf.to_dict("records"):
@@ -110,10 +252,30 @@ def skip_gains(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
         if not path.exists():
             continue
         state = load_checkpoint(path, required=("model",))["model"]
-        gains = [(k, float(v)) for k, v in state.items() if k.endswith("skip_gain")]
-        rows += [{**{c: r[c] for c in PLAN_COLUMNS}, "block": int(k.split(".")[1]), "skip_gain": g}
-                 for k, g in gains]
+        rows += [{**{c: r[c] for c in PLAN_COLUMNS}, "block": int(k.split(".")[1]), "skip_gain": float(v)}
+                 for k, v in state.items() if k.endswith("skip_gain")]
     return pd.DataFrame(rows, columns=[*PLAN_COLUMNS, "block", "skip_gain"])
+
+
+def mean_gain(gains: pd.DataFrame, **where: Any) -> float:
+    """Mean |skip gain| over blocks and seeds of the :func:`skip_gains` rows matching ``where``."""
+    sel = pd.Series(True, index=gains.index)
+    for col, val in where.items():
+        sel &= np.isclose(gains[col], val) if col == "clipping" else gains[col] == val
+    return float(gains.loc[sel, "skip_gain"].abs().mean())
+
+
+def gain_growth(gains: pd.DataFrame, steps: pd.Series) -> pd.DataFrame:
+    """How fast the clipped SkipInit gains open: per variant, mean |gain| at each length (``gains``:
+    :func:`skip_gains` of the length study, with ``epochs``; ``steps``: steps per epochs) and the
+    growth per step between consecutive lengths. AGC lets a gain above eps grow by at most a factor
+    ``1 + lr * lambda`` per step (``1 + lr * lambda / (1 - momentum)`` with aligned momentum)."""
+    g = (gains.assign(a=gains["skip_gain"].abs()).groupby(["variant", "epochs"])["a"].mean()
+         .rename("mean_abs_gain").reset_index())
+    g["steps"] = g["epochs"].map(steps)
+    g["growth_per_step"] = g.groupby("variant")["mean_abs_gain"].transform(
+        lambda s: (s / s.shift()) ** (1 / g.loc[s.index, "steps"].diff()))
+    return g
 
 
 def missing_runs(plan: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -127,302 +289,63 @@ def missing_runs(plan: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return plan[~keys(plan).isin(set(keys(done)))].reset_index(drop=True)
 
 
-def line_summary(points: pd.DataFrame) -> pd.DataFrame:
-    """Per line and batch size: lambda, mean / min / max top-1 over completed seeds, diverged
-    runs, and the two summaries of the score (a diverged run at chance): the mean of all seeds
-    and the paper's mean of the best 4 of 5 (:func:`best_k_mean`)."""
-    return (points.groupby(["line", "batch_size"], sort=False)
-            .agg(clipping=("clipping", "first"), mean_top1=("top1", "mean"), min_top1=("top1", "min"),
-                 max_top1=("top1", "max"), seeds=("seed", "nunique"), diverged=("diverged", "sum"),
-                 mean_score=("score", "mean"), best_4_of_5=("score", best_k_mean))
-            .reset_index().sort_values(["line", "batch_size"], ignore_index=True))
-
-
-# ----------------------------------------------------------------------------- verdicts from intervals
-BEST_OF = (4, 5)  # the paper's points: the mean of the best 4 of 5 runs (§4.1)
-VERDICT_COLUMNS = ["claim", "estimate", "ci_low", "ci_high", "n", "verdict", "rule",
-                   "estimate_best_4_of_5"]
-DEPARTURE = " (a departure)"
-
-
-def best_k_mean(values: Iterable[float], k: int = BEST_OF[0]) -> float:
-    """The mean of the ``k`` largest values (all of them when there are fewer): the paper's
-    "best 4 of 5" (§4.1). A diverged run enters with its score (chance)."""
-    v = sorted((float(x) for x in values if x == x), reverse=True)
-    return float(np.mean(v[:k])) if v else float("nan")
-
-
-def _scores(runs: pd.DataFrame, **where: Any) -> pd.Series:
-    """Score per seed of the runs whose columns equal ``where``'s values."""
-    sel = pd.Series(True, index=runs.index)
-    for col, val in where.items():
-        sel &= runs[col] == val
-    return runs[sel].set_index("seed")["score"].sort_index()
-
-
-def difference_row(claim: str, a: pd.Series, b: pd.Series, kind: str = "greater",
-                   margin: float = 0.0, tolerance: float = TOLERANCE) -> dict[str, Any]:
-    """A verdict row (:data:`VERDICT_COLUMNS`) on ``a - b``, paired by seed (the index).
-
-    The estimate is the mean of the per-seed differences with its 95% t interval and the rule of
-    :func:`nfrepro.analysis.verdicts.claim_row`; ``estimate_best_4_of_5`` is the same difference
-    between the paper's summaries (best 4 of 5 of each side, unpaired). Seeds present on one side
-    only are left out of the pairing."""
-    seeds = a.index.intersection(b.index)
-    row = V.claim_row(claim, (a[seeds] - b[seeds]).tolist(), kind=kind, margin=margin,
-                      tolerance=tolerance)
-    row["estimate_best_4_of_5"] = best_k_mean(a[seeds]) - best_k_mean(b[seeds])
-    return row
-
-
-def rate_row(claim: str, events: Iterable[bool]) -> dict[str, Any]:
-    """A verdict row on "this happens in some runs" (a rate above 0): Wilson's 95% interval;
-    reproduced when its lower end is above 0, otherwise not resolved (no finite number of clean
-    runs proves a rate of 0)."""
-    e = [bool(x) for x in events]
-    rate, low, high = V.rate_ci(sum(e), len(e))
-    verdict = V.REPRODUCED if len(e) and low > 0 else V.NOT_RESOLVED
-    return {"claim": claim, "estimate": rate, "ci_low": low, "ci_high": high, "n": len(e),
-            "verdict": verdict, "rule": "95% Wilson interval of the rate > 0",
-            "estimate_best_4_of_5": float("nan")}
-
-
-def _label(variant: str) -> str:
-    return variant + (DEPARTURE if variant == AGC_FREE_GAINS else "")
-
-
-def fig2a_claims(points: pd.DataFrame, tolerance: float = TOLERANCE) -> list[dict[str, Any]]:
-    """The verdict rows of Fig. 2a from :func:`fig2a_points` (each clipped line at its best lambda).
-
-    * at the smallest batch NF without clipping matches BN: ``NF - BN`` within ±``tolerance``;
-    * at the largest, NF without clipping falls behind BN: ``BN - NF > 0``; and it diverges in
-      some runs (a rate);
-    * at every batch size each clipped variant keeps up with BN: ``AGC - BN > -tolerance``;
-    * at the largest batch each clipped variant improves on NF: ``AGC - NF > 0``.
-
-    The best lambda is picked on the same runs the verdict reads (the paper did the same), which
-    flatters the clipped lines slightly at small seed counts."""
-    small, big = int(points["batch_size"].min()), int(points["batch_size"].max())
-    at = lambda line, b: _scores(points, line=line, batch_size=b)  # noqa: E731
-    rows = [difference_row(f"Fig. 2a: at batch {small}, NF without clipping matches BN "
-                           f"(NF - BN, top-1 points)", at(NF, small), at(BN, small), "level",
-                           tolerance=tolerance),
-            difference_row(f"Fig. 2a: at batch {big}, NF without clipping falls behind BN "
-                           f"(BN - NF, top-1 points)", at(BN, big), at(NF, big)),
-            rate_row(f"Fig. 2a: at batch {big}, NF without clipping diverges in some runs "
-                     f"(rate of diverged runs)",
-                     points[(points["line"] == NF) & (points["batch_size"] == big)]["diverged"])]
-    for v in CLIPPED:
-        if v not in set(points["line"]):
-            continue
-        for b in sorted(points["batch_size"].unique()):
-            rows.append(difference_row(f"Fig. 2a: at batch {b}, {_label(v)} at its best λ keeps up "
-                                       f"with BN ({v} - BN > -{tolerance:g}, top-1 points)",
-                                       at(v, b), at(BN, b), margin=-tolerance))
-        rows.append(difference_row(f"Fig. 2a: at batch {big}, {_label(v)} at its best λ improves "
-                                   f"on NF without clipping ({v} - NF, top-1 points)",
-                                   at(v, big), at(NF, big)))
-    return rows
-
-
-def long_claims(long_runs: pd.DataFrame, epochs: int, tolerance: float = TOLERANCE) -> list[dict[str, Any]]:
-    """Fig. 2a again at the largest batch size with ``epochs`` epochs
-    (:func:`~nfrepro.experiments.sweep_plan.per_run` of
-    :func:`~nfrepro.experiments.agc_ablation.plan_long`'s runs): does each clipped variant keep
-    up with BN once the skip gains have had the steps to grow?"""
-    bn = f"{BN}, {epochs} epochs"
-    big = int(long_runs["batch_size"].max())
-    rows = []
-    for v in CLIPPED:
-        name = f"{v}, {epochs} epochs"
-        if name not in set(long_runs["variant"]):
-            continue
-        lam = long_runs.loc[long_runs["variant"] == name, "clipping"].iloc[0]
-        rows.append(difference_row(f"Fig. 2a, {epochs} epochs: at batch {big}, {_label(v)} at "
-                                   f"λ = {lam:g} keeps up with BN ({v} - BN > -{tolerance:g}, "
-                                   f"top-1 points)", _scores(long_runs, variant=name),
-                                   _scores(long_runs, variant=bn), margin=-tolerance))
-    return rows
-
-
-def _best(means: pd.Series) -> float:
-    """The lambda (index) with the highest mean score; ties go to the smaller lambda."""
-    return float(means[means == means.max()].index.min())
-
-
-def _best_log2_lambda(means: pd.DataFrame) -> pd.Series:
-    """Per batch size, log2 of the lambda with the highest mean score (ties: the smaller)."""
-    return np.log2(means.groupby("batch_size").apply(lambda g: _best(g.set_index("clipping")["score"])))
-
-
-def fig2b_claims(runs: pd.DataFrame, clippings: Iterable[float] | None = None,
-                 n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
-    """Fig. 2b's claim per clipped variant: the best lambda falls as the batch grows.
-
-    The estimate is ``log2 best-lambda(smallest batch) - log2 best-lambda(largest batch)`` (an
-    octave per unit; > 0: the best lambda falls), the best picked by mean score over seeds. Its
-    95% interval is a percentile bootstrap over seeds (``n_boot`` resamples of the seeds, the same
-    seeds for every lambda and batch size, a fixed generator ``seed``: the same runs give the same
-    interval). Reproduced when the interval lies above 0, contradicted when below."""
-    df = runs[runs["variant"].isin(CLIPPED) & (runs["layers"] == PAPER_LAYERS)]
-    if clippings is not None:
-        df = df[df["clipping"].round(6).isin([round(c, 6) for c in clippings])]
-    rng = np.random.default_rng(seed)
-    rows = []
-    for v, g in df.groupby("variant", sort=False):
-        table = g.pivot_table(index="seed", columns=["batch_size", "clipping"], values="score")
-        small, big = int(g["batch_size"].min()), int(g["batch_size"].max())
-
-        def drop(t: pd.DataFrame, small: int = small, big: int = big) -> float:
-            m = t.mean().rename("score").reset_index()
-            best = _best_log2_lambda(m)
-            return float(best[small] - best[big])
-
-        estimate, n = drop(table), len(table)
-        boots = [drop(table.iloc[rng.integers(0, n, n)]) for _ in range(n_boot)] if n > 1 else []
-        low, high = (np.percentile(boots, [2.5, 97.5]) if boots else (-np.inf, np.inf))
-        verdict = V.greater(low, high) if n > 1 else V.NOT_RESOLVED
-        rows.append({"claim": f"Fig. 2b: the best λ falls from batch {small} to {big}, {_label(v)} "
-                              f"(log2 λ*({small}) - log2 λ*({big}), octaves)",
-                     "estimate": estimate, "ci_low": float(low), "ci_high": float(high), "n": n,
-                     "verdict": verdict, "rule": "95% percentile bootstrap over seeds > 0",
-                     "estimate_best_4_of_5": float("nan")})
-    return rows
-
-
-def lambda_ties(runs: pd.DataFrame, clippings: Iterable[float] | None = None) -> pd.DataFrame:
-    """The best lambda per (clipped variant, batch size), and which lambdas tie with it.
-
-    A lambda ties with the best when the 95% t interval of its per-seed difference to the best
-    (paired by seed) contains 0. Columns: variant, batch_size, best (lambda), mean, mean_best_4_of_5,
-    tied (the lambdas that tie, the best included, as text)."""
-    df = runs[runs["variant"].isin(CLIPPED) & (runs["layers"] == PAPER_LAYERS)]
-    if clippings is not None:
-        df = df[df["clipping"].round(6).isin([round(c, 6) for c in clippings])]
-    rows = []
-    for (v, b), g in df.groupby(["variant", "batch_size"], sort=False):
-        table = g.pivot_table(index="seed", columns="clipping", values="score")
-        means = table.mean()
-        best = _best(means)
-        tied = []
-        for lam in table.columns:
-            _, low, high, n = V.mean_ci((table[lam] - table[best]).dropna())
-            if lam == best or n < 2 or low <= 0 <= high:
-                tied.append(lam)
-        rows.append({"variant": v, "batch_size": int(b), "best": best, "mean": float(means[best]),
-                     "mean_best_4_of_5": best_k_mean(table[best]),
-                     "tied": ", ".join(f"{x:g}" for x in sorted(tied))})
-    return pd.DataFrame(rows, columns=["variant", "batch_size", "best", "mean", "mean_best_4_of_5", "tied"])
-
-
-def layer_claims(layer_runs: pd.DataFrame, tolerance: float = TOLERANCE) -> list[dict[str, Any]]:
-    """§4.1's layer claims (:data:`LAYER_CLAIMS`) per clipped variant, each layer choice against
-    the paper's (every parameter but the classifier weight), paired by seed: "hurts" claims are
-    ``paper - choice > 0``; the first conv's "can be left unclipped" is ``choice - paper`` within
-    ±``tolerance`` (a diverged run scores chance, so a choice that diverges contradicts it)."""
-    rows = []
-    for v in [x for x in CLIPPED if x in set(layer_runs["variant"])]:
-        ref = _scores(layer_runs, variant=v, layers=PAPER_LAYERS)
-        lam = layer_runs.loc[layer_runs["variant"] == v, "clipping"].iloc[0]
-        for claim, (layers, expected) in LAYER_CLAIMS.items():
-            other = _scores(layer_runs, variant=v, layers=layers)
-            if other.empty:
-                continue
-            text = f"§4.1: {claim}, {_label(v)} at λ = {lam:g}"
-            if expected == "hurts":
-                rows.append(difference_row(f"{text} (paper's choice - '{layers}', top-1 points)", ref, other))
-            else:
-                rows.append(difference_row(f"{text} ('{layers}' - paper's choice, top-1 points)",
-                                           other, ref, "level", tolerance=tolerance))
-    return rows
-
-
-def verdict_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """The rows as a table with :data:`VERDICT_COLUMNS` (what ``results/agc_verdicts.csv`` holds)."""
-    return pd.DataFrame(list(rows), columns=VERDICT_COLUMNS)
-
-
-def precision_check(bf16: list[dict[str, Any]], fp32: list[dict[str, Any]]) -> pd.DataFrame:
-    """The same claims computed from bf16 runs and from their fp32 twins, side by side, and
-    whether the verdict is the same (``same_verdict``)."""
-    a, b = verdict_table(bf16), verdict_table(fp32)
-    out = a[["claim", "estimate", "ci_low", "ci_high", "verdict"]].merge(
-        b[["claim", "estimate", "ci_low", "ci_high", "verdict"]], on="claim", suffixes=("_bf16", "_fp32"))
-    out["same_verdict"] = out["verdict_bf16"] == out["verdict_fp32"]
-    return out
-
-
-def precision_shift(points: pd.DataFrame, fp32_runs: pd.DataFrame) -> pd.DataFrame:
-    """Per line: the per-seed change of top-1 score from bf16 to fp32 (fp32 - bf16, paired by
-    seed and lambda), mean with its 95% t interval."""
-    rows = []
-    fp32_runs = fp32_runs.assign(line=fp32_runs["variant"].str.replace(FP32_SUFFIX, "", regex=False))
-    for line, g in fp32_runs.groupby("line", sort=False):
-        for b, gb in g.groupby("batch_size"):
-            a = gb.set_index("seed")["score"]
-            ref = points[(points["line"] == line) & (points["batch_size"] == b)].set_index("seed")["score"]
-            seeds = a.index.intersection(ref.index)
-            mean, low, high, n = V.mean_ci((a[seeds] - ref[seeds]).tolist())
-            rows.append({"line": line, "batch_size": int(b), "fp32_minus_bf16": mean, "ci_low": low,
-                         "ci_high": high, "n": n, "diverged_bf16": int(points.loc[
-                             (points["line"] == line) & (points["batch_size"] == b), "diverged"].sum()),
-                         "diverged_fp32": int(gb["diverged"].sum())})
-    return pd.DataFrame(rows)
-
-
 def clip_fraction_trace(runs: pd.DataFrame, runs_dir: str | Path) -> pd.DataFrame:
     """The fraction of units AGC clipped over training, read from the clipped runs' ``steps.csv``
     (``TrainConfig.log_every``): one row per logged step with the plan columns, ``step``,
-    ``progress`` (step / the run's steps) and ``frac_clipped``. Runs without the file (made
-    before it was logged) are left out."""
+    ``progress`` (step / the run's steps) and ``frac_clipped``. Runs without the file are left out."""
     frames = []
-    clipped = runs[runs["variant"].isin(CLIPPED) & runs["clipping"].notna()]
-    for r in clipped.to_dict("records"):
+    for r in runs[runs["variant"].isin(CLIPPED) & runs["clipping"].notna()].to_dict("records"):
         path = Path(runs_dir) / r["run"] / "steps.csv"
-        if not path.exists():
-            continue
-        steps = pd.read_csv(path)
-        total = max(float(r["steps"]), float(steps["step"].max()))
-        frames.append(steps[["step", "frac_clipped"]].assign(
-            progress=steps["step"] / total, **{c: r[c] for c in PLAN_COLUMNS}))
+        if path.exists():
+            steps = pd.read_csv(path)
+            total = max(float(r["steps"]), float(steps["step"].max()))
+            frames.append(steps[["step", "frac_clipped"]].assign(
+                progress=steps["step"] / total, **{c: r[c] for c in PLAN_COLUMNS}))
     if not frames:
         return pd.DataFrame(columns=[*PLAN_COLUMNS, "step", "progress", "frac_clipped"])
     return pd.concat(frames, ignore_index=True)[[*PLAN_COLUMNS, "step", "progress", "frac_clipped"]]
 
 
-def gain_growth(short: pd.DataFrame, long: pd.DataFrame, target: pd.DataFrame,
-                short_steps: int, long_steps: int) -> dict[str, Any]:
-    """How fast the clipped SkipInit gains grow, and how many steps they would need.
+def layer_effects(layer_runs: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.DataFrame:
+    """§4.1 layer choice: each choice against the paper's, per base variant and batch size.
 
-    ``short`` / ``long``: :func:`skip_gains` rows of the same variant and lambda after
-    ``short_steps`` and ``long_steps`` updates; ``target``: the gains the unclipped-gains variant
-    reached. The mean |gain| over blocks and seeds is taken at each length; assuming it keeps
-    growing geometrically at the rate measured between the two lengths (AGC lets a gain grow by at
-    most a factor ``1 + lr * lambda`` per step once it is above eps, so geometric is the fastest
-    it can), ``steps_to_target`` is when it would reach the target's mean (inf when it did not
-    grow). A measured rate and an extrapolation, not a run of that length."""
-    g_short, g_long = float(short["skip_gain"].abs().mean()), float(long["skip_gain"].abs().mean())
-    g_target = float(target["skip_gain"].abs().mean())
-    rate = (g_long / g_short) ** (1.0 / (long_steps - short_steps)) if g_short > 0 else float("nan")
-    if g_long >= g_target:
-        needed = float(long_steps)
-    elif rate > 1:
-        needed = long_steps + float(np.log(g_target / g_long) / np.log(rate))
-    else:
-        needed = float("inf")
-    return {"mean |gain|, short": g_short, "mean |gain|, long": g_long, "target mean |gain|": g_target,
-            "short steps": short_steps, "long steps": long_steps, "growth per step": rate,
-            "steps to target": needed}
+    One row per (variant, batch_size, layers): mean top-1 of the trained runs, runs diverged, the
+    difference to the paper's choice over the seeds where both trained with its 95% interval, and
+    the ``effect`` read from that interval (:func:`~nfrepro.analysis.verdicts.paired_claim_row`):
+    "helps" / "hurts" when it lies above / below 0, "no difference" when within
+    ±``tolerance``, else "not resolved"."""
+    rows = []
+    order = {k: i for i, k in enumerate(LAYERS)}
+    for (v, b), g in layer_runs.groupby(["variant", "batch_size"], sort=False):
+        ref = top1(g, layers=PAPER_LAYERS)
+        for layers in sorted(g["layers"].unique(), key=order.get):
+            mine = top1(g, layers=layers)
+            row = {"variant": v, "batch_size": int(b), "layers": layers,
+                   "clipping": float(g["clipping"].iloc[0]), "mean_top1": float(mine.mean()),
+                   "diverged": f"{int(mine.isna().sum())}/{len(mine)}"}
+            if layers == PAPER_LAYERS:
+                rows.append({**row, "effect": "(reference)"})
+                continue
+            d = V.paired_claim_row("", mine, ref)
+            effect = {V.REPRODUCED: "helps", V.CONTRADICTED: "hurts"}.get(d["verdict"], "not resolved")
+            level = V.paired_claim_row("", mine, ref, "level", tolerance=tolerance)["verdict"]
+            if effect == "not resolved" and level == V.REPRODUCED:
+                effect = "no difference"
+            rows.append({**row, "vs_paper": d["estimate"], "ci_low": d["ci_low"], "ci_high": d["ci_high"],
+                         "effect": effect})
+    cols = ["variant", "batch_size", "layers", "clipping", "mean_top1", "diverged", "vs_paper", "ci_low",
+            "ci_high", "effect"]
+    return pd.DataFrame(rows, columns=cols)
 
 
-def describe_claims(claims: pd.DataFrame) -> str:
-    """The verdict table in words (for a Markdown cell): a count per verdict, then one line per
-    claim with its estimate, interval, number of seeds and verdict, all read from ``claims``."""
-    counts = claims["verdict"].value_counts()
-    head = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in (V.REPRODUCED, V.CONTRADICTED, V.NOT_RESOLVED))
-    lines = [f"Of {len(claims)} claims: {head}."]
-    for r in claims.itertuples():
-        interval = (f"[{r.ci_low:.2f}, {r.ci_high:.2f}]" if np.isfinite(r.ci_low)
-                    else "(one value: no interval)")
-        lines.append(f"- {r.claim}: {r.estimate:.2f} {interval}, n = {r.n}: **{r.verdict}**")
-    return "\n".join(lines)
+# ----------------------------------------------------------------------------- bf16 against fp32
+def precision_shift(points: pd.DataFrame, fp32_runs: pd.DataFrame) -> pd.DataFrame:
+    """Per line: the per-seed change of top-1 from bf16 to fp32 (fp32 - bf16, over the seeds where
+    both trained), mean with its 95% t interval, and the runs diverged in each."""
+    rows = []
+    fp32_runs = fp32_runs.assign(line=fp32_runs["variant"].str.replace(FP32_SUFFIX, "", regex=False))
+    for (line, b), g in fp32_runs.groupby(["line", "batch_size"], sort=False):
+        r = V.paired_claim_row("", top1(g), top1(points, line=line, batch_size=b))
+        rows.append({"line": line, "batch_size": int(b), "fp32_minus_bf16": r["estimate"],
+                     "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n": r["n"], "diverged": r["diverged"]})
+    return pd.DataFrame(rows)

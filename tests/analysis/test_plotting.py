@@ -210,6 +210,59 @@ def test_plot_clip_fraction_and_first_steps():
     assert [a.get_yscale() for a in fig.axes] == ["log", "log"]
     assert all(a.get_xlabel() and a.get_ylabel() for a in fig.axes)
     plt.close(fig)
+    arms = steps.rename(columns={"layers": "arm"}).assign(max_ratio=0.5)
+    fig = plotting.plot_first_steps(arms, 0.01, group="arm", ratios={"max_ratio": "largest unit"})
+    assert len(fig.axes[1].get_lines()) == 2 + 1  # one ratio line per arm and seed, and lambda
+    plt.close(fig)
+
+
+def test_fig2a_counts_diverged_runs_and_shows_longer_runs():
+    runs = _agc_runs()
+    points = runs[runs["clipping"].isna() | (runs["clipping"] == 0.16)]
+    longer = points[points["batch_size"] == 2048].assign(epochs=8, top1=lambda d: d["top1"] + 5)
+    fig = plotting.plot_agc_batch_size(points, diverged_counts=True, longer=longer)
+    ax = fig.axes[0]
+    counts = [t.get_text() for t in ax.texts if "diverged" in t.get_text() and "/" in t.get_text()]
+    assert counts == ["1/2 diverged"]
+    assert any(t.get_text() == "8 ep" for t in ax.texts)
+    assert "trained longer (mean; epochs beside)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)
+
+
+def test_fig2b_says_which_runs_its_lines_average_and_takes_another_x():
+    runs = _agc_runs()
+    runs = runs[runs["line"] == "NF + AGC"].assign(step_bound=lambda d: d["clipping"] * d["batch_size"] / 256)
+    fig = plotting.plot_clipping_threshold(runs, diverged_counts=True)
+    assert any(t.get_text() == "1/2" for t in fig.axes[0].texts)
+    assert any("trained" in t.get_text() for t in fig.legends[0].get_texts())
+    plt.close(fig)
+    fig = plotting.plot_clipping_threshold(runs, x="step_bound", xlabel="ηλ")
+    assert fig.axes[0].get_xlabel() == "ηλ" and 0.16 * 2048 / 256 in fig.axes[0].get_xticks()
+    plt.close(fig)
+
+
+def test_plot_training_length_and_lambda_theory():
+    gaps = pd.DataFrame({"series": ["NF + AGC - BN"] * 3 + ["NF - BN"] * 3,
+                         "batch_size": [512] * 3 + [128] * 3,
+                         "steps": [29, 58, 232] * 2, "estimate": [-30, -20, -2, -5, -3, -1],
+                         "ci_low": [-32, -22, -4, -6, -4, -2], "ci_high": [-28, -18, 0, -4, -2, 0],
+                         "diverged": ["0/3 vs 0/3"] * 5 + ["1/3 vs 0/3"]})
+    fig = plotting.plot_training_length(gaps)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["29", "58", "232"]
+    assert any("diverged 1/3 vs 0/3" in t.get_text() for t in ax.texts)
+    plt.close(fig)
+    table = pd.DataFrame({"variant": "v", "batch_size": [32, 32, 512, 512],
+                          "clipping": [0.04, 0.16, 0.01, 0.04],
+                          "mean_top1": [80, 85, 84, 70], "best": [False, True, True, False]})
+    table["step_bound"] = 0.4 * table["batch_size"] / 256 * table["clipping"]
+    best = pd.DataFrame({"variant": "v", "seed": [0, 1, 0, 1], "batch_size": [32, 32, 512, 512],
+                         "best": [0.16, 0.16, 0.01, 0.02]})
+    fig = plotting.plot_lambda_theory(table, best, pd.DataFrame({"variant": ["v"], "slope": [-0.9]}))
+    assert len(fig.axes) == 2 and fig.axes[0].get_xscale() == "log"
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert "theory: slope -1" in labels and any("-0.90" in t for t in labels)
+    plt.close(fig)
 
 
 def _fig1_points() -> pd.DataFrame:

@@ -24,8 +24,14 @@ def test_plans_cover_the_grid():
     assert set(cpu.batch_clippings) <= set(cpu.clippings)
     grid = A.plan_clipping(cpu)
     assert set(grid["clipping"]) == set(cpu.clippings) | set(cpu.extra_clippings)
-    layers = A.plan_layers(cpu, {A.AGC: 0.04})
-    assert set(layers["batch_size"]) == {max(cpu.batch_sizes)} and set(layers["layers"]) == set(A.LAYERS)
+    big, control = max(cpu.batch_sizes), sorted(cpu.batch_sizes)[-2]
+    layers = A.plan_layers(cpu, {(v, b): 0.04 for v in A.CLIPPED for b in (big, control)})
+    assert set(layers["batch_size"]) == {big, control} and set(layers["layers"]) == set(A.LAYERS)
+    at_control = layers[layers["batch_size"] == control]
+    assert set(at_control["layers"]) == {A.PAPER_LAYERS, A.FIRST_CONV}  # the first conv's control
+    assert set(at_control["variant"]) == set(A.CLIPPED)  # ... on both bases
+    free = layers[(layers["variant"] == A.AGC_FREE_GAINS) & (layers["batch_size"] == big)]
+    assert {"first stage unclipped", "last stage unclipped", A.FIRST_CONV} <= set(free["layers"])
     assert A.SCALES["cpu"].clippings == A.PAPER_CLIPPINGS == A.SCALES["gpu"].clippings
     assert len(A.SCALES["cpu"].seeds) >= 2 and len(A.SCALES["gpu"].seeds) >= 2
 
@@ -36,6 +42,10 @@ def test_run_overrides_resolve_variants_and_layers():
     o = A.run_overrides(spec, A.SCALES["cpu"])
     assert o["clip_exclude_stages"] == [A.SCALES["cpu"].num_stages - 1]
     assert o["clip_exclude_skip_gains"] is True and o["model"] == "nf_resnet_small"
+    # one change per arm: the stage left unclipped keeps its skip gains clipped on the paper's base
+    paper_base = A.run_config({**spec, "variant": A.AGC}, A.SCALES["cpu"])
+    assert paper_base.agc.exclude_stages == (2,) and not paper_base.agc.exclude_stage_skip_gains
+    assert not paper_base.agc.exclude_skip_gains
     assert (o["batch_size"], o["clipping"], o["seed"]) == (512, 0.02, 1)
     o = A.run_overrides({"variant": A.BN, "layers": "", "batch_size": 128, "clipping": np.nan,
                          "seed": 0}, A.SCALES["cpu"])
@@ -77,7 +87,8 @@ def test_every_arm_and_layer_choice_becomes_a_run_config(tmp_path):
         raise StopIteration  # stop before training: the config is what is checked
 
     free_gains = A.plan_batch_size(TINY, variants=[A.AGC_FREE_GAINS]).head(1)
-    last_stage = A.plan_layers(TINY, {A.AGC: 0.01}, layers=["last stage unclipped"]).head(1)
+    layers = A.plan_layers(TINY, {(A.AGC, 16): 0.01})
+    last_stage = layers[layers["layers"] == "last stage unclipped"].head(1)
     for plan in (free_gains, last_stage):
         with pytest.raises(StopIteration):
             A.run_plan(plan, TINY, tmp_path, progress=False, train_fn=record)
@@ -105,7 +116,7 @@ def test_smoke_runs_stay_in_the_scratch_folder():
 
 
 def test_the_same_plan_run_twice_gives_identical_csvs(tmp_path):
-    """Issue 15: a results table depends only on the plan (and the recorded environment), so two
+    """A results table depends only on the plan (and the recorded environment), so two
     executions into two run folders write byte-identical CSVs; the wall time is in the run folders."""
     from nfrepro.engine.records import save_results
 
@@ -118,16 +129,26 @@ def test_the_same_plan_run_twice_gives_identical_csvs(tmp_path):
     assert csvs[0] == csvs[1] and b"wall_time_s" not in csvs[0]
 
 
-def test_long_and_fp32_plans():
-    from nfrepro.experiments import agc_ablation as A
+def test_length_and_fp32_plans():
     scale = A.SCALES["cpu"]
-    long = A.plan_long(scale)
-    assert len(long) == 3 * len(scale.seeds) and set(long["batch_size"]) == {max(scale.batch_sizes)}
-    methods = A.long_methods(scale)
-    assert all(m["epochs"] == scale.long_epochs == m["eval_every"] for m in methods.values())
-    assert set(long["variant"]) == set(methods)
-    assert set(long.loc[long["variant"].str.contains("AGC"), "clipping"]) == {scale.long_clipping}
-    fp32 = A.plan_fp32(long.assign(variant=long["variant"].str.split(",").str[0]).head(2))
+    plan = A.plan_length(scale, nf_batch=128)
+    big = max(scale.batch_sizes)
+    labels = plan["variant"].map(A.split_length)
+    assert set(labels.str[1]) == set(scale.lengths) and max(scale.lengths) >= 8 * min(scale.lengths)
+    assert set(plan.loc[labels.str[0] == A.NF, "batch_size"]) == {128}
+    assert set(plan.loc[labels.str[0].isin(A.CLIPPED), "batch_size"]) == {big}
+    assert set(plan.loc[labels.str[0].isin(A.CLIPPED), "clipping"]) == {scale.long_clipping}
+    longest = plan[labels.str[1] == max(scale.lengths)]
+    assert (longest.groupby(["variant", "batch_size"])["seed"].nunique() >= 3).all()
+    methods = A.length_methods(scale)
+    assert set(plan["variant"]) <= set(methods)
+    # at the batch-size study's length, a length run is that very run (same folder, read back)
+    base = {"layers": A.PAPER_LAYERS, "batch_size": big, "clipping": 0.01, "seed": 0}
+    same = A.run_config({**base, "variant": A.length_variant(A.AGC, scale.epochs)}, scale, methods)
+    assert same == A.run_config({**base, "variant": A.AGC}, scale)
+    assert A.split_length("NF + AGC, skip gains unclipped, 1 epoch") == (A.AGC_FREE_GAINS, 1)
+    assert A.split_length(A.AGC_FREE_GAINS) == (A.AGC_FREE_GAINS, None)
+    fp32 = A.plan_fp32(plan.assign(variant=labels.str[0]).head(2))
     assert all(v.endswith(A.FP32_SUFFIX) for v in fp32["variant"])
     assert all(o["amp"] == "off" and o["channels_last"] is False for o in A.fp32_methods().values())
     assert len(scale.seeds) >= 5  # the paper's runs per point

@@ -1,5 +1,7 @@
-"""nfrepro.experiments.agc_analysis: per-run table, best lambda, the Fig. 2a / 2b / §4.1 verdict numbers."""
+"""nfrepro.experiments.agc_analysis: best lambda, ties, per-seed slopes, the step bound, the length study."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -14,7 +16,7 @@ def _tidy(rows):
     """A run table as run_plan returns it, from (spec, top1 or None = diverged) pairs."""
     out = []
     for i, (spec, top1) in enumerate(rows):
-        spec = {"layers": A.PAPER_LAYERS if spec["variant"] in A.CLIPPED else "",
+        spec = {"layers": A.PAPER_LAYERS if A.split_length(spec["variant"])[0] in A.CLIPPED else "",
                 "clipping": np.nan, "seed": 0, **spec}
         status = "completed" if top1 is not None else "diverged"
         for metric, value in (("final_test_top1", np.nan if top1 is None else top1),
@@ -23,7 +25,20 @@ def _tidy(rows):
     return pd.DataFrame(out)
 
 
-def test_best_clipping_scores_diverged_runs_at_chance_and_breaks_ties_low():
+def _grid(best_by_batch, seeds=5, noise=0.0, diverged=()):
+    """Per-run rows of a lambda grid peaking at ``best_by_batch[b]``; ``diverged``: (b, lam, seed)."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for b, best in best_by_batch.items():
+        for lam in A.PAPER_CLIPPINGS:
+            for s in range(seeds):
+                top1 = 80 - 5 * abs(np.log2(lam / best)) + noise * rng.standard_normal()
+                rows.append(({"variant": A.AGC, "batch_size": b, "clipping": lam, "seed": s},
+                             None if (b, lam, s) in diverged else top1))
+    return sweep_plan.per_run(_tidy(rows))
+
+
+def test_best_clipping_scores_diverged_runs_at_chance_and_marks_grid_edges():
     rows = []
     for seed in (0, 1):
         rows += [({"variant": A.AGC, "batch_size": 128, "clipping": 0.01, "seed": seed}, 80.0),
@@ -32,122 +47,96 @@ def test_best_clipping_scores_diverged_runs_at_chance_and_breaks_ties_low():
     rows += [({"variant": A.AGC, "batch_size": 2048, "clipping": 0.04, "seed": 0}, 90.0),
              ({"variant": A.AGC, "batch_size": 2048, "clipping": 0.04, "seed": 1}, None)]
     runs = sweep_plan.per_run(_tidy(rows))
-    assert runs["diverged"].sum() == 1 and runs["score"].min() == sweep_plan.CHANCE_TOP1
     best = N.best_clipping(runs).set_index("batch_size")
-    assert best.loc[128, "clipping"] == 0.01          # a tie goes to the smaller lambda
-    assert best.loc[2048, "clipping"] == 0.01         # (90 + 10) / 2 = 50 < 70
-    assert not best.loc[2048, "at_top"]
-    assert N.best_clipping(runs, clippings=[0.04]).set_index("batch_size").loc[2048, "at_top"]
+    assert best.loc[128, "clipping"] == 0.01 and best.loc[128, "edge"] == "at most"  # a tie goes low
+    assert best.loc[2048, "clipping"] == 0.01  # (90 + 10) / 2 = 50 < 70: a lambda that diverges is not picked
+    assert N.best_clipping(runs, clippings=[0.04]).set_index("batch_size").loc[2048, "edge"] == ""
 
 
-def _fig2a_runs(nf_big, agc_big, bn_big=85.0):
+def test_one_diverged_seed_does_not_make_a_worse_lambda_tie():
+    """The issue's case: lambda 0.16 with one diverged seed against the best; 0.04 clearly worse too."""
+    runs = _grid({512: 0.02}, noise=0.3, diverged=[(512, 0.16, 3)])
+    ties = N.lambda_ties(runs).iloc[0]
+    assert ties["best"] == 0.02 and ties["tied"] == "0.02" and ties["edge"] == ""
+    assert N.lambda_ties(_grid({512: 0.16})).iloc[0]["edge"] == "at least"
+    assert N.lambda_ties(_grid({512: 0.04}, noise=30.0)).iloc[0]["tied"].count(",") >= 1
+
+
+def test_per_seed_best_and_the_slope_of_log_lambda_on_log_batch():
+    runs = _grid({32: 0.16, 128: 0.04, 512: 0.01}, noise=0.2)  # the theory's slope -1
+    best = N.per_seed_best(runs)
+    assert len(best) == 15 and set(best.loc[best["batch_size"] == 32, "best"]) == {0.16}
+    slope = N.lambda_slope(best).iloc[0]
+    assert slope["slope"] == pytest.approx(-1.0) and slope["seeds"] == 5
+    assert slope["at_edge"] == 10  # 0.16 at the smallest batch, 0.01 at the largest: the fall may be larger
+    flat = N.lambda_slope(N.per_seed_best(_grid({32: 0.04, 512: 0.04}, noise=0.2))).iloc[0]
+    assert flat["slope"] == pytest.approx(0.0) and flat["at_edge"] == 0
+
+
+def test_the_step_bound_collapses_a_lambda_rule_of_one_over_b():
+    runs = _grid({32: 0.16, 128: 0.04, 512: 0.01}, noise=0.0)
+    scale = A.SCALES["cpu"]
+    table = N.collapse(runs, scale)
+    lr = scale.base_config().base_lr
+    row = table[(table["batch_size"] == 512) & (table["clipping"] == 0.01)].iloc[0]
+    assert row["step_bound"] == pytest.approx(lr * 512 / 256 * 0.01) and row["best"]
+    spread = N.collapse_spread(table).iloc[0]
+    assert spread["octaves_of_batch"] == pytest.approx(4)
+    assert spread["octaves_of_best_lambda"] == pytest.approx(4)
+    assert spread["octaves_of_best_step"] == pytest.approx(0)  # one eta * lambda for every batch
+
+
+def test_length_gaps_and_when_an_arm_keeps_up():
     rows = []
-    for batch, (bn, nf, agc) in {128: (88.0, 88.0, 87.0), 2048: (bn_big, nf_big, agc_big)}.items():
-        rows += [({"variant": A.BN, "batch_size": batch}, bn), ({"variant": A.NF, "batch_size": batch}, nf),
-                 ({"variant": A.AGC, "batch_size": batch, "clipping": 0.01}, agc),
-                 ({"variant": A.AGC, "batch_size": batch, "clipping": 0.16}, agc - 5)]
-    return sweep_plan.per_run(_tidy(rows))
+    gap = {1: -20.0, 2: -10.0, 4: -3.0, 8: 0.0}  # AGC - BN by epochs
+    for e, g in gap.items():
+        for s in range(3):
+            rows += [({"variant": A.length_variant(A.BN, e), "batch_size": 512, "seed": s}, 80.0 + s),
+                     ({"variant": A.length_variant(A.AGC, e), "batch_size": 512, "seed": s,
+                       "clipping": 0.01}, 80.0 + s + g + 0.3 * (s - 1))]
+    runs = N.length_runs(sweep_plan.per_run(_tidy(rows)))
+    steps = {(512, e): 29 * e for e in gap}
+    gaps = N.length_gaps(runs, steps)
+    assert list(gaps["steps"]) == [29, 58, 116, 232]
+    assert gaps["estimate"].tolist() == pytest.approx(list(gap.values()))
+    assert list(gaps["verdict"]) == ["contradicted"] * 3 + ["reproduced"]
+    keep = N.keep_up_steps(gaps).iloc[0]
+    assert 116 < keep["steps"] < 232 and keep["earliest"] <= keep["steps"] <= keep["latest"] <= 232
+    never = N.keep_up_steps(gaps.assign(estimate=-10.0, ci_low=-11.0, ci_high=-9.0)).iloc[0]
+    assert math.isinf(never["steps"]) and never["gap_at_longest"] == -10.0
 
 
-def _seeded(line_scores, batch=2048, variant_col=True):
-    """A per-run table (as per_run returns it) from {variant: [score per seed]}."""
+def test_gain_growth_per_step():
+    gains = pd.DataFrame({"variant": A.AGC, "epochs": [1, 1, 2, 2],
+                          "skip_gain": [0.001, -0.001, 0.004, -0.004]})
+    g = N.gain_growth(gains, pd.Series({1: 10, 2: 30})).set_index("epochs")
+    assert g.loc[2, "growth_per_step"] == pytest.approx(4 ** (1 / 20))
+    assert np.isnan(g.loc[1, "growth_per_step"])
+
+
+def test_layer_effects_come_from_the_interval():
     rows = []
-    for v, scores in line_scores.items():
-        for seed, sc in enumerate(scores):
-            rows.append({"variant": v, "line": v, "layers": A.PAPER_LAYERS if v in A.CLIPPED else "",
-                         "batch_size": batch, "clipping": 0.01 if v in A.CLIPPED else np.nan,
-                         "seed": seed, "diverged": sc is None, "top1": sc,
-                         "score": sweep_plan.CHANCE_TOP1 if sc is None else sc, "steps": 10.0})
-    return pd.DataFrame(rows)
-
-
-def test_best_k_mean_is_the_papers_best_4_of_5():
-    assert N.best_k_mean([70, 80, 90, 10, 60]) == pytest.approx(75.0)
-    assert N.best_k_mean([70, float("nan")]) == 70.0
-
-
-def test_fig2a_claims_from_intervals():
-    small = _seeded({A.BN: [80, 81, 79, 80, 80], A.NF: [80, 80.5, 79.5, 80, 80],
-                     A.AGC: [80, 81, 80, 80, 79]}, batch=128)
-    big = _seeded({A.BN: [75, 76, 74, 75, 75], A.NF: [None, 60, None, 62, 61],
-                   A.AGC: [75, 75.5, 74.5, 75, 76]})
-    claims = N.verdict_table(N.fig2a_claims(pd.concat([small, big], ignore_index=True)))
-    assert list(claims.columns) == N.VERDICT_COLUMNS
-    v = claims.set_index("claim")["verdict"]
-    assert v[[c for c in v.index if "128, NF without clipping matches" in c][0]] == "reproduced"
-    assert v[[c for c in v.index if "2048, NF without clipping falls behind" in c][0]] == "reproduced"
-    assert v[[c for c in v.index if "diverges in some runs" in c][0]] == "reproduced"  # 2 of 5
-    keep = claims[claims["claim"].str.contains("2048, NF \\+ AGC at its best λ keeps up")].iloc[0]
-    assert keep["verdict"] == "reproduced" and keep["n"] == 5
-    assert keep["estimate_best_4_of_5"] == pytest.approx(75.375 - 75.25)
-
-
-def test_a_noisy_difference_is_not_resolved_and_a_clear_one_contradicted():
-    noisy = _seeded({A.BN: [70, 85, 60, 90, 75], A.NF: [80, 70, 85, 65, 75]})
-    row = N.difference_row("x", N._scores(noisy, line=A.NF), N._scores(noisy, line=A.BN))
-    assert row["verdict"] == "not resolved" and row["ci_low"] < 0 < row["ci_high"]
-    behind = _seeded({A.BN: [80, 81, 80, 79, 80], A.NF: [70, 71, 70, 69, 70]})
-    row = N.difference_row("x", N._scores(behind, line=A.NF), N._scores(behind, line=A.BN))
-    assert row["verdict"] == "contradicted"
-    assert N.rate_row("r", [False] * 5)["verdict"] == "not resolved"  # 0 of 5 cannot prove a rate of 0
-
-
-def _grid(best_by_batch, seeds=5, noise=0.0):
-    rng = np.random.default_rng(1)
-    rows = []
-    for b, best in best_by_batch.items():
-        for lam in (0.01, 0.04, 0.16):
-            for s in range(seeds):
-                score = 80 - 5 * abs(np.log2(lam / best)) + noise * rng.standard_normal()
-                rows.append({"variant": A.AGC, "layers": A.PAPER_LAYERS, "batch_size": b,
-                             "clipping": lam, "seed": s, "score": score, "diverged": False})
-    return pd.DataFrame(rows)
-
-
-def test_fig2b_claim_bootstrap_is_deterministic_and_reads_the_drop():
-    falls = _grid({128: 0.16, 2048: 0.01}, noise=0.5)
-    a, b = N.fig2b_claims(falls), N.fig2b_claims(falls)
-    assert pd.DataFrame(a).equals(pd.DataFrame(b))  # a fixed generator: the same interval
-    assert a[0]["estimate"] == pytest.approx(4.0) and a[0]["verdict"] == "reproduced"
-    rises = N.fig2b_claims(_grid({128: 0.01, 2048: 0.16}, noise=0.5))[0]
-    assert rises["verdict"] == "contradicted" and rises["estimate"] == pytest.approx(-4.0)
-    flat = N.fig2b_claims(_grid({128: 0.04, 2048: 0.04}, noise=20.0))[0]
-    assert flat["verdict"] == "not resolved"
-
-
-def test_lambda_ties_names_every_lambda_within_the_interval():
-    clear = N.lambda_ties(_grid({128: 0.04}, noise=0.1)).iloc[0]
-    assert clear["best"] == 0.04 and clear["tied"] == "0.04"
-    noisy = N.lambda_ties(_grid({128: 0.04}, noise=30.0)).iloc[0]
-    assert noisy["tied"].count(",") >= 1
-
-
-def test_gain_growth_extrapolates_geometrically():
-    g = lambda v: pd.DataFrame({"skip_gain": [v, -v]})  # noqa: E731
-    out = N.gain_growth(g(0.001), g(0.004), g(0.064), 10, 30)
-    assert out["growth per step"] == pytest.approx(4 ** (1 / 20))
-    assert out["steps to target"] == pytest.approx(30 + 40)
-    assert N.gain_growth(g(0.01), g(0.01), g(1.0), 10, 30)["steps to target"] == float("inf")
-
-
-def test_layer_effects_and_verdict():
-    top1 = {A.PAPER_LAYERS: 80.0, "also the classifier": 70.0, "first conv unclipped": 80.5,
-            "first stage unclipped": None, "last stage unclipped": 79.8}
-    rows = [({"variant": A.AGC, "layers": k, "batch_size": 2048, "clipping": 0.01}, v)
-            for k, v in top1.items()]
+    top1 = {A.PAPER_LAYERS: [80, 80.5, 79.5, 80, 80], "also the classifier": [70, 71, 70.5, 69, 70],
+            A.FIRST_CONV: [None] * 5, "first stage unclipped": [85, 60, 90, 70, 75],
+            "last stage unclipped": [80.2, 80.4, 79.6, 80.1, 79.9]}
+    for layers, values in top1.items():
+        rows += [({"variant": A.AGC, "layers": layers, "batch_size": 512, "clipping": 0.01, "seed": s}, v)
+                 for s, v in enumerate(values)]
     effects = N.layer_effects(sweep_plan.per_run(_tidy(rows))).set_index("layers")
-    assert list(effects.index) == list(A.LAYERS)
     assert effects.loc["also the classifier", "effect"] == "hurts"
-    assert effects.loc["first stage unclipped", "effect"] == "hurts"   # diverged: chance
+    assert effects.loc[A.FIRST_CONV, "effect"] == "hurts" and effects.loc[A.FIRST_CONV, "diverged"] == "5/5"
+    assert effects.loc["first stage unclipped", "effect"] == "not resolved"  # no "hurts" on a wide interval
     assert effects.loc["last stage unclipped", "effect"] == "no difference"
+    assert effects.loc[A.PAPER_LAYERS, "effect"] == "(reference)"
 
-    layer_runs = pd.concat([_seeded({A.AGC: [80, 80.5, 79.5, 80, 80]}).assign(layers=k)
-                            for k in A.LAYERS if k != "first conv unclipped"]
-                           + [_seeded({A.AGC: [None] * 5}).assign(layers="first conv unclipped")],
-                           ignore_index=True)
-    layer_runs.loc[layer_runs["layers"] == "also the classifier", "score"] -= 5
-    claims = N.verdict_table(N.layer_claims(layer_runs)).set_index("claim")["verdict"]
-    found = {c.split(",")[0]: v for c, v in claims.items()}
-    assert found["§4.1: never clip the final linear layer"] == "reproduced"
-    assert found["§4.1: the first conv can be left unclipped"] == "contradicted"  # diverged: chance
-    assert found["§4.1: every stage must be clipped (first)"] == "not resolved"   # no difference at all
+
+def test_nf_trains_batch_and_line_summary():
+    diverged = {(512, 0), (512, 1), (128, 1)}
+    rows = [({"variant": A.NF, "batch_size": b, "seed": s}, None if (b, s) in diverged else 80.0)
+            for b in (32, 128, 512) for s in (0, 1)]
+    runs = sweep_plan.per_run(_tidy(rows))
+    assert N.nf_trains_batch(runs) == 32
+    summary = N.line_summary(runs.assign(line=runs["variant"])).set_index("batch_size")
+    assert summary.loc[128, "diverged"] == "1/2" and summary.loc[128, "mean_top1"] == 80.0
+    assert summary.loc[512, "best_4_of_5"] == sweep_plan.CHANCE_TOP1
+    assert N.best_k_mean([70, 80, 90, 10, 60]) == pytest.approx(75.0)

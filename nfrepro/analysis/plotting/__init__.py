@@ -21,6 +21,8 @@ from nfrepro.analysis.plotting.agc import (
     plot_clipping_census,
     plot_clipping_threshold,
     plot_first_steps,
+    plot_lambda_theory,
+    plot_training_length,
 )
 from nfrepro.analysis.plotting.augmentation import (
     plot_augmentation_top1,
@@ -37,6 +39,6 @@ from nfrepro.analysis.plotting.style import DIVERGED_BAND
 __all__ = ["DIVERGED_BAND", "LOG_FLOOR", "SPP_PANELS", "plot_agc_batch_size", "plot_agc_layers",
            "plot_augmentation_top1", "plot_augmented_examples", "plot_curves", "plot_ratio_trace",
            "plot_transfer", "plot_batch_dependence", "plot_batch_mates", "plot_clip_fraction",
-           "plot_clipping_census",
-           "plot_clipping_threshold", "plot_difference", "plot_first_steps", "plot_relative_cost",
+           "plot_clipping_census", "plot_clipping_threshold", "plot_difference", "plot_first_steps",
+           "plot_lambda_theory", "plot_relative_cost", "plot_training_length",
            "plot_speed_accuracy", "plot_spp", "plot_spp_grid", "spp_frames"]

@@ -10,6 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from nfrepro.analysis.plotting.style import (
+    DIVERGED_BAND,
     diverged_band,
     diverged_legend,
     mark_diverged,
@@ -19,7 +20,8 @@ from nfrepro.analysis.plotting.style import (
 
 def plot_agc_batch_size(points: pd.DataFrame, ax: plt.Axes | None = None, title: str | None = None,
                         ylabel: str = "final test top-1 (%)", styles: Mapping[str, Mapping] | None = None,
-                        palette: str = "colorblind") -> plt.Figure:
+                        palette: str = "colorblind", diverged_counts: bool = False,
+                        longer: pd.DataFrame | None = None) -> plt.Figure:
     """NFNets Fig. 2a: top-1 (y) against batch size (x, log2), one line per ``line``.
 
     ``points``: one row per run, columns ``line``, ``batch_size``, ``seed``, ``top1``,
@@ -28,6 +30,9 @@ def plot_agc_batch_size(points: pd.DataFrame, ax: plt.Axes | None = None, title:
     dots are the seeds. Diverged runs are crosses in a shaded "diverged" strip below every result
     (:func:`diverged_band`), never dropped.
     ``styles``: matplotlib keywords per line (``color``, ``ls``); other lines take ``palette``.
+    ``diverged_counts``: write "k/n diverged" in the strip under each point where a run diverged.
+    ``longer``: runs of the same lines trained longer (columns ``line``, ``batch_size``, ``top1``,
+    ``diverged``, ``epochs``), drawn as open markers with their mean, labelled with the epochs.
     """
     lines = list(dict.fromkeys(points["line"]))
     styles = {line: dict((styles or {}).get(line, {})) for line in lines}
@@ -48,6 +53,19 @@ def plot_agc_batch_size(points: pd.DataFrame, ax: plt.Axes | None = None, title:
         done = sub[~sub["diverged"].astype(bool)]
         ax.plot(done["x"] + dx, done["top1"], ".", color=colors[line], alpha=0.5, ms=5)
         mark_diverged(ax, sub.loc[sub["diverged"].astype(bool), "x"], colors[line], dx)
+        if diverged_counts:
+            counts = sub.groupby("x")["diverged"].agg(["sum", "size"])
+            for x, (k, n) in counts[counts["sum"] > 0].iterrows():
+                ax.text(x + dx, DIVERGED_BAND * (0.2 + 0.6 * (i % 2)), f"{int(k)}/{n} diverged", fontsize=7,
+                        color=colors[line], ha="center", va="center", transform=ax.get_xaxis_transform())
+        if longer is not None and line in set(longer["line"]):
+            more = longer[(longer["line"] == line) & ~longer["diverged"].astype(bool)]
+            more = more.assign(x=np.log2(more["batch_size"].astype(float)) + dx + 0.12)
+            for (x, e), m in more.groupby(["x", "epochs"]):
+                ax.plot([x] * len(m), m["top1"], ".", color=colors[line], alpha=0.4, ms=4)
+                ax.plot(x, m["top1"].mean(), "D", mfc="none", mec=colors[line], ms=7, mew=1.6)
+                ax.annotate(f"{e} ep", (x, m["top1"].mean()), textcoords="offset points", xytext=(6, -3),
+                            fontsize=7, color=colors[line])
         if "clipping" in sub and sub["clipping"].notna().any():
             for r in m.itertuples():
                 lam = sub.loc[sub["x"] == r.x, "clipping"].dropna()
@@ -62,6 +80,11 @@ def plot_agc_batch_size(points: pd.DataFrame, ax: plt.Axes | None = None, title:
     if df["diverged"].astype(bool).any():
         diverged_band([ax])
     diverged_legend(ax, bool(df["diverged"].astype(bool).any()), fontsize="small", loc="best")
+    if longer is not None and len(longer):
+        handles, labels = ax.get_legend_handles_labels()
+        handles.append(plt.Line2D([], [], ls="", marker="D", mfc="none", mec="gray", ms=7, mew=1.6))
+        labels.append("trained longer (mean; epochs beside)")
+        ax.legend(handles, labels, fontsize="small", loc="best")
     if title:
         ax.set_title(title)
     return fig
@@ -70,7 +93,8 @@ def plot_agc_batch_size(points: pd.DataFrame, ax: plt.Axes | None = None, title:
 def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None,
                             panel: str = "variant", grid_top: float | None = None,
                             ylabel: str = "final test top-1 (%)", palette: str = "viridis",
-                            xlabel: str = "clipping threshold λ (log scale)",
+                            xlabel: str = "clipping threshold λ (log scale)", x: str = "clipping",
+                            diverged_counts: bool = False,
                             reference: Mapping[str, tuple[str, float]] | None = None) -> plt.Figure:
     """NFNets Fig. 2b: top-1 (y) against the clipping threshold lambda (x, log), one line per batch size.
 
@@ -79,9 +103,15 @@ def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None
     are the seeds; diverged runs are crosses in a shaded strip below every result. ``best``
     (columns ``panel``, ``batch_size``, ``clipping``) rings the best lambda of each line.
     ``grid_top``: the largest lambda of the paper's grid; the lambdas above it are shaded as an
-    extension. ``reference``: ``{panel value: (label, top-1)}``, a dashed horizontal line in that
-    panel (an unclipped baseline), named in the legend.
+    extension. ``x``: the column on the x axis (``clipping``, or e.g. the step bound eta * lambda).
+    ``diverged_counts``: write "k/n" under each lambda where runs diverged, and say in the legend
+    that the lines average the runs that trained (the verdicts compare those and count the rest).
+    ``reference``: ``{panel value: (label, top-1)}``, a dashed horizontal line in that panel (an
+    unclipped baseline), named in the legend.
     """
+    runs = runs.assign(clipping=runs[x]) if x != "clipping" else runs
+    if best is not None and x != "clipping":
+        best = best.assign(clipping=best[x])
     panels = list(dict.fromkeys(runs[panel]))
     batches = sorted(runs["batch_size"].unique())
     colors = dict(zip(batches, sns.color_palette(palette, n_colors=max(len(batches), 1)), strict=False))
@@ -102,6 +132,12 @@ def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None
             done = s[~s["diverged"].astype(bool)]
             a.plot(done["clipping"], done["top1"], ".", color=colors[b], alpha=0.5, ms=5)
             mark_diverged(a, s.loc[s["diverged"].astype(bool), "clipping"], colors[b])
+            if diverged_counts:
+                counts = s.groupby("clipping")["diverged"].agg(["sum", "size"])
+                for lam, (k, n) in counts[counts["sum"] > 0].iterrows():
+                    a.text(lam, DIVERGED_BAND * (0.15 + 0.7 * batches.index(b) / max(len(batches) - 1, 1)),
+                           f"{int(k)}/{n}", fontsize=7, color=colors[b], ha="center", va="center",
+                           transform=a.get_xaxis_transform())
             if best is not None:
                 pick = best[(best[panel] == name) & (best["batch_size"] == b)]
                 top = m[m["clipping"].isin(pick["clipping"])]
@@ -127,6 +163,9 @@ def plot_clipping_threshold(runs: pd.DataFrame, best: pd.DataFrame | None = None
     if runs["diverged"].astype(bool).any():
         handles.append(plt.Line2D([], [], ls="", marker="x", color="gray", ms=8, mew=2))
         labels.append("diverged run")
+    if diverged_counts:
+        handles.append(plt.Line2D([], [], color="gray", lw=1.6))
+        labels.append("line: mean of the runs\nthat trained; k/n: runs\nthat diverged")
     fig.legend(handles, labels, loc="outside right upper", fontsize="small",
                title="ring: best threshold" if best is not None else None)
     return fig
@@ -252,25 +291,28 @@ def plot_clip_fraction(trace: pd.DataFrame, title: str | None = None,
     return fig
 
 
-def plot_first_steps(traces: pd.DataFrame, clipping: float, title: str | None = None) -> plt.Figure:
+def plot_first_steps(traces: pd.DataFrame, clipping: float, title: str | None = None, group: str = "layers",
+                     ratios: Mapping[str, str] | None = None) -> plt.Figure:
     """The first updates of a run with and without its first conv clipped (``traces``: one row
     per ``layers``, ``seed``, ``step`` with ``loss``, ``first_conv_ratio``, ``others_ratio``;
     :func:`nfrepro.experiments.agc_diagnosis.trace_first_steps`). Left: the loss (log scale);
     right: the largest unit ratio ||G_i|| / max(||W_i||, eps) before clipping, of the first conv
-    (solid) and of every other clipped weight (dashed), with lambda drawn. One thin line per seed."""
-    settings = list(dict.fromkeys(traces["layers"]))
+    (solid) and of every other clipped weight (dashed), with lambda drawn. One thin line per seed.
+    ``group``: the column that names the lines' settings; ``ratios``: ratio column -> its label
+    (default: the first conv and the largest other layer)."""
+    ratios = ratios or {"first_conv_ratio": "first conv", "others_ratio": "largest other layer"}
+    settings = list(dict.fromkeys(traces[group]))
     colors = dict(zip(settings, sns.color_palette("colorblind", n_colors=max(len(settings), 1)),
                       strict=False))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.0), constrained_layout=True)
     for name in settings:
-        for seed, s in traces[traces["layers"] == name].groupby("seed"):
+        for seed, s in traces[traces[group] == name].groupby("seed"):
             first = seed == traces["seed"].min()
             left.plot(s["step"], s["loss"], color=colors[name], lw=1.2, alpha=0.8,
                       label=name if first else None)
-            right.plot(s["step"], s["first_conv_ratio"], color=colors[name], lw=1.2, alpha=0.8,
-                       label=f"{name}: first conv" if first else None)
-            right.plot(s["step"], s["others_ratio"], color=colors[name], lw=1.0, ls="--", alpha=0.6,
-                       label=f"{name}: largest other layer" if first else None)
+            for (col, what), ls in zip(ratios.items(), ("-", "--"), strict=False):
+                right.plot(s["step"], s[col], color=colors[name], lw=1.2, ls=ls, alpha=0.8,
+                           label=f"{name}: {what}" if first else None)
     right.axhline(clipping, color="0.3", lw=1, ls=":", label=f"λ = {clipping:g}")
     for a, ylabel in ((left, "training loss (log scale)"),
                       (right, "largest ‖G_i‖ / max(‖W_i‖, ε), before clipping")):
@@ -282,4 +324,85 @@ def plot_first_steps(traces: pd.DataFrame, clipping: float, title: str | None = 
     right.legend(fontsize="x-small", loc="upper left")
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def plot_training_length(gaps: pd.DataFrame, level: float = -1.0, title: str | None = None,
+                         palette: str = "colorblind") -> plt.Figure:
+    """How a gap to BN moves with training length: one line per ``series`` (``steps`` on a log2 x
+    axis, ``estimate`` with its ``ci_low``-``ci_high`` interval as bars), the ``level`` a verdict
+    reads ("keeps up": above it) and 0 drawn. ``diverged`` ("k/n vs m/n") is written where not 0."""
+    series = list(dict.fromkeys(gaps["series"]))
+    colors = dict(zip(series, sns.color_palette(palette, n_colors=max(len(series), 1)), strict=False))
+    fig, ax = plt.subplots(figsize=(7.2, 4.6), constrained_layout=True)
+    for i, name in enumerate(series):
+        g = gaps[gaps["series"] == name].sort_values("steps")
+        x = g["steps"].astype(float) * 2 ** (0.04 * (i - (len(series) - 1) / 2))  # apart, not hiding
+        lo, hi = (g["estimate"] - g["ci_low"]).clip(lower=0), (g["ci_high"] - g["estimate"]).clip(lower=0)
+        ax.errorbar(x, g["estimate"], yerr=[lo.fillna(0), hi.fillna(0)], marker="o", ms=6, lw=1.6, capsize=3,
+                    color=colors[name], label=f"{name} (batch {g['batch_size'].iloc[0]})")
+        for xi, r in zip(x, g.itertuples(), strict=True):
+            if any(k.split("/")[0] != "0" for k in str(r.diverged).split(" vs ")):
+                ax.annotate(f"diverged {r.diverged}", (xi, r.estimate), textcoords="offset points",
+                            xytext=(5, -10), fontsize=7, color=colors[name])
+    ax.axhline(0.0, color="0.3", lw=1)
+    ax.axhline(level, color="0.3", lw=1, ls=":", label=f"keeps up with BN: above {level:g}")
+    ax.set_xscale("log", base=2)
+    ticks = sorted(gaps["steps"].unique())
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("optimizer steps (log2 scale)")
+    ax.set_ylabel("gap to BN, top-1 points (trained seeds, 95% interval)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_lambda_theory(table: pd.DataFrame, best: pd.DataFrame, slopes: pd.DataFrame,
+                       palette: str = "viridis") -> plt.Figure:
+    """The lambda rule against its theory. Top row, one panel per variant: mean top-1 of the trained
+    runs against the step bound eta * lambda (``table``: variant, batch_size, step_bound,
+    mean_top1, best), one line per batch size, the best of each ringed: if the bound is what
+    matters, the lines peak at one place. Bottom: the per-seed best lambda against the batch
+    (``best``: variant, seed, batch_size, best; log2 axes, jittered) with the mean fitted slope
+    (``slopes``: variant, slope) through their centre and the theory's slope -1."""
+    variants = list(dict.fromkeys(table["variant"]))
+    batches = sorted(table["batch_size"].unique())
+    colors = dict(zip(batches, sns.color_palette(palette, n_colors=max(len(batches), 1)), strict=False))
+    fig, axes = plt.subplots(2, len(variants), figsize=(6.0 * len(variants), 8.0), squeeze=False,
+                             constrained_layout=True)
+    for j, v in enumerate(variants):
+        top, bottom = axes[0][j], axes[1][j]
+        for b in batches:
+            t = table[(table["variant"] == v) & (table["batch_size"] == b)].sort_values("step_bound")
+            top.plot(t["step_bound"], t["mean_top1"], "o-", color=colors[b], lw=1.6, ms=5, label=f"batch {b}")
+            pick = t[t["best"]]
+            top.plot(pick["step_bound"], pick["mean_top1"], "o", ms=13, mfc="none", mec=colors[b], mew=1.8)
+        top.set_xscale("log", base=2)
+        top.set_xlabel("step bound ηλ (peak lr x λ, log2 scale)")
+        top.set_title(f"{v}: top-1 against ηλ")
+        top.grid(True, alpha=0.3)
+        top.legend(fontsize="small", loc="best", title="ring: best λ")
+        g = best[best["variant"] == v]
+        seeds = sorted(g["seed"].unique())
+        jitter = {s: 0.06 * (k - (len(seeds) - 1) / 2) for k, s in enumerate(seeds)}
+        x = np.log2(g["batch_size"].astype(float)) + g["seed"].map(jitter)
+        bottom.plot(x, np.log2(g["best"]), "o", color="0.3", alpha=0.6, ms=6, label="per-seed best λ")
+        xs = np.log2(np.array(batches, dtype=float))
+        centre = (xs.mean(), float(np.log2(g["best"]).mean()))
+        slope = float(slopes.loc[slopes["variant"] == v, "slope"].iloc[0])
+        bottom.plot(xs, centre[1] + slope * (xs - centre[0]), "-", color="tab:green", lw=1.8,
+                    label=f"mean fitted slope {slope:.2f}")
+        bottom.plot(xs, centre[1] - (xs - centre[0]), ":", color="0.2", lw=1.6, label="theory: slope -1")
+        bottom.set_xticks(xs, [f"{b:g}" for b in batches])
+        lams = sorted(table["clipping"].unique())
+        bottom.set_yticks(np.log2(lams), [f"{c:g}" for c in lams])
+        bottom.set_xlabel("batch size (log2 scale)")
+        bottom.set_ylabel("best λ (log2 scale)")
+        bottom.set_title(f"{v}: best λ per seed")
+        bottom.grid(True, alpha=0.3)
+        bottom.legend(fontsize="small", loc="best")
+    axes[0][0].set_ylabel("final test top-1 (%), trained runs")
     return fig
