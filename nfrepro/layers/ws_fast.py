@@ -2,12 +2,15 @@ r"""Scaled WS with a hand-written backward: the training path of ``standardize_w
 
 The reference's values (tests hold them equal) in fewer weight-sized passes. Per row ``w`` of fan-in ``N``:
 ``c = w - mean(w)``, ``s = max(|c|^2, eps)^{-1/2}`` (``|c|^2 = N var``), ``u = c s``, ``out = g u``.
-With ``k = <dout, u>``:
+With ``k = <dout, u> = s (<dout, w> - mean(w) sum(dout))``:
 
 .. math::  \frac{\partial L}{\partial g} = k, \qquad
            \frac{\partial L}{\partial w} = g s \left(d_{out} - \overline{d_{out}} - u\,k\right)
 
-where the ``u k`` term vanishes on rows whose floor is active (``s`` is then a constant).
+where the ``u k`` term vanishes on rows whose floor is active (``s`` is then a constant). The forward
+takes four weight-sized passes (mean, centre, a row-wise norm, scale in place) and keeps only per-row
+``mean`` and ``s`` (the weight itself is saved, not a standardised copy); the backward reads
+``dout`` and ``w`` in a row-wise dot product and a sum, and writes the gradient in two passes.
 
 Channels-last weights are standardised in their memory order, ``O x (kh kw C_in)``, and handed back
 with the parameter's strides: an NCHW weight would make the conv of a 1-channel image output NCHW.
@@ -24,29 +27,35 @@ class _StandardizeWeight(torch.autograd.Function):
     def forward(weight: torch.Tensor, gain: torch.Tensor, eps: float):
         cl = _channels_last(weight)
         rows = _rows(weight, cl)                                         # O x N
-        centred = rows - rows.mean(dim=1, keepdim=True)
-        sq_norm = centred.square().sum(dim=1, keepdim=True)              # N var, O x 1
+        mean = rows.mean(dim=1, keepdim=True)
+        out = rows - mean                                                # c
+        sq_norm = torch.linalg.vector_norm(out, dim=1, keepdim=True).square()  # |c|^2 = N var
         scale = torch.rsqrt(torch.clamp(sq_norm, min=eps))
-        unit = centred * scale                                           # u: rows of unit norm
-        return _unrows(unit * gain.view(-1, 1), weight, cl), unit, scale, sq_norm >= eps
+        out.mul_(gain.view(-1, 1) * scale)                               # g s c, in place
+        return _unrows(out, weight, cl), mean, scale, sq_norm >= eps
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         weight, gain, _ = inputs
-        _, unit, scale, active = output
-        ctx.mark_non_differentiable(unit, scale, active)
-        ctx.save_for_backward(unit, scale, gain, active)
+        _, mean, scale, active = output
+        ctx.mark_non_differentiable(mean, scale, active)
+        ctx.save_for_backward(weight, mean, scale, gain, active)  # the weight itself: no extra memory
         ctx.channels_last = _channels_last(weight)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor, *_unused):
-        unit, scale, gain, active = ctx.saved_tensors
+        weight, mean, scale, gain, active = ctx.saved_tensors
         d = _rows(grad_out, ctx.channels_last)
-        k = (d * unit).sum(dim=1, keepdim=True)                          # <dout, u>, O x 1
+        w = _rows(weight, ctx.channels_last)
+        d_sum = d.sum(dim=1, keepdim=True)                               # O x 1
+        d_w = torch.linalg.vecdot(d, w, dim=1).unsqueeze(1)              # <dout, w>
+        k = (d_w - mean * d_sum) * scale                                 # <dout, u>, u = (w - mean) s
         gs = gain.view(-1, 1) * scale
-        # g s (d - mean(d) - u k), with k dropped where the floor holds s constant
-        grad_w = (d - d.mean(dim=1, keepdim=True) - unit * (k * active)) * gs
+        # g s (d - mean(d) - u k) = gs d - (gs k s) w + gs (k s mean - mean(d)), k dropped where the
+        # floor holds s constant: two weight-sized passes
+        ks = k * active * scale
+        grad_w = torch.addcmul(gs * (ks * mean - d_sum / d.shape[1]), w, -gs * ks).addcmul_(d, gs)
         return _unrows(grad_w, grad_out, ctx.channels_last), k.view_as(gain), None
 
 
