@@ -59,7 +59,8 @@ browser: ## install Chromium and chromedriver (Debian packages) for the browser 
 # Every run record of a reproduce names the commit it started from ("-dirty" when the tree had
 # uncommitted changes then), not the tree that papermill and the notebooks are rewriting meanwhile.
 # The benchmarks' tables (results/bench_*.csv) are committed too, so the same run remakes them:
-# every results/*.json and figure names one commit (tests/test_provenance.py).
+# every results/*.json and figure names one commit (tests/test_provenance.py). tools/gelu_speed.py
+# adds the GELU kernels and timm's F0 step on one thread (bench_gelu, bench_train_step_1thread).
 BENCHMARKS := agc train_step inference throughput weight_standardization
 # Notebook 00 runs last: its synthesis reads every verdict file and the minutes each step took
 # (.scratch/reproduce/times.csv, which it saves as results/reproduce_times.csv).
@@ -78,6 +79,7 @@ reproduce: setup ## run every notebook (default "cpu" profile), regenerating fig
 	for nb in $(filter-out 00_overview.ipynb,$(NOTEBOOKS)); do run_notebook "$$nb" || exit 1; done; \
 	echo "== benchmarks: $(BENCHMARKS)" && start=$$(date +%s) && \
 	env -u NFREPRO_PROFILE $(BIN)/python -m nfrepro bench --profile cpu --which $(BENCHMARKS) && \
+	PYTHONPATH=. $(BIN)/python tools/gelu_speed.py --threads 1 --only gelu train_step && \
 	echo "benchmarks,$$(( $$(date +%s) - start ))" >> $(TIMES) && \
 	echo "== benchmarks done in $$(( $$(date +%s) - start )) s" && \
 	run_notebook 00_overview.ipynb && rm -f $(TIMES)

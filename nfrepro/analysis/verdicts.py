@@ -228,15 +228,22 @@ def paired_claim_row(claim: str, a: pd.Series, b: pd.Series, kind: str = "greate
 
 
 def rate_claim_row(claim: str, events: Iterable[bool], setting: Setting | None = None,
-                   reading: str = "") -> dict:
+                   reading: str = "", contradicted_below: float | None = None) -> dict:
     """A verdict row on "this happens in some runs" (a rate above 0, e.g. divergence): Wilson's 95%
     interval; reproduced when its lower end is above 0, otherwise not resolved (no finite number of
-    clean runs proves a rate of 0)."""
+    clean runs proves a rate of 0). ``contradicted_below``: for a claim that the event is the rule
+    ("NF without AGC diverges"), contradicted when no run had it and the interval's upper end lies
+    below this rate (most runs do not)."""
     e = [bool(x) for x in events]
     rate, low, high = rate_ci(sum(e), len(e))
+    rule = "95% Wilson interval of the rate > 0"
+    verdict = REPRODUCED if e and low > 0 else NOT_RESOLVED
+    if contradicted_below is not None:
+        rule += f"; contradicted: none happened, interval < {contradicted_below:g}"
+        if e and not any(e) and high < contradicted_below:
+            verdict = CONTRADICTED
     return {"claim": claim, "estimate": rate, "ci_low": low, "ci_high": high, "n": len(e),
-            "verdict": REPRODUCED if e and low > 0 else NOT_RESOLVED,
-            "rule": "95% Wilson interval of the rate > 0", "diverged": f"{sum(e)}/{len(e)}",
+            "verdict": verdict, "rule": rule, "diverged": f"{sum(e)}/{len(e)}",
             **(setting.row() if setting else {}), "reading": reading}
 
 

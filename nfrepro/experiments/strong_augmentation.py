@@ -188,17 +188,11 @@ def _setting(cfgs: Mapping[str, TrainConfig], runs: pd.DataFrame, batch: int, ne
 
 
 def rate_row(claim: str, events: int, n: int, setting: verdicts.Setting, reading: str) -> dict:
-    """A verdict row for a rate (divergence): Wilson's 95% interval; reproduced when it excludes 0."""
-    rate, low, high = verdicts.rate_ci(events, n)
-    if low > 0:
-        verdict = verdicts.REPRODUCED
-    elif events == 0 and high < 0.5:  # no run diverged, and most runs do not: the interval says so
-        verdict = verdicts.CONTRADICTED
-    else:
-        verdict = verdicts.NOT_RESOLVED
-    return {"claim": claim, "estimate": rate, "ci_low": low, "ci_high": high, "n": n, "verdict": verdict,
-            "rule": "95% Wilson interval of the rate > 0; contradicted: none diverged, interval < 0.5",
-            **setting.row(), "reading": reading}
+    """A verdict row for a divergence rate (:func:`~nfrepro.analysis.verdicts.rate_claim_row`: Wilson's
+    95% interval): reproduced when it excludes 0; contradicted when none of the runs diverged and the
+    interval lies below 1/2 (most runs do not)."""
+    return verdicts.rate_claim_row(claim, [True] * events + [False] * (n - events), setting, reading,
+                                   contradicted_below=0.5)
 
 
 def paper_gain(aug: str) -> float:

@@ -275,8 +275,6 @@ def claims(runs: pd.DataFrame, cfgs: Mapping[str, TrainConfig]) -> list[dict]:
     """The verdict rows of notebook 09; ``cfgs``: the runs' configurations by folder name. Fine-tuned,
     the NF net is compared with AGC (the NF recipe at the paper's learning rate) and without; the
     probes train the classifier only, which AGC does not clip, so they use the NF net without."""
-    from nfrepro.experiments.strong_augmentation import rate_row
-
     gaps = paper_gaps()["gap"]
     paper = f"paper T4: {gaps.min():+.1f} to {gaps.max():+.1f}"
     arm, family = runs["arm"], runs["family"]
@@ -295,10 +293,11 @@ def claims(runs: pd.DataFrame, cfgs: Mapping[str, TrainConfig]) -> list[dict]:
             _row(runs, cfgs, k, f"NF + AGC fine-tunes better than BN (NF + AGC - BN, top-1 points; {paper})",
                  ft, (arm == FINE_TUNE) & family.isin([AGC, BN]),
                  f"fine-tuned with AGC, NF scored {ft.mean():+.2f} points against BN ({paper})."),
-            rate_row(f"{k} per class: NF without AGC diverges when fine-tuned at the paper's lr 0.1 (rate)",
-                     int(nf_ft["diverged"].sum()), len(nf_ft), s,
-                     f"at {s.describe()} ({k} target images per class), {int(nf_ft['diverged'].sum())} of "
-                     f"{len(nf_ft)} unclipped NF fine-tuning runs diverged."),
+            verdicts.rate_claim_row(
+                f"{k} per class: NF without AGC diverges when fine-tuned at the paper's lr 0.1 (rate)",
+                nf_ft["diverged"].astype(bool), s,
+                f"at {s.describe()} ({k} target images per class), {int(nf_ft['diverged'].sum())} of "
+                f"{len(nf_ft)} unclipped NF fine-tuning runs diverged.", contradicted_below=0.5),
             _row(runs, cfgs, k, "NF without AGC fine-tunes better than BN (NF - BN, top-1 points, a diverged "
                  "run at chance)", ft_nf, (arm == FINE_TUNE) & family.isin([NF, BN]),
                  f"fine-tuned without clipping, NF scored {ft_nf.mean():+.2f} points against BN."),

@@ -55,8 +55,10 @@ def test_setting_follows_the_engine_and_spans_the_compared_runs():
     assert (two.train_images, two.batch_size, two.steps, two.clipping) == (20_000, "128-1024", "152-1248",
                                                                           "AGC λ=0.01")
     assert verdicts.setting_of([TrainConfig(steps=100, batch_size=256)], 1).steps == 100
+    unknown = TrainConfig()
+    unknown.dataset = "an_image_folder"  # a data set of no known size
     with pytest.raises(ValueError, match="train_images"):
-        verdicts.setting_of([TrainConfig(dataset="synthetic")], 1)
+        verdicts.setting_of([unknown], 1)
     with pytest.raises(ValueError, match="at least one"):
         verdicts.setting_of([], 1)
 

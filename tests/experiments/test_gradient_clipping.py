@@ -98,7 +98,7 @@ def test_warmup_follows_notebook_02_and_the_budget_is_stated():
         assert ours.warmup_epochs / ours.epochs == theirs.warmup_epochs / theirs.epochs
     table = gc.budget_table("cpu").set_index("notebook")
     assert tuple(table.loc["07 (this one)", ["steps", "warmup steps"]]) == ("156 / 18", "39 / 4")
-    assert table.loc["02 (AGC vs batch size)", "train images"] == 60_000
+    assert table.loc["02 (AGC vs batch size)", "train images"] == agc_ablation.SCALES["cpu"].train_subset
 
 
 def test_run_details_reads_skip_gains_and_the_clipped_fraction(tmp_path):
