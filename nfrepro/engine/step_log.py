@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import importlib
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,21 @@ def tensorboard_writer(log_dir: str | Path, purge_step: int | None = None):
                           "(or nfrepro[tensorboard])") from err
     # torch's bridge to it, loaded only now (importing it without tensorboard fails)
     writer = importlib.import_module("torch.utils.tensorboard").SummaryWriter
+    _open_after_earlier_files(Path(log_dir))
     return writer(str(log_dir), purge_step=purge_step)
+
+
+def _open_after_earlier_files(log_dir: Path) -> None:
+    """TensorBoard reads a folder's event files in name order, and a name begins with the second its
+    writer opened (``events.out.tfevents.<seconds>.<host>.<pid>...``). A resume opened in the same
+    second as the killed run's writer could sort before it by pid, and that file's purge would then
+    drop the resumed steps; so wait (under a second) until the clock has passed the newest file's second."""
+    seconds = [int(p.name.split(".")[3]) for p in log_dir.glob("events.out.tfevents.*")
+               if p.name.split(".")[3].isdigit()]
+    if seconds:
+        delay = max(seconds) + 1 - time.time()
+        if delay > 0:
+            time.sleep(min(delay, 1.0))
 
 
 class StepLogger:

@@ -45,3 +45,17 @@ def test_a_resumed_run_logs_each_step_once(tmp_path):
             log(step, metrics)
     assert pd.read_csv(path)["step"].tolist() == list(range(1, 11))
     StepLogger(1, tmp_path / "new.csv").resume_at(3)  # nothing logged yet: nothing to do
+
+
+def test_a_resumed_writer_opens_after_the_killed_ones_file(tmp_path):
+    """TensorBoard orders event files by name, whose first field is the second the writer opened: the
+    resumed writer must not share the killed writer's second (a lower pid would sort it first)."""
+    import time
+
+    from nfrepro.engine.step_log import _open_after_earlier_files
+
+    now = int(time.time())
+    (tmp_path / f"events.out.tfevents.{now}.host.99999.0").write_bytes(b"")
+    (tmp_path / "events.out.tfevents.notanumber.host").write_bytes(b"")  # ignored, not an error
+    _open_after_earlier_files(tmp_path)
+    assert int(time.time()) > now
