@@ -339,8 +339,10 @@ def findings_02(claims: pd.DataFrame, mechanism: str = "") -> str:
     small = _find(claims, "NF without clipping matches BN")
     behind = _find(claims, "NF without clipping falls behind")
     if small is not None and behind is not None:
-        how = (f" Stepped by hand, the failure has one shape: {mechanism}. Nothing bounds a unit's step "
-               f"against its weight, so the step grows until the loss explodes." if mechanism else "")
+        said = mechanism and mechanism.rstrip(".") in behind["reading"]  # the reading may carry it already
+        how = (f" Stepped by hand, the failure has one shape: {mechanism}." if mechanism and not said else "")
+        how += (" Nothing bounds a unit's step against its weight, so the step grows until the loss explodes."
+                if mechanism else "")
         parts.append(f"**Without clipping.** The paper's first observation {HOLDS[small['verdict']]}: "
                      f"{_say(small)}. Its second, that NF falls behind at the largest batch, "
                      f"{HOLDS[behind['verdict']]}: {_say(behind)}.{how}")

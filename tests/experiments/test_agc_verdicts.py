@@ -123,3 +123,17 @@ def test_length_answers_read_as_steps_or_not_within():
     assert "does not keep up with BN within 232 steps" in free["reading"] and free["steps"] == "29-232"
     text = W.findings_02(claims.reset_index())
     assert "How the verdicts move with training length" in text and "232 steps" in text
+
+
+def test_findings_say_the_blowup_once():
+    """The mechanism sentence is not repeated when the largest-batch reading already carries it."""
+    blowup = "NF blew up in 5 of 5 runs (median step 12)"
+    claims = pd.DataFrame([
+        {"claim": "Fig. 2a: at batch 32, NF without clipping matches BN (NF - BN, top-1 points)",
+         "verdict": "not resolved", "reading": "At 936 steps NF trails BN by 0.9 points."},
+        {"claim": "Fig. 2a: at batch 512, NF without clipping falls behind BN (BN - NF, top-1 points)",
+         "verdict": "reproduced", "reading": f"At 58 steps NF diverged in 5 of 5 runs; {blowup}."}])
+    text = W.findings_02(claims, blowup)
+    assert text.count(blowup) == 1 and "Nothing bounds a unit's step" in text
+    claims.loc[1, "reading"] = "At 58 steps NF diverged in 5 of 5 runs."
+    assert W.findings_02(claims, blowup).count(blowup) == 1  # said once, by the mechanism clause
