@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from nfrepro.layers.init import fan_in_normal_
 from nfrepro.layers.padding import SamePadConv2d
-from nfrepro.layers.ws_fast import _StandardizeWeight
+from nfrepro.layers.ws_fast import standardize_weight_fast
 
 WS_EPS = 1e-4  # floor on N * var (official `base.WSConv2D.standardize_weight`)
 
@@ -43,7 +43,7 @@ def standardize_weight(weight: torch.Tensor, gain: torch.Tensor | None = None,
     the reference ops otherwise (no gain, meta tensors, no grad, tracing for export)."""
     if gain is None or weight.is_meta or not torch.is_grad_enabled() or torch.jit.is_tracing():
         return standardize_weight_reference(weight, gain, eps)
-    return _StandardizeWeight.apply(weight, gain, eps)[0]
+    return standardize_weight_fast(weight, gain, eps)
 
 
 torch.fx.wrap("standardize_weight")  # one leaf node under FX tracing (its branches read tensor flags)

@@ -135,3 +135,31 @@ def test_input_scale_is_folded_into_the_weight(stride):
                         torch.autograd.grad(ref, list(unscaled.parameters()), dy), strict=True):
             assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
     assert "input_scale=1.7" in repr(conv)
+
+
+def test_training_path_takes_native_batch_norm_unless_a_row_is_floored():
+    """CPU training: PyTorch's batch norm over the weight rows when no row is at the floor (same values
+    and gradients as the reference); a floored row sends the whole weight to the autograd Function."""
+    from nfrepro.layers.weight_standardization import standardize_weight_reference
+
+    torch.manual_seed(1)
+    w = torch.randn(6, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    g = torch.rand(6, dtype=torch.float64, requires_grad=True)
+    out = standardize_weight(w, g)
+    assert "BatchNorm" in type(out.grad_fn).__name__ or "BatchNorm" in str(out.grad_fn.next_functions)
+    ref = standardize_weight_reference(w, g)
+    dy = torch.randn_like(out)
+    assert torch.allclose(out, ref, rtol=1e-12, atol=1e-14)
+    for a, b in zip(torch.autograd.grad(out, (w, g), dy), torch.autograd.grad(ref, (w, g), dy), strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    floored = w.detach().clone()
+    near_constant = 0.5 + 1e-5 * torch.randn(3, 3, 3, dtype=torch.float64)
+    for row in (0.5, near_constant):  # N var = 0, and 0 < N var < 1e-4
+        floored[2] = row
+        w2 = floored.clone().requires_grad_()
+        out, ref = standardize_weight(w2, g), standardize_weight_reference(w2, g)
+        assert "StandardizeWeight" in str(out.grad_fn) + str(out.grad_fn.next_functions)
+        assert torch.allclose(out, ref, rtol=1e-12, atol=1e-14)
+        grads = torch.autograd.grad(out, (w2, g), dy), torch.autograd.grad(ref, (w2, g), dy)
+        for a, b in zip(*grads, strict=True):
+            assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
