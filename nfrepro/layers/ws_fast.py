@@ -1,4 +1,5 @@
-r"""Scaled WS with a hand-written backward: the training path of ``standardize_weight``.
+r"""Scaled WS for training: PyTorch's native batch norm where it computes the same function
+(:func:`standardize_weight_fast`, CPU), else an autograd Function with a hand-written backward.
 
 The reference's values (tests hold them equal) in fewer weight-sized passes. Per row ``w`` of fan-in ``N``:
 ``c = w - mean(w)``, ``s = max(|c|^2, eps)^{-1/2}`` (``|c|^2 = N var``), ``u = c s``, ``out = g u``.
