@@ -130,6 +130,10 @@ class TrainConfig:
                                         here=lambda: "on" if memory_format("auto") == torch.channels_last
                                         else "off")
     compile: bool = _about(False, "torch.compile the model (worth it for long GPU runs only)")
+    onednn: bool = _about(True, "oneDNN (mkldnn) convolutions on the CPU while training (evaluation keeps "
+                          "them); off: PyTorch's own kernels, which cost less per call: for the small nets "
+                          "at batch 2-8 a training step takes about 0.6-0.75x the time (notebook 06), at "
+                          "batch 32 and above oneDNN is faster. No effect on a GPU")
     eval_every: int = _about(1, "epochs between test evaluations (the last epoch always)")
     eval_batch_size: int = _about(1024, "batch size of the test evaluations")
     max_loss: float = _about(100.0, "a loss above this counts as a divergence and stops the run (chance "
@@ -390,7 +394,7 @@ def check_model(name: str, kwargs: dict[str, Any], dataset: str, data_root: str 
 ADDED_LATER = {"clip_exclude_skip_gains": False, "optimizer": "sgd", "clip_norm": None, "image_size": None,
                "agc_granularity": "unit", "clip_exclude_stage_skip_gains": True,
                "classes": None, "per_class": None, "pretrained": None, "freeze_backbone": False,
-               "bn_reestimate": False}
+               "bn_reestimate": False, "onednn": True}
 
 
 def trajectory(values: dict[str, Any]) -> dict[str, Any]:

@@ -275,6 +275,18 @@ def train_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
     return loss.detach()
 
 
+@contextlib.contextmanager
+def _onednn(enabled: bool):
+    """oneDNN's CPU convolutions on or off for the block (``torch.backends.mkldnn.flags`` would also
+    reset TF32 settings and warn about them on every call)."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = enabled
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
+
+
 def _train_epoch(parts: _Parts, config: TrainConfig, step: int, bar,
                  on_step: Callable[[int, dict], None] | None = None,
                  epoch: int = 0) -> tuple[int, dict[str, Any]]:
@@ -370,7 +382,8 @@ def _train_locked(config: TrainConfig, on_epoch_end: Callable[[int, dict], None]
     if progress["status"] == "completed" and main:  # killed between checkpoint and metrics
         write_metrics(run_dir, rows, config, wall_before, "completed", info.device, world_size)
     while progress["epoch"] < parts.n_epochs and progress["status"] == "running":
-        step, stats = _train_epoch(parts, config, progress["step"], bar, step_hook, progress["epoch"] + 1)
+        with _onednn(config.onednn):  # which library's CPU convolutions (TrainConfig.onednn)
+            step, stats = _train_epoch(parts, config, progress["step"], bar, step_hook, progress["epoch"] + 1)
         epoch = progress["epoch"] + 1
         status = "diverged" if stats["diverged"] else (
             "completed" if epoch == parts.n_epochs else "running")

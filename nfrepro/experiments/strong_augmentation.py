@@ -24,8 +24,9 @@ Departures, each stated where it is used:
   or flip, so "none" really is no augmentation;
 * AGC leaves the SkipInit gains unclipped (``clip_exclude_skip_gains``): clipped as published, the
   zero-initialised gains barely move in a few hundred steps and the net trains as a shallow one
-  (notebook 02 measures it). Its lambda per batch size is the best notebook 02 found for this net,
-  data and recipe (the paper's rule: the larger the batch, the smaller lambda; 0.01 at 1024-4096);
+  (notebook 02 measures it). Its lambda per batch size follows the paper's rule (the larger the
+  batch, the smaller lambda; 0.01 at 1024-4096) within the range notebook 02 found best for the
+  same nets at the same learning rates (AGC bounds a unit's relative step by about lr x lambda);
 * Table 2 adds the augmentations one after the other (MixUp, then RandAugment, then CutMix); here
   each is compared alone with no augmentation, and all three together with none.
 """
@@ -87,14 +88,15 @@ SCALES: dict[str, AugScale] = {
     "smoke": AugScale(dataset="synthetic", widths=(4, 8, 16), depths=(1, 1, 1), epochs=2, warmup_epochs=0.5,
                       batch_sizes=(32,), clippings=(0.16,), seeds=(0, 1), train_subset=128, test_subset=128,
                       ema_decay=None, threads=1, trace_steps=3),
-    # 2-core CPU: 2,000 Fashion-MNIST images for 20 epochs (the regime in which a net this size
-    # overfits, so that augmentation can pay), warmup 2 epochs, the small nets with the ImageNet
-    # stem, batch 128 (the unclipped NF net trains) and 512 (4x the learning rate), five seeds, 5,000
-    # test images at epochs 10 and 20, two runs at a time
-    "cpu": AugScale(dataset="fashion_mnist", widths=(16, 32, 64), depths=(2, 2, 2), small_stem=False,
-                    epochs=20, warmup_epochs=2.0, batch_sizes=(128, 512), clippings=(0.16, 0.04),
-                    seeds=(0, 1, 2, 3, 4), train_subset=2000, test_subset=5000, ema_decay=None, workers=2,
-                    trace_steps=40, extra={"eval_every": 10}),
+    # 2-core CPU: 1,000 Fashion-MNIST images for 15 epochs (the regime in which a net overfits, so
+    # that augmentation can pay), warmup 2 epochs, the small nets of notebooks 02 and 06 (one block
+    # per stage, the ImageNet stem), batch 128 (the unclipped NF net trains) and 512 (4x the
+    # learning rate; 2 steps an epoch), five seeds, 2,000 test images at the end, two runs at a
+    # time: notebooks 08 + 09 within 20 minutes
+    "cpu": AugScale(dataset="fashion_mnist", widths=(16, 16, 32), depths=(1, 1, 1), small_stem=False,
+                    epochs=15, warmup_epochs=2.0, batch_sizes=(128, 512), clippings=(0.16, 0.04),
+                    seeds=(0, 1, 2, 3, 4), train_subset=1000, test_subset=2000, ema_decay=None, workers=2,
+                    trace_steps=40, extra={"eval_every": 15}),
     # one GPU: CIFAR-10, wider nets, the paper's batch 1024 and a quarter of it
     "gpu": AugScale(dataset="cifar10", widths=(64, 128, 256), depths=(2, 2, 2), epochs=60, warmup_epochs=5.0,
                     batch_sizes=(256, 1024), clippings=(0.04, 0.01), seeds=(0, 1, 2, 3, 4), crop_padding=4,

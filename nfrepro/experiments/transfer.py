@@ -107,13 +107,14 @@ SCALES: dict[str, TransferScale] = {
                            warmup_epochs=0.25, batch_sizes=(16,), seeds=(0, 1), train_subset=256,
                            test_subset=128, threads=1, per_class=(8,), finetune_seeds=(0, 1),
                            finetune_steps=6, finetune_batch=8, finetune_warmup_steps=2),
-    # 2-core CPU: pre-training on all 36,000 source images for 3 epochs at batch 128 (843 steps),
-    # fine-tuning for 200 steps at batch 32 on 100, 400 or 1,600 target images, 10 seeds (5 from each
-    # of 2 pre-training seeds), two runs at a time
-    "cpu": TransferScale(dataset="fashion_mnist", widths=(16, 32, 64), depths=(2, 2, 2), small_stem=False,
+    # 2-core CPU: the small nets of notebooks 02 and 06 (one block per stage, the ImageNet stem),
+    # pre-trained on all 36,000 source images for 3 epochs at batch 128 (843 steps), fine-tuned for
+    # 150 steps at batch 32 on 100, 400 or 1,600 target images, 5 seeds (3 from pre-training seed 0,
+    # 2 from seed 1), two runs at a time: notebooks 08 + 09 within 20 minutes
+    "cpu": TransferScale(dataset="fashion_mnist", widths=(16, 16, 32), depths=(1, 1, 1), small_stem=False,
                          epochs=3, warmup_epochs=0.5, batch_sizes=(128,), seeds=(0, 1), workers=2,
-                         per_class=(25, 100, 400), finetune_seeds=tuple(range(10)), finetune_steps=200,
-                         finetune_batch=32, finetune_warmup_steps=20),
+                         per_class=(25, 100, 400), finetune_seeds=tuple(range(5)), finetune_steps=150,
+                         finetune_batch=32, finetune_warmup_steps=15),
     "gpu": TransferScale(dataset="cifar10", widths=(64, 128, 256), depths=(2, 2, 2), epochs=30,
                          warmup_epochs=1.0, batch_sizes=(256,), seeds=(0, 1), crop_padding=4, flip=True,
                          per_class=(25, 100, 400), finetune_seeds=tuple(range(10)), finetune_steps=1000,

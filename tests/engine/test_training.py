@@ -161,6 +161,18 @@ def test_on_step_callback_sees_every_update(tmp_path):
     assert [s for s, _ in seen] == [1, 2, 3, 4] and all(loss > 0 for _, loss in seen)
 
 
+def test_onednn_off_holds_while_training_only_and_trains_the_same_function(tmp_path):
+    seen = []
+    off = train(tiny(tmp_path, "off", epochs=1, onednn=False),
+                on_step=lambda step, m: seen.append(torch.backends.mkldnn.enabled))
+    assert seen == [False] * 4 and torch.backends.mkldnn.enabled  # restored after the run
+    on = train(tiny(tmp_path, "on", epochs=1))
+    assert run_name(tiny(tmp_path, onednn=False)) != run_name(tiny(tmp_path)) == PINNED_NAME
+    # other convolution kernels, the same function: the losses agree to float32 rounding
+    losses = [r.metrics["train_loss"].to_numpy() for r in (off, on)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
 def test_tensorboard_needs_the_package_or_writes_events(tmp_path):
     try:
         import tensorboard  # noqa: F401

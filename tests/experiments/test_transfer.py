@@ -18,7 +18,7 @@ def test_the_cpu_plan_pairs_every_fine_tuning_seed_with_a_pre_training_seed():
     arms = {tr.NF: 3, tr.AGC: 2, tr.BN: 4}  # the re-estimated probe is BN's only; NF + AGC: no probe
     assert len(plan) == sum(arms.values()) * len(scale.per_class) * len(scale.finetune_seeds)
     clipped = plan[plan["variant"].str.startswith(tr.AGC)]
-    assert np.allclose(clipped["clipping"], 0.16) and len(clipped) == 2 * 3 * 10
+    assert np.allclose(clipped["clipping"], 0.16) and len(clipped) == 2 * 3 * len(scale.finetune_seeds)
     assert plan.loc[~plan["variant"].str.startswith(tr.AGC), "clipping"].isna().all()
     assert [tr.pretrain_seed(scale, s) for s in range(4)] == [0, 1, 0, 1]
     assert set(plan["batch_size"]) == {scale.finetune_batch}
