@@ -9,6 +9,7 @@ A missing data set raises :class:`DataNotFoundError` naming the command that ins
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import math
@@ -101,7 +102,17 @@ def _find_idx(folder: Path, name: str) -> Path | None:
 
 
 def read_idx(path: Path, expected_md5: str | None = None) -> np.ndarray:
-    """Read an IDX file (gzip or plain); check the md5 of the decompressed bytes."""
+    """Read an IDX file (gzip or plain); check the md5 of the decompressed bytes. The decoded array
+    (read-only) is kept for the process, keyed by the file's path, size, modification time and inode,
+    so a sweep worker that trains hundreds of runs decompresses and checks each file once."""
+    path = Path(path)
+    st = path.stat()
+    return _read_idx(str(path), st.st_size, st.st_mtime_ns, st.st_ino, expected_md5)
+
+
+@functools.lru_cache(maxsize=4)  # one data set's four files
+def _read_idx(name: str, size: int, mtime_ns: int, inode: int, expected_md5: str | None) -> np.ndarray:
+    path = Path(name)
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:  # cut short, or not gzip at all

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import pickle
 from pathlib import Path
 
@@ -41,6 +42,16 @@ def test_read_idx_plain_and_gzip_with_md5(tmp_path, compressed):
     np.testing.assert_array_equal(read_idx(path, hashlib.md5(raw).hexdigest()), array)
     with pytest.raises(DataIntegrityError, match="corrupt"):
         read_idx(path, "0" * 32)
+
+
+def test_read_idx_decodes_a_file_once_and_sees_it_change(tmp_path):
+    path = tmp_path / "x"
+    path.write_bytes(_idx_bytes(np.zeros((2, 3), np.uint8)))
+    first = read_idx(path)
+    assert read_idx(path) is first and not first.flags.writeable  # kept, and nobody can alter it
+    path.write_bytes(_idx_bytes(np.ones((2, 3), np.uint8)))
+    os.utime(path, ns=(1, 1))  # same size, another modification time (whatever the clock's grain): read again
+    np.testing.assert_array_equal(read_idx(path), np.ones((2, 3)))
 
 
 def test_missing_fashion_mnist_names_the_install_command(tmp_path, monkeypatch):
