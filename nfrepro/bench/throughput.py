@@ -7,8 +7,9 @@ backward, AGC (lambda 0.01, NF net only: the paper's NF recipe clips, the baseli
 SGD. Each model runs twice: in fp32 with the NCHW layout (what every measurement before the bf16
 default used) and with the training defaults (:mod:`nfrepro.engine.device`: bf16 autocast and
 channels-last where the device computes bf16 natively, fp32 elsewhere), so the speed-up of the
-default is a ratio within one run. On the CPU it runs one thread (the sweeps' workers do) and
-reports images per second per core.
+default is a ratio within one run (where the default is that same fp32 NCHW step, on a CPU without
+native bf16, it is timed once and the default's rows repeat its times). On the CPU it runs one
+thread (the sweeps' workers do) and reports images per second per core.
 
 Before and after: ``before=`` takes a factory of an outside stepper (one per batch size) that
 joins the same round-robin as the in-process sides, so that ``speedup_vs_before`` is a ratio
@@ -32,7 +33,14 @@ import torch
 
 from nfrepro.data.datasets import load_dataset
 from nfrepro.data.loader import TensorLoader
-from nfrepro.engine.device import autocast, compute_dtype, memory_format, resolve_device, synchronize
+from nfrepro.engine.device import (
+    autocast,
+    compute_dtype,
+    memory_format,
+    native_bf16,
+    resolve_device,
+    synchronize,
+)
 from nfrepro.engine.training import train_step
 from nfrepro.models import create_model
 from nfrepro.optim.recipe import make_optimizer
@@ -84,6 +92,19 @@ class _Stepper:
         train_step(self.model, self.opt, x, y, self.autocast)
 
 
+Precision = tuple[str, str, 'bool | None']  # (label, amp, channels_last)
+
+
+def _same_step(device: torch.device, p: Precision, q: Precision) -> bool:
+    """Whether precisions ``p`` and ``q`` run the same step on ``device`` for every model: the same
+    compute dtype and the same layout (a layout left to the default is NCHW wherever bf16 is not
+    native, whatever the model, :func:`nfrepro.engine.device.memory_format`)."""
+    def layout(channels_last: bool | None) -> bool | None:
+        return channels_last if channels_last is not None or native_bf16(device) else False
+    return (compute_dtype(device, p[1]) == compute_dtype(device, q[1])
+            and layout(p[2]) == layout(q[2]) is not None)
+
+
 def measure_throughput(models: Sequence[str] = MODELS, batch_sizes: Sequence[int] = BATCH_SIZES,
                        device: Any = None, steps: int = 8, warmup: int = 2, repeats: int = 3,
                        dataset: str = "fashion_mnist", subset: int | None = 8192,
@@ -110,6 +131,10 @@ def measure_throughput(models: Sequence[str] = MODELS, batch_sizes: Sequence[int
     try:
         for batch_size in batch_sizes:
             keys = [(m, p) for p in precisions for m in models]
+            # a precision that runs the first one's very step (the default on a CPU without native
+            # bf16: fp32, NCHW) is not timed twice: its rows repeat the first one's times
+            same = {p: precisions[0] for p in precisions[1:] if _same_step(device, p, precisions[0])}
+            keys = [(m, p) for m, p in keys if p not in same]
             steppers = {(m, p): _Stepper(m, data, batch_size, device, p[1], p[2]) for m, p in keys}
             for stepper in steppers.values():
                 for _ in range(warmup):
@@ -135,11 +160,14 @@ def measure_throughput(models: Sequence[str] = MODELS, batch_sizes: Sequence[int
             finally:
                 if old is not None:
                     old.close()
+            times.update({(m, p): times[(m, q)] for p, q in same.items() for m in models})
+            keys += [(m, p) for p in same for m in models]
             for m, p in keys:
                 t = statistics.median(times[(m, p)])
+                timed = steppers.get((m, same.get(p, p)))
                 row = {"model": m, "batch_size": batch_size, "precision": p[0],
                        "dtype": compute_dtype(device, p[1]),
-                       "channels_last": (m, p) in steppers and steppers[(m, p)].channels_last}
+                       "channels_last": timed is not None and timed.channels_last}
                 values = {"ms_per_step": 1e3 * t, "images_per_s": batch_size / t}
                 if cores:
                     values["images_per_s_per_core"] = batch_size / t / cores

@@ -398,8 +398,24 @@ ADDED_LATER = {"clip_exclude_skip_gains": False, "optimizer": "sgd", "clip_norm"
 
 
 def trajectory(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items()
-            if k not in NOT_TRAJECTORY and not (k in ADDED_LATER and v == ADDED_LATER[k])}
+    """The fields that decide what a run computes. ``pretrained`` enters by what the file holds (a
+    hash of its bytes), not by where it lies: the same start gives the same run name in every
+    checkout, and a weights file rewritten in place gives a new one."""
+    out = {k: v for k, v in values.items()
+           if k not in NOT_TRAJECTORY and not (k in ADDED_LATER and v == ADDED_LATER[k])}
+    if out.get("pretrained") is not None:
+        out["pretrained"] = _file_identity(out["pretrained"])
+    return out
+
+
+def _file_identity(path: str) -> str:
+    """``sha256:<16 hex digits>`` of the file's bytes; the path itself when there is no file (a stored
+    configuration whose weights file has gone)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return str(path)
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
 
 
 def run_name(config: TrainConfig) -> str:

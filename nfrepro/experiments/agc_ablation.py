@@ -26,7 +26,7 @@ them (their norm is floored at ``eps``), so a small-lambda run trains as a shall
 (``AGCSelection(exclude_skip_gains=True)``) to show what the frozen gains cost; both are reported, against the
 same unclipped NF net. How far each verdict moves with the budget is measured, not assumed:
 :func:`plan_length` trains the largest batch (and the largest at which NF trains unclipped) at
-lengths spanning 8x in steps (three on the CPU: 1, 2 and 8 epochs).
+lengths spanning 8x in steps (four on the CPU: 1, 2, 4 and 8 epochs).
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ SCALES: dict[str, AgcScale] = {
     "cpu": AgcScale(dataset="fashion_mnist", train_subset=15_000, widths=(16, 16, 32), depths=(1, 1, 1),
                  small_stem=False, epochs=2, warmup_epochs=0.5, batch_sizes=(32, 128, 512),
                  clippings=PAPER_CLIPPINGS, extra_clippings=(), batch_clippings=PAPER_CLIPPINGS,
-                 seeds=(0, 1, 2, 3, 4), lengths=(1, 2, 8), length_seeds=(0, 1, 2), ema_decay=None,
+                 seeds=(0, 1, 2, 3, 4), lengths=(1, 2, 4, 8), length_seeds=(0, 1, 2), ema_decay=None,
                  workers=2, extra={"base_lr": 0.4}),
     # one GPU: CIFAR-10, the small nets four times wider, the paper's five batch sizes and grid
     "gpu": AgcScale(dataset="cifar10", widths=(64, 128, 256), depths=(2, 2, 2), epochs=15,

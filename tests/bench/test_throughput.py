@@ -1,8 +1,8 @@
 """The throughput benchmark (``nfrepro.bench.throughput``) runs the engine's step on the small nets."""
 import torch
 
-from nfrepro.bench.throughput import BASELINE, FP32, measure_throughput
-from nfrepro.engine.device import compute_dtype
+from nfrepro.bench.throughput import BASELINE, FP32, PRECISIONS, _same_step, measure_throughput
+from nfrepro.engine.device import compute_dtype, native_bf16
 
 
 def test_measure_throughput_tidy_ratios_and_precisions():
@@ -22,6 +22,18 @@ def test_measure_throughput_tidy_ratios_and_precisions():
     assert (df["value"] > 0).all() and set(df["model"]) == {"nf_resnet_small", "bn_resnet_small",
                                                              "plain_resnet_small"}
     assert df.attrs["threads_per_worker"] == 1
+
+
+def test_a_precision_that_runs_the_same_step_is_timed_once():
+    again = ("float32 again", "off", False)
+    df = measure_throughput(models=("bn_resnet_small",), batch_sizes=(16,), steps=1, warmup=0, repeats=2,
+                            dataset="synthetic", subset=64, precisions=(FP32, again))
+    ms = df[df["metric"] == "ms_per_step"].set_index("precision")["value"]
+    assert ms[again[0]] == ms[FP32[0]]  # the same timings, not a second measurement
+    assert df[df["metric"] == "speedup_vs_fp32"]["value"].tolist() == [1.0, 1.0]
+    cpu = torch.device("cpu")
+    assert not _same_step(cpu, ("float32, channels-last", "off", True), FP32)  # another layout
+    assert _same_step(cpu, PRECISIONS[1], FP32) == (not native_bf16(cpu))  # the CPU default
 
 
 class _Outside:

@@ -173,6 +173,18 @@ def test_onednn_off_holds_while_training_only_and_trains_the_same_function(tmp_p
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
 
+def test_run_name_knows_pretrained_weights_by_their_bytes_not_their_path(tmp_path):
+    """The same weights in two checkouts give one run name (and so the same results tables)."""
+    data = b"weights"
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "w.pt").write_bytes(data)
+    names = [run_name(tiny(tmp_path, pretrained=str(tmp_path / f / "w.pt"))) for f in ("a", "b")]
+    assert names[0] == names[1] != run_name(tiny(tmp_path))
+    (tmp_path / "b" / "w.pt").write_bytes(b"other weights")
+    assert run_name(tiny(tmp_path, pretrained=str(tmp_path / "b" / "w.pt"))) != names[0]
+
+
 def test_tensorboard_needs_the_package_or_writes_events(tmp_path):
     try:
         import tensorboard  # noqa: F401
