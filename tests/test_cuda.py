@@ -23,7 +23,7 @@ import nfrepro  # noqa: E402
 from nfrepro.engine.checkpoint import load_checkpoint  # noqa: E402
 from nfrepro.engine.config import TrainConfig  # noqa: E402
 from nfrepro.engine.training import train  # noqa: E402
-from nfrepro.layers.weight_standardization import _StandardizeWeight  # noqa: E402
+from nfrepro.layers.ws_fast import _StandardizeWeight  # noqa: E402
 from nfrepro.optim.agc import (  # noqa: E402
     adaptive_grad_clip_,
     adaptive_grad_clip_reference_,
