@@ -49,8 +49,9 @@ MODELS = ("nf_resnet_small", "bn_resnet_small", "plain_resnet_small")
 BASELINE = "bn_resnet_small"
 BATCH_SIZES = (64, 256, 1024)
 NF_CLIPPING = 0.01
-# (label, amp, channels_last): the fp32 NCHW step every earlier measurement used, and the
-# training default (bf16 + channels_last where the device computes bf16 natively, else fp32 again)
+Precision = tuple[str, str, bool | None]  # (label, amp, channels_last)
+# the fp32 NCHW step every earlier measurement used, and the training default (bf16 +
+# channels_last where the device computes bf16 natively, else fp32 again)
 FP32 = ("float32, NCHW", "off", False)
 PRECISIONS = (FP32, ("default (amp auto)", "auto", None))
 
@@ -92,9 +93,6 @@ class _Stepper:
         train_step(self.model, self.opt, x, y, self.autocast)
 
 
-Precision = tuple[str, str, 'bool | None']  # (label, amp, channels_last)
-
-
 def _same_step(device: torch.device, p: Precision, q: Precision) -> bool:
     """Whether precisions ``p`` and ``q`` run the same step on ``device`` for every model: the same
     compute dtype and the same layout (a layout left to the default is NCHW wherever bf16 is not
@@ -108,7 +106,7 @@ def _same_step(device: torch.device, p: Precision, q: Precision) -> bool:
 def measure_throughput(models: Sequence[str] = MODELS, batch_sizes: Sequence[int] = BATCH_SIZES,
                        device: Any = None, steps: int = 8, warmup: int = 2, repeats: int = 3,
                        dataset: str = "fashion_mnist", subset: int | None = 8192,
-                       precisions: Sequence[tuple[str, str, bool | None]] = PRECISIONS,
+                       precisions: Sequence[Precision] = PRECISIONS,
                        threads: int | None = 1,
                        before: Callable[[int], OutsideStepper | None] | None = None) -> pd.DataFrame:
     """Tidy table: one row per (model, batch size, precision, metric), medians over ``repeats``.
@@ -130,11 +128,10 @@ def measure_throughput(models: Sequence[str] = MODELS, batch_sizes: Sequence[int
     rows = []
     try:
         for batch_size in batch_sizes:
-            keys = [(m, p) for p in precisions for m in models]
             # a precision that runs the first one's very step (the default on a CPU without native
             # bf16: fp32, NCHW) is not timed twice: its rows repeat the first one's times
             same = {p: precisions[0] for p in precisions[1:] if _same_step(device, p, precisions[0])}
-            keys = [(m, p) for m, p in keys if p not in same]
+            keys = [(m, p) for p in precisions if p not in same for m in models]
             steppers = {(m, p): _Stepper(m, data, batch_size, device, p[1], p[2]) for m, p in keys}
             for stepper in steppers.values():
                 for _ in range(warmup):

@@ -8,6 +8,7 @@ resumes only under a config with the same *trajectory* fields (all but :data:`NO
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -410,12 +411,22 @@ def trajectory(values: dict[str, Any]) -> dict[str, Any]:
 
 def _file_identity(path: str) -> str:
     """``sha256:<16 hex digits>`` of the file's bytes; the path itself when there is no file (a stored
-    configuration whose weights file has gone)."""
+    configuration whose weights file has gone). Hashed once per process and version of the file
+    (path, size, mtime, inode): a plan names many runs that start from the same weights."""
     try:
-        data = Path(path).read_bytes()
+        st = Path(path).stat()
     except OSError:
         return str(path)
-    return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
+    return _hash_file(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=32)
+def _hash_file(name: str, size: int, mtime_ns: int, inode: int) -> str:
+    digest = hashlib.sha256()
+    with open(name, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()[:16]
 
 
 def run_name(config: TrainConfig) -> str:

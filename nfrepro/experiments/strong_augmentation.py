@@ -49,7 +49,7 @@ from nfrepro.data.datasets import load_dataset
 from nfrepro.engine.config import TrainConfig
 from nfrepro.engine.sweep import apply_overrides
 from nfrepro.engine.training import build_run, train_step
-from nfrepro.experiments.sweep_plan import Scale, make_plan, per_run, run_overrides
+from nfrepro.experiments.sweep_plan import Scale, make_plan, per_run, run_overrides, train_losses
 from nfrepro.optim.agc import EPS, AGCSelection, clip_parameters, unitwise_norm
 
 NF, AGC, BN = "NF", "NF + AGC", "BN"
@@ -139,8 +139,8 @@ def budget(scale: AugScale, cfgs: Mapping[str, TrainConfig]) -> pd.DataFrame:
 def runs_table(tidy: pd.DataFrame) -> pd.DataFrame:
     """One row per run (:func:`~nfrepro.experiments.sweep_plan.per_run`), the augmentation named, with
     its final training loss (``train_loss``: on the augmented, mixed targets where it mixes)."""
-    loss = per_run(tidy, "final_train_loss").set_index("run")["top1"].rename("train_loss")
-    return per_run(tidy).join(loss, on="run").rename(columns={"layers": "augmentation", "variant": "net"})
+    return (per_run(tidy).join(train_losses(tidy), on="run")
+            .rename(columns={"layers": "augmentation", "variant": "net"}))
 
 
 def summary(runs: pd.DataFrame) -> pd.DataFrame:

@@ -173,3 +173,8 @@ def per_run(tidy: pd.DataFrame, metric: str = "final_test_top1") -> pd.DataFrame
     out["steps"] = wide["steps"]
     out["score"] = out["top1"].fillna(CHANCE_TOP1)
     return out
+
+
+def train_losses(tidy: pd.DataFrame) -> pd.Series:
+    """Each run's final training loss (NaN when it diverged), indexed by run: ``train_loss``."""
+    return per_run(tidy, "final_train_loss").set_index("run")["top1"].rename("train_loss")

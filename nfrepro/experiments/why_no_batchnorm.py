@@ -41,7 +41,15 @@ from nfrepro.engine.config import TrainConfig
 from nfrepro.engine.sweep import apply_overrides
 from nfrepro.experiments import agc_ablation
 from nfrepro.experiments.agc_ablation import BN, METHODS, NF
-from nfrepro.experiments.sweep_plan import Scale, make_plan, per_run, run_overrides, run_plan, runs_dir
+from nfrepro.experiments.sweep_plan import (
+    Scale,
+    make_plan,
+    per_run,
+    run_overrides,
+    run_plan,
+    runs_dir,
+    train_losses,
+)
 from nfrepro.models import create_model
 
 FAMILIES = (BN, NF)
@@ -164,8 +172,7 @@ def runs_of(tidy: pd.DataFrame, train_images: int | None = None) -> pd.DataFrame
     """:func:`per_run` of :func:`run_sweep`'s table with ``train_images``, ``epochs``, ``runs`` and the
     final training loss; only the runs on ``train_images`` images when given."""
     extra = tidy.drop_duplicates("run").set_index("run")[["train_images", "epochs", "runs"]]
-    out = per_run(tidy).join(extra, on="run").join(per_run(tidy, "final_train_loss").set_index("run")["top1"]
-                                                   .rename("train_loss"), on="run")
+    out = per_run(tidy).join(extra, on="run").join(train_losses(tidy), on="run")
     return out if train_images is None else out[out["train_images"] == train_images]
 
 
