@@ -75,8 +75,10 @@ def standardize_weight_fast(weight: torch.Tensor, gain: torch.Tensor, eps: float
         out, _, invstd = torch.ops.aten.native_batch_norm(rows, gain * (1.0 / math.sqrt(n)), None, None, None,
                                                           True, 0.0, 0.0)
         # 1 / sqrt(var) <= sqrt(N / eps): no floor active; a constant row reports 0 (PyTorch's guard for
-        # var + eps = 0), and its floored gradient is not batch norm's: the Function takes it
-        if bool(((invstd > 0) & (invstd <= math.sqrt(n / eps))).all()):
+        # var + eps = 0), and its floored gradient is not batch norm's: the Function takes it. One
+        # reduction (min and max; a NaN fails both tests) costs less than four elementwise ops.
+        low, high = torch.aminmax(invstd)
+        if low.item() > 0 and high.item() <= math.sqrt(n / eps):
             return out.view_as(weight)
     return _StandardizeWeight.apply(weight, gain, eps)[0]
 

@@ -96,8 +96,11 @@ def make_optimizer(model: nn.Module, lr: float, *, weight_decay: float = WEIGHT_
     skips AGC's per-step check for non-finite weights and gradients (a loop that watches its loss).
     """
     if optimizer == "sgd":
+        # foreach: one loop in C++ over the parameters, PyTorch's default on CUDA; asked for on the
+        # CPU too, where it saves a per-parameter Python loop (about 5% of a small net's step) and
+        # does the same arithmetic (tests/optim/test_recipe.py checks the steps are bit-identical)
         opt: torch.optim.Optimizer = torch.optim.SGD(param_groups(model, weight_decay), lr=lr,
-                                                     momentum=momentum, nesterov=nesterov)
+                                                     momentum=momentum, nesterov=nesterov, foreach=True)
     elif optimizer == "adamw":
         opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
     else:

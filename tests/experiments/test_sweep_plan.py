@@ -38,3 +38,13 @@ def test_run_overrides_threshold_field_and_layers():
 def test_runs_dir_is_per_sweep_and_profile():
     assert S.runs_dir("x", "cpu").parts[-3:] == ("runs", "x", "cpu")
     assert ".scratch" in S.runs_dir("x", "smoke").parts
+
+
+def test_workers_start_the_longest_runs_first():
+    base = S.Scale(dataset="synthetic", widths=(4, 8, 16), depths=(1, 1, 1), epochs=2,
+                   warmup_epochs=0.5, batch_sizes=(2, 512), seeds=(0,), train_subset=1000)
+    cfgs = [base.base_config(batch_size=512), base.base_config(batch_size=2),
+            base.base_config(batch_size=512, epochs=8), base.base_config(batch_size=512)]
+    # batch 2: 500 steps an epoch, most of them per-step overhead; 8 epochs: four times the images
+    assert S.longest_first(cfgs) == [1, 2, 0, 3]
+    assert S.expected_cost(base.base_config(batch_size=32, steps=10)) == 320 * (1 + 30 / 32)

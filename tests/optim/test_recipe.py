@@ -71,6 +71,28 @@ def test_optimizer_is_nesterov_sgd_and_agc_skips_the_classifier():
     assert all(p is not model.get_classifier().weight for p in clipped._clip_params)
 
 
+def test_foreach_sgd_steps_are_bit_identical_to_the_per_parameter_loop():
+    # make_optimizer asks for foreach=True on every device; on the CPU that must not change a step
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 1, 16, 16), torch.randint(0, 10, (8,))
+    start = _small().state_dict()
+    final = {}
+    for foreach in (True, False):
+        model = _small()
+        model.load_state_dict(start)
+        opt = recipe.make_optimizer(model, lr=0.3, weight_decay=5e-5)
+        assert opt.defaults["foreach"] is True
+        for group in opt.param_groups:
+            group["foreach"] = foreach
+        for _ in range(3):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        final[foreach] = model.state_dict()
+    assert all(torch.equal(final[True][k], final[False][k]) for k in start)
+    assert not all(torch.equal(final[True][k], start[k]) for k in start)  # the steps moved the weights
+
+
 def test_weight_decay_is_added_after_clipping():
     # one unit, ||W|| = 1, ||G|| = 10: AGC(0.01) scales G to norm 0.01, then wd * W is added
     layer = nn.Linear(1, 1, bias=False)
