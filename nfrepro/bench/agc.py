@@ -45,7 +45,7 @@ def _train_step_ms(model: torch.nn.Module, device: Any, batch: int, px: int, rep
 
 def bench_agc(device: Any = "cpu", model_name: str = "nfnet_f0", repeats: int = 20, warmup: int = 3,
               clipping: float = agc.CLIPPING, eps: float = agc.EPS, step_batch: int = 32,
-              step_px: int = 192, step_repeats: int = 3, step_warmup: int = 1,
+              step_px: int = 192, step_repeats: int = 2, step_warmup: int = 1,
               scenarios=("all_clipped", "none_clipped")) -> pd.DataFrame:
     """AGC on ``model_name``'s clipped parameters (all but the classifier weight), four sides:
 

@@ -104,7 +104,7 @@ def _f0_pair(timm_model: str, nfrepro_overrides: Mapping[str, Any] | None,
 
 
 def bench_train_step(device: Any = "cpu", batch_size: int | None = None, px: int | None = None,
-                     repeats: int = 10, warmup: int = 2, timm_model: str = "dm_nfnet_f0",
+                     repeats: int = 6, warmup: int = 2, timm_model: str = "dm_nfnet_f0",
                      amp: str | bool | None = "auto", channels_last: bool | None = None,
                      nfrepro_overrides: Mapping[str, Any] | None = None,
                      timm_overrides: Mapping[str, Any] | None = None, compile: bool = False,
@@ -151,7 +151,7 @@ def bench_train_step(device: Any = "cpu", batch_size: int | None = None, px: int
 
 
 def bench_inference(device: Any = "cpu", batch_size: int | None = None, px: int | None = None,
-                    repeats: int = 10, warmup: int = 2, timm_model: str = "dm_nfnet_f0",
+                    repeats: int = 6, warmup: int = 2, timm_model: str = "dm_nfnet_f0",
                     amp: str | bool | None = "auto", channels_last: bool | None = None,
                     nfrepro_overrides: Mapping[str, Any] | None = None,
                     timm_overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
